@@ -1,0 +1,5 @@
+import sys
+
+from voxelflow.cli import main
+
+sys.exit(main())

@@ -1,0 +1,74 @@
+"""Exceptions raised by voxelflow.
+
+Every error voxelflow raises on bad input is a subclass of :class:`VoxelflowError`
+and also of the matching built-in (``ValueError``, ``OSError``, ``TypeError``,
+``ImportError``), so generic ``except ValueError`` code keeps working. Messages
+name the offending input and what was expected.
+"""
+
+from __future__ import annotations
+
+
+class VoxelflowError(Exception):
+    """Base class of every voxelflow error."""
+
+
+class InvalidInputError(VoxelflowError, ValueError):
+    """An argument has the wrong value, shape, dtype or type."""
+
+
+class InvalidPathError(VoxelflowError, OSError):
+    """A path or URL cannot be parsed, reached or read."""
+
+
+class OptionalDependencyError(VoxelflowError, ImportError):
+    """A feature needs an optional extra (``viewer``, ``bias``, ``s3``) that is not installed."""
+
+
+# --- cache -------------------------------------------------------------------
+
+
+class CacheError(VoxelflowError, OSError):
+    """Base class of cache-node errors."""
+
+
+class NotACacheNodeError(CacheError):
+    """The path exists but is not a cache node (a file, or a non-empty foreign directory)."""
+
+
+class NotCommittedError(CacheError):
+    """A cache node was read before its result was committed (or its marker is unreadable)."""
+
+
+class CacheLockedError(CacheError):
+    """Another live process holds the lock of a cache node."""
+
+
+class CacheKeyError(VoxelflowError, TypeError):
+    """A cache key is not JSON-serialisable."""
+
+
+class UnsupportedObjectError(VoxelflowError, TypeError):
+    """``save`` was given an object type it cannot store."""
+
+
+# --- OME-Zarr ----------------------------------------------------------------
+
+
+class OmeZarrError(VoxelflowError, ValueError):
+    """An OME-Zarr image is missing, malformed or inconsistent."""
+
+
+class SliceSyntaxError(OmeZarrError):
+    """A ``?slices=[...]`` suffix cannot be parsed or is out of range."""
+
+
+# --- pipeline ----------------------------------------------------------------
+
+
+class ConfigError(VoxelflowError, ValueError):
+    """A pipeline configuration key is missing or has a bad value."""
+
+
+class EmptyResultError(VoxelflowError, ValueError):
+    """A pipeline stage produced nothing where something was required."""
