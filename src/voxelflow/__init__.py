@@ -1,12 +1,45 @@
 """voxelflow: find, list and count objects in whole-brain lightsheet OME-Zarr scans.
 
 Exact chunked algorithms on Dask, a crash-safe hierarchical result cache, and
-napari viewing of every intermediate step.
+napari viewing of every intermediate step. Public names are imported lazily so
+``import voxelflow`` stays fast and never needs the optional extras.
 """
+
+from __future__ import annotations
+
+import importlib
 
 from voxelflow import errors
 from voxelflow.paths import VPath
 
 __version__ = "0.1.0"
 
-__all__ = ["VPath", "errors", "__version__"]
+_LAZY = {
+    "cdir_init": "voxelflow.cache",
+    "cdir_query": "voxelflow.cache",
+    "cdir_commit": "voxelflow.cache",
+    "save": "voxelflow.cache",
+    "load": "voxelflow.cache",
+    "cached": "voxelflow.cache",
+    "MultiOutputStream": "voxelflow.logs",
+    "tee_logs": "voxelflow.logs",
+    "PLComponents": "voxelflow.session",
+    "open_ome_zarr": "voxelflow.ome_zarr",
+    "write_ome_zarr": "voxelflow.ome_zarr",
+    "write_labels": "voxelflow.ome_zarr",
+}
+
+__all__ = ["VPath", "errors", "__version__", *_LAZY]
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'voxelflow' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(__all__)

@@ -1,0 +1,1 @@
+"""Pure chunked algorithms on dask arrays and tables: no I/O, caching or display."""
