@@ -1,0 +1,419 @@
+"""napari layers for voxelflow data: OME-Zarr images and labels, object tables, step results.
+
+Every ``*_layers`` function here returns napari *layer data* tuples
+``(data, kwargs, layer_type)`` and needs no napari, so the reader plugin, the
+``voxelflow view`` command and the ``add_*`` helpers share one code path; the
+``add_*`` helpers put those tuples into a viewer.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import pandas as pd
+
+from voxelflow.errors import InvalidInputError
+
+__all__ = [
+    "LayerData",
+    "add_layers",
+    "add_objects",
+    "add_ome_zarr",
+    "add_result",
+    "contrast_limits",
+    "object_layer",
+    "ome_zarr_layers",
+    "result_layers",
+]
+
+LayerData = tuple[Any, dict, str]
+
+# A level is "small enough to draw whole" when its largest yx plane fits a screen.
+_PYRAMID_PLANE_PX = 2048
+# Contrast statistics look at no more than this many voxels of the coarsest level.
+_STATS_VOXELS = 1 << 22
+_CENTROID = ("z", "y", "x")
+
+
+# --- statistics ---------------------------------------------------------------
+
+
+def contrast_limits(arr, *, channel_axis: int | None = None) -> list[float] | list[list[float]]:
+    """Display range of an image from a small sample, never from a full compute.
+
+    Parameters
+    ----------
+    arr : dask.array.Array or numpy.ndarray, any shape, numeric dtype
+        Usually the coarsest pyramid level. At most ~4 M voxels are read: larger
+        arrays are subsampled with a regular stride.
+    channel_axis : int, optional
+        When given, one range per channel is returned.
+
+    Returns
+    -------
+    list of float
+        ``[lo, hi]``: the 0.1 and 99.9 percentiles of the sample (``hi > lo``);
+        booleans give ``[0, 1]``. With ``channel_axis``, a list of such pairs.
+    """
+    if channel_axis is not None:
+        return [
+            contrast_limits(_take(arr, i, channel_axis)) for i in range(arr.shape[channel_axis])
+        ]
+    dtype = np.dtype(arr.dtype)
+    if dtype == bool:
+        return [0.0, 1.0]
+    if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
+        raise InvalidInputError(f"cannot display an image of dtype {dtype}; expected a numeric dtype")
+    stride = max(1, math.ceil((arr.size / _STATS_VOXELS) ** (1 / max(arr.ndim, 1))))
+    sample = arr[(slice(None, None, stride),) * arr.ndim]
+    sample = np.asarray(sample.compute() if isinstance(sample, da.Array) else sample)
+    sample = sample[np.isfinite(sample)] if np.issubdtype(dtype, np.floating) else sample.ravel()
+    if sample.size == 0:
+        return [0.0, 1.0]
+    lo, hi = (float(v) for v in np.percentile(sample, [0.1, 99.9]))
+    if hi <= lo:
+        lo, hi = float(sample.min()), float(sample.max())
+    if hi <= lo:
+        hi = lo + 1.0
+    return [lo, hi]
+
+
+def _take(arr, index: int, axis: int):
+    key = [slice(None)] * arr.ndim
+    key[axis] = index
+    return arr[tuple(key)]
+
+
+# --- OME-Zarr -----------------------------------------------------------------
+
+
+def ome_zarr_layers(
+    url,
+    *,
+    split_channels: bool = True,
+    labels: bool = True,
+    is_label: bool | None = None,
+    name: str | None = None,
+    storage_options: dict | None = None,
+) -> list[LayerData]:
+    """Layer data for an OME-Zarr image, its pyramid and its ``labels/`` group.
+
+    Parameters
+    ----------
+    url : str or VPath
+        An OME-Zarr image: local folder, ``.ome.zarr.zip``, any fsspec URL, with
+        an optional ``?slices=[...]`` suffix (applied at every level).
+    split_channels : bool
+        With a ``c`` axis, one layer per channel (named after the channel names)
+        when True; one layer with ``c`` as a slider when False.
+    labels : bool
+        Also return the images of the ``labels/`` group as ``labels`` layers.
+    is_label : bool, optional
+        Force the image itself to be a ``labels`` (True) or ``image`` (False)
+        layer; by default an NGFF ``image-label`` is a labels layer.
+    name : str, optional
+        Layer name; default: the image's file name without ``.ome.zarr``.
+    storage_options : dict, optional
+        fsspec options (credentials, endpoint).
+
+    Returns
+    -------
+    list of (data, kwargs, layer_type)
+        ``data`` is the list of lazy pyramid levels (dask arrays, finest first)
+        or a single dask array; ``kwargs`` hold the physical ``scale``, ``units``,
+        ``axis_labels`` and, for images, ``contrast_limits`` computed from the
+        coarsest level.
+    """
+    from voxelflow.ome_zarr import open_ome_zarr
+
+    arr, meta = open_ome_zarr(url, storage_options=storage_options)
+    pyramid = [arr] + [
+        open_ome_zarr(url, level=i, storage_options=storage_options)[0]
+        for i in range(1, len(meta.levels))
+    ]
+    name = name or _display_name(url)
+    axes = tuple(meta.axes)
+    scale = [float(s) for s in meta.scale]
+    units = [_unit(u) for u in (meta.units or [None] * len(axes))]
+    label_image = _is_label_image(meta) if is_label is None else is_label
+    data = pyramid if len(pyramid) > 1 else pyramid[0]
+    kwargs: dict[str, Any] = {"name": name, "multiscale": len(pyramid) > 1}
+    c = axes.index("c") if "c" in axes else None
+    if label_image:
+        if c is not None:
+            raise InvalidInputError(f"label image {url} has a channel axis {axes}; expected none")
+        kwargs.update(scale=scale, units=units, axis_labels=axes)
+        out = [(data, kwargs, "labels")]
+    elif c is not None and split_channels:
+        keep = [i for i in range(len(axes)) if i != c]
+        names = list(meta.channel_names or []) or [f"c{i}" for i in range(arr.shape[c])]
+        kwargs.update(
+            channel_axis=c,
+            name=[f"{name} [{n}]" for n in names[: arr.shape[c]]],
+            scale=[scale[i] for i in keep],
+            units=[units[i] for i in keep],
+            axis_labels=[axes[i] for i in keep],
+            contrast_limits=contrast_limits(pyramid[-1], channel_axis=c),
+        )
+        out = [(data, kwargs, "image")]
+    else:
+        kwargs.update(
+            scale=scale,
+            units=units,
+            axis_labels=axes,
+            contrast_limits=contrast_limits(pyramid[-1]),
+        )
+        out = [(data, kwargs, "image")]
+    if labels and not label_image:
+        for label_name in meta.labels or ():
+            out += ome_zarr_layers(
+                _labels_url(url, label_name, axes),
+                labels=False,
+                is_label=True,
+                name=f"{name} [{label_name}]",
+                storage_options=storage_options,
+            )
+    return out
+
+
+def _is_label_image(meta) -> bool:
+    flag = getattr(meta, "is_label", None)
+    if flag is None:
+        flag = getattr(meta, "image_label", None) is not None
+    return bool(flag)
+
+
+def _labels_url(url, label_name: str, image_axes: Sequence[str]) -> str:
+    """URL of ``labels/<label_name>`` of an image, keeping its crop (not its channel pick)."""
+    from voxelflow.paths import as_vpath
+
+    base, sep, query = str(url).partition("?")
+    label_url = (as_vpath(base) / "labels" / label_name).url
+    if not sep:
+        return label_url
+    from voxelflow.ome_zarr.slices import drop_axis_from_slices
+
+    return label_url + "?" + drop_axis_from_slices(query, image_axes, "c")
+
+
+def _display_name(url) -> str:
+    base = str(url).partition("?")[0].rstrip("/")
+    leaf = base.rsplit("/", 1)[-1]
+    for suffix in (".ome.zarr.zip", ".ome.zarr", ".zarr.zip", ".zarr", ".zip"):
+        if leaf.endswith(suffix):
+            return leaf[: -len(suffix)]
+    return leaf
+
+
+def _unit(u) -> str | None:
+    return u if u else None
+
+
+# --- object tables --------------------------------------------------------------
+
+
+def object_layer(
+    lc: pd.DataFrame,
+    *,
+    scale: Sequence[float] | None = None,
+    text: str | dict | None = None,
+    name: str = "objects",
+    size: float | Sequence[float] | None = None,
+    **layer_kwargs,
+) -> LayerData:
+    """Layer data for an object table (LC) as a ``points`` layer.
+
+    Parameters
+    ----------
+    lc : pandas.DataFrame
+        One row per object with centroid columns ``z, y, x`` in voxels (2D
+        tables may have only ``y, x``). Every other column (``voxels``,
+        ``intensity_mean``, ``region_acronym``, ...) becomes a point feature.
+    scale : sequence of float, optional
+        Physical voxel size per centroid axis, so points line up with the image
+        layer they were measured on.
+    text : str or dict, optional
+        napari text: a feature name (``"region_acronym"``), a format string
+        (``"{id}: {voxels}"``) or a dict of napari text options.
+    name : str
+        Layer name.
+    size : float or sequence of float, optional
+        Point diameter in voxels; default: the diameter of a sphere of ``voxels``
+        voxels (at least 3), or 5 without a ``voxels`` column.
+    **layer_kwargs
+        Passed on to ``napari.layers.Points``.
+
+    Returns
+    -------
+    (data, kwargs, "points")
+        ``data`` is a float64 array of shape (N, D) with the centroids.
+    """
+    if not isinstance(lc, pd.DataFrame):
+        raise InvalidInputError(f"expected an object table (pandas DataFrame), got {type(lc).__name__}")
+    axes = [a for a in _CENTROID if a in lc.columns]
+    if axes[-2:] != ["y", "x"]:
+        raise InvalidInputError(
+            f"object table needs centroid columns z, y, x (or y, x); got {list(lc.columns)}"
+        )
+    data = lc[axes].to_numpy(dtype=np.float64).reshape(len(lc), len(axes))
+    features = lc.drop(columns=axes).reset_index(drop=True)
+    if size is None:
+        if "voxels" in lc.columns:
+            vox = lc["voxels"].to_numpy(dtype=np.float64)
+            size = np.maximum(2.0 * np.cbrt(3.0 * vox / (4.0 * np.pi)), 3.0)
+        else:
+            size = 5.0
+    kwargs: dict[str, Any] = {
+        "name": name,
+        "features": features,
+        "size": size,
+        "face_color": "transparent",
+        "border_color": "#ffd000",
+        "border_width": 0.15,
+        "axis_labels": axes,
+    }
+    if scale is not None:
+        if len(scale) != len(axes):
+            raise InvalidInputError(f"scale {tuple(scale)} must have one value per axis {axes}")
+        kwargs["scale"] = [float(s) for s in scale]
+    if text is not None:
+        if isinstance(text, str) and text in lc.columns:
+            text = {"string": text, "color": "white", "size": 9}
+        kwargs["text"] = text
+    kwargs.update(layer_kwargs)
+    return (data, kwargs, "points")
+
+
+# --- any step result --------------------------------------------------------------
+
+
+def result_layers(
+    arr_or_df,
+    name: str,
+    is_label: bool = False,
+    scale: Sequence[float] | None = None,
+    **layer_kwargs,
+) -> list[LayerData]:
+    """Layer data for a step result: an array (image or labels) or an object table.
+
+    Parameters
+    ----------
+    arr_or_df : dask.array.Array, numpy.ndarray, list of arrays, or pandas.DataFrame
+        IN/BS/OS/CD arrays of any dimensionality; a list is taken as pyramid
+        levels (finest first); a DataFrame is an object table (see
+        :func:`object_layer`).
+    name : str
+        Layer name.
+    is_label : bool
+        Show an integer or boolean array as a ``labels`` layer.
+    scale : sequence of float, optional
+        Physical voxel size per axis.
+    **layer_kwargs
+        Passed on to the napari layer (they win over the defaults here).
+
+    Returns
+    -------
+    list of (data, kwargs, layer_type)
+        A large array (a plane wider than 2048 px) gets a lazy pyramid of
+        nearest-neighbour (strided) levels, which never invents label values.
+    """
+    if isinstance(arr_or_df, pd.DataFrame):
+        return [object_layer(arr_or_df, scale=scale, name=name, **layer_kwargs)]
+    if isinstance(arr_or_df, (list, tuple)):
+        pyramid = [_as_dask(a, name) for a in arr_or_df]
+    else:
+        pyramid = _viewer_pyramid(_as_dask(arr_or_df, name))
+    base = pyramid[0]
+    kwargs: dict[str, Any] = {"name": name, "multiscale": len(pyramid) > 1}
+    if scale is not None:
+        if len(scale) != base.ndim:
+            raise InvalidInputError(f"scale {tuple(scale)} of {name!r} must have {base.ndim} values")
+        kwargs["scale"] = [float(s) for s in scale]
+    if is_label:
+        if not (np.issubdtype(base.dtype, np.integer) or base.dtype == bool):
+            raise InvalidInputError(f"labels {name!r} must be integer or bool, got {base.dtype}")
+        layer_type = "labels"
+        if base.dtype == bool:
+            pyramid = [p.astype(np.uint8) for p in pyramid]
+    else:
+        layer_type = "image"
+        if "contrast_limits" not in layer_kwargs:
+            kwargs["contrast_limits"] = contrast_limits(pyramid[-1])
+    kwargs.update(layer_kwargs)
+    return [(pyramid if len(pyramid) > 1 else pyramid[0], kwargs, layer_type)]
+
+
+def _as_dask(arr, name: str) -> da.Array:
+    if isinstance(arr, da.Array):
+        return arr
+    if isinstance(arr, np.ndarray):
+        return da.from_array(arr, chunks=arr.shape or 1)
+    raise InvalidInputError(
+        f"cannot display {name!r}: expected a dask/numpy array or a DataFrame, got {type(arr).__name__}"
+    )
+
+
+def _viewer_pyramid(arr: da.Array) -> list[da.Array]:
+    levels = [arr]
+    if arr.ndim < 2:
+        return levels
+    while max(levels[-1].shape[-2:]) > _PYRAMID_PLANE_PX:
+        prev = levels[-1]
+        # Only the displayed plane axes shrink; z stays, so 2D slicing reads one plane.
+        key = (slice(None),) * (prev.ndim - 2) + (slice(None, None, 2),) * 2
+        levels.append(prev[key])
+    return levels
+
+
+# --- adding to a viewer ------------------------------------------------------------
+
+
+def add_layers(viewer, layer_data: Sequence[LayerData]) -> list:
+    """Add layer data tuples to ``viewer``; returns the new napari layers in order."""
+    out = []
+    for data, kwargs, layer_type in layer_data:
+        added = getattr(viewer, f"add_{layer_type}")(data, **kwargs)
+        out.extend(added if isinstance(added, list) else [added])
+    return out
+
+
+def add_ome_zarr(viewer, url, **kwargs) -> list:
+    """Add an OME-Zarr image (and its ``labels/``) to a napari viewer.
+
+    See :func:`ome_zarr_layers` for the parameters.
+
+    Returns
+    -------
+    list of napari.layers.Layer
+        One image layer per channel (or one for all), then one labels layer per label image.
+
+    Examples
+    --------
+    >>> import napari                                      # doctest: +SKIP
+    >>> from voxelflow.viewer import add_ome_zarr          # doctest: +SKIP
+    >>> add_ome_zarr(napari.Viewer(), "scan.ome.zarr?slices=[0]")  # doctest: +SKIP
+    """
+    return add_layers(viewer, ome_zarr_layers(url, **kwargs))
+
+
+def add_objects(viewer, lc_df: pd.DataFrame, scale=None, text=None, **kwargs):
+    """Add an object table (LC) to ``viewer`` as a points layer (see :func:`object_layer`)."""
+    return add_layers(viewer, [object_layer(lc_df, scale=scale, text=text, **kwargs)])[0]
+
+
+def add_result(viewer, arr_or_df, name: str, is_label: bool = False, scale=None, **layer_kwargs):
+    """Show a step result in ``viewer``; what steps call when ``viewer_args`` has a viewer.
+
+    See :func:`result_layers` for the parameters.
+
+    Returns
+    -------
+    napari.layers.Layer
+        The image, labels or points layer added.
+    """
+    layers = add_layers(viewer, result_layers(arr_or_df, name, is_label, scale, **layer_kwargs))
+    return layers[0]

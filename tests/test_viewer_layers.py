@@ -1,0 +1,157 @@
+"""Step results and object tables drawn in a real napari canvas (Xvfb)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import dask.array as da
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from viewer_helpers import close_to, look_at, module_viewer, shot, to_screen, viewer  # noqa: F401
+
+from voxelflow.errors import InvalidInputError, OptionalDependencyError
+from voxelflow.viewer import add_objects, add_result, contrast_limits, result_layers
+
+YELLOW = (1.0, 208 / 255, 0.0)
+
+
+@pytest.mark.viewer
+def test_planted_label_object_is_drawn_at_its_place_in_its_colour(viewer):
+    lab = np.zeros((6, 100, 120), np.int32)
+    lab[3, 20:30, 70:90] = 7
+    lab[3, 60:80, 10:20] = 3  # a second object elsewhere, its own colour
+    layer = add_result(viewer, da.from_array(lab, chunks=(2, 50, 60)), "os", is_label=True,
+                       scale=(1.0, 2.0, 2.0), opacity=1.0)
+    viewer.dims.set_current_step(0, 3)
+    look_at(viewer, (100, 120), zoom=2.0)
+    img = shot(viewer)
+
+    inside7 = img[to_screen(viewer, img, (25 * 2, 80 * 2))]
+    inside3 = img[to_screen(viewer, img, (70 * 2, 15 * 2))]
+    outside = img[to_screen(viewer, img, (45 * 2, 50 * 2))]
+    assert close_to(inside7, layer.get_color(7))
+    assert close_to(inside3, layer.get_color(3))
+    assert not close_to(inside7, layer.get_color(3))
+    assert outside.max() < 10
+    # The drawn footprint of label 7 is its planted box (in screen pixels, zoom 2, scale 2).
+    mask = np.all(np.abs(img.astype(int) - (np.asarray(layer.get_color(7))[:3] * 255)) < 6, axis=-1)
+    rows, cols = np.nonzero(mask)
+    top, left = to_screen(viewer, img, (20 * 2 - 1, 70 * 2 - 1))
+    bottom, right = to_screen(viewer, img, (30 * 2 - 1, 90 * 2 - 1))
+    assert abs(rows.min() - top) <= 1 and abs(rows.max() + 1 - bottom) <= 1
+    assert abs(cols.min() - left) <= 1 and abs(cols.max() + 1 - right) <= 1
+    # Another plane has no objects.
+    viewer.dims.set_current_step(0, 0)
+    assert shot(viewer).max() < 10
+
+
+@pytest.mark.viewer
+def test_points_appear_where_the_objects_are(viewer):
+    lc = pd.DataFrame({
+        "id": np.arange(1, 4, dtype=np.int64),
+        "z": [2.0, 2.0, 2.2],
+        "y": [10.0, 40.0, 25.0],
+        "x": [15.0, 60.0, 80.0],
+        "voxels": np.array([100, 300, 50], dtype=np.int64),
+        "intensity_mean": [1.0, 2.0, 3.0],
+        "region_acronym": ["CTX", "TH", "CB"],
+    })
+    layer = add_objects(viewer, lc, scale=(4.0, 1.0, 1.0), text="region_acronym")
+    assert list(layer.features.columns) == ["id", "voxels", "intensity_mean", "region_acronym"]
+    assert list(layer.features["region_acronym"]) == ["CTX", "TH", "CB"]
+    assert list(layer.text.values) == ["CTX", "TH", "CB"]
+    viewer.dims.set_current_step(0, 2 * 4)
+    look_at(viewer, (25, 50), zoom=6.0)
+    img = shot(viewer)
+    ys, xs = np.nonzero(np.all(np.abs(img.astype(int) - [255, 208, 0]) < 40, axis=-1))
+    assert len(ys) > 0
+    centres = np.array([to_screen(viewer, img, (y, x)) for y, x in zip(lc.y, lc.x)])
+    radii = np.asarray(layer.size).max(axis=-1) if np.ndim(layer.size) > 1 else np.asarray(layer.size)
+    dist = np.hypot(ys[:, None] - centres[:, 0], xs[:, None] - centres[:, 1])
+    # Every yellow pixel belongs to a point outline ...
+    assert np.all(dist.min(axis=1) <= radii.max() / 2 * 6 + 3)
+    # ... and every object has an outline around its centroid.
+    for k in range(len(lc)):
+        near = dist[:, k] <= radii[k] / 2 * 6 + 3
+        assert near.sum() > 10, f"no outline drawn around object {lc.id[k]}"
+
+
+@pytest.mark.viewer
+def test_image_contrast_comes_from_the_data_not_the_dtype(viewer):
+    rng = np.random.default_rng(0)
+    img = rng.normal(100, 5, size=(4, 64, 64)).astype(np.uint16)
+    img[:, 20:30, 40:50] = 3000
+    layer = add_result(viewer, da.from_array(img, chunks=16), "in")
+    lo, hi = layer.contrast_limits
+    assert 80 <= lo <= 100 and 2900 <= hi <= 3000  # dtype range would be 0..65535
+    viewer.dims.set_current_step(0, 1)
+    look_at(viewer, (32, 32), zoom=5.0)
+    pic = shot(viewer)
+    assert pic[to_screen(viewer, pic, (25, 45))].min() > 240
+    assert pic[to_screen(viewer, pic, (10, 10))].max() < 40
+
+
+def test_contrast_limits_sample_the_coarse_level_without_full_compute():
+    calls = []
+
+    def count(block):
+        calls.append(block.shape)
+        return block
+
+    arr = da.arange(4096 * 2048, dtype=np.float32, chunks=4096 * 256).reshape(4096, 2048)
+    arr = arr.map_blocks(count)
+    lo, hi = contrast_limits(arr)
+    ref = np.arange(4096 * 2048, dtype=np.float32).reshape(4096, 2048)[::2, ::2]
+    assert lo == pytest.approx(np.percentile(ref, 0.1)) and hi == pytest.approx(np.percentile(ref, 99.9))
+    assert contrast_limits(np.zeros((3, 3), bool)) == [0.0, 1.0]
+    assert contrast_limits(np.full((3, 3), 7, np.uint8)) == [7.0, 8.0]
+    per_channel = contrast_limits(np.stack([np.arange(10.0), 10 + np.arange(10.0)]), channel_axis=0)
+    assert per_channel[0][1] < 10 <= per_channel[1][0]
+
+
+@given(
+    shape=st.tuples(st.integers(1, 3), st.integers(2049, 4500), st.integers(1, 3000)),
+    seed=st.integers(0, 2**16),
+)
+def test_large_results_get_a_nearest_pyramid_that_never_invents_labels(shape, seed):
+    rng = np.random.default_rng(seed)
+    ids = rng.choice([0, 5, 17, 2**31 - 1], size=shape[1:]).astype(np.int32)
+    arr = da.broadcast_to(da.from_array(ids, chunks=1024), shape)
+    [(pyramid, kwargs, kind)] = result_layers(arr, "os", is_label=True, scale=(2.0, 1.0, 1.0))
+    assert kind == "labels" and kwargs["multiscale"] and kwargs["scale"] == [2.0, 1.0, 1.0]
+    assert max(pyramid[-1].shape[-2:]) <= 2048 < max(pyramid[-2].shape[-2:])
+    for finer, coarser in zip(pyramid, pyramid[1:]):
+        assert coarser.shape[0] == finer.shape[0]  # z kept: one plane stays one plane
+        assert coarser.shape[1:] == tuple((n + 1) // 2 for n in finer.shape[1:])
+    coarse = pyramid[-1][0].compute()
+    f = 2 ** (len(pyramid) - 1)
+    np.testing.assert_array_equal(coarse, ids[::f, ::f])
+
+
+def test_bad_results_get_clear_errors():
+    with pytest.raises(InvalidInputError, match="integer or bool"):
+        result_layers(np.zeros((4, 4), np.float32), "x", is_label=True)
+    with pytest.raises(InvalidInputError, match="expected a dask/numpy array"):
+        result_layers([[1, 2]], "x")
+    with pytest.raises(InvalidInputError, match="3 values"):
+        result_layers(np.zeros((2, 4, 4)), "x", scale=(1, 1))
+    with pytest.raises(InvalidInputError, match="centroid columns"):
+        result_layers(pd.DataFrame({"a": [1]}), "t")
+    with pytest.raises(InvalidInputError, match="one value per axis"):
+        add_objects(None, pd.DataFrame({"z": [1.0], "y": [1.0], "x": [1.0]}), scale=(1, 1))
+
+
+def test_missing_napari_names_the_viewer_extra():
+    code = (
+        "import sys; sys.modules['napari'] = None\n"
+        "from voxelflow.viewer._deps import require_napari\n"
+        "from voxelflow.errors import OptionalDependencyError\n"
+        "try:\n    require_napari()\nexcept OptionalDependencyError as e:\n    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "voxelflow[viewer]" in out.stdout
+    assert issubclass(OptionalDependencyError, ImportError)
