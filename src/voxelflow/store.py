@@ -1,0 +1,172 @@
+"""Write and read the payload of a cache node (no caching logic here).
+
+=================  ==================  =====================================================
+object             file in the node    loaded back as
+=================  ==================  =====================================================
+numpy.ndarray      ``result.npy``      numpy.ndarray (same shape and dtype)
+dask.array.Array   ``result.zarr``     lazy dask array with the chunks it was saved with
+                   (zarr 3)
+pandas.DataFrame   ``result.parquet``  pandas.DataFrame (index, dtypes and column order kept)
+JSON value         ``result.json``     the value after a JSON round trip (tuples -> lists)
+=================  ==================  =====================================================
+
+Dask arrays are written block by block straight into the zarr array, so their
+graph is computed once and never held in memory whole. Zarr needs a regular
+chunk grid; a dask array with irregular chunks is rechunked to its largest
+chunk size for storage and the original chunks are recorded, so loading
+returns the same chunking.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import numpy as np
+
+from voxelflow.errors import UnsupportedObjectError
+from voxelflow.paths import VPath
+
+__all__ = ["PAYLOAD_NAMES", "payload_kind", "write_payload", "read_payload"]
+
+PAYLOAD_NAMES = {
+    "numpy": "result.npy",
+    "dask": "result.zarr",
+    "dataframe": "result.parquet",
+    "json": "result.json",
+}
+
+_SUPPORTED = "numpy arrays, dask arrays, pandas DataFrames and JSON values (dict, list, str, int, float, bool, None)"
+
+
+def payload_kind(obj: Any) -> str:
+    """Which of :data:`PAYLOAD_NAMES` stores ``obj``.
+
+    Raises
+    ------
+    UnsupportedObjectError
+        For other types, object/structured dask dtypes, dask arrays of unknown
+        shape, masked arrays and values that are not strict JSON.
+    """
+    import dask.array as da
+    import pandas as pd
+
+    if isinstance(obj, np.ma.MaskedArray):
+        raise UnsupportedObjectError("cannot save a numpy masked array; save .data and .mask separately")
+    if isinstance(obj, np.ndarray):
+        if obj.dtype.hasobject:
+            raise UnsupportedObjectError(f"cannot save a numpy array of dtype {obj.dtype} (holds Python objects)")
+        return "numpy"
+    if isinstance(obj, da.Array):
+        if any(math.isnan(c) for dim in obj.chunks for c in dim):
+            raise UnsupportedObjectError(
+                "cannot save a dask array with unknown chunk sizes; call .compute_chunk_sizes() first"
+            )
+        if obj.dtype.kind not in "biufc":
+            raise UnsupportedObjectError(
+                f"cannot save a dask array of dtype {obj.dtype}: zarr storage supports bool, integer, "
+                "float and complex dtypes"
+            )
+        return "dask"
+    if isinstance(obj, pd.DataFrame):
+        return "dataframe"
+    try:
+        json.dumps(obj, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise UnsupportedObjectError(
+            f"cannot save {type(obj).__module__}.{type(obj).__qualname__}: supported are {_SUPPORTED} ({exc})"
+        ) from exc
+    return "json"
+
+
+def write_payload(folder: VPath, obj: Any) -> dict:
+    """Write ``obj`` into ``folder`` and return the description kept in the commit marker.
+
+    Parameters
+    ----------
+    folder : VPath
+        The node folder (must exist).
+    obj : numpy.ndarray, dask.array.Array, pandas.DataFrame or JSON value
+
+    Returns
+    -------
+    dict
+        ``kind`` and ``name`` of the payload, plus ``shape``, ``dtype`` and ``chunks``
+        for arrays and ``rows`` and ``columns`` for tables.
+    """
+    kind = payload_kind(obj)
+    target = folder / PAYLOAD_NAMES[kind]
+    target.rm()
+    info: dict[str, Any] = {"kind": kind, "name": target.name}
+    if kind == "numpy":
+        with target.open("wb") as f:
+            np.save(f, obj, allow_pickle=False)
+        info.update(shape=list(obj.shape), dtype=obj.dtype.str)
+    elif kind == "dask":
+        _write_dask(target, obj)
+        info.update(shape=list(obj.shape), dtype=obj.dtype.str, chunks=[list(d) for d in obj.chunks])
+    elif kind == "dataframe":
+        _write_dataframe(target, obj)
+        info.update(rows=len(obj), columns=[str(c) for c in obj.columns])
+    else:
+        target.write_text(json.dumps(obj, allow_nan=False))
+    return info
+
+
+def _write_dask(target: VPath, arr) -> None:
+    import dask.array as da
+    import zarr
+
+    # zarr chunks must be >= 1 even along empty axes
+    zchunks = tuple(max(max(dim), 1) for dim in arr.chunks)
+    regular = all(all(c == dim[0] for c in dim[:-1]) and dim[-1] <= dim[0] for dim in arr.chunks)
+    source = arr if regular else arr.rechunk(zchunks)
+    z = zarr.create_array(
+        store=target.zarr_store(), shape=arr.shape, dtype=arr.dtype, chunks=zchunks, overwrite=True
+    )
+    # Each dask block maps onto whole zarr chunks, so block writes never overlap and need no lock.
+    da.store(source, z, lock=False)
+
+
+def _write_dataframe(target: VPath, df) -> None:
+    import pyarrow as pa
+
+    try:
+        with target.open("wb") as f:
+            df.to_parquet(f, engine="pyarrow")
+    except (pa.ArrowException, ValueError, TypeError) as exc:
+        target.rm()
+        raise UnsupportedObjectError(f"cannot store this DataFrame as Parquet: {exc}") from exc
+
+
+def read_payload(folder: VPath, payload: dict, token: str) -> Any:
+    """Load what :func:`write_payload` stored in ``folder``.
+
+    Parameters
+    ----------
+    folder : VPath
+    payload : dict
+        The description returned by :func:`write_payload`.
+    token : str
+        Identifies this commit; names the dask graph of a loaded dask array so
+        loading the same commit twice gives the same keys.
+    """
+    target = folder / payload["name"]
+    kind = payload["kind"]
+    if kind == "numpy":
+        with target.open("rb") as f:
+            return np.load(f, allow_pickle=False)
+    if kind == "dask":
+        import dask.array as da
+        import zarr
+
+        z = zarr.open_array(store=target.zarr_store(read_only=True), mode="r")
+        chunks = tuple(tuple(dim) for dim in payload["chunks"])
+        return da.from_zarr(z, chunks=chunks, name=f"voxelflow-load-{token}")
+    if kind == "dataframe":
+        import pandas as pd
+
+        with target.open("rb") as f:
+            return pd.read_parquet(f, engine="pyarrow")
+    return json.loads(target.read_text())
