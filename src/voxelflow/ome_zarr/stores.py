@@ -1,0 +1,81 @@
+"""zarr 3 stores for OME-Zarr locations: folders, zip archives, and a strict chunk reader."""
+
+from __future__ import annotations
+
+import zipfile
+
+from zarr.storage import FsspecStore, WrapperStore, ZipStore
+
+from voxelflow.errors import OmeZarrError
+from voxelflow.paths import VPath
+
+__all__ = ["StrictChunkStore", "is_zip", "open_read_store"]
+
+_METADATA_KEYS = ("zarr.json", ".zarray", ".zattrs", ".zgroup", ".zmetadata")
+
+
+def is_zip(path: VPath) -> bool:
+    """True if the location names a zip archive (``*.zip``)."""
+    return path.path.lower().endswith(".zip")
+
+
+def open_read_store(path: VPath):
+    """A read-only zarr store over a folder or a zip archive at ``path``.
+
+    Zip archives are read member by member (chunk by chunk) without unpacking:
+    local archives through :class:`zarr.storage.ZipStore`, remote ones through
+    fsspec's zip file system over ranged reads of the remote file.
+
+    Raises
+    ------
+    OmeZarrError
+        If nothing exists at ``path`` or a zip archive is truncated or corrupt.
+    """
+    try:
+        exists = path.exists()
+    except OSError as exc:
+        raise OmeZarrError(f"cannot reach {path.url}: {exc}") from exc
+    if not exists:
+        raise OmeZarrError(f"no OME-Zarr image at {path.url}: nothing exists there")
+    if not is_zip(path):
+        return path.zarr_store(read_only=True)
+    try:
+        if path.is_local:
+            store = ZipStore(path.path, mode="r")
+            store._sync_open()
+            return store
+        from fsspec.implementations.asyn_wrapper import AsyncFileSystemWrapper
+        from fsspec.implementations.zip import ZipFileSystem
+
+        zfs = ZipFileSystem(fo=path.open("rb"))
+        return FsspecStore(AsyncFileSystemWrapper(zfs), path="", read_only=True)
+    except (zipfile.BadZipFile, EOFError, ValueError) as exc:
+        raise OmeZarrError(f"{path.url} is not a readable zip archive (truncated or corrupt?): {exc}") from exc
+
+
+class StrictChunkStore(WrapperStore):
+    """Wrap a store so that reading a chunk that does not exist raises instead of filling.
+
+    zarr fills absent chunks with the fill value, which hides lost files. voxelflow
+    writes every chunk, so for its own images an absent chunk means damage.
+    """
+
+    def __init__(self, store, url: str = ""):
+        super().__init__(store)
+        self._url = url
+
+    def _with_store(self, store):
+        return type(self)(store, self._url)
+
+    def _check(self, key: str, value):
+        if value is None and not key.rsplit("/", 1)[-1] in _METADATA_KEYS:
+            raise OmeZarrError(f"chunk {key!r} of {self._url} is missing (deleted or never written)")
+        return value
+
+    async def get(self, key, prototype, byte_range=None):
+        return self._check(key, await self._store.get(key, prototype, byte_range))
+
+    async def get_partial_values(self, prototype, key_ranges):
+        key_ranges = list(key_ranges)
+        values = await self._store.get_partial_values(prototype, key_ranges)
+        return [self._check(key, v) for (key, _), v in zip(key_ranges, values)]
