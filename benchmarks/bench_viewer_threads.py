@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     from distributed import Client, LocalCluster
     from napari.utils import resize_dask_cache
 
-    from voxelflow.viewer import release_dask_client
+    from voxelflow.viewer.threads import local_threads, release_dask_client
 
     with tempfile.TemporaryDirectory(prefix="vf-bench-viewer-") as tmp:
         t0 = time.perf_counter()
@@ -91,8 +91,9 @@ def main(argv: list[str] | None = None) -> None:
         viewer = napari.Viewer(show=True)
         layer = viewer.add_image(pyramid, multiscale=True, contrast_limits=(0, 4500))
         viewer.window.resize(1000, 800)
-        viewer.camera.zoom = 2.0  # >1 screen pixel per voxel forces level 0
-        viewer.camera.center = (args.size / 2, args.size / 2)
+        cam = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
+        cam.zoom = 2.0  # >1 screen pixel per voxel forces level 0
+        cam.center = (args.size / 2, args.size / 2)
         step = max(1, args.size // (3 * args.planes))
         rounds = {}
         offset = 0
@@ -109,6 +110,10 @@ def main(argv: list[str] | None = None) -> None:
                                dashboard_address=None)
         client = Client(cluster)
         run(f"live Client(processes=False, {args.threads} threads)")
+        plain = layer.data
+        layer.data = local_threads(pyramid)
+        run("live Client, layer reads via LocalThreadsArray")
+        layer.data = plain
         release_dask_client()
         cluster.close()
         run("after release_dask_client()")

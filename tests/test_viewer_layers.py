@@ -71,13 +71,16 @@ def test_points_appear_where_the_objects_are(viewer):
     assert len(ys) > 0
     centres = np.array([to_screen(viewer, img, (y, x)) for y, x in zip(lc.y, lc.x)])
     radii = np.asarray(layer.size).max(axis=-1) if np.ndim(layer.size) > 1 else np.asarray(layer.size)
+    # Outline radius on screen: half the diameter, plus the border drawn outside it, at zoom 6.
+    outer = radii / 2 * (1 + layer.border_width) * 6 + 2
     dist = np.hypot(ys[:, None] - centres[:, 0], xs[:, None] - centres[:, 1])
-    # Every yellow pixel belongs to a point outline ...
-    assert np.all(dist.min(axis=1) <= radii.max() / 2 * 6 + 3)
-    # ... and every object has an outline around its centroid.
+    # Every yellow pixel belongs to the outline of some object ...
+    assert np.all((dist <= outer).any(axis=1))
+    # ... and every object has a ring around its centroid, empty in the middle.
     for k in range(len(lc)):
-        near = dist[:, k] <= radii[k] / 2 * 6 + 3
-        assert near.sum() > 10, f"no outline drawn around object {lc.id[k]}"
+        ring = (dist[:, k] <= outer[k]) & (dist[:, k] >= radii[k] / 2 * 6 * 0.6)
+        assert ring.sum() > 20, f"no outline drawn around object {lc.id[k]}"
+        assert not (dist[:, k] < radii[k] / 2 * 6 * 0.5).any()
 
 
 @pytest.mark.viewer
@@ -155,3 +158,30 @@ def test_missing_napari_names_the_viewer_extra():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "voxelflow[viewer]" in out.stdout
     assert issubclass(OptionalDependencyError, ImportError)
+
+
+@pytest.mark.viewer
+@pytest.mark.parametrize("local", [None, False])
+def test_with_a_live_client_layers_load_on_local_threads_not_the_client(viewer, local):
+    from distributed import Client, LocalCluster, get_task_stream
+
+    lab = np.zeros((2, 64, 64), np.uint16)
+    lab[1, 10:20, 30:40] = 9
+    arr = da.from_array(lab, chunks=(1, 32, 32))
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        with get_task_stream(client) as stream:
+            layer = add_result(viewer, arr, "os", is_label=True, opacity=1.0, local_threads=local)
+            viewer.dims.set_current_step(0, 1)
+            look_at(viewer, (32, 32), zoom=4.0)
+            img = shot(viewer)
+        assert close_to(img[to_screen(viewer, img, (15, 35))], layer.get_color(9))
+        assert img[to_screen(viewer, img, (40, 10))].max() < 10
+    if local is None:  # the default while a client lives: chunks never go through it
+        assert type(layer.data).__name__ == "LocalThreadsArray" and layer.data.dask is arr
+        assert stream.data == []
+    else:  # forced off: the seed's slow path, every chunk is a task on the client
+        assert layer.data is arr
+        assert len(stream.data) > 0
+    # Without a client, napari gets the dask array itself (and its chunk cache).
+    assert add_result(viewer, arr, "again", is_label=True).data is arr
