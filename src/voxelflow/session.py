@@ -163,15 +163,16 @@ class PLComponents:
 
     Notes
     -----
-    **napari and Dask compete for threads.** napari fetches image chunks with
-    the threads of the main process; a Dask client started in the same
-    process keeps its worker threads (and, with process workers, the cores)
-    busy or reserved, so browsing a large image stays slow whatever
-    ``threads_per_worker`` is. Add the layers, then call
-    :meth:`hand_threads_to_viewer`: it closes the client (and a cluster this
-    object created), after which Dask computations — including napari's own
-    chunk loads — run on Dask's local threaded scheduler in the viewer's
-    process. Do the heavy computing before the hand-off.
+    **napari and Dask compete for threads.** napari computes the visible
+    chunks of a dask-backed layer with Dask's default scheduler. While the
+    client is alive it *is* that scheduler, so every chunk makes a round trip
+    through the distributed scheduler to worker threads that already hold the
+    cores, instead of running on the viewer process's own threads; browsing a
+    large image stays slow whatever ``threads_per_worker`` is. Add the layers,
+    then call :meth:`hand_threads_to_viewer`: it closes the client (and a
+    cluster this object created), after which Dask computations — napari's
+    chunk loads included — run on Dask's local threaded scheduler with all the
+    cores. Do the heavy computing before the hand-off.
 
     Examples
     --------
