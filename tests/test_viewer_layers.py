@@ -26,7 +26,7 @@ def test_planted_label_object_is_drawn_at_its_place_in_its_colour(viewer):
     lab[3, 60:80, 10:20] = 3  # a second object elsewhere, its own colour
     layer = add_result(viewer, da.from_array(lab, chunks=(2, 50, 60)), "os", is_label=True,
                        scale=(1.0, 2.0, 2.0), opacity=1.0)
-    viewer.dims.set_current_step(0, 3)
+    viewer.dims.set_point(0, 3)
     look_at(viewer, (100, 120), zoom=2.0)
     img = shot(viewer)
 
@@ -45,7 +45,7 @@ def test_planted_label_object_is_drawn_at_its_place_in_its_colour(viewer):
     assert abs(rows.min() - top) <= 1 and abs(rows.max() + 1 - bottom) <= 1
     assert abs(cols.min() - left) <= 1 and abs(cols.max() + 1 - right) <= 1
     # Another plane has no objects.
-    viewer.dims.set_current_step(0, 0)
+    viewer.dims.set_point(0, 0)
     assert shot(viewer).max() < 10
 
 
@@ -64,7 +64,7 @@ def test_points_appear_where_the_objects_are(viewer):
     assert list(layer.features.columns) == ["id", "voxels", "intensity_mean", "region_acronym"]
     assert list(layer.features["region_acronym"]) == ["CTX", "TH", "CB"]
     assert list(layer.text.values) == ["CTX", "TH", "CB"]
-    viewer.dims.set_current_step(0, 2 * 4)
+    viewer.dims.set_point(0, 2 * 4)
     look_at(viewer, (25, 50), zoom=6.0)
     img = shot(viewer)
     ys, xs = np.nonzero(np.all(np.abs(img.astype(int) - [255, 208, 0]) < 40, axis=-1))
@@ -91,7 +91,7 @@ def test_image_contrast_comes_from_the_data_not_the_dtype(viewer):
     layer = add_result(viewer, da.from_array(img, chunks=16), "in")
     lo, hi = layer.contrast_limits
     assert 80 <= lo <= 100 and 2900 <= hi <= 3000  # dtype range would be 0..65535
-    viewer.dims.set_current_step(0, 1)
+    viewer.dims.set_point(0, 1)
     look_at(viewer, (32, 32), zoom=5.0)
     pic = shot(viewer)
     assert pic[to_screen(viewer, pic, (25, 45))].min() > 240
@@ -172,7 +172,7 @@ def test_with_a_live_client_layers_load_on_local_threads_not_the_client(viewer, 
                       dashboard_address=None) as cluster, Client(cluster) as client:
         with get_task_stream(client) as stream:
             layer = add_result(viewer, arr, "os", is_label=True, opacity=1.0, local_threads=local)
-            viewer.dims.set_current_step(0, 1)
+            viewer.dims.set_point(0, 1)
             look_at(viewer, (32, 32), zoom=4.0)
             img = shot(viewer)
         assert close_to(img[to_screen(viewer, img, (15, 35))], layer.get_color(9))

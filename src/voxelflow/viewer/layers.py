@@ -8,6 +8,7 @@ Every ``*_layers`` function here returns napari *layer data* tuples
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -33,6 +34,8 @@ __all__ = [
 ]
 
 LayerData = tuple[Any, dict, str]
+
+log = logging.getLogger(__name__)
 
 # A level is "small enough to draw whole" when its largest yx plane fits a screen.
 _PYRAMID_PLANE_PX = 2048
@@ -108,7 +111,8 @@ def ome_zarr_layers(
     ----------
     url : str or VPath
         An OME-Zarr image: local folder, ``.ome.zarr.zip``, any fsspec URL, with
-        an optional ``?slices=[...]`` suffix (applied at every level).
+        an optional ``?slices=[...]`` suffix (applied at every level, and to the
+        label images without its channel part).
     split_channels : bool
         With a ``c`` axis, one layer per channel (named after the channel names)
         when True; one layer with ``c`` as a slider when False.
@@ -126,9 +130,14 @@ def ome_zarr_layers(
     -------
     list of (data, kwargs, layer_type)
         ``data`` is the list of lazy pyramid levels (dask arrays, finest first)
-        or a single dask array; ``kwargs`` hold the physical ``scale``, ``units``,
-        ``axis_labels`` and, for images, ``contrast_limits`` computed from the
-        coarsest level.
+        or a single dask array; ``kwargs`` hold the physical ``scale`` and
+        ``translate``, ``units``, ``axis_labels`` and, for images,
+        ``contrast_limits`` from a sample of the coarsest level.
+
+    Raises
+    ------
+    OmeZarrError, SliceSyntaxError
+        From :func:`voxelflow.open_ome_zarr` for a missing or malformed image.
     """
     from voxelflow.ome_zarr import open_ome_zarr
 
@@ -139,41 +148,41 @@ def ome_zarr_layers(
     ]
     name = name or _display_name(url)
     axes = tuple(meta.axes)
-    scale = [float(s) for s in meta.scale]
-    units = [_unit(u) for u in (meta.units or [None] * len(axes))]
-    label_image = _is_label_image(meta) if is_label is None else is_label
+    geometry = {
+        "scale": [float(s) for s in meta.scale],
+        "translate": [float(t) for t in meta.translation],
+        "units": [u or "pixel" for u in meta.units],
+        "axis_labels": list(axes),
+    }
+    label_image = _has_image_label(meta.url, storage_options) if is_label is None else is_label
     data = pyramid if len(pyramid) > 1 else pyramid[0]
     kwargs: dict[str, Any] = {"name": name, "multiscale": len(pyramid) > 1}
     c = axes.index("c") if "c" in axes else None
     if label_image:
-        if c is not None:
-            raise InvalidInputError(f"label image {url} has a channel axis {axes}; expected none")
-        kwargs.update(scale=scale, units=units, axis_labels=axes)
+        kwargs.update(geometry)
         out = [(data, kwargs, "labels")]
     elif c is not None and split_channels:
-        keep = [i for i in range(len(axes)) if i != c]
-        names = list(meta.channel_names or []) or [f"c{i}" for i in range(arr.shape[c])]
+        names = list(meta.channel_names or ()) or [str(i) for i in range(arr.shape[c])]
+        kwargs.update({k: [v[i] for i in range(len(axes)) if i != c] for k, v in geometry.items()})
         kwargs.update(
             channel_axis=c,
-            name=[f"{name} [{n}]" for n in names[: arr.shape[c]]],
-            scale=[scale[i] for i in keep],
-            units=[units[i] for i in keep],
-            axis_labels=[axes[i] for i in keep],
+            name=[f"{name} [{n}]" for n in names],
             contrast_limits=contrast_limits(pyramid[-1], channel_axis=c),
         )
         out = [(data, kwargs, "image")]
     else:
-        kwargs.update(
-            scale=scale,
-            units=units,
-            axis_labels=axes,
-            contrast_limits=contrast_limits(pyramid[-1]),
-        )
+        kwargs.update(geometry, contrast_limits=contrast_limits(pyramid[-1]))
         out = [(data, kwargs, "image")]
-    if labels and not label_image:
-        for label_name in meta.labels or ():
+    if labels and not label_image and meta.labels:
+        from voxelflow.ome_zarr.stores import is_zip
+        from voxelflow.paths import as_vpath
+
+        if is_zip(as_vpath(meta.url, storage_options)):
+            log.warning("%s: label images inside a zip archive are not opened", meta.url)
+            return out
+        for label_name in meta.labels:
             out += ome_zarr_layers(
-                _labels_url(url, label_name, axes),
+                _labels_url(meta, label_name, storage_options),
                 labels=False,
                 is_label=True,
                 name=f"{name} [{label_name}]",
@@ -182,24 +191,42 @@ def ome_zarr_layers(
     return out
 
 
-def _is_label_image(meta) -> bool:
-    flag = getattr(meta, "is_label", None)
-    if flag is None:
-        flag = getattr(meta, "image_label", None) is not None
-    return bool(flag)
-
-
-def _labels_url(url, label_name: str, image_axes: Sequence[str]) -> str:
-    """URL of ``labels/<label_name>`` of an image, keeping its crop (not its channel pick)."""
+def _has_image_label(base_url: str, storage_options: dict | None) -> bool:
+    """True if the NGFF metadata marks the image as a label image (``image-label``)."""
+    from voxelflow.ome_zarr.metadata import ome_section
+    from voxelflow.ome_zarr.read import open_group
     from voxelflow.paths import as_vpath
 
-    base, sep, query = str(url).partition("?")
-    label_url = (as_vpath(base) / "labels" / label_name).url
-    if not sep:
-        return label_url
-    from voxelflow.ome_zarr.slices import drop_axis_from_slices
+    group = open_group(as_vpath(base_url, storage_options))
+    _, section = ome_section(group.attrs.asdict(), base_url)
+    return "image-label" in section
 
-    return label_url + "?" + drop_axis_from_slices(query, image_axes, "c")
+
+def _labels_url(meta, label_name: str, storage_options: dict | None) -> str:
+    """URL of ``labels/<label_name>`` of an image, keeping its crop but not its channel pick."""
+    from voxelflow.ome_zarr.slices import parse_slices, resolve_slices
+    from voxelflow.paths import as_vpath
+
+    label_url = (as_vpath(meta.url) / "labels" / label_name).url
+    if meta.slices is None:
+        return label_url
+    # meta.axes lost any axis an integer index dropped; the stored metadata has them all.
+    from voxelflow.ome_zarr.read import read_metadata
+
+    full_axes = tuple(read_metadata(as_vpath(meta.url, storage_options))[0]["axes"])
+    label_axes = tuple(read_metadata(as_vpath(label_url, storage_options))[0]["axes"])
+    sel = resolve_slices(parse_slices(meta.slices), meta.shapes[0], full_axes, meta.slices)
+    parts = [_selection_text(s) for s, a in zip(sel, full_axes) if a in label_axes]
+    return f"{label_url}?slices=[{', '.join(parts)}]"
+
+
+def _selection_text(s) -> str:
+    if s.index is not None:
+        return str(s.index)
+    if not s.reverse:
+        return f"{s.start}:{s.stop}:{s.step}"
+    last = s.start + (s.stop - 1 - s.start) // s.step * s.step
+    return f"{last}:{s.start - 1 if s.start else ''}:{-s.step}"
 
 
 def _display_name(url) -> str:
@@ -209,10 +236,6 @@ def _display_name(url) -> str:
         if leaf.endswith(suffix):
             return leaf[: -len(suffix)]
     return leaf
-
-
-def _unit(u) -> str | None:
-    return u if u else None
 
 
 # --- object tables --------------------------------------------------------------
