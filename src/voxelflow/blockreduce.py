@@ -76,15 +76,42 @@ def _accumulator(dtype: np.dtype, n: int) -> np.dtype:
     return np.dtype(np.float64)
 
 
-def _views(block: np.ndarray, factors: tuple[int, ...]):
-    """Yield ``(target, view)`` for each of the ``prod(factors)`` offsets inside a block.
+def _axis_reduce(block: np.ndarray, axis: int, factor: int, ufunc, dtype=None) -> np.ndarray:
+    """Combine each run of ``factor`` entries along ``axis`` with ``ufunc`` (a cut last run too)."""
 
-    ``view`` holds the voxel at that offset of every block; blocks cut by the border
-    lack some offsets, so ``view`` only covers the leading ``target`` part of the output.
-    """
-    for offset in itertools.product(*(range(f) for f in factors)):
-        view = block[tuple(slice(o, None, f) for o, f in zip(offset, factors))]
-        yield tuple(slice(0, n) for n in view.shape), view
+    def part(offset):
+        return block[(slice(None),) * axis + (slice(offset, None, factor),)]
+
+    def head(arr, n):
+        return arr[(slice(None),) * axis + (slice(0, n),)]
+
+    first, second = part(0), part(1)
+    n = second.shape[axis]
+    dtype = np.dtype(dtype or block.dtype)
+    out = np.empty(first.shape, dtype=dtype)
+    # Combining the first two offsets straight into the output avoids a separate cast pass;
+    # dtype= makes bool sums count instead of OR.
+    ufunc(head(first, n), second, out=head(out, n), dtype=dtype, casting="unsafe")
+    if n < first.shape[axis]:
+        out[(slice(None),) * axis + (slice(n, None),)] = first[(slice(None),) * axis + (slice(n, None),)]
+    for offset in range(2, factor):
+        view = part(offset)
+        # The last run along this axis may lack this offset.
+        target = head(out, view.shape[axis])
+        ufunc(target, view, out=target, dtype=dtype, casting="unsafe")
+    return out
+
+
+def _separable(block: np.ndarray, factors: tuple[int, ...], ufunc, dtype=None) -> np.ndarray:
+    # One axis at a time, leading axis first: each pass streams over contiguous planes
+    # and shrinks the data for the next, about half the memory traffic of all offsets at once.
+    out = block
+    for axis, factor in enumerate(factors):
+        if factor > 1:
+            out = _axis_reduce(out, axis, factor, ufunc, dtype)
+    if out is block:
+        out = block.astype(dtype or block.dtype, copy=True)
+    return out
 
 
 def _axis_counts(size: int, factor: int) -> np.ndarray:
@@ -96,10 +123,7 @@ def _axis_counts(size: int, factor: int) -> np.ndarray:
 def _reduce_mean(block: np.ndarray, factors: tuple[int, ...]) -> np.ndarray:
     n = math.prod(factors)
     acc = _accumulator(block.dtype, n)
-    views = _views(block, factors)
-    total = next(views)[1].astype(acc, copy=True)
-    for target, view in views:
-        np.add(total[target], view, out=total[target], casting="unsafe")
+    total = _separable(block, factors, np.add, acc)
     # Only blocks cut by the border (the last slab along an axis) hold fewer than n voxels.
     cut = [ax for ax, (s, f) in enumerate(zip(block.shape, factors)) if s % f]
     if block.dtype.kind == "f":
@@ -139,11 +163,7 @@ def _round_div(total: np.ndarray, counts, acc: np.dtype) -> np.ndarray:
 
 
 def _reduce_extreme(block: np.ndarray, factors: tuple[int, ...], ufunc) -> np.ndarray:
-    views = _views(block, factors)
-    out = next(views)[1].copy()
-    for target, view in views:
-        ufunc(out[target], view, out=out[target])
-    return out
+    return _separable(block, factors, ufunc)
 
 
 def _reduce_mode(block: np.ndarray, factors: tuple[int, ...]) -> np.ndarray:
