@@ -181,3 +181,22 @@ def test_worker_dask_distributed_print_lands_in_the_log_file(tmp_path):
 
 def test_tee_logs_is_exported_at_top_level():
     assert voxelflow.tee_logs is tee_logs
+
+
+def test_user_logging_setup_is_used_not_duplicated(tmp_path):
+    root = logging.getLogger()
+    user_handler = logging.StreamHandler(sys.stderr)
+    user_handler.setFormatter(logging.Formatter("USER %(levelname)s %(message)s"))
+    vf_logger = logging.getLogger("voxelflow")
+    handlers_before = list(vf_logger.handlers)
+    root.addHandler(user_handler)
+    try:
+        with tee_logs(tmp_path, prefix="run") as logs:
+            assert vf_logger.handlers == handlers_before
+            logging.getLogger("voxelflow.step").warning("disk almost full")
+        text = logs.stderr_path.read_text()
+    finally:
+        root.removeHandler(user_handler)
+    assert text.count("disk almost full") == 1
+    assert "USER WARNING disk almost full" in text
+    assert user_handler.stream is sys.stderr

@@ -217,6 +217,19 @@ def _stream_handlers() -> Iterator[logging.StreamHandler]:
                 yield h
 
 
+def _prints_to(logger: logging.Logger, streams: tuple[TextIO, ...]) -> bool:
+    """True if a record of ``logger`` reaches a stream handler writing to ``streams``."""
+    current: logging.Logger | None = logger
+    while current is not None:
+        for h in current.handlers:
+            if isinstance(h, logging.StreamHandler) and any(h.stream is s for s in streams):
+                return True
+        if not current.propagate:
+            return False
+        current = current.parent
+    return False
+
+
 def _retarget_handlers(mapping: dict[int, TextIO]) -> None:
     """Point every stream handler writing to a key of ``mapping`` at its value."""
     for h in _stream_handlers():
@@ -241,10 +254,11 @@ def tee_logs(
     a ``_1``, ``_2``, ... suffix. The files are line-buffered, so every complete
     line (and every tqdm ``\\r`` update) is on disk even if the process is killed.
 
-    While teeing, the ``voxelflow`` logger gets a handler writing to the new
-    stderr with :data:`LOG_FORMAT` (and, if its level is unset, level
-    ``log_level``), and existing logging stream handlers bound to the original
-    stdout/stderr (such as those of ``distributed``) write to the tee. Text that
+    While teeing, existing logging stream handlers bound to the original
+    stdout/stderr (such as those of ``distributed``) write to the tee, and,
+    unless such a handler already prints its records, the ``voxelflow``
+    logger gets a handler writing to the new stderr with :data:`LOG_FORMAT`
+    (and, if its level is unset, level ``log_level``). Text that
     ``dask.distributed.print`` sends from workers is printed by the client to
     ``sys.stdout`` and so lands in the log file too.
 
@@ -295,19 +309,26 @@ def tee_logs(
     tee_err = MultiOutputStream(orig_err, err_file)
 
     logger = logging.getLogger("voxelflow")
-    handler = logging.StreamHandler(tee_err)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    # If the user's logging set-up already prints voxelflow records to the
+    # terminal, the retargeted handler puts them in the file; a second handler
+    # would only duplicate every line.
+    handler = None
+    if not _prints_to(logger, (orig_out, orig_err)):
+        handler = logging.StreamHandler(tee_err)
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
     old_level = logger.level
 
     sys.stdout, sys.stderr = tee_out, tee_err
     try:
         _retarget_handlers({id(orig_out): tee_out, id(orig_err): tee_err})
-        logger.addHandler(handler)
-        if old_level == logging.NOTSET:
-            logger.setLevel(log_level)
+        if handler is not None:
+            logger.addHandler(handler)
+            if old_level == logging.NOTSET:
+                logger.setLevel(log_level)
         yield paths
     finally:
-        logger.removeHandler(handler)
+        if handler is not None:
+            logger.removeHandler(handler)
         logger.setLevel(old_level)
         _retarget_handlers({id(tee_out): orig_out, id(tee_err): orig_err})
         sys.stdout, sys.stderr = orig_out, orig_err
