@@ -204,7 +204,12 @@ class VPath:
         if self.is_local:
             return zarr.storage.LocalStore(self.path, read_only=read_only)
         fs = self.fs
-        if not getattr(fs, "async_impl", False):
+        if getattr(fs, "async_impl", False):
+            if not getattr(fs, "asynchronous", False):
+                # zarr drives the store from its own event loop; a sync-mode instance (s3fs,
+                # gcsfs) is bound to fsspec's loop and fails there, so open an async one.
+                fs, _ = fsspec.core.url_to_fs(self.url, asynchronous=True, **self.storage_options)
+        else:
             from fsspec.implementations.asyn_wrapper import AsyncFileSystemWrapper
 
             fs = AsyncFileSystemWrapper(fs)
