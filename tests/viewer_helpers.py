@@ -87,3 +87,94 @@ def write_ngff(path, arr, *, axes="zyx", scale=None, levels=2, labels=None, fmt=
                      scale_factors=factors, scale={k: v for k, v in (scale or {}).items() if k != "c"},
                      axes_units={k: v for k, v in unit.items()}, fmt=fmt_obj)
     return str(path)
+
+
+# --- a small cached pipeline with planted objects ------------------------------
+
+SCALE = (2.0, 0.5, 0.5)
+SHAPE = (8, 64, 64)
+# (id, z, y0, y1, x0, x1): boxes planted in plane z of the scan.
+BOXES = ((1, 3, 10, 20, 40, 50), (2, 3, 36, 48, 8, 20), (3, 5, 50, 58, 50, 60))
+
+
+def planted_scan() -> tuple[np.ndarray, np.ndarray]:
+    """A uint16 scan with bright boxes on a noisy background, and their labels (uint32)."""
+    rng = np.random.default_rng(7)
+    img = rng.integers(90, 110, size=SHAPE).astype(np.uint16)
+    lab = np.zeros(SHAPE, np.uint32)
+    for i, z, y0, y1, x0, x1 in BOXES:
+        img[z, y0:y1, x0:x1] = 3000
+        lab[z, y0:y1, x0:x1] = i
+    return img, lab
+
+
+def _steps():
+    import dask.array as da
+    import pandas as pd
+    from scipy import ndimage
+
+    from voxelflow.steps import step
+
+    @step(kind="IN->BS")
+    def bright(img, value):
+        return img > value
+
+    @step(kind="BS->OS")
+    def components(bs):
+        lab, _ = ndimage.label(np.asarray(bs))
+        return da.from_array(lab.astype(np.uint32), chunks=(4, 32, 32))
+
+    @step(kind="OS->LC")
+    def centroids(os_arr):
+        lab = np.asarray(os_arr)
+        ids = np.arange(1, lab.max() + 1)
+        com = np.array(ndimage.center_of_mass(lab > 0, lab, ids)).reshape(-1, 3)
+        vox = ndimage.sum_labels(np.ones_like(lab), lab, ids).astype(np.int64)
+        return pd.DataFrame({"id": ids.astype(np.int64), "z": com[:, 0], "y": com[:, 1],
+                             "x": com[:, 2], "voxels": vox})
+
+    return bright, components, centroids
+
+
+def make_cache(root) -> dict:
+    """Run threshold -> label -> table as cached steps under ``root/cache``, plus a saved array.
+
+    Returns the URLs: ``image`` (the scan as OME-Zarr), ``cache``.
+    """
+    import dask.array as da
+
+    from voxelflow.cache import save
+    from voxelflow.ome_zarr import write_ome_zarr
+
+    img, _ = planted_scan()
+    image = str(write_ome_zarr(img, f"{root}/scan.ome.zarr", scale=SCALE, units="micrometer",
+                               levels=2, factors=(1, 2, 2)))
+    cache = f"{root}/cache"
+    bright, components, centroids = _steps()
+    store = {"scale": SCALE, "levels": 2, "factors": (1, 2, 2)}
+    scan = da.from_array(img, chunks=(4, 32, 32))
+    bs = bright(scan, 1000, cache_url=f"{cache}/bright", storage_options=store)
+    os_arr = components(bs, cache_url=f"{cache}/components", storage_options=store)
+    centroids(os_arr, cache_url=f"{cache}/centroids")
+    save(f"{cache}/extra/ramp", np.arange(64 * 64, dtype=np.float32).reshape(64, 64))
+    save(f"{cache}/extra/settings", {"value": 1000})
+    return {"image": image, "cache": cache}
+
+
+def make_run_folder(root) -> str:
+    """A run folder as the plaque pipeline writes it: run.json, objects.parquet, a cache."""
+    import json
+
+    from voxelflow.cache import load
+
+    urls = make_cache(root)
+    run = f"{root}/run"
+    import os
+
+    os.makedirs(run)
+    objects = load(f"{urls['cache']}/centroids/out0")
+    objects.to_parquet(f"{run}/objects.parquet", index=False)
+    with open(f"{run}/run.json", "w") as f:
+        json.dump({"outputs": {"image": urls["image"], "objects": "objects.parquet"},
+                   "cache": urls["cache"], "input": {"scale_um": list(SCALE)}}, f)
+    return run

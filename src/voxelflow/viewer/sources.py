@@ -1,0 +1,368 @@
+"""What a path on disk holds, and the napari layer data to show it.
+
+A path given to ``voxelflow view`` or to the napari reader is one of:
+
+``image``
+    An OME-Zarr image (folder or ``.zip``, optional ``?slices=[...]``).
+``run``
+    A pipeline run folder: ``run.json`` and/or ``objects.parquet``, with the
+    OME-Zarr outputs (density map) next to them and the intermediates in the
+    run's cache.
+``cache``
+    A cache root (or any folder holding cache nodes): its committed steps.
+``table``
+    A ``.parquet`` object table (LC).
+
+No napari import happens here: everything returns ``(data, kwargs, layer_type)``
+tuples (see :mod:`voxelflow.viewer.layers`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+
+from voxelflow.errors import InvalidInputError, InvalidPathError, OmeZarrError
+from voxelflow.paths import VPath, as_vpath
+from voxelflow.viewer.layers import LayerData, object_layer, ome_zarr_layers, result_layers
+
+__all__ = [
+    "CachedStep",
+    "classify_path",
+    "layers_for_path",
+    "list_cached_steps",
+    "run_folder_layers",
+    "step_layers",
+]
+
+log = logging.getLogger(__name__)
+
+_IMAGE_SUFFIXES = (".ome.zarr", ".ome.zarr.zip", ".zarr", ".zarr.zip")
+_ZARR_META = ("zarr.json", ".zattrs", ".zgroup")
+_STEP_FILE = "step.json"  # written by voxelflow.steps into each step node
+_LABEL_TYPES = ("OS", "BS")  # DESIGN.md data types shown as labels layers
+_HIDDEN_TYPES = ("BS",)  # shown, but switched off: the OS layer covers it
+
+
+@dataclass(frozen=True)
+class CachedStep:
+    """A committed result in a cache tree.
+
+    Attributes
+    ----------
+    name : str
+        Path of the node relative to the cache root, ``/``-separated (``"label"``,
+        ``"plaque/threshold"``).
+    url : str
+        The node URL.
+    committed : datetime
+        Commit time (UTC).
+    from_step : bool
+        True for nodes written by :mod:`voxelflow.steps` (with ``step.json``).
+    kind : str or None
+        The step's data types (``"BS->OS"``) if the step declared them.
+    outputs : tuple of str
+        What the node holds: ``image``/``table``/``value`` per step output, or the
+        ``save`` payload kind (``numpy``, ``dask``, ``dataframe``, ``json``), or
+        ``ome-zarr`` for OME-Zarr images written into the node.
+    """
+
+    name: str
+    url: str
+    committed: datetime
+    from_step: bool
+    kind: str | None
+    outputs: tuple[str, ...]
+
+    @property
+    def viewable(self) -> bool:
+        """True if some output is an array or a table (not only JSON values)."""
+        return any(o not in ("value", "json") for o in self.outputs)
+
+
+def classify_path(url, storage_options: dict | None = None) -> str:
+    """Tell what ``url`` is: ``'image'``, ``'run'``, ``'cache'`` or ``'table'``.
+
+    Raises
+    ------
+    InvalidPathError
+        If nothing exists at ``url`` or it is none of these.
+    """
+    base = str(url).partition("?")[0]
+    path = as_vpath(base, storage_options)
+    if not path.exists():
+        raise InvalidPathError(f"cannot view {base}: nothing exists there")
+    if path.isfile():
+        if path.name.endswith(".parquet"):
+            return "table"
+        if path.name.endswith(".zip"):
+            return "image"
+        raise InvalidPathError(
+            f"cannot view {base}: expected an OME-Zarr image, a run folder, a cache root or a .parquet table"
+        )
+    names = set(path.ls())
+    if names & set(_ZARR_META):
+        return "image"
+    if "run.json" in names or "objects.parquet" in names:
+        return "run"
+    if list_cached_steps(path):
+        return "cache"
+    raise InvalidPathError(
+        f"cannot view {base}: it is not an OME-Zarr image, a run folder (run.json, objects.parquet) "
+        "or a cache root with committed results"
+    )
+
+
+def list_cached_steps(root, storage_options: dict | None = None) -> list[CachedStep]:
+    """The committed results below a cache root, depth first.
+
+    The per-output child nodes of a step (``out0``, ...) belong to their step
+    and are not listed on their own.
+
+    Parameters
+    ----------
+    root : str or VPath
+        A cache root or any folder with cache nodes below it.
+    """
+    from voxelflow.cache_tree import iter_tree
+
+    root = as_vpath(root, storage_options)
+    out: list[CachedStep] = []
+    step_dirs: list[str] = []
+    for entry in iter_tree(root):
+        node = entry.node
+        if node is None or node.commit is None:
+            continue
+        path = entry.path
+        if any(path.path.startswith(d + "/") for d in step_dirs):
+            continue
+        name = path.path[len(root.path):].strip("/") or path.name
+        step_file = path / _STEP_FILE
+        if step_file.isfile():
+            desc = json.loads(step_file.read_text())
+            step_dirs.append(path.path)
+            outputs = tuple(desc.get("outputs", ()))
+            out.append(CachedStep(name, path.url, node.commit, True, desc.get("kind"), outputs))
+            continue
+        payload = (node.marker or {}).get("payload")
+        if payload:
+            out.append(CachedStep(name, path.url, node.commit, False, None, (payload["kind"],)))
+        elif _ome_zarr_children(path):
+            out.append(CachedStep(name, path.url, node.commit, False, None, ("ome-zarr",)))
+    return out
+
+
+def _ome_zarr_children(folder: VPath) -> list[VPath]:
+    return [folder / n for n in folder.ls() if n.endswith(_IMAGE_SUFFIXES)]
+
+
+def step_layers(step: CachedStep, *, scale: Sequence[float] | None = None) -> list[LayerData]:
+    """Layer data for one cached result, each output with the right layer type.
+
+    Images written by steps are OME-Zarr (their own scale); their layer type
+    follows the step's output type: ``OS`` and ``BS`` are labels (``BS`` starts
+    hidden), other types images. Arrays stored with ``save`` have no type: bool
+    and integer arrays of 32 bits or more are shown as labels, others as images.
+    Tables with ``z, y, x`` columns become points. JSON values are skipped.
+
+    Parameters
+    ----------
+    step : CachedStep
+    scale : sequence of float, optional
+        Voxel size for ``save``-d arrays and tables, which carry none (see
+        :func:`layers_for_path` for how a cache root places tables).
+    """
+    from voxelflow.cache import load
+
+    node = VPath(step.url)
+    out_type = _output_type(step.kind)
+    layers: list[LayerData] = []
+    if step.from_step:
+        for i, kind in enumerate(step.outputs):
+            child = node / f"out{i}"
+            name = step.name if len(step.outputs) == 1 else f"{step.name}[{i}]"
+            if kind == "image":
+                for data, kwargs, layer_type in ome_zarr_layers(
+                    (child / "data.ome.zarr").url, is_label=False, name=name, labels=False
+                ):
+                    typed = i == 0 and out_type is not None
+                    if (out_type in _LABEL_TYPES) if typed else _looks_like_labels(_dtype(data)):
+                        data, kwargs, layer_type = _as_labels(data, kwargs)
+                        if typed and out_type in _HIDDEN_TYPES:
+                            kwargs["visible"] = False
+                    layers.append((data, kwargs, layer_type))
+            elif kind == "table":
+                layers += _table_layers(load(child.url), name, scale)
+        return layers
+    if step.outputs == ("ome-zarr",):
+        for image in _ome_zarr_children(node):
+            layers += ome_zarr_layers(image.url, name=f"{step.name}/{image.name}")
+        return layers
+    value = load(step.url)
+    if isinstance(value, (np.ndarray,)) or hasattr(value, "dask"):
+        return result_layers(value, step.name, is_label=_looks_like_labels(value.dtype), scale=scale)
+    if hasattr(value, "columns"):
+        return _table_layers(value, step.name, scale)
+    return []
+
+
+def _output_type(kind: str | None) -> str | None:
+    return kind.replace("→", "->").split("->")[-1].strip() if kind else None
+
+
+def _dtype(data):
+    return (data[0] if isinstance(data, list) else data).dtype
+
+
+def _as_labels(data, kwargs: dict) -> LayerData:
+    kwargs = {k: v for k, v in kwargs.items() if k != "contrast_limits"}
+    if _dtype(data) == bool:
+        data = [d.astype(np.uint8) for d in data] if isinstance(data, list) else data.astype(np.uint8)
+    return (data, kwargs, "labels")
+
+
+def _looks_like_labels(dtype) -> bool:
+    dtype = np.dtype(dtype)
+    return dtype == bool or (np.issubdtype(dtype, np.integer) and dtype.itemsize >= 4)
+
+
+def _table_layers(df, name: str, scale) -> list[LayerData]:
+    if not {"y", "x"} <= set(df.columns) or len(df) == 0:
+        return []
+    axes = [a for a in ("z", "y", "x") if a in df.columns]
+    use_scale = scale if scale is not None and len(scale) == len(axes) else None
+    return [object_layer(df, scale=use_scale, name=name)]
+
+
+def _select(steps: list[CachedStep], wanted: Sequence[str] | None) -> list[CachedStep]:
+    if wanted is None:
+        return [s for s in steps if s.viewable]
+    chosen = []
+    for w in wanted:
+        match = [s for s in steps if s.name == w] or [s for s in steps if s.name.rsplit("/", 1)[-1] == w]
+        if not match:
+            raise InvalidInputError(
+                f"no committed step {w!r} in the cache; committed: {', '.join(s.name for s in steps) or 'none'}"
+            )
+        chosen += [s for s in match if s not in chosen]
+    return chosen
+
+
+def run_folder_layers(url, storage_options: dict | None = None) -> list[LayerData]:
+    """Layer data for a pipeline run folder.
+
+    In drawing order: the input image (``run.json`` ``outputs.image``), the
+    OME-Zarr images in the folder (density map), the label (``OS``) and
+    foreground (``BS``, hidden) steps of the run's cache, and the objects of
+    ``objects.parquet`` as points placed on the input image's voxel grid.
+    """
+    folder = as_vpath(url, storage_options)
+    run = {}
+    if (folder / "run.json").isfile():
+        run = json.loads((folder / "run.json").read_text())
+    layers: list[LayerData] = []
+    image_geometry: dict = {}
+    image_url = (run.get("outputs") or {}).get("image")
+    if image_url:
+        try:
+            image_layers = ome_zarr_layers(image_url, labels=False)
+        except (OmeZarrError, InvalidPathError) as exc:
+            log.warning("run input image %s cannot be opened (%s); showing the results only", image_url, exc)
+        else:
+            layers += image_layers
+            kw = image_layers[0][1]
+            image_geometry = {"scale": kw["scale"], "translate": kw["translate"]}
+    for image in _ome_zarr_children(folder):
+        for data, kwargs, layer_type in ome_zarr_layers(image.url):
+            if layer_type == "image":
+                kwargs.update(colormap="inferno", blending="additive", opacity=0.5)
+            layers.append((data, kwargs, layer_type))
+    cache = VPath(run["cache"]) if run.get("cache") else folder / "cache"
+    if cache.isdir():
+        for step in list_cached_steps(cache):
+            if _output_type(step.kind) in _LABEL_TYPES:
+                layers += step_layers(step)
+    if (folder / "objects.parquet").isfile():
+        import pandas as pd
+
+        with (folder / "objects.parquet").open("rb") as f:
+            objects = pd.read_parquet(f)
+        if len(objects):
+            scale = image_geometry.get("scale") or (run.get("input") or {}).get("scale_um")
+            extra = {"translate": image_geometry["translate"]} if "translate" in image_geometry else {}
+            if scale is not None and len(scale) != 3:
+                scale, extra = None, {}
+            layers.append(object_layer(objects, scale=scale, name="objects", **extra))
+    return layers
+
+
+def layers_for_path(
+    url,
+    *,
+    steps: Sequence[str] | None = None,
+    split_channels: bool = True,
+    storage_options: dict | None = None,
+) -> list[LayerData]:
+    """Layer data for whatever ``url`` is (see :func:`classify_path`).
+
+    Parameters
+    ----------
+    url : str or VPath
+        An OME-Zarr image, a run folder, a cache root or a ``.parquet`` table.
+    steps : sequence of str, optional
+        For a cache root: the step names (relative paths, or their last part) to
+        open; default every committed result that is an array or a table.
+    split_channels : bool
+        One layer per channel of multi-channel images.
+    storage_options : dict, optional
+        fsspec options.
+
+    Raises
+    ------
+    InvalidPathError
+        ``url`` does not exist or is none of the known kinds.
+    InvalidInputError
+        A requested step is not committed in the cache.
+    """
+    what = classify_path(url, storage_options)
+    if what == "image":
+        return ome_zarr_layers(url, split_channels=split_channels, storage_options=storage_options)
+    if what == "table":
+        import pandas as pd
+
+        with as_vpath(url, storage_options).open("rb") as f:
+            df = pd.read_parquet(f)
+        return _table_layers(df, as_vpath(url).name.removesuffix(".parquet"), None)
+    if what == "run":
+        return run_folder_layers(url, storage_options)
+    layers: list[LayerData] = []
+    for step in _select(list_cached_steps(url, storage_options), steps):
+        layers += step_layers(step)
+    return _stack(layers)
+
+
+_DRAW_ORDER = {"image": 0, "labels": 1, "points": 2}
+
+
+def _stack(layers: list[LayerData]) -> list[LayerData]:
+    """Images under labels under points; tables placed on the grid of the images.
+
+    Cached tables hold voxel coordinates and no scale; they take the scale and
+    offset of the first 3D image or labels layer, which in a cache is the grid
+    the objects were measured on.
+    """
+    grid = next(
+        (kw for data, kw, t in layers if t != "points" and len(kw.get("scale") or ()) == 3),
+        None,
+    )
+    out = []
+    for data, kwargs, layer_type in sorted(layers, key=lambda ld: _DRAW_ORDER.get(ld[2], 3)):
+        if layer_type == "points" and grid is not None and "scale" not in kwargs and data.shape[1] == 3:
+            kwargs = {**kwargs, "scale": grid["scale"], "translate": grid.get("translate", [0.0] * 3)}
+        out.append((data, kwargs, layer_type))
+    return out
