@@ -28,11 +28,11 @@ def split_slices(url: str) -> tuple[str, str | None]:
     return base, text
 
 
-def _int(part: str, text: str) -> int:
-    part = part.strip()
-    if not _INT.match(part):
-        raise SliceSyntaxError(f"bad slice part {part!r} in {text!r}: expected an integer")
-    return int(part)
+def _int(field: str, part: str, text: str) -> int:
+    field = field.strip()
+    if not _INT.match(field):
+        raise SliceSyntaxError(f"bad slice part {part!r} in {text!r}: {field!r} is not an integer")
+    return int(field)
 
 
 def parse_slices(text: str) -> tuple[int | slice | type(Ellipsis), ...]:
@@ -79,13 +79,13 @@ def parse_slices(text: str) -> tuple[int | slice | type(Ellipsis), ...]:
             fields = part.split(":")
             if len(fields) > 3:
                 raise SliceSyntaxError(f"bad slice part {part!r} in {text!r}: at most start:stop:step")
-            values = [_int(f, text) if f.strip() else None for f in fields]
+            values = [_int(f, part, text) if f.strip() else None for f in fields]
             values += [None] * (3 - len(values))
             if values[2] == 0:
                 raise SliceSyntaxError(f"bad slice part {part!r} in {text!r}: step must not be zero")
             items.append(slice(*values))
         else:
-            items.append(_int(part, text))
+            items.append(_int(part, part, text))
     return tuple(items)
 
 

@@ -1,0 +1,116 @@
+"""Benchmark voxelflow's OME-Zarr writer and reader.
+
+Figures printed (and their goals):
+
+* pyramid write: time to write a uint16 volume with a 4-level pyramid divided by
+  the time to write level 0 alone (goal <= 1.3);
+* read: throughput of reading level 0 with ``open_ome_zarr`` divided into the
+  throughput of reading the same zarr array with zarr directly (goal <= 1.5).
+
+The volume is a smooth background plus noise and bright blobs (compresses like
+lightsheet data, not like pure noise), held in memory so the timings measure
+writing, not generating. Usage::
+
+    python benchmarks/bench_ome_zarr.py            # 1 GiB
+    python benchmarks/bench_ome_zarr.py --size 128 # 128 MiB quick run
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import dask
+import dask.array as da
+import numpy as np
+import zarr
+
+from voxelflow.ome_zarr import open_ome_zarr, write_ome_zarr
+
+
+def make_volume(mib: int, seed: int = 0) -> np.ndarray:
+    """A (z, y, x) uint16 volume of about ``mib`` MiB with lightsheet-like statistics."""
+    side = int(round((mib * 2**20 / 2 / 2) ** (1 / 3)))  # z is half of y and x
+    shape = (max(8, side // 2 * 1), max(16, side), max(16, side))
+    scale = (mib * 2**20 / 2 / math.prod(shape)) ** (1 / 3)
+    shape = tuple(int(s * scale) // 8 * 8 for s in shape)
+    rng = np.random.default_rng(seed)
+    z, y, x = np.ogrid[: shape[0], : shape[1], : shape[2]]
+    vol = (200 + 100 * np.sin(z / 37.0) + 80 * np.cos(y / 53.0) + 60 * np.sin(x / 41.0)).astype(np.float32)
+    vol = vol + rng.normal(0, 20, size=shape).astype(np.float32)
+    for _ in range(2000):
+        c = [rng.integers(0, s) for s in shape]
+        sl = tuple(slice(max(0, ci - 3), ci + 3) for ci in c)
+        vol[sl] += 3000
+    return np.clip(vol, 0, 65535).astype(np.uint16)
+
+
+def timed(fn, repeat: int, cleanup=None) -> float:
+    """Best wall time of ``repeat`` calls; ``cleanup`` runs between calls, outside the timing."""
+    best = math.inf
+    for _ in range(repeat):
+        if cleanup:
+            cleanup()
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=1024, help="volume size in MiB (default 1024)")
+    parser.add_argument("--repeat", type=int, default=2, help="best of N runs (default 2)")
+    parser.add_argument("--tmp", default=None, help="folder on local disk for the output (default: system temp)")
+    args = parser.parse_args(argv)
+
+    vol = make_volume(args.size)
+    nbytes = vol.nbytes
+    arr = da.from_array(vol, chunks=(64, 256, 256))
+    print(f"volume {vol.shape} uint16 = {nbytes / 2**20:.0f} MiB, chunks {arr.chunksize}, "
+          f"{dask.system.CPU_COUNT} cores")
+    workdir = Path(tempfile.mkdtemp(prefix="bench_ome_zarr_", dir=args.tmp))
+    try:
+        def write(levels):
+            def run():
+                write_ome_zarr(arr, workdir / f"l{levels}.ome.zarr", levels=levels, factors=2)
+            return run
+
+        def clean(levels):
+            return lambda: shutil.rmtree(workdir / f"l{levels}.ome.zarr", ignore_errors=True)
+
+        t_level0 = timed(write(1), args.repeat, clean(1))
+        t_pyramid = timed(write(4), args.repeat, clean(4))
+        print(f"write level 0 only        : {t_level0:7.2f} s  ({nbytes / 2**20 / t_level0:7.0f} MiB/s)")
+        print(f"write 4-level pyramid     : {t_pyramid:7.2f} s  ({nbytes / 2**20 / t_pyramid:7.0f} MiB/s)")
+        print(f"ratio pyramid / level 0   : {t_pyramid / t_level0:7.2f}   (goal <= 1.30)")
+
+        image = workdir / "l4.ome.zarr"
+        out = np.empty(vol.shape, vol.dtype)
+
+        def read_voxelflow():
+            level0, _ = open_ome_zarr(image)
+            da.store(level0, out, lock=False)
+
+        def read_zarr():
+            zarr.open_array(image / "0", mode="r")[...]
+
+        t_vf = timed(read_voxelflow, args.repeat)
+        assert np.array_equal(out, vol), "read back differs from the written volume"
+        t_zarr = timed(read_zarr, args.repeat)
+        print(f"read level 0, voxelflow   : {t_vf:7.2f} s  ({nbytes / 2**20 / t_vf:7.0f} MiB/s)")
+        print(f"read level 0, zarr direct : {t_zarr:7.2f} s  ({nbytes / 2**20 / t_zarr:7.0f} MiB/s)")
+        print(f"ratio voxelflow / zarr    : {t_vf / t_zarr:7.2f}   (goal <= 1.50)")
+        files = sum(1 for p in image.rglob("*") if p.is_file())
+        size = sum(p.stat().st_size for p in image.rglob("*") if p.is_file())
+        print(f"pyramid on disk           : {size / 2**20:7.0f} MiB in {files} files")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
