@@ -178,3 +178,17 @@ def make_run_folder(root) -> str:
         json.dump({"outputs": {"image": urls["image"], "objects": "objects.parquet"},
                    "cache": urls["cache"], "input": {"scale_um": list(SCALE)}}, f)
     return run
+
+
+def coloured_regions(image, min_pixels=20):
+    """Bounding boxes (r0, c0, r1, c1) of the coloured (non-grey) blobs of a screenshot, sorted."""
+    from scipy import ndimage
+
+    rgb_int = image.astype(int)
+    coloured = rgb_int.max(axis=-1) - rgb_int.min(axis=-1) > 40
+    lab, n = ndimage.label(coloured)
+    boxes = []
+    for sl in ndimage.find_objects(lab):
+        if (lab[sl] > 0).sum() >= min_pixels:
+            boxes.append((sl[0].start, sl[1].start, sl[0].stop, sl[1].stop))
+    return sorted(boxes)
