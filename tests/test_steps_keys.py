@@ -109,3 +109,16 @@ def test_bad_kind_and_bad_call():
 
     with pytest.raises(InvalidInputError, match="one"):
         one.key(1, 2)
+
+
+def test_a_helper_change_changes_the_callers_fingerprint(tmp_path):
+    src = '''
+    def helper(x):
+        return x + 1
+
+    def f(x):
+        return helper(x) * 2
+    '''
+    a = _fp(tmp_path, "m_h1", src)
+    assert _fp(tmp_path, "m_h2", src.replace("x + 1", "x + 2")) != a
+    assert _fp(tmp_path, "m_h3", src.replace("x + 1", "x + 1  # note")) == a

@@ -92,3 +92,24 @@ def test_plaques_never_planted_in_background(seed, n):
 def test_bad_shape():
     with pytest.raises(InvalidInputError, match="shape"):
         make_synthetic_brain(shape=(8, 64, 64))
+
+
+def test_matching_is_one_to_one_within_distance():
+    from voxelflow.synth import match_detections
+
+    planted = np.array([[0, 0, 0], [10, 0, 0], [20, 0, 0]], float)
+    detected = np.array([[1, 0, 0], [10.5, 0, 0], [0.5, 0, 0], [40, 0, 0]], float)
+    pairs = match_detections(detected, planted, max_distance=3)
+    assert sorted(map(tuple, pairs)) == [(1, 1), (2, 0)] or sorted(map(tuple, pairs)) == [(0, 0), (1, 1)]
+    assert len(match_detections(detected[:0], planted, 3)) == 0
+
+
+def test_scoring_the_planted_truth_itself_is_perfect(brain):
+    from voxelflow.synth import score_detections
+
+    objs = brain.truth_objects()
+    s = score_detections(objs, brain.truth, brain.regions)
+    assert s["precision"] == s["recall"] == 1.0 and s["matched"] == len(objs)
+    assert (s["regions"].error.fillna(0) == 0).all()
+    half = score_detections(objs.iloc[::2], brain.truth, brain.regions)
+    assert half["precision"] == 1.0 and abs(half["recall"] - len(objs.iloc[::2]) / len(objs)) < 1e-9

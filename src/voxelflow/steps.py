@@ -158,13 +158,14 @@ def _module_fingerprint(module_name: str) -> str:
     return hashlib.sha256(_normalised_source(src).encode()).hexdigest()
 
 
-def fingerprint(fn: Callable) -> str:
+def fingerprint(fn: Callable, *, _seen: frozenset = frozenset()) -> str:
     """Hash of what a function computes, insensitive to its docstring and comments.
 
     Library ops (``voxelflow.ops.*``) are fingerprinted by their whole module,
     so a change in a private helper also invalidates. Other functions are
     fingerprinted by their own source (AST-normalised), the module-level
-    constants they read, and their default values.
+    constants they read, their default values, and the fingerprints of the
+    functions, steps and ``voxelflow.ops`` modules they reference by global name.
 
     Parameters
     ----------
@@ -178,6 +179,7 @@ def fingerprint(fn: Callable) -> str:
     if isinstance(fn, Step):
         fn = fn.fn
     target = inspect.unwrap(fn)
+    _seen = _seen | {target}
     if isinstance(target, functools.partial):
         return hashlib.sha256(
             (fingerprint(target.func) + tokenize(target.args, target.keywords)).encode()
@@ -195,7 +197,34 @@ def fingerprint(fn: Callable) -> str:
         body = _code_digest(code) if code is not None else f"{module}.{getattr(target, '__qualname__', repr(target))}"
     extra = json.dumps(_global_constants(target))
     defaults = repr(getattr(target, "__defaults__", None)) + repr(getattr(target, "__kwdefaults__", None))
-    return hashlib.sha256("\n".join([body, extra, defaults]).encode()).hexdigest()
+    deps = json.dumps(_dependencies(target, _seen))
+    return hashlib.sha256("\n".join([body, extra, defaults, deps]).encode()).hexdigest()
+
+
+def _dependencies(fn, seen: frozenset) -> list:
+    """Fingerprints of the functions and voxelflow.ops modules a function calls by global name.
+
+    A pipeline function calling a helper or an op is invalidated when that
+    helper or op changes, not only when its own body does.
+    """
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return []
+    glb = getattr(fn, "__globals__", {})
+    out = []
+    for name in sorted(set(code.co_names)):
+        value = glb.get(name)
+        if isinstance(value, types.ModuleType):
+            if value.__name__.startswith("voxelflow.ops"):
+                out.append([name, _module_fingerprint(value.__name__)])
+        elif isinstance(value, Step):
+            out.append([name, fingerprint(value, _seen=seen)])
+        elif isinstance(value, types.FunctionType) and value not in seen:
+            # third-party libraries are versioned; only the user's and voxelflow's own code is followed
+            mod = value.__module__ or ""
+            if mod == fn.__module__ or mod.startswith("voxelflow"):
+                out.append([name, fingerprint(value, _seen=seen)])
+    return out
 
 
 # --- keys -----------------------------------------------------------------------
