@@ -56,6 +56,19 @@ def check_connectivity(connectivity, ndim: int) -> int:
     return int(connectivity)
 
 
+def input_collections(arr: da.Array, intensity: da.Array | None) -> tuple[da.Array, ...]:
+    """The arrays whose blocks the chunk tasks read.
+
+    A lone input is optimized so element-wise steps (e.g. a threshold) fuse
+    into its read tasks. Two inputs are left as they are: optimizing them
+    together would fuse a shared upstream (the image a BS was thresholded
+    from) into both, and compute it twice.
+    """
+    if intensity is None:
+        return dask.optimize(arr)
+    return arr, intensity
+
+
 def local_labels(block: np.ndarray, connectivity: int) -> tuple[np.ndarray, int]:
     """Label the non-zero voxels of one chunk with cc3d.
 
@@ -68,9 +81,10 @@ def local_labels(block: np.ndarray, connectivity: int) -> tuple[np.ndarray, int]
     foreground = block if block.dtype == bool else block != 0
     # cc3d 4.1's binary-image path (taken for bool input) mislabels background
     # pixels with 8-connectivity in 2D and crashes on 26-connected 1-voxel
-    # lines; its multi-valued path on the same bytes as uint8 is exact.
+    # lines, and it misreads strided views; its multi-valued path on a
+    # C-contiguous uint8 copy is exact.
     labels, n = cc3d.connected_components(
-        foreground.view(np.uint8),
+        np.ascontiguousarray(foreground).view(np.uint8),
         connectivity=CC3D_CONNECTIVITY[block.ndim][connectivity],
         return_N=True,
     )
@@ -113,8 +127,8 @@ def chunk_stats(
     origin_arr = np.asarray(origin, dtype=np.int64)
     stats = cc3d.statistics(labels, no_slice_conversion=True)
     voxels = np.asarray(stats["voxel_counts"][1 : n + 1], dtype=np.int64)
-    centroids = np.asarray(stats["centroids"][1 : n + 1], dtype=np.float64).reshape(n, -1)
-    box = np.asarray(stats["bounding_boxes"][1 : n + 1], dtype=np.int64).reshape(n, -1)
+    centroids = np.asarray(stats["centroids"][1 : n + 1], dtype=np.float64).reshape(n, labels.ndim)
+    box = np.asarray(stats["bounding_boxes"][1 : n + 1], dtype=np.int64).reshape(n, 2 * labels.ndim)
     lo = box[:, 0::2] + origin_arr
     hi = box[:, 1::2] + origin_arr + 1
     border = (lo == 0).any(axis=1) | (hi == np.asarray(full_shape)).any(axis=1)
@@ -190,10 +204,9 @@ def chunk_pass(
     -------
     PassResult
     """
-    collections = (bs,) if intensity is None else (bs, intensity)
-    optimized = dask.optimize(*collections)
-    bs_opt = optimized[0]
-    int_name = optimized[1].name if intensity is not None else None
+    inputs = input_collections(bs, intensity)
+    bs_opt = inputs[0]
+    int_name = inputs[1].name if intensity is not None else None
     token = tokenize(bs, connectivity, want_stats, intensity)
     local_name = f"vf-cc-local-{token}"
     pair_name = f"vf-cc-pairs-{token}"
@@ -226,7 +239,7 @@ def chunk_pass(
         )
     gather_key = f"vf-cc-gather-{token}"
     dsk[gather_key] = (list, [(pair_name, *idx) for idx in np.ndindex(*grid)])
-    graph = HighLevelGraph.from_collections(gather_key, dsk, dependencies=list(optimized))
+    graph = HighLevelGraph.from_collections(gather_key, dsk, dependencies=list(inputs))
     results = Delayed(gather_key, graph).compute()
 
     counts = np.fromiter((r[0] for r in results), dtype=np.int64, count=len(results))

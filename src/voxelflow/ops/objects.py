@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dask
 import dask.array as da
 import fastremap
 import numpy as np
@@ -18,6 +17,7 @@ from voxelflow.ops._ccpass import (
     check_connectivity,
     chunk_pass,
     chunk_stats,
+    input_collections,
 )
 from voxelflow.ops._merge import final_ids
 
@@ -118,7 +118,7 @@ def _os_chunk(block, origin, full_shape, intensity=None):
 
 def _os_pass(arr: da.Array, intensity: da.Array | None):
     """Compute per-chunk ids and statistics of an OS in one graph execution."""
-    optimized = dask.optimize(arr) if intensity is None else dask.optimize(arr, intensity)
+    optimized = input_collections(arr, intensity)
     token = tokenize(arr, intensity)
     name = f"vf-objects-os-{token}"
     starts = [np.concatenate([[0], np.cumsum(c)[:-1]]).astype(int) for c in arr.chunks]
