@@ -1,0 +1,67 @@
+"""The pipeline on a real `dask scheduler` + two `dask worker` processes equals the local run."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from pipeline_helpers import small_overrides, write_small_scan
+from voxelflow.cli import main
+from voxelflow.config import load_config, to_toml
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _dask(*args):
+    return subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_" + args[0], *args[1:]],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ})
+
+
+@pytest.fixture
+def cluster():
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    procs = [_dask("scheduler", "--host", "127.0.0.1", "--port", str(port), "--dashboard-address", ":0")]
+    try:
+        for _ in range(2):
+            procs.append(_dask("worker", address, "--nthreads", "1", "--memory-limit", "1GB",
+                               "--no-dashboard", "--host", "127.0.0.1"))
+        from distributed import Client
+
+        with Client(address, timeout=60) as client:
+            client.wait_for_workers(2, timeout=90)
+        yield address
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def test_distributed_run_equals_local(tmp_path, cluster):
+    brain, paths = write_small_scan(tmp_path)
+    cfg = load_config(None, small_overrides(paths, tmp_path / "local"))
+    path = tmp_path / "plaque.toml"
+    path.write_text(to_toml(cfg))
+    assert main(["run", str(path), "--quiet", "--no-report"]) == 0
+    t0 = time.perf_counter()
+    assert main(["run", str(path), "--quiet", "--no-report", "--out", str(tmp_path / "dist"),
+                 "--scheduler", cluster]) == 0
+    local = pd.read_parquet(tmp_path / "local" / "objects.parquet")
+    dist = pd.read_parquet(tmp_path / "dist" / "objects.parquet")
+    assert len(local) > 10
+    pd.testing.assert_frame_equal(local, dist)
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "local" / "regions.csv"),
+                                  pd.read_csv(tmp_path / "dist" / "regions.csv"))
+    assert time.perf_counter() - t0 < 120
