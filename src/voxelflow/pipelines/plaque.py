@@ -460,7 +460,8 @@ def _progress_bar(progress: bool):
         distributed = False
     if not progress or distributed:
         return contextlib.nullcontext()
-    return ProgressBar(minimum=2.0, dt=0.5)
+    # the bar thread is joined after every compute: a short dt keeps that wait small
+    return ProgressBar(minimum=2.0, dt=0.05)
 
 
 def _negative_mask(setting, coarse, coarse_scale, config, ctx, coarse_store):
