@@ -11,6 +11,8 @@ def module_viewer():
     napari = pytest.importorskip("napari")
     # show=True: without a mapped window napari's canvas never renders (blank screenshots).
     viewer = napari.Viewer(show=True)
+    # A fixed canvas: napari restores the last window geometry, which other tests change.
+    viewer.window.resize(1000, 800)
     yield viewer
     viewer.close()
 
