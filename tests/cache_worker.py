@@ -19,7 +19,8 @@ run appends events (``compute``, ``begin``/``end`` of each write, ``skip``,
 ``CORRUPT``, ``done``) to an events file with unbuffered ``os.write`` so a parent
 can tell where a SIGKILL landed. Exit code 3 means corrupt data was read.
 
-Run as a script: ``python cache_worker.py ROOT EVENTS [--gens JSON] [--no-container]``.
+Run as a script: ``python cache_worker.py ROOT EVENTS [--gens JSON] [--no-container] [--slow S]
+[--barrier FILE]`` (logs go to stderr at INFO level).
 """
 
 from __future__ import annotations
@@ -112,8 +113,8 @@ def read_node(root: str, name: str):
 
 
 class Run:
-    def __init__(self, root: str, events: str, gens: dict, container: bool):
-        self.root, self.gens, self.container = root, gens, container
+    def __init__(self, root: str, events: str, gens: dict, container: bool, slow: float = 0.0):
+        self.root, self.gens, self.container, self.slow = root, gens, container, slow
         self.fd = os.open(events, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self.ref = reference(gens)
         self.keys = keys(gens)
@@ -132,6 +133,7 @@ class Run:
         node = cdir_init(url, self.keys[name])
         if node.commit is None:
             self.event("compute", name)
+            time.sleep(self.slow)
             value = compute()
             self.event("begin", name)
             save(url, value)
@@ -183,10 +185,10 @@ class Run:
         )
 
 
-def run_child(root: str, events: str, gens: dict, container: bool = True) -> None:
+def run_child(root: str, events: str, gens: dict, container: bool = True, slow: float = 0.0) -> None:
     """Entry point for multiprocessing children."""
     with dask.config.set(scheduler="threads", num_workers=2):
-        Run(root, events, gens, container)()
+        Run(root, events, gens, container, slow)()
 
 
 def main(argv=None) -> int:
@@ -195,9 +197,15 @@ def main(argv=None) -> int:
     parser.add_argument("events")
     parser.add_argument("--gens", default=json.dumps(DEFAULT_GENS))
     parser.add_argument("--no-container", action="store_true")
+    parser.add_argument("--slow", type=float, default=0.0, help="seconds to sleep in each computed step")
+    parser.add_argument("--barrier", help="print 'ready' then wait until this file exists")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(process)d %(name)s %(message)s")
-    run_child(args.root, args.events, json.loads(args.gens), container=not args.no_container)
+    if args.barrier:
+        print("ready", flush=True)
+        while not os.path.exists(args.barrier):
+            time.sleep(0.01)
+    run_child(args.root, args.events, json.loads(args.gens), not args.no_container, args.slow)
     return 0
 
 

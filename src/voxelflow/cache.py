@@ -60,7 +60,7 @@ from voxelflow.errors import (
     VoxelflowError,
 )
 from voxelflow.paths import VPath, as_vpath
-from voxelflow.store import payload_kind, read_payload, write_payload
+from voxelflow.store import prepare_payload, read_payload, write_payload
 
 __all__ = ["CacheNode", "cdir_init", "cdir_query", "cdir_commit", "save", "load", "cached"]
 
@@ -246,14 +246,18 @@ def save(
     path = _as_path(url, storage_options)
     key_value, key_hash = normalise_key(key)
     timeout = _check_timeout(timeout)
-    payload_kind(obj)
+    kind, data = prepare_payload(obj)
     with _path_errors(path):
         lock = owned_lock(path) if path.isdir() else None
         if lock is None:
             _init(path, key_value, key_hash, timeout, replace=True)
         else:
             (path / MARKER_NAME).rm()
-        payload = write_payload(path, obj)
+        try:
+            payload = write_payload(path, kind, data)
+        except BaseException:
+            release(path)  # the node stays uncommitted; let waiting processes take it over
+            raise
         return _commit(path, key_value, key_hash, key is not None, payload=payload)
 
 

@@ -44,7 +44,7 @@ import psutil
 from voxelflow.cache_marker import LOCK_NAME
 from voxelflow.paths import VPath
 
-__all__ = ["LockInfo", "LEASE_SECONDS", "HEARTBEAT_SECONDS", "read_lock", "try_acquire", "release", "owned_lock"]
+__all__ = ["LockInfo", "LEASE_SECONDS", "HEARTBEAT_SECONDS", "read_lock", "try_acquire", "release", "owned_lock", "refresh_held"]
 
 log = logging.getLogger("voxelflow.cache")
 
@@ -148,16 +148,21 @@ def _remember(node: VPath, token: str) -> None:
 def _beat_forever() -> None:
     while True:
         time.sleep(HEARTBEAT_SECONDS)
-        # Holding the guard while writing keeps a concurrent release() from being undone.
-        with _held_guard:
-            for node, token in _held.items():
-                try:
-                    info = read_lock(node)
-                    if info and info.token == token:
-                        info = LockInfo(**{**info.__dict__, "heartbeat": time.time()})
-                        (node / LOCK_NAME).write_text(info.to_json())
-                except OSError as exc:  # a flaky store must not kill the heartbeat
-                    log.warning("could not refresh lock of %s: %s", node, exc)
+        refresh_held()
+
+
+def refresh_held() -> None:
+    """Renew the heartbeat of every lock this process holds."""
+    # Holding the guard while writing keeps a concurrent release() from being undone.
+    with _held_guard:
+        for node, token in _held.items():
+            try:
+                info = read_lock(node)
+                if info and info.token == token:
+                    info = LockInfo(**{**info.__dict__, "heartbeat": time.time()})
+                    (node / LOCK_NAME).write_text(info.to_json())
+            except OSError as exc:  # a flaky store must not kill the heartbeat
+                log.warning("could not refresh lock of %s: %s", node, exc)
 
 
 @atexit.register
@@ -221,13 +226,14 @@ def _create_local(node: VPath, mine: LockInfo, stale: LockInfo | None | bool) ->
     # No fsync: after a power loss the owner is gone too, so a lost lock file is harmless.
     with open(tmp, "w") as f:
         f.write(mine.to_json())
+    # FileNotFoundError: a process that got the lock first cleared the node, our temp file included.
     try:
         os.link(tmp, lock_path)
         return True
-    except FileExistsError:
+    except (FileExistsError, FileNotFoundError):
         return False
     finally:
-        os.unlink(tmp)
+        _unlink_quietly(tmp)
 
 
 def _break_stale(lock_path: str, stale: LockInfo | bool) -> bool:
@@ -247,13 +253,17 @@ def _break_stale(lock_path: str, stale: LockInfo | bool) -> bool:
         current = read_lock(VPath(os.path.dirname(lock_path)))
         if current != stale:
             return current is None
-        try:
-            os.unlink(lock_path)
-        except FileNotFoundError:
-            pass
+        _unlink_quietly(lock_path)
         return True
     finally:
-        os.unlink(brk)
+        _unlink_quietly(brk)
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def _create_remote(node: VPath, mine: LockInfo, stale: LockInfo | None | bool) -> bool:

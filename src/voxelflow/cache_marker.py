@@ -120,10 +120,15 @@ def is_node(folder: VPath) -> bool:
 def write_identity(folder: VPath) -> None:
     """Make ``folder`` a cache node (idempotent)."""
     ident = folder / IDENTITY_NAME
-    if not ident.exists():
-        ident.write_text(
-            json.dumps({"format": _IDENTITY_FORMAT, "version": _FORMAT_VERSION, "created": _now_iso()})
-        )
+    if ident.exists():
+        return
+    try:
+        ident.write_text(json.dumps({"format": _IDENTITY_FORMAT, "version": _FORMAT_VERSION, "created": _now_iso()}))
+    except FileNotFoundError:
+        # Another process made the folder a node at the same moment and, holding its
+        # lock, cleared our temporary file: the folder is a node all the same.
+        if not ident.exists():
+            raise
 
 
 def read_marker(folder: VPath, *, warn: bool = True) -> dict | None:

@@ -28,7 +28,7 @@ import numpy as np
 from voxelflow.errors import UnsupportedObjectError
 from voxelflow.paths import VPath
 
-__all__ = ["PAYLOAD_NAMES", "payload_kind", "write_payload", "read_payload"]
+__all__ = ["PAYLOAD_NAMES", "prepare_payload", "write_payload", "read_payload"]
 
 PAYLOAD_NAMES = {
     "numpy": "result.npy",
@@ -40,14 +40,26 @@ PAYLOAD_NAMES = {
 _SUPPORTED = "numpy arrays, dask arrays, pandas DataFrames and JSON values (dict, list, str, int, float, bool, None)"
 
 
-def payload_kind(obj: Any) -> str:
-    """Which of :data:`PAYLOAD_NAMES` stores ``obj``.
+def prepare_payload(obj: Any) -> tuple[str, Any]:
+    """Check that ``obj`` can be stored and convert what can be converted up front.
+
+    Everything that can fail because of the object itself fails here, before a
+    node is touched, so a bad ``save`` never costs an already committed result.
+
+    Returns
+    -------
+    kind : str
+        A key of :data:`PAYLOAD_NAMES`.
+    data
+        What :func:`write_payload` writes: the array, a ``pyarrow.Table`` for a
+        DataFrame, the JSON text for a JSON value.
 
     Raises
     ------
     UnsupportedObjectError
-        For other types, object/structured dask dtypes, dask arrays of unknown
-        shape, masked arrays and values that are not strict JSON.
+        For other types, object dtypes, dask arrays of unknown shape or with
+        non-numeric dtypes, masked arrays, DataFrames Parquet cannot hold, and
+        values that are not strict JSON.
     """
     import dask.array as da
     import pandas as pd
@@ -57,7 +69,7 @@ def payload_kind(obj: Any) -> str:
     if isinstance(obj, np.ndarray):
         if obj.dtype.hasobject:
             raise UnsupportedObjectError(f"cannot save a numpy array of dtype {obj.dtype} (holds Python objects)")
-        return "numpy"
+        return "numpy", obj
     if isinstance(obj, da.Array):
         if any(math.isnan(c) for dim in obj.chunks for c in dim):
             raise UnsupportedObjectError(
@@ -68,26 +80,31 @@ def payload_kind(obj: Any) -> str:
                 f"cannot save a dask array of dtype {obj.dtype}: zarr storage supports bool, integer, "
                 "float and complex dtypes"
             )
-        return "dask"
+        return "dask", obj
     if isinstance(obj, pd.DataFrame):
-        return "dataframe"
+        import pyarrow as pa
+
+        try:
+            return "dataframe", pa.Table.from_pandas(obj)
+        except (pa.ArrowException, ValueError, TypeError) as exc:
+            raise UnsupportedObjectError(f"cannot store this DataFrame as Parquet: {exc}") from exc
     try:
-        json.dumps(obj, allow_nan=False)
+        return "json", json.dumps(obj, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise UnsupportedObjectError(
             f"cannot save {type(obj).__module__}.{type(obj).__qualname__}: supported are {_SUPPORTED} ({exc})"
         ) from exc
-    return "json"
 
 
-def write_payload(folder: VPath, obj: Any) -> dict:
-    """Write ``obj`` into ``folder`` and return the description kept in the commit marker.
+def write_payload(folder: VPath, kind: str, data: Any) -> dict:
+    """Write a prepared payload into ``folder`` and return the description kept in the commit marker.
 
     Parameters
     ----------
     folder : VPath
         The node folder (must exist).
-    obj : numpy.ndarray, dask.array.Array, pandas.DataFrame or JSON value
+    kind, data
+        The output of :func:`prepare_payload`.
 
     Returns
     -------
@@ -95,22 +112,24 @@ def write_payload(folder: VPath, obj: Any) -> dict:
         ``kind`` and ``name`` of the payload, plus ``shape``, ``dtype`` and ``chunks``
         for arrays and ``rows`` and ``columns`` for tables.
     """
-    kind = payload_kind(obj)
     target = folder / PAYLOAD_NAMES[kind]
     target.rm()
     info: dict[str, Any] = {"kind": kind, "name": target.name}
     if kind == "numpy":
         with target.open("wb") as f:
-            np.save(f, obj, allow_pickle=False)
-        info.update(shape=list(obj.shape), dtype=obj.dtype.str)
+            np.save(f, data, allow_pickle=False)
+        info.update(shape=list(data.shape), dtype=data.dtype.str)
     elif kind == "dask":
-        _write_dask(target, obj)
-        info.update(shape=list(obj.shape), dtype=obj.dtype.str, chunks=[list(d) for d in obj.chunks])
+        _write_dask(target, data)
+        info.update(shape=list(data.shape), dtype=data.dtype.str, chunks=[list(d) for d in data.chunks])
     elif kind == "dataframe":
-        _write_dataframe(target, obj)
-        info.update(rows=len(obj), columns=[str(c) for c in obj.columns])
+        import pyarrow.parquet as pq
+
+        with target.open("wb") as f:
+            pq.write_table(data, f)
+        info.update(rows=data.num_rows, columns=[c for c in data.column_names if not c.startswith("__index_level_")])
     else:
-        target.write_text(json.dumps(obj, allow_nan=False))
+        target.write_text(data)
     return info
 
 
@@ -127,17 +146,6 @@ def _write_dask(target: VPath, arr) -> None:
     )
     # Each dask block maps onto whole zarr chunks, so block writes never overlap and need no lock.
     da.store(source, z, lock=False)
-
-
-def _write_dataframe(target: VPath, df) -> None:
-    import pyarrow as pa
-
-    try:
-        with target.open("wb") as f:
-            df.to_parquet(f, engine="pyarrow")
-    except (pa.ArrowException, ValueError, TypeError) as exc:
-        target.rm()
-        raise UnsupportedObjectError(f"cannot store this DataFrame as Parquet: {exc}") from exc
 
 
 def read_payload(folder: VPath, payload: dict, token: str) -> Any:
