@@ -13,6 +13,7 @@ import math
 import os
 import shutil
 import tempfile
+import threading
 import uuid
 import zipfile
 from collections.abc import Sequence
@@ -179,6 +180,45 @@ def _clear_target(path: VPath, overwrite: bool) -> None:
     path.rm()
 
 
+class _GuardedTargets:
+    """Write gates for ``da.store`` targets that can be closed after a failure.
+
+    The threaded scheduler re-raises the first task error while other tasks are
+    still running; closing the gates and waiting for in-flight writes ensures no
+    chunk lands in the target after it has been cleaned up.
+    """
+
+    def __init__(self, arrays):
+        self._cond = threading.Condition()
+        self._busy = 0
+        self._closed = False
+        self.targets = [_Gate(self, a) for a in arrays]
+
+    def close_and_wait(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.wait_for(lambda: self._busy == 0)
+
+
+class _Gate:
+    def __init__(self, owner: _GuardedTargets, array):
+        self._owner, self._array = owner, array
+        self.shape, self.dtype, self.ndim = array.shape, array.dtype, array.ndim
+
+    def __setitem__(self, key, value) -> None:
+        owner = self._owner
+        with owner._cond:
+            if owner._closed:
+                return
+            owner._busy += 1
+        try:
+            self._array[key] = value
+        finally:
+            with owner._cond:
+                owner._busy -= 1
+                owner._cond.notify_all()
+
+
 def _pyramid(arr: da.Array, factors: list[tuple[int, ...]], method: str, write_chunks: list[tuple[int, ...]]):
     levels = []
     for k, grid in enumerate(write_chunks):
@@ -222,8 +262,25 @@ def _write_arrays(arr: da.Array, root: VPath, *, version, axes, chunks, shards, 
         )
         grids.append(level_shards or level_chunks)
     sources = _pyramid(arr, factors, method, grids)
-    da.store(sources, targets, lock=False, compute=True)
+    if not _in_process_scheduler(sources):
+        # Gates hold a lock and cannot travel to distributed workers.
+        da.store(sources, targets, lock=False, compute=True)
+        return shapes
+    guarded = _GuardedTargets(targets)
+    try:
+        da.store(sources, guarded.targets, lock=False, compute=True)
+    except BaseException:
+        guarded.close_and_wait()
+        raise
     return shapes
+
+
+def _in_process_scheduler(collections) -> bool:
+    import dask.base
+    import dask.local
+    import dask.threaded
+
+    return dask.base.get_scheduler(collections=collections) in (dask.threaded.get, dask.local.get_sync)
 
 
 def _level_geometry(scale0, translation0, factors, method):
