@@ -8,8 +8,12 @@ resolution level is drawn, and the wall time to show fresh z planes is taken
 
 1. with no client at all (reference),
 2. with a live ``Client(LocalCluster(processes=False))`` using every core,
-3. after the client was handed back (``voxelflow.viewer.release_dask_client``,
-   what ``voxelflow view`` and ``PLComponents.hand_threads_to_viewer`` do).
+3. with the live client, but the layer reading through
+   ``voxelflow.viewer.threads.LocalThreadsArray`` (what the ``add_*`` helpers
+   do by default while a client is alive),
+4. after the client was handed back (``voxelflow.viewer.release_dask_client``,
+   what ``voxelflow view`` does),
+5. the same with a ``PLComponents`` session and its ``hand_threads_to_viewer()``.
 
 napari's chunk cache is disabled so every plane really reads and decodes chunks.
 
@@ -105,6 +109,8 @@ def main(argv: list[str] | None = None) -> None:
             time_planes(viewer, layer, planes[:2])  # warm-up: Qt/GL first draws
             rounds[name] = time_planes(viewer, layer, planes)
 
+        run("no client (warm-up, not reported)")
+        del rounds["no client (warm-up, not reported)"]
         run("no client (reference)")
         cluster = LocalCluster(n_workers=1, threads_per_worker=args.threads, processes=False,
                                dashboard_address=None)
@@ -118,6 +124,15 @@ def main(argv: list[str] | None = None) -> None:
         cluster.close()
         run("after release_dask_client()")
         assert client.status == "closed"
+
+        from voxelflow.session import PLComponents
+
+        plc = PLComponents(os.path.join(tmp, "plc"), log_dir=tmp, tee=False, get_client=lambda: Client(
+            processes=False, n_workers=1, threads_per_worker=args.threads, dashboard_address=None))
+        run("live PLComponents client")
+        plc.hand_threads_to_viewer()
+        run("after PLComponents.hand_threads_to_viewer()")
+        plc.close()
         viewer.close()
 
     ref = statistics.median(rounds["no client (reference)"])
