@@ -23,6 +23,7 @@ from dask.highlevelgraph import HighLevelGraph
 from voxelflow.errors import InvalidInputError
 from voxelflow.ops._faces import block_faces, face_contacts, forward_directions
 from voxelflow.ops._merge import LabelPlan, plan_labels
+from voxelflow.ops._stats import chunk_stats
 
 #: cc3d connectivity for ``generate_binary_structure(ndim, connectivity)``.
 CC3D_CONNECTIVITY = {2: {1: 4, 2: 8}, 3: {1: 6, 2: 18, 3: 26}}
@@ -89,59 +90,6 @@ def local_labels(block: np.ndarray, connectivity: int) -> tuple[np.ndarray, int]
         return_N=True,
     )
     return labels, int(n)
-
-
-@dataclass(frozen=True)
-class ChunkStats:
-    """Per-label statistics of one chunk, in global voxel coordinates.
-
-    Attributes
-    ----------
-    voxels : ndarray of int64, shape (n,)
-    coord_sum : ndarray of float64, shape (n, ndim)
-        Sum of the voxel coordinates of each label.
-    lo, hi : ndarray of int64, shape (n, ndim)
-        Half-open bounding box.
-    border : ndarray of bool, shape (n,)
-        Whether the label touches the border of the whole array.
-    intensity_sum, intensity_max : ndarray of float64, shape (n,) or None
-    """
-
-    voxels: np.ndarray
-    coord_sum: np.ndarray
-    lo: np.ndarray
-    hi: np.ndarray
-    border: np.ndarray
-    intensity_sum: np.ndarray | None
-    intensity_max: np.ndarray | None
-
-
-def chunk_stats(
-    labels: np.ndarray,
-    n: int,
-    origin: tuple[int, ...],
-    full_shape: tuple[int, ...],
-    intensity: np.ndarray | None,
-) -> ChunkStats:
-    """Statistics of labels ``1 .. n`` of a chunk whose first voxel is ``origin``."""
-    origin_arr = np.asarray(origin, dtype=np.int64)
-    stats = cc3d.statistics(labels, no_slice_conversion=True)
-    voxels = np.asarray(stats["voxel_counts"][1 : n + 1], dtype=np.int64)
-    centroids = np.asarray(stats["centroids"][1 : n + 1], dtype=np.float64).reshape(n, labels.ndim)
-    box = np.asarray(stats["bounding_boxes"][1 : n + 1], dtype=np.int64).reshape(n, 2 * labels.ndim)
-    lo = box[:, 0::2] + origin_arr
-    hi = box[:, 1::2] + origin_arr + 1
-    border = (lo == 0).any(axis=1) | (hi == np.asarray(full_shape)).any(axis=1)
-    coord_sum = (centroids + origin_arr) * voxels[:, None]
-    isum = imax = None
-    if intensity is not None:
-        flat_labels = labels.ravel()
-        values = np.asarray(intensity, dtype=np.float64).ravel()
-        isum = np.bincount(flat_labels, weights=values, minlength=n + 1)[1:]
-        imax = np.full(n + 1, -np.inf)
-        np.maximum.at(imax, flat_labels, values)
-        imax = imax[1:]
-    return ChunkStats(voxels, coord_sum, lo, hi, border, isum, imax)
 
 
 def _local_task(block, connectivity, origin, full_shape, want_stats, intensity=None):
@@ -242,6 +190,24 @@ def chunk_pass(
     graph = HighLevelGraph.from_collections(gather_key, dsk, dependencies=list(inputs))
     results = Delayed(gather_key, graph).compute()
 
+    plan = plan_from_chunk_results(results)
+    return PassResult(plan, [r[1] for r in results] if want_stats else None)
+
+
+def plan_from_chunk_results(results: list) -> LabelPlan:
+    """Allocate global ids and merge contacts from the per-chunk pair results.
+
+    Parameters
+    ----------
+    results : list of tuple, one per chunk in C order over the block grid
+        ``(n, stats, la, lb, kb)``: local label count, statistics (unused
+        here), and contact pairs: local label ``la[i]`` of this chunk touches
+        local label ``lb[i]`` of chunk ``kb[i]`` (flat block index).
+
+    Returns
+    -------
+    LabelPlan
+    """
     counts = np.fromiter((r[0] for r in results), dtype=np.int64, count=len(results))
     offsets = np.cumsum(counts) - counts
     sizes = np.fromiter((r[2].size for r in results), dtype=np.int64, count=len(results))
@@ -249,5 +215,4 @@ def chunk_pass(
     la = np.concatenate([r[2] for r in results]).astype(np.int64)
     lb = np.concatenate([r[3] for r in results]).astype(np.int64)
     kb = np.concatenate([r[4] for r in results])
-    plan = plan_labels(counts, offsets[ka] + la, offsets[kb] + lb)
-    return PassResult(plan, [r[1] for r in results] if want_stats else None)
+    return plan_labels(counts, offsets[ka] + la, offsets[kb] + lb)

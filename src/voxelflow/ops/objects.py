@@ -11,14 +11,8 @@ from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
 
 from voxelflow.errors import InvalidInputError
-from voxelflow.ops._ccpass import (
-    ChunkStats,
-    as_dask_image,
-    check_connectivity,
-    chunk_pass,
-    chunk_stats,
-    input_collections,
-)
+from voxelflow.ops._ccpass import as_dask_image, check_connectivity, chunk_pass, input_collections
+from voxelflow.ops._stats import ChunkStats, chunk_stats
 from voxelflow.ops._merge import final_ids
 
 _AXES = {2: ("y", "x"), 3: ("z", "y", "x")}
