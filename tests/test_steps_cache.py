@@ -160,3 +160,20 @@ def test_viewer_display_is_one_lazy_call(tmp_path, monkeypatch):
     assert kw["opacity"] == 0.5 and kw["scale"] == (2.0, 1.0, 1.0)
     above(_image(), 3.0)  # no viewer: no display
     assert len(shown) == 1
+
+
+@pytest.mark.viewer
+def test_results_shown_in_a_real_napari_viewer(tmp_path):
+    napari = pytest.importorskip("napari")
+    viewer = napari.Viewer(show=False)
+    try:
+        bs = above(_image(), 3.0, cache_url=str(tmp_path / "above"), viewer_args={"viewer": viewer})
+        lab, n = components(bs, cache_url=str(tmp_path / "components"),
+                            viewer_args={"viewer": viewer, "name": "objects"},
+                            storage_options={"scale": (2.0, 1.0, 1.0)})
+        kinds = {layer.name: type(layer).__name__ for layer in viewer.layers}
+        assert kinds["objects"] == "Labels" and kinds["above"] in ("Image", "Labels")
+        assert tuple(viewer.layers["objects"].scale) == (2.0, 1.0, 1.0)
+        assert len(kinds) == 2
+    finally:
+        viewer.close()
