@@ -65,11 +65,12 @@ def _case_chain(url, threshold, workers, threads, memory_limit):
             "restart_messages": kills, "spilled_mb": round(sum(spilled.values()) / 2**20, 1)}
 
 
-def _simulated_plan_inputs(n_chunks: int, seed: int = 0):
-    """Per-chunk label counts and face-contact pairs of a cubic grid of ``n_chunks`` chunks.
+def _simulated_chunk_results(n_chunks: int, seed: int = 0) -> list:
+    """Per-chunk results as the label pass returns them, for a cubic grid of ``n_chunks`` chunks.
 
-    Each chunk holds ~50 labels (a 64^3 chunk of the benchmark volume holds ~12;
-    this is denser on purpose); each pair of face neighbours shares ~3 objects.
+    One ``(n, stats, la, lb, kb)`` per chunk (see ``voxelflow.ops._ccpass``): ~50
+    labels per chunk (a 64^3 chunk of the benchmark volume holds ~12: denser on
+    purpose), and ~3 objects crossing each face into the next chunk.
     """
     import numpy as np
 
@@ -77,38 +78,52 @@ def _simulated_plan_inputs(n_chunks: int, seed: int = 0):
     side = round(n_chunks ** (1 / 3))
     grid = (side, side, math.ceil(n_chunks / side**2))
     counts = rng.poisson(50, size=math.prod(grid)).astype(np.int64) + 5
-    offsets = np.cumsum(counts) - counts
     index = np.arange(counts.size).reshape(grid)
-    ga, gb = [], []
+    ka, kb = [], []
     for axis in range(3):
         a = np.take(index, range(grid[axis] - 1), axis=axis).ravel()
         b = np.take(index, range(1, grid[axis]), axis=axis).ravel()
-        for _ in range(3):
-            ga.append(offsets[a] + 1 + rng.integers(0, counts[a]))
-            gb.append(offsets[b] + 1 + rng.integers(0, counts[b]))
-    return counts, np.concatenate(ga), np.concatenate(gb)
+        ka += [a] * 3
+        kb += [b] * 3
+    ka, kb = np.concatenate(ka), np.concatenate(kb)
+    la = 1 + rng.integers(0, counts[ka])
+    lb = 1 + rng.integers(0, counts[kb])
+    order = np.argsort(ka, kind="stable")
+    ka, la, lb, kb = ka[order], la[order], lb[order], kb[order]
+    cuts = np.searchsorted(ka, np.arange(1, counts.size))
+    return [(int(n), None, a, b, k)
+            for n, a, b, k in zip(counts, np.split(la, cuts), np.split(lb, cuts), np.split(kb, cuts))]
 
 
 def _case_graph(n_chunks):
     import pickle
     import tracemalloc
 
-    from voxelflow.ops._merge import plan_labels, remap_specs
+    from voxelflow.ops._ccpass import plan_from_chunk_results
+    from voxelflow.ops._merge import remap_specs
 
-    counts, ga, gb = _simulated_plan_inputs(n_chunks)
-    tracemalloc.start()
+    results = _simulated_chunk_results(n_chunks)
+
+    def build():
+        plan = plan_from_chunk_results(results)
+        specs = remap_specs(plan)
+        # The relabelling layer holds one task per chunk carrying that chunk's spec.
+        graph = {("relabel", k): ("f", ("bs", k), 1, spec, plan.dtype) for k, spec in enumerate(specs)}
+        return plan, specs, graph
+
     t0 = time.perf_counter()
-    plan = plan_labels(counts, ga, gb)
-    specs = remap_specs(plan)
-    # The relabelling layer holds one task per chunk carrying that chunk's spec.
-    graph = {("relabel", k): ("f", ("bs", k), 1, spec, plan.dtype) for k, spec in enumerate(specs)}
+    plan, specs, graph = build()
     seconds = time.perf_counter() - t0
+    del plan, specs, graph
+    # Client memory in a second, traced build: tracing slows the build several-fold.
+    tracemalloc.start()
+    plan, specs, graph = build()
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     spec_bytes = [len(pickle.dumps(s)) for s in specs]
-    return {"seconds": seconds, "chunks": int(counts.size), "provisional_labels": int(counts.sum()),
-            "contacts": int(ga.size), "objects": plan.n, "client_peak_mb": round(peak / 2**20, 1),
-            "graph_pickled_mb": round(len(pickle.dumps(graph)) / 2**20, 1),
+    return {"seconds": seconds, "chunks": len(results), "provisional_labels": plan.total,
+            "contacts": int(sum(r[2].size for r in results)), "objects": plan.n,
+            "client_peak_mb": round(peak / 2**20, 1), "graph_pickled_mb": round(len(pickle.dumps(graph)) / 2**20, 1),
             "max_spec_bytes": max(spec_bytes), "tasks": len(graph)}
 
 

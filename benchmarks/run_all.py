@@ -7,12 +7,14 @@ run); the cvpl-tools venv is created on first use. Usage::
 
     python benchmarks/run_all.py            # full run (~20 min on 2 cores)
     python benchmarks/run_all.py --quick    # small sizes, checks that everything runs (~3 min)
+    python benchmarks/run_all.py --with-team   # + bench_label.py and bench_ome_zarr.py
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -48,6 +50,22 @@ SCALE_COLUMNS = [("shape", "volume"), ("mvox", "MVox"), ("volume_gb", "GB"), ("w
 GRAPH_COLUMNS = [("chunks", "chunks"), ("provisional_labels", "chunk labels"), ("contacts", "face contacts"),
                  ("objects", "objects"), ("seconds", "plan s"), ("client_peak_mb", "client MB"),
                  ("graph_pickled_mb", "graph MB"), ("max_spec_bytes", "max remap/task B"), ("error", "error")]
+
+
+TEAM_BENCHMARKS = ("bench_label.py", "bench_ome_zarr.py")
+
+
+def run_team_benchmarks(out: Path, quick: bool) -> None:
+    """Run the kernel and OME-Zarr benchmarks of the other engineers, keeping their printout."""
+    here = Path(__file__).resolve().parent
+    for name in TEAM_BENCHMARKS:
+        argv = [sys.executable, str(here / name)]
+        if quick:
+            argv += ["--quick"] if name == "bench_label.py" else ["--size", "128"]
+        done = subprocess.run(argv, capture_output=True, text=True)
+        text = done.stdout + (f"\nexit code {done.returncode}\n{done.stderr[-3000:]}" if done.returncode else "")
+        (out / f"{Path(name).stem}.txt").write_text(text)
+        print(f"== {name} (exit {done.returncode})\n{done.stdout}", flush=True)
 
 
 def _drop_empty(columns, rows):
@@ -111,6 +129,8 @@ def main(argv=None) -> int:
     parser.add_argument("--skip-peer-above", type=float, default=None, metavar="MVOX",
                         help="skip cvpl-tools on volumes larger than this (default: run it on every size)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="output folder (default benchmarks/results)")
+    parser.add_argument("--with-team", action="store_true",
+                        help=f"also run {', '.join(TEAM_BENCHMARKS)} (their own defaults), output to OUT/<name>.txt")
     args = parser.parse_args(argv)
     cfg = QUICK if args.quick else FULL
     t0 = time.perf_counter()
@@ -124,6 +144,9 @@ def main(argv=None) -> int:
         peers += bench_peers.compare(volume, run_peer=run_peer)
     print("== scale", flush=True)
     scale = bench_scale.run(cfg["scale_sizes"], cfg["worker_size"], cfg["graph_chunks"])
+
+    if args.with_team:
+        run_team_benchmarks(args.out, args.quick)
 
     result = {"machine": machine(), "quick": args.quick, "peers": peers, "scale": scale,
               "total_minutes": round((time.perf_counter() - t0) / 60, 1)}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+import json
 import math
 import re
 
@@ -16,7 +17,7 @@ from matplotlib.image import imread
 from report_helpers import (
     HALF, SHAPE, planted_image, planted_objects, region_counts, write_ngff_image, write_run_folder,
 )
-from voxelflow.errors import InvalidInputError, InvalidPathError
+from voxelflow.errors import InvalidInputError, InvalidPathError, OmeZarrError
 from voxelflow.report import make_report
 
 CENTRES = [(6, 10, 12), (12, 30, 50), (18, 40, 20)]
@@ -137,6 +138,35 @@ def test_image_and_density_read_from_ome_zarr_in_run_folder(tmp_path):
         png = imread(run / f"mip_{name}.png")
         _check_projection(png, (8, 80, 300), centres, axis, (1, 2, 2), half=3)
     assert (run / "density.png").is_file() and "Density map" in text
+
+
+def test_stale_image_path_in_run_json_becomes_a_note(tmp_path):
+    run = tmp_path / "run"
+    write_run_folder(run, CENTRES)
+    gone = tmp_path / "moved" / "scan.ome.zarr"
+    (run / "run.json").write_text(json.dumps({
+        "outputs": {"image": str(gone)},
+        "steps": [{"name": "threshold", "cached": False, "seconds": 0.5},
+                  {"name": "label", "cached": True, "seconds": 0.01}],
+    }))
+    text = make_report(run).read_text()
+    assert "image not shown" in text and "scan.ome.zarr" in text
+    assert not (run / "mip_z.png").exists()
+    assert "<td>label</td><td>True</td><td>0.01</td>" in text
+    with pytest.raises(OmeZarrError):
+        make_report(run, image=str(gone))  # an explicit argument must load
+
+
+def test_absolute_image_url_in_run_json(tmp_path):
+    run = tmp_path / "run"
+    write_run_folder(run, CENTRES)
+    scan = tmp_path / "elsewhere" / "scan.ome.zarr"
+    scan.parent.mkdir()
+    write_ngff_image(scan, planted_image(CENTRES), "zyx", 1)
+    (run / "run.json").write_text(json.dumps({"outputs": {"image": str(scan)}}))
+    make_report(run)
+    for axis, name in enumerate("zyx"):
+        _check_projection(imread(run / f"mip_{name}.png"), SHAPE, CENTRES, axis, (1, 1, 1))
 
 
 def test_counts_next_to_truth(tmp_path):

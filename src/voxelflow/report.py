@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from voxelflow.errors import InvalidInputError, InvalidPathError
+from voxelflow.errors import InvalidInputError, InvalidPathError, OmeZarrError
 
 __all__ = ["make_report", "DEFAULT_IMAGE_NAMES", "DEFAULT_DENSITY_NAMES"]
 
@@ -120,13 +120,15 @@ def make_report(
         regions = pd.read_csv(run / "regions.csv")
 
     figures: list[tuple[str, str, Path]] = []
-    img, factors = _resolve_image(run, meta, image, image_factors, channel)
+    notes: list[str] = []
+    img, factors = _optional(lambda: _resolve_image(run, meta, image, image_factors, channel),
+                             image is None, "image", notes, (None, None))
     if img is not None:
         for axis, name in enumerate(_SPATIAL):
             path = run / f"mip_{name}.png"
             _plot_mip(img, factors, objects, axis, path)
             figures.append(("Projections", f"Maximum along {name}", path))
-    den = _resolve_density(run, meta, density)
+    den = _optional(lambda: _resolve_density(run, meta, density), density is None, "density map", notes, None)
     if den is not None:
         path = run / "density.png"
         _plot_density(den, path)
@@ -143,11 +145,27 @@ def make_report(
     figures.append(("Object sizes", "Histogram of object sizes", path))
 
     out = run / "report.html"
-    out.write_text(_html(title or run.name, objects, meta, figures, table_html), encoding="utf-8")
+    out.write_text(_html(title or run.name, objects, meta, figures, table_html, notes), encoding="utf-8")
     return out
 
 
 # --- inputs -------------------------------------------------------------------
+
+
+def _optional(load, discovered: bool, what: str, notes: list, missing):
+    """Run ``load``; an output found through run.json that cannot be read becomes a note.
+
+    A run folder that was moved can name an input image that no longer exists; the
+    report is still worth writing, and says what it left out and why. Arrays or URLs
+    passed explicitly must load, so their errors propagate.
+    """
+    if not discovered:
+        return load()
+    try:
+        return load()
+    except (OmeZarrError, InvalidPathError, InvalidInputError, OSError) as exc:
+        notes.append(f"{what} not shown: {exc}")
+        return missing
 
 
 def _read_run_json(run: Path) -> dict:
@@ -177,14 +195,17 @@ def _require_columns(df: pd.DataFrame, columns, what: str) -> None:
         raise InvalidInputError(f"{what} table lacks column(s) {missing}; has {list(df.columns)}")
 
 
-def _named_output(run: Path, meta: dict, key: str, names) -> Path | None:
+def _named_output(run: Path, meta: dict, key: str, names):
+    """run.json ``outputs[key]`` (relative to ``run``, or an absolute path/URL), else a default name."""
     outputs = meta.get("outputs") if isinstance(meta.get("outputs"), dict) else {}
-    candidates = [outputs[key]] if isinstance(outputs.get(key), str) else []
-    candidates += list(names)
-    for name in candidates:
-        path = Path(name) if Path(name).is_absolute() else run / name
-        if path.exists():
-            return path
+    value = outputs.get(key)
+    if isinstance(value, str) and value:
+        if "://" in value or Path(value.split("?")[0]).is_absolute():
+            return value
+        return str(run / value)
+    for name in names:
+        if (run / name).exists():
+            return str(run / name)
     return None
 
 
@@ -222,15 +243,20 @@ def _open_coarse(url: str, channel: int):
 
     full, meta = open_ome_zarr(url, level=0)
     full3 = _as_3d(full, "image", channel, meta.axes)
-    chosen = full3
+    chosen, chosen_meta = full3, meta
     for level in range(len(meta.levels) - 1, 0, -1):
         arr, lmeta = open_ome_zarr(url, level=level)
         arr3 = _as_3d(arr, "image", channel, lmeta.axes)
         if max(arr3.shape) >= min(_MIP_TARGET_SIDE, max(full3.shape)):
-            chosen = arr3
+            chosen, chosen_meta = arr3, lmeta
             break
-    factors = np.asarray(full3.shape, float) / np.asarray(chosen.shape, float)
-    return chosen, factors
+    # Voxel-size ratios, not shape ratios: odd sides make the latter slightly off.
+    return chosen, _spatial_scale(chosen_meta) / _spatial_scale(meta)
+
+
+def _spatial_scale(meta) -> np.ndarray:
+    axes = [a.lower() for a in meta.axes]
+    return np.array([meta.scale[axes.index(a)] for a in _SPATIAL], dtype=float)
 
 
 def _as_3d(arr, what: str, channel: int, axes=None):
@@ -424,7 +450,17 @@ figure img { max-width: 100%; image-rendering: pixelated; }
 """
 
 
-def _html(title: str, objects: pd.DataFrame, meta: dict, figures, table_html: str) -> str:
+def _steps_table(steps: list) -> str:
+    rows = [s for s in steps if isinstance(s, dict)]
+    cols = [c for c in ("name", "cached", "seconds") if any(c in r for r in rows)]
+    head = "".join(f"<th>{c}</th>" for c in cols)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(r.get(c, '')))}</td>" for c in cols) + "</tr>" for r in rows
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _html(title: str, objects: pd.DataFrame, meta: dict, figures, table_html: str, notes) -> str:
     summary = [("objects", str(len(objects)))]
     if len(objects):
         summary.append(("median size (voxels)", f"{objects['voxels'].median():.4g}"))
@@ -434,6 +470,7 @@ def _html(title: str, objects: pd.DataFrame, meta: dict, figures, table_html: st
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
         _kv_table(summary),
+        *(f"<p><em>{html.escape(note)}</em></p>" for note in notes),
     ]
     section = None
     for heading, caption, path in figures:
@@ -446,7 +483,10 @@ def _html(title: str, objects: pd.DataFrame, meta: dict, figures, table_html: st
         )
         if heading == "Counts per region" and table_html:
             parts.append(table_html)
-    if meta:
-        parts += ["<h2>Run</h2>", _kv_table(_flatten(meta))]
+    if isinstance(meta.get("steps"), list):
+        parts += ["<h2>Steps</h2>", _steps_table(meta["steps"])]
+    rest = {k: v for k, v in meta.items() if k != "steps"}
+    if rest:
+        parts += ["<h2>Run</h2>", _kv_table(_flatten(rest))]
     parts.append("</body></html>")
     return "\n".join(parts)
