@@ -129,6 +129,9 @@ def test_interrupted_run_resumes_from_its_cache(base, tmp_path, monkeypatch):
         m.setattr(steps.assign_regions, "_fn", crash)
         with pytest.raises(RuntimeError, match="worker lost"):
             run_plaque_pipeline(config, progress=False)
+    failed = json.loads((run / "run.json").read_text())
+    assert failed["status"] == "failed" and "worker lost" in failed["error"]
+    assert [s["name"] for s in failed["steps"]][-1] == "filter_objects"
     resumed = run_plaque_pipeline(config, progress=False)
     states = _states(resumed)
     assert states["objects"] is True  # finished before the crash, not recomputed

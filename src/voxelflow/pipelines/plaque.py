@@ -375,7 +375,6 @@ def run_plaque_pipeline(
     stream = stream or sys.stderr
     t_start = time.perf_counter()
     out_dir = VPath(config["output.folder"])
-    out_dir.mkdirs()
     cache = VPath(config["output.cache"] or (out_dir / "cache").url)
     mask_setting = _resolve_mask_setting(config["pipeline.mask"] if mask is None else mask)
 
@@ -386,6 +385,7 @@ def run_plaque_pipeline(
         "scale": scale,
     }
     atlas = _open_atlas(config, img.shape, scale) if config["atlas.url"] else None
+    out_dir.mkdirs()
     cf = tuple(config["pipeline.coarse_factors"])
     coarse_scale = tuple(s * f for s, f in zip(scale, cf))
     coarse_store = {"scale": coarse_scale}
@@ -398,48 +398,53 @@ def run_plaque_pipeline(
 
     listener = _progress_printer(stream) if progress else None
     bar = _progress_bar(progress)
-    with record_steps(listener) as records, bar:
-        coarse = steps.downsample(img, cf, method="max", **ctx("coarse", coarse_store))
+    records: list[StepRecord] = []
+    try:
+        with record_steps(listener) as records, bar:
+            coarse = steps.downsample(img, cf, method="max", **ctx("coarse", coarse_store))
 
-        negative = _negative_mask(mask_setting, coarse, coarse_scale, config, ctx, coarse_store)
+            negative = _negative_mask(mask_setting, coarse, coarse_scale, config, ctx, coarse_store)
 
-        field = None
-        bias = config["pipeline.bias"]
-        if bias is True or (bias == "auto" and _bias_available()):
-            try:
-                field = steps.estimate_bias_field(coarse, mask=~negative, **ctx("bias_field", coarse_store))
-            except OptionalDependencyError:
-                if bias is True:
-                    raise
+            field = None
+            bias = config["pipeline.bias"]
+            if bias is True or (bias == "auto" and _bias_available()):
+                try:
+                    field = steps.estimate_bias_field(coarse, mask=~negative, **ctx("bias_field", coarse_store))
+                except OptionalDependencyError:
+                    if bias is True:
+                        raise
+                    print("  bias correction skipped: SimpleITK is not installed", file=stream)
+            elif progress and bias == "auto":
                 print("  bias correction skipped: SimpleITK is not installed", file=stream)
-        elif progress and bias == "auto":
-            print("  bias correction skipped: SimpleITK is not installed", file=stream)
 
-        value = config["pipeline.threshold"]
-        if value is None:
-            value = Step(threshold_value, kind="IN->IN")(
-                coarse, field, negative, config["pipeline.threshold_factor"], **ctx("threshold_value")
+            value = config["pipeline.threshold"]
+            if value is None:
+                value = Step(threshold_value, kind="IN->IN")(
+                    coarse, field, negative, config["pipeline.threshold_factor"], **ctx("threshold_value")
+                )
+            bs = Step(foreground, kind="IN->BS")(img, field, negative, value, cf, **ctx("foreground", full_store))
+            os_arr, n = steps.label(bs, connectivity=config["pipeline.connectivity"], **ctx("label", full_store, True))
+            raw = steps.object_table(os_arr, intensity=img, connectivity=config["pipeline.connectivity"], kind="os",
+                                     **ctx("objects_raw"))
+            objects = Step(filter_objects, kind="LC->LC")(
+                raw, config["pipeline.min_voxels"], config["pipeline.max_voxels"], scale, translation,
+                **ctx("objects"),
             )
-        bs = Step(foreground, kind="IN->BS")(img, field, negative, value, cf, **ctx("foreground", full_store))
-        os_arr, n = steps.label(bs, connectivity=config["pipeline.connectivity"], **ctx("label", full_store, True))
-        raw = steps.object_table(os_arr, intensity=img, connectivity=config["pipeline.connectivity"], kind="os",
-                                 **ctx("objects_raw"))
-        objects = Step(filter_objects, kind="LC->LC")(
-            raw, config["pipeline.min_voxels"], config["pipeline.max_voxels"], scale, translation,
-            **ctx("objects"),
-        )
-        if len(objects) == 0:
-            raise EmptyResultError(
-                f"no objects found: {len(raw)} above the threshold {value:.6g}, none of size "
-                f">= pipeline.min_voxels = {config['pipeline.min_voxels']}; lower pipeline.threshold "
-                "(or pipeline.threshold_factor) or pipeline.min_voxels"
-            )
-        regions = None
-        if atlas is not None:
-            objects, regions = _atlas_counts(objects, atlas, ctx)
-        df = tuple(config["pipeline.density_factors"])
-        density = steps.density_map(objects, img.shape, df,
-                                    **ctx("density", {"scale": tuple(s * f for s, f in zip(scale, df))}))
+            if len(objects) == 0:
+                raise EmptyResultError(
+                    f"no objects found: {len(raw)} above the threshold {value:.6g}, none of size "
+                    f">= pipeline.min_voxels = {config['pipeline.min_voxels']}; lower pipeline.threshold "
+                    "(or pipeline.threshold_factor) or pipeline.min_voxels"
+                )
+            regions = None
+            if atlas is not None:
+                objects, regions = _atlas_counts(objects, atlas, ctx)
+            df = tuple(config["pipeline.density_factors"])
+            density = steps.density_map(objects, img.shape, df,
+                                        **ctx("density", {"scale": tuple(s * f for s, f in zip(scale, df))}))
+    except BaseException as exc:
+        _write_failure(out_dir, config, records, exc, t_start)
+        raise
 
     run = _write_outputs(out_dir, config, objects, regions, cache, records, meta, img, scale, value, n,
                          field is not None, t_start)
@@ -519,6 +524,21 @@ def _atlas_counts(objects, atlas, ctx):
     assigned = steps.assign_regions(objects, labels, ascale, regions_table, **ctx("objects_regions"))
     counts = steps.count_by_region(assigned, labels, ascale, regions_table, **ctx("region_counts"))
     return assigned, counts
+
+
+def _write_failure(out_dir, config, records, exc, t_start) -> None:
+    """A ``run.json`` saying what failed and which steps finished (they resume from the cache)."""
+    run = {
+        "status": "failed",
+        "error": f"{type(exc).__name__}: {exc}",
+        "config": config,
+        "versions": _versions(),
+        "steps": [{"name": r.name, "cached": r.cached, "seconds": round(r.seconds, 4), "node": r.node}
+                  for r in records],
+        "seconds_total": round(time.perf_counter() - t_start, 3),
+        "peak_memory_mb": round(_peak_memory_mb(), 1),
+    }
+    (out_dir / "run.json").write_text(json.dumps(run, indent=1, default=str))
 
 
 def _write_outputs(out_dir, config, objects, regions, cache, records, meta, img, scale, value, n, biased, t_start):
