@@ -9,7 +9,7 @@ import dask.array as da
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from viewer_helpers import close_to, look_at, module_viewer, shot, to_screen, viewer  # noqa: F401
 
@@ -116,6 +116,7 @@ def test_contrast_limits_sample_the_coarse_level_without_full_compute():
     assert per_channel[0][1] < 10 <= per_channel[1][0]
 
 
+@settings(max_examples=10)
 @given(
     shape=st.tuples(st.integers(1, 3), st.integers(2049, 4500), st.integers(1, 3000)),
     seed=st.integers(0, 2**16),
@@ -185,3 +186,26 @@ def test_with_a_live_client_layers_load_on_local_threads_not_the_client(viewer, 
         assert len(stream.data) > 0
     # Without a client, napari gets the dask array itself (and its chunk cache).
     assert add_result(viewer, arr, "again", is_label=True).data is arr
+
+
+@pytest.mark.viewer
+def test_steps_show_their_result_through_viewer_args(viewer, tmp_path):
+    from viewer_helpers import SCALE, _steps, planted_scan
+
+    img, lab = planted_scan()
+    bright, components, centroids = _steps()
+    args = {"viewer": viewer}
+    bs = bright(da.from_array(img, chunks=(4, 32, 32)), 1000, viewer_args=args)
+    os_arr = components(bs, cache_url=str(tmp_path / "os"), storage_options={"scale": SCALE},
+                        viewer_args={**args, "opacity": 1.0})
+    centroids(os_arr, viewer_args=args)
+    kinds = [(ly.name, type(ly).__name__) for ly in viewer.layers]
+    assert kinds == [("bright", "Image"), ("components", "Labels"), ("centroids", "Points")]
+    labels = viewer.layers["components"]
+    assert list(labels.scale) == list(SCALE)
+    np.testing.assert_array_equal(np.asarray(labels.data), lab)
+    viewer.layers["bright"].visible = False
+    viewer.dims.set_point(0, 3 * SCALE[0])
+    look_at(viewer, (16, 16), zoom=10.0)
+    pic = shot(viewer)
+    assert close_to(pic[to_screen(viewer, pic, (12 * SCALE[1], 42 * SCALE[2]))], labels.get_color(1))
