@@ -30,7 +30,7 @@ from voxelflow.ome_zarr.slices import split_slices
 from voxelflow.ome_zarr.stores import is_zip
 from voxelflow.paths import VPath, as_vpath
 
-__all__ = ["write_labels", "write_ome_zarr"]
+__all__ = ["default_chunks", "write_labels", "write_ome_zarr"]
 
 DEFAULT_CHUNK_BYTES = 8 * 2**20
 _DEFAULT_AXES = {2: ("y", "x"), 3: ("z", "y", "x"), 4: ("c", "z", "y", "x"), 5: ("t", "c", "z", "y", "x")}
@@ -110,19 +110,24 @@ def _level_factors(factors, levels: int, axes: tuple[str, ...]) -> list[tuple[in
     return [normalize_factors(factors, len(axes))] * (levels - 1)
 
 
+def default_chunks(shape: tuple[int, ...], dtype, axes: tuple[str, ...]) -> tuple[int, ...]:
+    """Chunks of about ``DEFAULT_CHUNK_BYTES``: one channel/time plane, space axes halved from the largest."""
+    chunk = [1 if md.axis_type(a) != "space" else max(1, s) for a, s in zip(axes, shape)]
+    space = [i for i, a in enumerate(axes) if md.axis_type(a) == "space"]
+    itemsize = np.dtype(dtype).itemsize
+    while math.prod(chunk) * itemsize > DEFAULT_CHUNK_BYTES:
+        big = max(space, key=lambda i: chunk[i])
+        if chunk[big] == 1:
+            break
+        chunk[big] = -(-chunk[big] // 2)
+    return tuple(chunk)
+
+
 def _chunk_shape(chunks, arr: da.Array, axes: tuple[str, ...]) -> tuple[int, ...]:
     if chunks is None:
         if arr.npartitions > 1:
             return tuple(max(1, c[0]) for c in arr.chunks)
-        # One in-memory block: channel/time planes of about DEFAULT_CHUNK_BYTES.
-        shape = [1 if md.axis_type(a) != "space" else max(1, s) for a, s in zip(axes, arr.shape)]
-        space = [i for i, a in enumerate(axes) if md.axis_type(a) == "space"]
-        while math.prod(shape) * arr.dtype.itemsize > DEFAULT_CHUNK_BYTES:
-            big = max(space, key=lambda i: shape[i])
-            if shape[big] == 1:
-                break
-            shape[big] = -(-shape[big] // 2)
-        return tuple(shape)
+        return default_chunks(arr.shape, arr.dtype, axes)
     if isinstance(chunks, (int, np.integer)):
         chunks = tuple(1 if md.axis_type(a) != "space" else int(chunks) for a in axes)
     chunks = tuple(chunks)
