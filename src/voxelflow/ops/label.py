@@ -74,8 +74,8 @@ def label(bs, connectivity: int = 1) -> tuple[da.Array, int]:
     >>> import dask.array as da, numpy as np
     >>> bs = da.from_array(np.eye(4, dtype=bool), chunks=2)
     >>> os_arr, n = label(bs, connectivity=2)
-    >>> n, os_arr.compute()[3, 3]
-    (1, 1)
+    >>> n, os_arr.compute().tolist()[3]
+    (1, [0, 0, 0, 1])
     """
     bs = as_dask_image(bs, "bs")
     connectivity = check_connectivity(connectivity, bs.ndim)
