@@ -53,11 +53,6 @@ def to_screen(viewer, image, world_yx):
     return int(round(h / 2 + (y - cy) * cam.zoom)), int(round(w / 2 + (x - cx) * cam.zoom))
 
 
-def voxel_centre(index_yx, scale_yx=(1.0, 1.0)):
-    """World coordinates of the centre of voxel ``index_yx`` of a layer with ``scale_yx``."""
-    return tuple(i * s for i, s in zip(index_yx, scale_yx))
-
-
 def rgb(color) -> np.ndarray:
     """A napari RGBA float colour as uint8 RGB."""
     return np.round(np.asarray(color, dtype=float)[:3] * 255).astype(int)

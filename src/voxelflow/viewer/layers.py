@@ -69,7 +69,7 @@ def contrast_limits(arr, *, channel_axis: int | None = None) -> list[float] | li
             contrast_limits(_take(arr, i, channel_axis)) for i in range(arr.shape[channel_axis])
         ]
     dtype = np.dtype(arr.dtype)
-    if dtype == bool:
+    if dtype.kind == "b":
         return [0.0, 1.0]
     if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
         raise InvalidInputError(f"cannot display an image of dtype {dtype}; expected a numeric dtype")
@@ -349,9 +349,9 @@ def result_layers(
     if isinstance(arr_or_df, pd.DataFrame):
         return [object_layer(arr_or_df, scale=scale, name=name, **layer_kwargs)]
     if isinstance(arr_or_df, (list, tuple)):
-        pyramid = [_as_dask(a, name) for a in arr_or_df]
+        pyramid = [_check_array(a, name) for a in arr_or_df]
     else:
-        pyramid = _viewer_pyramid(_as_dask(arr_or_df, name))
+        pyramid = _viewer_pyramid(_check_array(arr_or_df, name))
     base = pyramid[0]
     kwargs: dict[str, Any] = {"name": name, "multiscale": len(pyramid) > 1}
     if scale is not None:
@@ -359,10 +359,10 @@ def result_layers(
             raise InvalidInputError(f"scale {tuple(scale)} of {name!r} must have {base.ndim} values")
         kwargs["scale"] = [float(s) for s in scale]
     if is_label:
-        if not (np.issubdtype(base.dtype, np.integer) or base.dtype == bool):
+        if not (np.issubdtype(base.dtype, np.integer) or base.dtype.kind == "b"):
             raise InvalidInputError(f"labels {name!r} must be integer or bool, got {base.dtype}")
         layer_type = "labels"
-        if base.dtype == bool:
+        if base.dtype.kind == "b":
             pyramid = [p.astype(np.uint8) for p in pyramid]
     else:
         layer_type = "image"
@@ -372,17 +372,15 @@ def result_layers(
     return [(pyramid if len(pyramid) > 1 else pyramid[0], kwargs, layer_type)]
 
 
-def _as_dask(arr, name: str) -> da.Array:
-    if isinstance(arr, da.Array):
+def _check_array(arr, name: str):
+    if isinstance(arr, (da.Array, np.ndarray)):
         return arr
-    if isinstance(arr, np.ndarray):
-        return da.from_array(arr, chunks=arr.shape or 1)
     raise InvalidInputError(
         f"cannot display {name!r}: expected a dask/numpy array or a DataFrame, got {type(arr).__name__}"
     )
 
 
-def _viewer_pyramid(arr: da.Array) -> list[da.Array]:
+def _viewer_pyramid(arr):
     levels = [arr]
     if arr.ndim < 2:
         return levels

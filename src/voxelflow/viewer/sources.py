@@ -221,14 +221,14 @@ def _dtype(data):
 
 def _as_labels(data, kwargs: dict) -> LayerData:
     kwargs = {k: v for k, v in kwargs.items() if k != "contrast_limits"}
-    if _dtype(data) == bool:
+    if _dtype(data).kind == "b":
         data = [d.astype(np.uint8) for d in data] if isinstance(data, list) else data.astype(np.uint8)
     return (data, kwargs, "labels")
 
 
 def _looks_like_labels(dtype) -> bool:
     dtype = np.dtype(dtype)
-    return dtype == bool or (np.issubdtype(dtype, np.integer) and dtype.itemsize >= 4)
+    return dtype.kind == "b" or (np.issubdtype(dtype, np.integer) and dtype.itemsize >= 4)
 
 
 def _table_layers(df, name: str, scale) -> list[LayerData]:
@@ -246,9 +246,8 @@ def _select(steps: list[CachedStep], wanted: Sequence[str] | None) -> list[Cache
     for w in wanted:
         match = [s for s in steps if s.name == w] or [s for s in steps if s.name.rsplit("/", 1)[-1] == w]
         if not match:
-            raise InvalidInputError(
-                f"no committed step {w!r} in the cache; committed: {', '.join(s.name for s in steps) or 'none'}"
-            )
+            committed = ", ".join(s.name for s in steps) or "none"
+            raise InvalidInputError(f"no committed step {w!r} in the cache; committed: {committed}")
         chosen += [s for s in match if s not in chosen]
     return chosen
 
