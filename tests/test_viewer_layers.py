@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 
 import dask.array as da
@@ -149,15 +148,12 @@ def test_bad_results_get_clear_errors():
         add_objects(None, pd.DataFrame({"z": [1.0], "y": [1.0], "x": [1.0]}), scale=(1, 1))
 
 
-def test_missing_napari_names_the_viewer_extra():
-    code = (
-        "import sys; sys.modules['napari'] = None\n"
-        "from voxelflow.viewer._deps import require_napari\n"
-        "from voxelflow.errors import OptionalDependencyError\n"
-        "try:\n    require_napari()\nexcept OptionalDependencyError as e:\n    print(e)\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert "voxelflow[viewer]" in out.stdout
+def test_missing_napari_names_the_viewer_extra(monkeypatch):
+    from voxelflow.viewer._deps import require_napari
+
+    monkeypatch.setitem(sys.modules, "napari", None)  # what an absent package looks like to import
+    with pytest.raises(OptionalDependencyError, match=r"voxelflow\[viewer\]"):
+        require_napari()
     assert issubclass(OptionalDependencyError, ImportError)
 
 
@@ -209,3 +205,14 @@ def test_steps_show_their_result_through_viewer_args(viewer, tmp_path):
     look_at(viewer, (16, 16), zoom=10.0)
     pic = shot(viewer)
     assert close_to(pic[to_screen(viewer, pic, (12 * SCALE[1], 42 * SCALE[2]))], labels.get_color(1))
+
+
+def test_importing_the_viewer_package_does_not_import_napari():
+    import subprocess
+
+    code = (
+        "import sys, voxelflow.viewer, voxelflow.viewer.reader, voxelflow.cli.view_cmd\n"
+        "print([m for m in ('napari', 'PyQt6', 'vispy') if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
