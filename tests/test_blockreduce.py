@@ -11,6 +11,7 @@ import skimage.measure
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import voxelflow.blockreduce as blockreduce
 from voxelflow.blockreduce import block_reduce
 from voxelflow.errors import InvalidInputError
 
@@ -46,6 +47,7 @@ def cases(draw):
     dtype = draw(st.sampled_from(["uint8", "uint16", "int16", "int32", "uint64", "float32", "float64", "bool"]))
     method = draw(st.sampled_from(["mean", "max", "min", "mode", "nearest"]))
     seed = draw(st.integers(0, 2**16))
+    slab_bytes = draw(st.sampled_from([1 << 20, 64, 1]))  # small values force the slab-wise path
     rng = np.random.default_rng(seed)
     if dtype == "bool":
         arr = rng.random(shape) > 0.5
@@ -55,18 +57,22 @@ def cases(draw):
         # Few distinct values so that mode ties and runs really happen.
         lo = -3 if dtype.startswith("int") else 0
         arr = rng.integers(lo, 4, size=shape).astype(dtype)
-    return arr, chunks, factors, method
+    return arr, chunks, factors, method, slab_bytes
 
 
 @settings(max_examples=150, deadline=None)
 @given(cases())
 def test_block_reduce_matches_reference(case):
-    arr, chunks, factors, method = case
+    arr, chunks, factors, method, slab_bytes = case
     result = block_reduce(da.from_array(arr, chunks=chunks), factors, method)
     expected = reference(arr, factors, method)
     assert result.dtype == arr.dtype
     assert result.shape == expected.shape
-    computed = result.compute()
+    default, blockreduce._SLAB_BYTES = blockreduce._SLAB_BYTES, slab_bytes
+    try:
+        computed = result.compute(scheduler="sync")
+    finally:
+        blockreduce._SLAB_BYTES = default
     assert computed.dtype == arr.dtype
     if arr.dtype.kind == "f" and method == "mean":
         np.testing.assert_allclose(computed, expected, rtol=1e-6, atol=1e-6)

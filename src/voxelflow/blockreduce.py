@@ -198,6 +198,40 @@ def _reduce_mode(block: np.ndarray, factors: tuple[int, ...]) -> np.ndarray:
     return out.reshape(out_shape)
 
 
+_SLAB_BYTES = 1 << 20
+
+_REDUCERS = {
+    "mean": _reduce_mean,
+    "max": lambda block, factors: _reduce_extreme(block, factors, np.maximum),
+    "min": lambda block, factors: _reduce_extreme(block, factors, np.minimum),
+    "mode": _reduce_mode,
+}
+
+
+def _in_slabs(block: np.ndarray, factors: tuple[int, ...], reduce) -> np.ndarray:
+    """Apply ``reduce`` to slabs of about ``_SLAB_BYTES`` along the first reduced axis.
+
+    Slab edges fall on block edges, so the result equals reducing the whole block, but
+    every temporary stays cache-sized instead of streaming the chunk through memory
+    once per reduction pass.
+    """
+    k = next((ax for ax, f in enumerate(factors) if f > 1), None)
+    if k is None or block.nbytes <= _SLAB_BYTES:
+        return reduce(block, factors)
+    out_shape = tuple(-(-s // f) for s, f in zip(block.shape, factors))
+    per_index = math.prod(block.shape[k + 1 :]) * factors[k] * block.itemsize
+    step = max(1, _SLAB_BYTES // max(1, per_index))
+    out = None
+    for lead in np.ndindex(*block.shape[:k]):
+        for j0 in range(0, out_shape[k], step):
+            j1 = min(j0 + step, out_shape[k])
+            part = reduce(block[(*lead, slice(j0 * factors[k], j1 * factors[k]))], factors[k:])
+            if out is None:
+                out = np.empty(out_shape, dtype=part.dtype)
+            out[(*lead, slice(j0, j1))] = part
+    return out
+
+
 def block_reduce_numpy(block: np.ndarray, factors: tuple[int, ...], method: str) -> np.ndarray:
     """Block-reduce one in-memory array.
 
@@ -217,15 +251,9 @@ def block_reduce_numpy(block: np.ndarray, factors: tuple[int, ...], method: str)
     """
     if method == "nearest":
         return np.ascontiguousarray(block[tuple(slice(None, None, f) for f in factors)])
-    if method == "mean":
-        return _reduce_mean(block, factors)
-    if method == "max":
-        return _reduce_extreme(block, factors, np.maximum)
-    if method == "min":
-        return _reduce_extreme(block, factors, np.minimum)
-    if method == "mode":
-        return _reduce_mode(block, factors)
-    raise InvalidInputError(f"unknown block_reduce method {method!r}; expected one of {METHODS}")
+    if method not in _REDUCERS:
+        raise InvalidInputError(f"unknown block_reduce method {method!r}; expected one of {METHODS}")
+    return _in_slabs(block, tuple(factors), _REDUCERS[method])
 
 
 def _aligned_chunks(chunks: tuple[int, ...], factor: int) -> tuple[int, ...] | None:
