@@ -73,3 +73,15 @@ def test_screenshot_of_a_run_folder_shows_the_planted_objects(run_folder, tmp_pa
     assert (s0 - r0) / (by0 - ay0) == pytest.approx(px, rel=0.1)
     assert (d0 - c0) / (bx0 - ax0) == pytest.approx(px, rel=0.1)
     assert np.abs(pic[(r0 + r1) // 2, c0 + 2].astype(int) - pic[(s0 + s1) // 2, d0 + 2]).max() > 30
+
+
+def test_interactive_choice_by_number_or_name(run_folder, monkeypatch):
+    from voxelflow.cli.view_cmd import _ask
+    from voxelflow.viewer.sources import list_cached_steps
+
+    root, _ = run_folder
+    steps = [s for s in list_cached_steps(f"{root}/cache") if s.viewable]
+    monkeypatch.setattr("builtins.input", lambda prompt: " 3, centroids ,")
+    assert _ask(steps) == ["components", "centroids"]
+    monkeypatch.setattr("builtins.input", lambda prompt: "")
+    assert _ask(steps) is None

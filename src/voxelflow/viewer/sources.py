@@ -266,7 +266,7 @@ def run_folder_layers(url, storage_options: dict | None = None) -> list[LayerDat
         run = json.loads((folder / "run.json").read_text())
     layers: list[LayerData] = []
     image_geometry: dict = {}
-    image_url = (run.get("outputs") or {}).get("image")
+    image_url = _in_run(folder, (run.get("outputs") or {}).get("image"))
     if image_url:
         try:
             image_layers = ome_zarr_layers(image_url, labels=False)
@@ -281,7 +281,7 @@ def run_folder_layers(url, storage_options: dict | None = None) -> list[LayerDat
             if layer_type == "image":
                 kwargs.update(colormap="inferno", blending="additive", opacity=0.5)
             layers.append((data, kwargs, layer_type))
-    cache = VPath(run["cache"]) if run.get("cache") else folder / "cache"
+    cache = as_vpath(_in_run(folder, run.get("cache")) or (folder / "cache").url, storage_options)
     if cache.isdir():
         for step in list_cached_steps(cache):
             if _output_type(step.kind) in _LABEL_TYPES:
@@ -298,6 +298,15 @@ def run_folder_layers(url, storage_options: dict | None = None) -> list[LayerDat
                 scale, extra = None, {}
             layers.append(object_layer(objects, scale=scale, name="objects", **extra))
     return layers
+
+
+def _in_run(folder: VPath, value) -> str | None:
+    """A run.json location: absolute paths and URLs as they are, others relative to the run folder."""
+    if not isinstance(value, str) or not value:
+        return None
+    if "://" in value or value.startswith("/"):
+        return value
+    return (folder / value).url
 
 
 def layers_for_path(
