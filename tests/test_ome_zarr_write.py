@@ -180,6 +180,18 @@ def test_overwrite_rules(tmp_path):
     assert (precious / "thesis.txt").read_text() == "do not delete"
 
 
+def test_refuses_to_overwrite_its_own_source(tmp_path):
+    url = str(tmp_path / "img.ome.zarr")
+    data = np.arange(4 * 8 * 8, dtype=np.uint16).reshape(4, 8, 8)
+    write_ome_zarr(data, url)
+    arr, _ = open_ome_zarr(url)
+    with pytest.raises(OmeZarrError, match="computed from it"):
+        write_ome_zarr(arr + 1, url, overwrite=True)
+    np.testing.assert_array_equal(open_ome_zarr(url)[0].compute(), data)  # untouched
+    write_ome_zarr(arr + 1, str(tmp_path / "next.ome.zarr"))  # a new path is fine
+    np.testing.assert_array_equal(open_ome_zarr(str(tmp_path / "next.ome.zarr"))[0].compute(), data + 1)
+
+
 @pytest.mark.parametrize("version", ["0.4", "0.5"])
 def test_labels_written_beside_untouched_image(tmp_path, version):
     rng = np.random.default_rng(2)

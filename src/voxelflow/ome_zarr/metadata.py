@@ -242,13 +242,11 @@ def _multiscale(version, axes, units, paths, scales, translations, name, method)
         if any(t):
             transforms.append({"type": "translation", "translation": [float(v) for v in t]})
         datasets.append({"path": path, "coordinateTransformations": transforms})
-    ms = {
-        "axes": axis_list,
-        "datasets": datasets,
-        "name": name,
-        "type": method,
-        "metadata": {"writer": WRITER, "method": f"voxelflow.blockreduce.block_reduce({method!r})"},
-    }
+    ms = {"axes": axis_list, "datasets": datasets}
+    if name is not None:
+        ms["name"] = str(name)
+    ms["type"] = method
+    ms["metadata"] = {"writer": WRITER, "method": f"voxelflow.blockreduce.block_reduce({method!r})"}
     if version == "0.4":
         ms = {"version": "0.4", **ms}
     return ms

@@ -167,12 +167,39 @@ def _is_zarr_group(path: VPath) -> bool:
     return any((path / name).exists() for name in ("zarr.json", ".zgroup", ".zattrs"))
 
 
-def _clear_target(path: VPath, overwrite: bool) -> None:
+def _store_root(store) -> str | None:
+    store = getattr(store, "_store", store)  # unwrap StrictChunkStore
+    if isinstance(store, zarr.storage.LocalStore):
+        return str(store.root)
+    if isinstance(store, zarr.storage.ZipStore):
+        return str(store.path)
+    if isinstance(store, zarr.storage.FsspecStore):
+        return store.path
+    return None
+
+
+def _reads_from(arr: da.Array, path: VPath) -> bool:
+    """True if the graph of ``arr`` reads a zarr array stored at or below ``path``."""
+    prefix = path.path.rstrip("/")
+    for node in dict(arr.__dask_graph__()).values():
+        obj = getattr(node, "value", node)
+        if isinstance(obj, zarr.Array):
+            root = _store_root(obj.store)
+            if root is not None and (root.rstrip("/") + "/").startswith(prefix + "/"):
+                return True
+    return False
+
+
+def _clear_target(path: VPath, overwrite: bool, arr: da.Array) -> None:
     """Make ``path`` free for a new image; never deletes anything that is not an image."""
     if not path.exists():
         return
     if not overwrite:
         raise OmeZarrError(f"{path.url} already exists; pass overwrite=True to replace it")
+    if _reads_from(arr, path):
+        raise OmeZarrError(
+            f"cannot overwrite {path.url}: the array being written is computed from it; write to a new path"
+        )
     if path.isfile():
         if not is_zip(path):
             raise OmeZarrError(f"refusing to overwrite {path.url}: it is a file, not an OME-Zarr image")
@@ -464,7 +491,7 @@ def write_ome_zarr(
         zip = True
     elif zip:
         raise InvalidInputError(f"zip output needs a URL ending in '.zip', got {target.url}")
-    _clear_target(target, overwrite)
+    _clear_target(target, overwrite, arr)
 
     scales, translations = _level_geometry(scale0, translation0, level_factors, method)
 
@@ -576,7 +603,7 @@ def write_labels(
 
     labels_dir = image / "labels"
     target = labels_dir / name
-    _clear_target(target, overwrite)
+    _clear_target(target, overwrite, arr)
     scale0 = tuple(info["scales"][0][i] for i in keep)
     translation0 = tuple(info["translations"][0][i] for i in keep)
     units = tuple(info["units"][i] for i in keep)
