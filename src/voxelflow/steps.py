@@ -375,23 +375,20 @@ def _storage_kwargs(storage_options: dict | None, kind_out: str | None) -> dict:
 
 
 def _write_output(value: Any, url: str, storage: dict) -> str:
-    """Write one output into a fresh child node ``url``; return its stored type."""
-    from voxelflow.cache import cdir_commit, cdir_init, save
+    """Write one output into the child node ``url`` (opened by the caller); return its stored type."""
+    from voxelflow.cache import cdir_commit, save
 
-    node = cdir_init(url)
     if isinstance(value, (da.Array, np.ndarray)):
         from voxelflow.ome_zarr import write_ome_zarr
 
-        arr = value
-        kwargs = dict(storage)
-        if kwargs.get("chunks") is None and isinstance(arr, np.ndarray):
-            kwargs.pop("chunks", None)
-        write_ome_zarr(arr, str(node.path / "data.ome.zarr"), overwrite=True, **kwargs)
+        write_ome_zarr(value, str(VPath(url) / "data.ome.zarr"), overwrite=True, **storage)
         cdir_commit(url)
         return "image"
     if isinstance(value, pd.DataFrame):
         save(url, value)
         return "table"
+    if isinstance(value, np.generic):
+        value = value.item()
     try:
         json.dumps(value)
     except TypeError as exc:

@@ -545,7 +545,10 @@ def _write_outputs(out_dir, config, objects, regions, cache, records, meta, img,
     (out_dir / "objects.parquet").write_bytes(objects.to_parquet(index=False))
     cols = [c for c in OBJECT_COLUMNS if c in objects.columns]
     (out_dir / "objects.csv").write_text(objects[cols].to_csv(index=False))
-    outputs = {"objects": "objects.parquet", "objects_csv": "objects.csv", "image": config["input.url"]}
+    base, _, query = config["input.url"].partition("?")
+    # absolute, so the run folder can be opened from anywhere (viewer, report)
+    image = VPath(base).url + (f"?{query}" if query else "")
+    outputs = {"objects": "objects.parquet", "objects_csv": "objects.csv", "image": image}
     if regions is not None:
         (out_dir / "regions.csv").write_text(regions.to_csv(index=False))
         outputs["regions"] = "regions.csv"
