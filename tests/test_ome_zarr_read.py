@@ -84,6 +84,9 @@ def test_zip_archive_read_chunk_by_chunk(tmp_path, monkeypatch):
     assert opened == ["s0/c/0/0/0/0"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fixture.ome.zarr.zip"]
     assert meta.labels == ("cells",)
+    labels, lmeta = open_ome_zarr(f"{archive}/labels/cells")
+    np.testing.assert_array_equal(labels.compute(), LABELS)
+    assert lmeta.axes == ("z", "y", "x")
 
 
 def test_truncated_zip(tmp_path):

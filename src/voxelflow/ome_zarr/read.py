@@ -16,11 +16,11 @@ __all__ = ["open_group", "open_ome_zarr", "read_metadata"]
 
 def open_group(path: VPath, strict: bool = False) -> zarr.Group:
     """Open the zarr group at ``path`` read-only (folder or zip archive)."""
-    store = open_read_store(path)
+    store, inner = open_read_store(path)
     if strict:
         store = StrictChunkStore(store, path.url)
     try:
-        return zarr.open_group(store, mode="r")
+        return zarr.open_group(store, mode="r", path=inner or None)
     except (FileNotFoundError, KeyError, ValueError, TypeError, zarr.errors.BaseZarrError) as exc:
         raise OmeZarrError(f"{path.url} is not an OME-Zarr image: no zarr group there ({exc})") from exc
 

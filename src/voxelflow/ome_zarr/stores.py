@@ -9,7 +9,7 @@ from zarr.storage import FsspecStore, WrapperStore, ZipStore
 from voxelflow.errors import OmeZarrError
 from voxelflow.paths import VPath
 
-__all__ = ["StrictChunkStore", "is_zip", "open_read_store"]
+__all__ = ["StrictChunkStore", "is_zip", "open_read_store", "split_zip"]
 
 _METADATA_KEYS = ("zarr.json", ".zarray", ".zattrs", ".zgroup", ".zmetadata")
 
@@ -19,18 +19,36 @@ def is_zip(path: VPath) -> bool:
     return path.path.lower().endswith(".zip")
 
 
+def split_zip(path: VPath) -> tuple[VPath, str]:
+    """Split ``.../x.zip/inner/group`` into the archive and the group path inside it ('' if none)."""
+    lowered = path.path.lower()
+    at = lowered.find(".zip/")
+    if at < 0:
+        return path, ""
+    archive = path.path[: at + 4]
+    return path._with_path(archive), path.path[at + 5 :].strip("/")
+
+
 def open_read_store(path: VPath):
-    """A read-only zarr store over a folder or a zip archive at ``path``.
+    """A read-only zarr store over a folder or a zip archive at ``path``, and the group path in it.
 
     Zip archives are read member by member (chunk by chunk) without unpacking:
     local archives through :class:`zarr.storage.ZipStore`, remote ones through
-    fsspec's zip file system over ranged reads of the remote file.
+    fsspec's zip file system over ranged reads of the remote file. A group inside
+    an archive is addressed as ``archive.zip/labels/name``.
+
+    Returns
+    -------
+    store : zarr store
+    inner : str
+        Path of the group inside the store ('' for its root).
 
     Raises
     ------
     OmeZarrError
         If nothing exists at ``path`` or a zip archive is truncated or corrupt.
     """
+    path, inner = split_zip(path)
     try:
         exists = path.exists()
     except OSError as exc:
@@ -38,17 +56,17 @@ def open_read_store(path: VPath):
     if not exists:
         raise OmeZarrError(f"no OME-Zarr image at {path.url}: nothing exists there")
     if not is_zip(path):
-        return path.zarr_store(read_only=True)
+        return path.zarr_store(read_only=True), inner
     try:
         if path.is_local:
             store = ZipStore(path.path, mode="r")
             store._sync_open()
-            return store
+            return store, inner
         from fsspec.implementations.asyn_wrapper import AsyncFileSystemWrapper
         from fsspec.implementations.zip import ZipFileSystem
 
         zfs = ZipFileSystem(fo=path.open("rb"))
-        return FsspecStore(AsyncFileSystemWrapper(zfs), path="", read_only=True)
+        return FsspecStore(AsyncFileSystemWrapper(zfs), path="", read_only=True), inner
     except (zipfile.BadZipFile, EOFError, ValueError) as exc:
         raise OmeZarrError(f"{path.url} is not a readable zip archive (truncated or corrupt?): {exc}") from exc
 
