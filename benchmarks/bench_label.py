@@ -221,7 +221,7 @@ def bench_graph(nchunks: int, repeat: int):
         plan = plan_from_chunk_results(results)
         return plan, remap_specs(plan)
 
-    t, (plan, specs) = best_time(build, repeat)
+    t, (plan, _) = best_time(build, repeat)
     print(f"label graph: {int(np.prod(grid))} chunks {grid}, {npairs} face pairs, "
           f"{plan.total} provisional ids -> {plan.n} objects")
     print(f"  merge + per-chunk remap specs: {t:.3f} s  (goal < 2 s)")

@@ -5,13 +5,12 @@ import dask.array as da
 import numpy as np
 import pytest
 from hypothesis import given, settings
+from ops_label_helpers import assert_same_partition, scipy_label, volumes
 
 import voxelflow.ops._merge as merge_mod
 import voxelflow.ops.label as label_mod
 from voxelflow.errors import InvalidInputError
 from voxelflow.ops.label import label
-
-from ops_label_helpers import assert_same_partition, scipy_label, volumes
 
 
 def check_label(x, chunks, connectivity):
@@ -148,7 +147,7 @@ def test_each_chunk_gets_a_remap_table_of_its_own_labels_only(monkeypatch):
 
     monkeypatch.setattr(label_mod, "_relabel_block", recording)
     bs = da.from_array(x, chunks=(4, 3, 5))
-    os_arr, n = label(bs, 3)
+    os_arr, _ = label(bs, 3)
     assert_same_partition(os_arr.compute(), scipy_label(x, 3)[0])
     assert len(seen) == bs.npartitions
     for table_len, local_count, removed in seen:
@@ -165,7 +164,7 @@ def test_label_computes_the_input_once_and_output_once_more():
         return block
 
     bs = da.from_array(x, chunks=4).map_blocks(counted, meta=np.empty((0, 0, 0), bool))
-    os_arr, n = label(bs, 1)
+    os_arr, _ = label(bs, 1)
     assert len(calls) == bs.npartitions
     os_arr.compute()
     assert len(calls) == 2 * bs.npartitions

@@ -8,7 +8,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from voxelflow.ops._faces import block_faces, face_contacts, forward_directions
-from voxelflow.ops._merge import build_remap, final_ids, merge_face_pairs, plan_labels, remap_specs
+from voxelflow.ops._merge import (
+    build_remap,
+    final_ids,
+    merge_face_pairs,
+    plan_labels,
+    remap_specs,
+)
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,12 @@ from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
 from voxelflow.errors import InvalidInputError
-from voxelflow.ops._ccpass import as_dask_image, check_connectivity, chunk_pass, local_labels
+from voxelflow.ops._ccpass import (
+    as_dask_image,
+    check_connectivity,
+    chunk_pass,
+    local_labels,
+)
 from voxelflow.ops._merge import RemapSpec, build_remap, remap_specs
 
 

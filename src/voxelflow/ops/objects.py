@@ -11,9 +11,14 @@ from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
 
 from voxelflow.errors import InvalidInputError
-from voxelflow.ops._ccpass import as_dask_image, check_connectivity, chunk_pass, input_collections
-from voxelflow.ops._stats import ChunkStats, chunk_stats
+from voxelflow.ops._ccpass import (
+    as_dask_image,
+    check_connectivity,
+    chunk_pass,
+    input_collections,
+)
 from voxelflow.ops._merge import final_ids
+from voxelflow.ops._stats import ChunkStats, chunk_stats
 
 _AXES = {2: ("y", "x"), 3: ("z", "y", "x")}
 
