@@ -31,6 +31,7 @@ def run_python(*args, timeout=120, env=None):
         capture_output=True,
         text=True,
         timeout=timeout,
+        check=False,
         env={**os.environ, **(env or {})},
     )
 

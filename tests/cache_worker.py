@@ -26,6 +26,7 @@ Run as a script: ``python cache_worker.py ROOT EVENTS [--gens JSON] [--no-contai
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -71,7 +72,13 @@ def gens_from_key(name: str, key: dict) -> dict:
 
 
 def reference(gens: dict) -> dict:
-    """Every node's value computed in memory with numpy/pandas."""
+    """Every node's value computed in memory with numpy/pandas (cached per generations)."""
+    return _reference(tuple(sorted(gens.items())))
+
+
+@functools.lru_cache(maxsize=64)
+def _reference(gens_items: tuple) -> dict:
+    gens = dict(gens_items)
     raw = np.random.default_rng(gens["raw"]).random(SHAPE, dtype=np.float32)
     smooth = (raw * 1000).astype(np.int32) + np.int32(gens["smooth"])
     table = pd.DataFrame(

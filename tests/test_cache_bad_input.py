@@ -2,12 +2,12 @@
 
 import json
 
+import cache_helpers
 import dask.array as da
 import numpy as np
 import pandas as pd
 import pytest
 
-from cache_helpers import root  # noqa: F401  (fixture)
 from voxelflow.cache import cdir_commit, cdir_init, cdir_query, load, save
 from voxelflow.cache_lock import read_lock
 from voxelflow.cache_marker import MARKER_NAME
@@ -22,6 +22,8 @@ from voxelflow.errors import (
     UnsupportedObjectError,
 )
 from voxelflow.paths import VPath
+
+root = cache_helpers.root  # the fixture
 
 
 @pytest.mark.parametrize("url", [123, None, 4.5, b"/tmp/x", ""])

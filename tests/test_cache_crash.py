@@ -22,14 +22,14 @@ import os
 import random
 import time
 
+import cache_worker as worker
 import pytest
 
-import cache_worker as worker
 from voxelflow.cache import cdir_query, load
 from voxelflow.errors import NotCommittedError
 
 MIN_KILLS = 50
-TARGET_KILLS = 60
+TARGET_KILLS = 56
 TIME_BUDGET = 45.0
 
 
@@ -121,7 +121,7 @@ def test_sigkill_at_random_moments_never_exposes_half_written_nodes(ctx, tmp_pat
     while kills < TARGET_KILLS and time.monotonic() - t0 < TIME_BUDGET:
         events = tmp_path / f"run{runs}.events"
         if rng.random() < 0.5:
-            kill = ("start", rng.uniform(0.0, clean_seconds))
+            kill = ("start", rng.uniform(0.0, 0.7 * clean_seconds))  # resumed runs are shorter than clean ones
         else:
             kill = ("begin", rng.uniform(0.0, 0.02))
         code, lines, _ = _run(ctx, root, events, gens, kill)

@@ -6,16 +6,19 @@ import signal
 import time
 from collections import Counter
 
-import pytest
-
+import cache_helpers
 import cache_worker as worker
-from cache_helpers import root, run_python, start_python  # noqa: F401  (fixture)
+import pytest
+from cache_helpers import run_python, start_python
+
 from voxelflow.cache import cdir_commit, cdir_init, cdir_query, load, save
 from voxelflow.cache_lock import LEASE_SECONDS, LockInfo, read_lock, refresh_held
 from voxelflow.cache_marker import LOCK_NAME
 from voxelflow.cache_tree import remove_node
 from voxelflow.errors import CacheLockedError, NotCommittedError
 from voxelflow.paths import VPath
+
+root = cache_helpers.root  # the fixture
 
 
 @pytest.fixture
@@ -145,7 +148,7 @@ def test_two_processes_on_one_cache_root(tmp_path, container):
     barrier = tmp_path / "go"
     flags = [] if container else ["--no-container"]
     procs = [
-        start_python("cache_worker.py", str(root), str(tmp_path / f"p{i}.events"), "--slow", "0.3",
+        start_python("cache_worker.py", str(root), str(tmp_path / f"p{i}.events"), "--slow", "0.15",
                      "--barrier", str(barrier), *flags)
         for i in range(2)
     ]

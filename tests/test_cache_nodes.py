@@ -5,21 +5,24 @@ import logging
 import platform
 import textwrap
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
+import cache_helpers
 import dask
 import dask.array as da
 import numpy as np
 import pytest
 import zarr
+from cache_helpers import run_python
 
 import voxelflow
-from cache_helpers import root, run_python  # noqa: F401  (fixture)
 from voxelflow import cached, cdir_commit, cdir_init, cdir_query, load, save
 from voxelflow.cache_lock import release
 from voxelflow.cache_marker import IDENTITY_NAME, MARKER_NAME
 from voxelflow.errors import CacheError, NotACacheNodeError, NotCommittedError
 from voxelflow.paths import VPath
+
+root = cache_helpers.root  # the fixture
 
 
 def _crash(url):
@@ -32,9 +35,9 @@ def test_new_node_is_computed_once_then_committed(root):
     node = cdir_init(url)
     assert node.commit is None and node.status == "computing"
     assert VPath(url).isdir() and (VPath(url) / IDENTITY_NAME).isfile()
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     saved = save(url, np.arange(6).reshape(2, 3))
-    assert before <= saved.commit <= datetime.now(timezone.utc)
+    assert before <= saved.commit <= datetime.now(UTC)
     again = cdir_init(url)
     assert again.commit == saved.commit and again.status == "committed"
     np.testing.assert_array_equal(load(url), np.arange(6).reshape(2, 3))

@@ -3,6 +3,7 @@
 import json
 import uuid
 
+import cache_helpers
 import dask
 import dask.array as da
 import numpy as np
@@ -15,9 +16,10 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from hypothesis.extra import pandas as hpd
 
-from cache_helpers import root  # noqa: F401  (fixture)
 from voxelflow.cache import load, save
 from voxelflow.paths import VPath
+
+root = cache_helpers.root  # the fixture
 
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

@@ -33,11 +33,19 @@ import functools
 import hashlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any
 
-from voxelflow.cache_lock import is_live, is_mine, owned_lock, read_lock, release, try_acquire
+from voxelflow.cache_lock import (
+    is_live,
+    is_mine,
+    owned_lock,
+    read_lock,
+    release,
+    try_acquire,
+)
 from voxelflow.cache_marker import (
     BOOKKEEPING_PREFIX,
     IDENTITY_NAME,
@@ -62,7 +70,7 @@ from voxelflow.errors import (
 from voxelflow.paths import VPath, as_vpath
 from voxelflow.store import prepare_payload, read_payload, write_payload
 
-__all__ = ["CacheNode", "cdir_init", "cdir_query", "cdir_commit", "save", "load", "cached"]
+__all__ = ["CacheNode", "cached", "cdir_commit", "cdir_init", "cdir_query", "load", "save"]
 
 log = logging.getLogger("voxelflow.cache")
 
@@ -248,11 +256,9 @@ def save(
     timeout = _check_timeout(timeout)
     kind, data = prepare_payload(obj)
     with _path_errors(path):
-        lock = owned_lock(path) if path.isdir() else None
-        if lock is None:
+        # A lock we hold means cdir_init found the node uncommitted and cleared it for us.
+        if not path.isdir() or owned_lock(path) is None:
             _init(path, key_value, key_hash, timeout, replace=True)
-        else:
-            (path / MARKER_NAME).rm()
         try:
             payload = write_payload(path, kind, data)
         except BaseException:

@@ -44,7 +44,7 @@ import psutil
 from voxelflow.cache_marker import LOCK_NAME
 from voxelflow.paths import VPath
 
-__all__ = ["LockInfo", "LEASE_SECONDS", "HEARTBEAT_SECONDS", "read_lock", "try_acquire", "release", "owned_lock", "refresh_held"]
+__all__ = ["HEARTBEAT_SECONDS", "LEASE_SECONDS", "LockInfo", "owned_lock", "read_lock", "refresh_held", "release", "try_acquire"]
 
 log = logging.getLogger("voxelflow.cache")
 
@@ -105,8 +105,10 @@ def is_live(info: LockInfo) -> bool:
     try:
         proc = psutil.Process(info.pid)
         return proc.status() != psutil.STATUS_ZOMBIE and abs(proc.create_time() - info.pid_created) < 1.0
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
+    except psutil.NoSuchProcess:
         return False
+    except psutil.AccessDenied:
+        return True  # cannot tell; waiting is safer than clearing a running step's work
 
 
 def read_lock(node: VPath) -> LockInfo | None | bool:

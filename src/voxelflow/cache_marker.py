@@ -24,24 +24,24 @@ import json
 import logging
 import platform
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from voxelflow.errors import CacheKeyError
 from voxelflow.paths import VPath
 
 __all__ = [
-    "IDENTITY_NAME",
-    "MARKER_NAME",
-    "LOCK_NAME",
     "BOOKKEEPING_PREFIX",
-    "normalise_key",
-    "library_versions",
+    "IDENTITY_NAME",
+    "LOCK_NAME",
+    "MARKER_NAME",
     "is_node",
-    "write_identity",
-    "read_marker",
-    "write_marker",
+    "library_versions",
     "marker_commit_time",
+    "normalise_key",
+    "read_marker",
+    "write_identity",
+    "write_marker",
 ]
 
 log = logging.getLogger("voxelflow.cache")
@@ -199,4 +199,4 @@ def marker_commit_time(marker: dict) -> datetime:
 
 
 def _now_iso() -> str:
-    return datetime.fromtimestamp(time.time(), timezone.utc).isoformat()
+    return datetime.fromtimestamp(time.time(), UTC).isoformat()

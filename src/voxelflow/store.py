@@ -28,7 +28,7 @@ import numpy as np
 from voxelflow.errors import UnsupportedObjectError
 from voxelflow.paths import VPath
 
-__all__ = ["PAYLOAD_NAMES", "prepare_payload", "write_payload", "read_payload"]
+__all__ = ["PAYLOAD_NAMES", "prepare_payload", "read_payload", "write_payload"]
 
 PAYLOAD_NAMES = {
     "numpy": "result.npy",
