@@ -48,6 +48,9 @@ def test_each_kind_of_path_is_recognised(run_folder, tmp_path):
         classify_path(tmp_path / "missing")
     with pytest.raises(InvalidPathError, match="expected an OME-Zarr image"):
         classify_path(tmp_path / "plain" / "notes.txt")
+    # A zarr array (what save() writes for dask arrays) is not an image to open.
+    with pytest.raises(InvalidPathError, match="not an OME-Zarr image"):
+        classify_path(f"{root}/cache/bright/out0/data.ome.zarr/0")
 
 
 def test_cache_root_opens_each_step_with_the_right_layer_type(run_folder):

@@ -101,13 +101,13 @@ def classify_path(url, storage_options: dict | None = None) -> str:
         if path.name.endswith(".parquet"):
             return "table"
         if path.name.endswith(".zip"):
-            return "image"
+            return _checked_image(path)
         raise InvalidPathError(
             f"cannot view {base}: expected an OME-Zarr image, a run folder, a cache root or a .parquet table"
         )
     names = set(path.ls())
     if names & set(_ZARR_META):
-        return "image"
+        return _checked_image(path)
     if "run.json" in names or "objects.parquet" in names:
         return "run"
     if list_cached_steps(path):
@@ -116,6 +116,16 @@ def classify_path(url, storage_options: dict | None = None) -> str:
         f"cannot view {base}: it is not an OME-Zarr image, a run folder (run.json, objects.parquet) "
         "or a cache root with committed results"
     )
+
+
+def _checked_image(path: VPath) -> str:
+    from voxelflow.ome_zarr.read import read_metadata
+
+    try:
+        read_metadata(path)
+    except OmeZarrError as exc:
+        raise InvalidPathError(f"cannot view {path.url}: {exc}") from exc
+    return "image"
 
 
 def list_cached_steps(root, storage_options: dict | None = None) -> list[CachedStep]:
