@@ -48,9 +48,8 @@ def read_with_ome_zarr_py(url: str):
     return [[level.compute() for level in node.data] for node in Reader(location)()]
 
 
-@pytest.fixture
-def memory_url():
-    """A fresh memory:// folder URL, removed afterwards."""
+def memory_root():
+    """Yield a fresh memory:// folder URL and remove it afterwards (wrap in a fixture)."""
     import fsspec
 
     root = f"memory://ome-zarr-tests/{uuid.uuid4().hex}"
@@ -60,9 +59,8 @@ def memory_url():
         fs.rm(root, recursive=True)
 
 
-@pytest.fixture(scope="module")
-def s3_options():
-    """A moto S3 server on 127.0.0.1 with an empty bucket ``voxelflow``; yields s3fs storage options."""
+def s3_server():
+    """Yield s3fs storage options for a moto S3 server on 127.0.0.1 with a bucket ``voxelflow``."""
     s3fs = pytest.importorskip("s3fs")
     from moto.server import ThreadedMotoServer
 

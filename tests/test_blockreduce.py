@@ -11,7 +11,7 @@ import skimage.measure
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import voxelflow.blockreduce as blockreduce
+from voxelflow import blockreduce
 from voxelflow.blockreduce import block_reduce
 from voxelflow.errors import InvalidInputError
 

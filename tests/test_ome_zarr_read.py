@@ -11,11 +11,21 @@ import fsspec
 import numpy as np
 import pytest
 import zarr
+from ome_zarr_helpers import V04, V05, make_fixtures, memory_root, s3_server
 
 from voxelflow.errors import OmeZarrError
 from voxelflow.ome_zarr import open_ome_zarr, write_ome_zarr
 
-from ome_zarr_helpers import V04, V05, make_fixtures, memory_url, s3_options  # noqa: F401
+
+@pytest.fixture
+def memory_url():
+    yield from memory_root()
+
+
+@pytest.fixture(scope="module")
+def s3_options():
+    yield from s3_server()
+
 
 IMAGE = make_fixtures.image()
 LABELS = make_fixtures.labels()
@@ -167,7 +177,7 @@ def test_level_out_of_range():
         open_ome_zarr(str(V05), level=3)
     with pytest.raises(OmeZarrError, match="no pyramid level named 'q'"):
         open_ome_zarr(str(V05), level="q")
-    arr, meta = open_ome_zarr(str(V05), level=-1)
+    _, meta = open_ome_zarr(str(V05), level=-1)
     assert meta.level == 2
 
 

@@ -6,12 +6,17 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from ome_zarr_helpers import memory_root
 
 from voxelflow.errors import SliceSyntaxError
 from voxelflow.ome_zarr import open_ome_zarr, write_ome_zarr
 from voxelflow.ome_zarr.slices import parse_slices, resolve_slices, split_slices
 
-from ome_zarr_helpers import memory_url  # noqa: F401
+
+@pytest.fixture
+def memory_url():
+    yield from memory_root()
+
 
 
 def test_parse_examples():

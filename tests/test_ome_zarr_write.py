@@ -13,11 +13,16 @@ import skimage.measure
 import zarr
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from ome_zarr_helpers import memory_root, read_with_ome_zarr_py, validate_with_models
 
 from voxelflow.errors import InvalidInputError, OmeZarrError
 from voxelflow.ome_zarr import open_ome_zarr, write_labels, write_ome_zarr
 
-from ome_zarr_helpers import memory_url, read_with_ome_zarr_py, validate_with_models  # noqa: F401
+
+@pytest.fixture
+def memory_url():
+    yield from memory_root()
+
 
 AXES = {2: ("y", "x"), 3: ("z", "y", "x"), 4: ("c", "z", "y", "x"), 5: ("t", "c", "z", "y", "x")}
 
@@ -206,7 +211,7 @@ def test_labels_written_beside_untouched_image(tmp_path, version):
     write_labels((labels > 0).astype(np.uint8), url, "mask", method="nearest")
     # The image's own metadata and chunks are byte-identical.
     assert _digest(url, skip="labels") == before
-    arr, meta = open_ome_zarr(url)
+    _, meta = open_ome_zarr(url)
     assert meta.labels == ("cells", "mask")
     lab, lmeta = open_ome_zarr(f"{url}/labels/cells", level=2)
     assert lmeta.axes == ("z", "y", "x") and lmeta.scale == (3.0, 4.0, 4.0)
@@ -239,7 +244,9 @@ def test_sharding_keeps_file_count_low(tmp_path):
     plain = write_ome_zarr(data, str(tmp_path / "plain.ome.zarr"), chunks=(4, 16, 16))
     sharded = write_ome_zarr(data, str(tmp_path / "sharded.ome.zarr"), chunks=(4, 16, 16), shards=(16, 64, 64),
                              levels=2)
-    count = lambda p: sum(len(f) for _, _, f in os.walk(p))  # noqa: E731
+    def count(folder):
+        return sum(len(files) for _, _, files in os.walk(folder))
+
     assert count(plain.path) == 64 + 2
     assert count(sharded.path) <= 5
     arr, _ = open_ome_zarr(sharded.url)

@@ -22,7 +22,6 @@ Methods
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Sequence
 

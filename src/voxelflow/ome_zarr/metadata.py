@@ -14,9 +14,9 @@ from typing import Any
 from voxelflow.errors import OmeZarrError
 
 __all__ = [
-    "OmeMeta",
     "SPACE_AXES",
     "WRITER",
+    "OmeMeta",
     "axis_type",
     "image_attrs",
     "label_attrs",

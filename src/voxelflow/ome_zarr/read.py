@@ -7,7 +7,12 @@ import zarr
 
 from voxelflow.errors import OmeZarrError, SliceSyntaxError
 from voxelflow.ome_zarr.metadata import OmeMeta, ome_section, parse_image
-from voxelflow.ome_zarr.slices import parse_slices, resolve_slices, scale_selection, split_slices
+from voxelflow.ome_zarr.slices import (
+    parse_slices,
+    resolve_slices,
+    scale_selection,
+    split_slices,
+)
 from voxelflow.ome_zarr.stores import StrictChunkStore, open_read_store
 from voxelflow.paths import VPath, as_vpath
 

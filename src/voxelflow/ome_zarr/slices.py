@@ -181,8 +181,8 @@ def scale_selection(sel: list[AxisSelection], ratios: tuple[float, ...], shape: 
         if s.index is not None:
             out.append(AxisSelection(index=min(int(s.index // r), size - 1)))
             continue
-        start = min(int(math.floor(s.start / r + 1e-9)), size - 1)
-        stop = max(start + 1, min(int(math.ceil(s.stop / r - 1e-9)), size))
+        start = min(math.floor(s.start / r + 1e-9), size - 1)
+        stop = max(start + 1, min(math.ceil(s.stop / r - 1e-9), size))
         step = max(1, round(s.step / r))
         out.append(AxisSelection(start=start, stop=stop, step=step, reverse=s.reverse))
     return out
