@@ -110,12 +110,27 @@ def classify_path(url, storage_options: dict | None = None) -> str:
         return _checked_image(path)
     if "run.json" in names or "objects.parquet" in names:
         return "run"
-    if list_cached_steps(path):
+    if _holds_nodes(path, depth=2) and list_cached_steps(path):
         return "cache"
     raise InvalidPathError(
         f"cannot view {base}: it is not an OME-Zarr image, a run folder (run.json, objects.parquet) "
         "or a cache root with committed results"
     )
+
+
+def _holds_nodes(folder: VPath, depth: int) -> bool:
+    """Cheap test for a cache: a node at ``folder`` or within ``depth`` folder levels below.
+
+    napari asks the reader about every folder a user opens; walking a large
+    foreign tree to the bottom would stall it.
+    """
+    from voxelflow.cache_marker import is_node
+
+    if is_node(folder):
+        return True
+    if depth == 0:
+        return False
+    return any(_holds_nodes(folder / n, depth - 1) for n in folder.ls() if (folder / n).isdir())
 
 
 def _checked_image(path: VPath) -> str:
