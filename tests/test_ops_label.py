@@ -209,3 +209,10 @@ def test_result_is_independent_of_the_scheduler():
 def test_bad_input_raises_a_clear_error(bad, connectivity, match):
     with pytest.raises(InvalidInputError, match=match):
         label(bad, connectivity)
+
+
+def test_unknown_chunk_sizes_are_rejected():
+    x = da.from_array(np.arange(8) > 3, chunks=4)
+    ragged = x[x][None, :]  # boolean indexing leaves NaN chunk sizes
+    with pytest.raises(InvalidInputError, match="unknown chunk sizes"):
+        label(ragged)

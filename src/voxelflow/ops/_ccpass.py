@@ -39,6 +39,10 @@ def as_dask_image(arr, what: str) -> da.Array:
         )
     if arr.ndim not in (2, 3):
         raise InvalidInputError(f"{what} must be 2D or 3D, got shape {arr.shape}")
+    if any(np.isnan(size) for sizes in arr.chunks for size in sizes):
+        raise InvalidInputError(
+            f"{what} has unknown chunk sizes; call compute_chunk_sizes() first"
+        )
     if arr.dtype.kind not in "biuf":
         raise InvalidInputError(
             f"{what} must have a boolean, integer or float dtype, got {arr.dtype}"
