@@ -123,9 +123,9 @@ def default_chunks(shape: tuple[int, ...], dtype, axes: tuple[str, ...]) -> tupl
     return tuple(chunk)
 
 
-def _chunk_shape(chunks, arr: da.Array, axes: tuple[str, ...]) -> tuple[int, ...]:
+def _chunk_shape(chunks, arr: da.Array, axes: tuple[str, ...], from_dask: bool) -> tuple[int, ...]:
     if chunks is None:
-        if arr.npartitions > 1:
+        if from_dask:
             return tuple(max(1, c[0]) for c in arr.chunks)
         return default_chunks(arr.shape, arr.dtype, axes)
     if isinstance(chunks, (int, np.integer)):
@@ -464,6 +464,7 @@ def write_ome_zarr(
     ...                levels=3, factors=(1, 2, 2)).url
     'memory://doc/demo.ome.zarr'
     """
+    from_dask = isinstance(arr, da.Array)
     arr = _as_dask(arr)
     if arr.dtype.kind not in "biuf":
         raise InvalidInputError(f"OME-Zarr images must be numeric or bool, got dtype {arr.dtype}")
@@ -476,7 +477,7 @@ def write_ome_zarr(
     translation0 = _per_axis(translation, axes, "translation", lambda a: 0.0, float)
     units_ = _per_axis(units, axes, "units", lambda a: None, str)
     level_factors = _level_factors(factors, levels, axes)
-    chunk_shape = _chunk_shape(chunks, arr, axes)
+    chunk_shape = _chunk_shape(chunks, arr, axes, from_dask)
     shard_shape = _shard_shape(shards, chunk_shape, axes, version)
     if channel_names is not None:
         channel_names = [str(n) for n in channel_names]
@@ -597,7 +598,7 @@ def write_labels(
     if chunks is None:
         img_chunks = group[info["levels"][0]].chunks
         chunks = tuple(img_chunks[i] for i in keep)
-    chunk_shape = _chunk_shape(chunks, arr, axes)
+    chunk_shape = _chunk_shape(chunks, arr, axes, from_dask=False)
     shard_shape = _shard_shape(shards, chunk_shape, axes, info["version"])
     version = info["version"] if info["version"] in ("0.4", "0.5") else "0.4"
 
