@@ -103,3 +103,17 @@ def test_not_an_image_is_a_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(OmeZarrError, match="not an OME-Zarr image|nothing exists"):
         ome_zarr_layers(str(tmp_path / "empty"))
+
+
+def test_remote_image_with_labels_over_fsspec():
+    from voxelflow.ome_zarr import write_labels
+
+    img, lab = _scan()
+    url = "memory://viewer-test/scan.ome.zarr"
+    write_ome_zarr(img[0], url, scale=(2.0, 0.5, 0.5), levels=2, factors=(1, 2, 2), overwrite=True)
+    write_labels(lab, url, "plaques")
+    layers = ome_zarr_layers(url + "?slices=[3]")
+    assert [(kw["name"], t) for _, kw, t in layers] == [("scan", "image"), ("scan [plaques]", "labels")]
+    np.testing.assert_array_equal(np.asarray(layers[0][0][0]), img[0, 3])
+    np.testing.assert_array_equal(np.asarray(layers[1][0][0]), lab[3])
+    assert layers[1][1]["scale"] == [0.5, 0.5] and layers[1][1]["translate"] == [0.0, 0.0]
