@@ -174,8 +174,8 @@ def _release_all() -> None:
     for node in nodes:
         try:
             release(node)
-        except OSError:
-            pass  # the interpreter is exiting; a left-over lock is stale and gets taken over
+        except Exception as exc:  # noqa: BLE001  exiting anyway: a left-over lock is stale and gets taken over
+            log.debug("could not release the lock of %s at exit: %s", node, exc)
 
 
 def owned_lock(node: VPath) -> LockInfo | None:
