@@ -18,7 +18,6 @@ import math
 import os
 import shutil
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -235,21 +234,29 @@ def emit(result: dict) -> None:
 def run_measured(argv: list[str], *, timeout: float = 1800, env: dict | None = None) -> dict:
     """Run one case in a subprocess; return its ``RESULT`` JSON plus ``peak_rss_mb`` of its process tree.
 
-    On failure the dict has ``error`` (the tail of stderr) instead of results.
+    On failure the dict has ``error`` (the tail of stderr) instead of results; on
+    timeout also ``timed_out_s``, and the whole process tree is killed.
     """
+    import psutil
+
     t0 = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, **(env or {})})
+    timed_out = False
     with RssSampler(proc.pid) as rss:
         try:
             out, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
+            timed_out = True
+            for child in psutil.Process(proc.pid).children(recursive=True):
+                child.kill()
             proc.kill()
             out, err = proc.communicate()
-            err += f"\ntimed out after {timeout:.0f} s"
     result = {"peak_rss_mb": round(rss.peak / 2**20, 1), "wall_s_process": round(time.perf_counter() - t0, 2)}
     lines = [ln for ln in out.splitlines() if ln.startswith("RESULT ")]
-    if proc.returncode == 0 and lines:
+    if timed_out:
+        result.update(error=f"timed out after {timeout:.0f} s", timed_out_s=timeout)
+    elif proc.returncode == 0 and lines:
         result.update(json.loads(lines[-1][len("RESULT "):]))
     else:
         result["error"] = "\n".join(err.strip().splitlines()[-15:]) or f"exit code {proc.returncode}"
@@ -263,10 +270,6 @@ def local_cluster(n_workers: int = 1, threads_per_worker: int = 2, memory_limit=
     cluster = LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker, processes=True,
                            memory_limit=memory_limit, dashboard_address=None, **kwargs)
     return cluster, Client(cluster)
-
-
-def python() -> str:
-    return sys.executable
 
 
 # --- tables -----------------------------------------------------------------------

@@ -41,6 +41,7 @@ SINGLE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_T
 def _case_voxelflow_chain(path, threshold, threads):
     import dask.array as da
 
+    from voxelflow.ops.counts import count_objects
     from voxelflow.ops.objects import object_table
     from voxelflow.ops.threshold import threshold as vf_threshold
 
@@ -51,11 +52,12 @@ def _case_voxelflow_chain(path, threshold, threads):
         # object_table labels a BS in the same pass that gathers the statistics
         # (ids equal to label()'s), so no labelled volume is computed or stored.
         lc = object_table(vf_threshold(img, threshold), connectivity=1)
+        count = count_objects(lc)
         seconds = time.perf_counter() - t0
     finally:
         client.close()
         cluster.close()
-    return {"seconds": seconds, "n_objects": int(len(lc)), "object_voxels": int(lc["voxels"].sum())}
+    return {"seconds": seconds, "n_objects": int(count), "object_voxels": int(lc["voxels"].sum())}
 
 
 def _case_voxelflow_label(path, threshold, threads):
@@ -137,10 +139,13 @@ CASES = {
 }
 
 
-def _measure(case: str, volume, threads: int = 2, env=None) -> dict:
+CASE_TIMEOUT = 300.0  # seconds; a slower case is reported as "timed out", with bounds
+
+
+def _measure(case: str, volume, threads: int = 2, env=None, timeout: float = CASE_TIMEOUT) -> dict:
     argv = [sys.executable, str(Path(__file__).resolve()), "--case", case, "--volume", str(volume.path),
             "--threshold", str(threshold_for(volume.dtype)), "--threads", str(threads)]
-    return run_measured(argv, env=env)
+    return run_measured(argv, env=env, timeout=timeout)
 
 
 def measure_voxelflow_chain(volume, threads: int = 2) -> dict:
@@ -153,6 +158,13 @@ def measure_voxelflow_chain(volume, threads: int = 2) -> dict:
 
 def _row(size, task, tool, res, volume, reference=None) -> dict:
     row = {"size": size, "task": task, "tool": tool, "truth": volume.n_objects}
+    if "timed_out_s" in res:
+        # Bounds rather than a blank: the case took at least this long.
+        row.update(seconds=f"> {res['timed_out_s']:.0f}", mvox_s=f"< {volume.mvox / res['timed_out_s']:.2g}",
+                   peak_rss_mb=res["peak_rss_mb"], error=res["error"])
+        if reference is not None and "error" not in reference:
+            row["time_vs_voxelflow"] = f"> {res['timed_out_s'] / reference['seconds']:.0f}"
+        return row
     if "error" in res:
         row["error"] = res["error"].splitlines()[-1][:160]
         return row
@@ -165,7 +177,8 @@ def _row(size, task, tool, res, volume, reference=None) -> dict:
     return row
 
 
-def compare(volume, *, run_peer: bool = True, threads: int = 2, log=print) -> list[dict]:
+def compare(volume, *, run_peer: bool = True, threads: int = 2, timeout: float = CASE_TIMEOUT,
+            log=print) -> list[dict]:
     """All peer cases on one volume; rows for the result table (ratios relative to voxelflow)."""
     from peer_cvpl import measure_peer
 
@@ -175,10 +188,11 @@ def compare(volume, *, run_peer: bool = True, threads: int = 2, log=print) -> li
     vf = _measure("voxelflow_chain", volume, threads)
     rows.append(_row(size, "chain", "voxelflow", vf, volume))
     if run_peer:
-        rows.append(_row(size, "chain", "cvpl-tools 1.0.0", measure_peer(volume, threads), volume, vf))
+        rows.append(_row(size, "chain", "cvpl-tools 1.0.0", measure_peer(volume, threads, timeout), volume, vf))
     vfl = _measure("voxelflow_label", volume, threads)
     rows.append(_row(size, "label", "voxelflow", vfl, volume))
-    rows.append(_row(size, "label", "dask-image", _measure("dask_image_label", volume, threads), volume, vfl))
+    rows.append(_row(size, "label", "dask-image", _measure("dask_image_label", volume, threads, timeout=timeout),
+                     volume, vfl))
     for tool in ("cc3d", "scipy"):
         res = _measure(tool, volume, 1, env=SINGLE_THREAD)
         rows.append(_row(size, "chain in memory, 1 thread", tool, res, volume, vf))
@@ -189,7 +203,8 @@ def compare(volume, *, run_peer: bool = True, threads: int = 2, log=print) -> li
 
 def format_row(row: dict) -> str:
     if "error" in row:
-        return f"  {row['task']:<26} {row['tool']:<18} FAILED: {row['error']}"
+        bound = f" (time / voxelflow {row['time_vs_voxelflow']})" if "time_vs_voxelflow" in row else ""
+        return f"  {row['task']:<26} {row['tool']:<18} FAILED: {row['error']}{bound}"
     ratio = ""
     if "time_vs_voxelflow" in row:
         ratio = f"  time x{row['time_vs_voxelflow']:<6} mem x{row['mem_vs_voxelflow']}"
@@ -213,6 +228,8 @@ def main(argv=None) -> int:
     parser.add_argument("--skip-peer-above", type=float, default=None, metavar="MVOX",
                         help="skip cvpl-tools on volumes larger than this many MVox (default: run all)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--case-timeout", type=float, default=CASE_TIMEOUT,
+                        help=f"give up on a peer case after this many seconds (default {CASE_TIMEOUT:.0f})")
     parser.add_argument("--json", help="also write the rows to this JSON file")
     parser.add_argument("--case", choices=sorted(CASES), help=argparse.SUPPRESS)
     parser.add_argument("--volume", help=argparse.SUPPRESS)
@@ -225,10 +242,10 @@ def main(argv=None) -> int:
     for spec in args.sizes:
         volume = ensure_volume(tuple(int(s) for s in spec.split(",")))
         run_peer = args.skip_peer_above is None or volume.mvox <= args.skip_peer_above
-        rows += compare(volume, run_peer=run_peer, threads=args.threads)
+        rows += compare(volume, run_peer=run_peer, threads=args.threads, timeout=args.case_timeout)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
-    return 0 if all("error" not in r for r in rows) else 1
+    return 0 if all("error" not in r or "timed out" in r["error"] for r in rows) else 1
 
 
 if __name__ == "__main__":

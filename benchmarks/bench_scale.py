@@ -1,6 +1,6 @@
 """Scale behaviour of voxelflow's chain: throughput, memory, workers, label graph, out-of-core.
 
-* sizes: threshold -> label -> object table from OME-Zarr (uint16, 64^3 chunks) to a
+* sizes: threshold -> label -> object table -> count from OME-Zarr (uint16, 64^3 chunks) to a
   DataFrame for 64 MVox, 512 MVox and 2 GVox volumes, on one worker process with
   2 threads and a worker memory limit (default 1.5 GB): MVox/s and peak memory
   of the whole process tree should stay flat as the volume grows;
@@ -41,6 +41,7 @@ MEMORY_LIMIT = "1.5GB"
 
 def _case_chain(url, threshold, workers, threads, memory_limit):
     from voxelflow.ome_zarr import open_ome_zarr
+    from voxelflow.ops.counts import count_objects
     from voxelflow.ops.objects import object_table
     from voxelflow.ops.threshold import threshold as vf_threshold
 
@@ -51,6 +52,7 @@ def _case_chain(url, threshold, workers, threads, memory_limit):
         img, _ = open_ome_zarr(url)
         t0 = time.perf_counter()
         lc = object_table(vf_threshold(img, threshold), connectivity=1)
+        count = count_objects(lc)
         seconds = time.perf_counter() - t0
         after = set(client.scheduler_info()["workers"])
         spilled = client.run(lambda dask_worker: getattr(dask_worker.data, "spilled_total", (0, 0))[1])
@@ -60,7 +62,7 @@ def _case_chain(url, threshold, workers, threads, memory_limit):
     finally:
         client.close()
         cluster.close()
-    return {"seconds": seconds, "n_objects": int(len(lc)),
+    return {"seconds": seconds, "n_objects": int(count),
             "object_voxels": int(lc["voxels"].sum()), "workers_replaced": len(before - after),
             "restart_messages": kills, "spilled_mb": round(sum(spilled.values()) / 2**20, 1)}
 

@@ -128,6 +128,8 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes: check that every case runs")
     parser.add_argument("--skip-peer-above", type=float, default=None, metavar="MVOX",
                         help="skip cvpl-tools on volumes larger than this (default: run it on every size)")
+    parser.add_argument("--case-timeout", type=float, default=bench_peers.CASE_TIMEOUT,
+                        help="give up on a peer case (cvpl-tools, dask-image) after this many seconds")
     parser.add_argument("--out", type=Path, default=RESULTS, help="output folder (default benchmarks/results)")
     parser.add_argument("--with-team", action="store_true",
                         help=f"also run {', '.join(TEAM_BENCHMARKS)} (their own defaults), output to OUT/<name>.txt")
@@ -141,7 +143,7 @@ def main(argv=None) -> int:
     for shape in cfg["peer_sizes"]:
         volume = ensure_volume(shape)
         run_peer = args.skip_peer_above is None or volume.mvox <= args.skip_peer_above
-        peers += bench_peers.compare(volume, run_peer=run_peer)
+        peers += bench_peers.compare(volume, run_peer=run_peer, timeout=args.case_timeout)
     print("== scale", flush=True)
     scale = bench_scale.run(cfg["scale_sizes"], cfg["worker_size"], cfg["graph_chunks"])
 
@@ -157,7 +159,7 @@ def main(argv=None) -> int:
     print(md)
     print(f"wrote {args.out / 'results.md'}, results.json, throughput.png")
     rows = peers + scale["sizes"] + scale["workers"] + scale["graph"]
-    return 0 if all("error" not in r for r in rows) else 1
+    return 0 if all("error" not in r or "timed out" in r["error"] for r in rows) else 1
 
 
 if __name__ == "__main__":
