@@ -2,6 +2,7 @@
 
 import json
 import logging
+import multiprocessing
 import signal
 import time
 from collections import Counter
@@ -171,3 +172,23 @@ def test_two_processes_on_one_cache_root(tmp_path, container):
         assert worker.same(name, worker.read_node(str(root), name), reference[name]), name
         assert cdir_query(f"{root}/pipeline/{name}").status == "committed"
     assert json.loads((root / "pipeline" / "group" / "manifest.json").read_text())["b"]["rows"] == 48
+
+
+def _child_sees_parents_lock(url, out):
+    try:
+        cdir_init(url, timeout=0.2)
+        out.put("acquired")
+    except CacheLockedError:
+        out.put("locked")
+
+
+def test_forked_child_does_not_inherit_the_parents_locks(tmp_path):
+    url = str(tmp_path / "node")
+    cdir_init(url)
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    proc = ctx.Process(target=_child_sees_parents_lock, args=(url, out))
+    proc.start()
+    proc.join(30)
+    assert out.get(timeout=5) == "locked"
+    assert cdir_query(url).status == "computing"

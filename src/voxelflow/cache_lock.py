@@ -130,9 +130,12 @@ _heartbeat_thread: threading.Thread | None = None
 
 
 def _forget_all_after_fork() -> None:
-    global _heartbeat_thread
+    # The child is another process: the parent's locks are not its own, its heartbeat
+    # thread does not exist there, and the guard may have been held at the fork.
+    global _heartbeat_thread, _held_guard
     _held.clear()
     _heartbeat_thread = None
+    _held_guard = threading.Lock()
 
 
 os.register_at_fork(after_in_child=_forget_all_after_fork)
