@@ -44,6 +44,19 @@ def test_npe2_reads_image_run_folder_and_cache(run_folder):
     assert kinds[f"{root}/cache"] == ["image", "labels", "labels", "points"]
 
 
+def test_npe2_picks_the_reader_for_a_zip_archive_by_its_name(tmp_path):
+    from voxelflow.ome_zarr import write_ome_zarr
+
+    zipped = str(write_ome_zarr(np.arange(4 * 8 * 8, dtype=np.uint16).reshape(4, 8, 8),
+                                tmp_path / "small.ome.zarr.zip", zip=True))
+    pm = npe2.PluginManager.instance()
+    pm.discover()
+    readers = [r.command for r in pm.iter_compatible_readers([zipped])]
+    assert "voxelflow.get_reader" in readers
+    [(data, kwargs, kind)] = npe2.read([zipped], stack=False, plugin_name="voxelflow")
+    assert kind == "image" and kwargs["name"] == "small" and data.shape == (4, 8, 8)
+
+
 def test_reader_declines_what_it_cannot_show(tmp_path):
     from voxelflow.viewer.reader import get_reader
 
