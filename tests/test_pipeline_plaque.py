@@ -126,16 +126,17 @@ def test_interrupted_run_resumes_from_its_cache(base, tmp_path, monkeypatch):
         raise RuntimeError("worker lost")
 
     with monkeypatch.context() as m:
-        m.setattr(steps.assign_regions, "_fn", crash)
+        m.setattr(steps.count_by_region, "_fn", crash)
         with pytest.raises(RuntimeError, match="worker lost"):
             run_plaque_pipeline(config, progress=False)
     failed = json.loads((run / "run.json").read_text())
     assert failed["status"] == "failed" and "worker lost" in failed["error"]
-    assert [s["name"] for s in failed["steps"]][-1] == "filter_objects"
+    assert [s["name"] for s in failed["steps"]][-2:] == ["filter_objects", "add_regions"]
     resumed = run_plaque_pipeline(config, progress=False)
     states = _states(resumed)
-    assert states["objects"] is True  # finished before the crash, not recomputed
-    assert states["objects_regions"] is False
+    # finished before the crash: not recomputed
+    assert states["objects"] is True and states["objects_regions"] is True
+    assert states["region_counts"] is False
     assert (resumed.objects.voxels >= 20).all()
     assert len(resumed.objects) == (first.objects.voxels >= 20).sum()
 

@@ -387,6 +387,9 @@ def _write_output(value: Any, url: str, storage: dict) -> str:
     if isinstance(value, pd.DataFrame):
         save(url, value)
         return "table"
+    if isinstance(value, pd.Series):
+        save(url, value.to_frame(name=value.name if value.name is not None else 0))
+        return "series"
     if isinstance(value, np.generic):
         value = value.item()
     try:
@@ -409,6 +412,8 @@ def _read_output(kind: str, url: str, name: str) -> Any:
         arr, _ = open_ome_zarr(str(VPath(url) / "data.ome.zarr"))
         # a name derived from the key makes downstream keys follow upstream ones
         return keyed(arr, name)
+    if kind == "series":
+        return load(url).iloc[:, 0]
     return load(url)
 
 
@@ -559,6 +564,8 @@ def _stored_kind(value) -> str:
         return "image"
     if isinstance(value, pd.DataFrame):
         return "table"
+    if isinstance(value, pd.Series):
+        return "series"
     return "value"
 
 
@@ -606,5 +613,5 @@ downsample = Step("voxelflow.ops.resample:downsample", kind="IN->IN")
 estimate_bias_field = Step("voxelflow.ops.bias:estimate_bias_field", kind="IN->IN")
 apply_bias_field = Step("voxelflow.ops.bias:apply_bias_field", kind="IN->IN")
 density_map = Step("voxelflow.ops.density:density_map", kind="LC->CD")
-assign_regions = Step("voxelflow.ops.atlas:assign_regions", kind="LC->LC")
+assign_regions = Step("voxelflow.ops.atlas:assign_regions", kind="LC->LC")  # returns the region_id Series
 count_by_region = Step("voxelflow.ops.atlas:count_by_region", kind="LC->RC")

@@ -47,7 +47,10 @@ from voxelflow.errors import (
     InvalidPathError,
     OptionalDependencyError,
 )
-from voxelflow.ops import resample, threshold as threshold_op
+from voxelflow.ops import atlas as atlas_op
+from voxelflow.ops import bias as bias_op
+from voxelflow.ops import resample
+from voxelflow.ops import threshold as threshold_op
 from voxelflow.paths import VPath, as_vpath
 from voxelflow.steps import Step, StepRecord, keyed, record_steps
 
@@ -266,10 +269,8 @@ def threshold_value(coarse, field, negative, factor: float) -> float:
 
 def foreground(img, field, negative, value: float, factors) -> da.Array:
     """Binary segmentation (BS) at full resolution: bias-corrected scan above ``value``, outside the mask."""
-    from voxelflow.ops import bias
-
     if field is not None:
-        img = bias.apply_bias_field(img, field)
+        img = bias_op.apply_bias_field(img, field)
     bs = threshold_op.threshold(img, value)
     neg = resample.scale_nearest(
         da.asarray(negative), factors, output_shape=img.shape, output_chunks=img.chunks
@@ -409,7 +410,8 @@ def run_plaque_pipeline(
             bias = config["pipeline.bias"]
             if bias is True or (bias == "auto" and _bias_available()):
                 try:
-                    field = steps.estimate_bias_field(coarse, mask=~negative, **ctx("bias_field", coarse_store))
+                    field = steps.estimate_bias_field(coarse, mask=~negative, spacing=coarse_scale,
+                                                      **ctx("bias_field", coarse_store))
                 except OptionalDependencyError:
                     if bias is True:
                         raise
@@ -438,7 +440,7 @@ def run_plaque_pipeline(
                 )
             regions = None
             if atlas is not None:
-                objects, regions = _atlas_counts(objects, atlas, ctx)
+                objects, regions = _atlas_counts(objects, atlas, scale, img.shape, ctx)
             df = tuple(config["pipeline.density_factors"])
             density = steps.density_map(objects, img.shape, df,
                                         **ctx("density", {"scale": tuple(s * f for s, f in zip(scale, df))}))
@@ -494,7 +496,6 @@ def _negative_mask(setting, coarse, coarse_scale, config, ctx, coarse_store):
 def _open_atlas(config, shape, scale):
     """Open and check the atlas before any voxel work: it must cover the scan's physical extent."""
     from voxelflow.ome_zarr import open_ome_zarr
-    from voxelflow.ops import atlas as atlas_op
 
     url = config["atlas.url"]
     if not VPath(url.split("?", 1)[0]).exists():
@@ -509,8 +510,8 @@ def _open_atlas(config, shape, scale):
     ascale = tuple(float(s) for s in ameta.scale)
     img_ext = np.asarray(shape) * np.asarray(scale)
     atl_ext = np.asarray(labels.shape) * np.asarray(ascale)
-    # registered atlases are cropped to whole atlas voxels: allow one voxel (or 1 %) of difference
-    if (np.abs(img_ext - atl_ext) > np.maximum(np.asarray(ascale), 0.01 * img_ext)).any():
+    # an atlas made by down-sampling with a partial last block is up to one atlas voxel larger
+    if (np.abs(img_ext - atl_ext) > np.asarray(ascale)).any():
         raise InvalidInputError(
             f"atlas {url!r} covers {tuple(float(v) for v in np.round(atl_ext, 1))} um (z, y, x) but the scan "
             f"covers {tuple(float(v) for v in np.round(img_ext, 1))} um; the atlas must be registered to the "
@@ -519,9 +520,19 @@ def _open_atlas(config, shape, scale):
     return labels, ascale, atlas_op.read_region_table(config["atlas.regions"])
 
 
-def _atlas_counts(objects, atlas, ctx):
+def add_regions(objects: pd.DataFrame, labels, atlas_scale, scale, shape, regions: pd.DataFrame) -> pd.DataFrame:
+    """The object table with ``region_id`` (atlas voxel under the centroid) and ``region_acronym``."""
+    rid = atlas_op.assign_regions(objects, labels, atlas_scale, scale, image_shape=shape)
+    acronyms = dict(zip(regions["id"], regions["acronym"]))
+    out = objects.assign(region_id=rid.to_numpy())
+    out["region_acronym"] = [acronyms.get(int(r), "") for r in out["region_id"]]
+    return out
+
+
+def _atlas_counts(objects, atlas, scale, shape, ctx):
     labels, ascale, regions_table = atlas
-    assigned = steps.assign_regions(objects, labels, ascale, regions_table, **ctx("objects_regions"))
+    assigned = Step(add_regions, kind="LC->LC")(objects, labels, ascale, scale, shape, regions_table,
+                                                 **ctx("objects_regions"))
     counts = steps.count_by_region(assigned, labels, ascale, regions_table, **ctx("region_counts"))
     return assigned, counts
 
