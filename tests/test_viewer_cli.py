@@ -21,7 +21,7 @@ def test_list_prints_the_committed_steps(run_folder, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == f"committed results in {root}/cache:"
     listed = [line.split()[1:3] for line in lines[1:]]
-    assert listed == [["bright", "IN->BS"], ["centroids", "OS->LC"], ["components", "BS->OS"],
+    assert listed == [["a_coarse", "IN->IN"], ["bright", "IN->BS"], ["centroids", "OS->LC"], ["components", "BS->OS"],
                       ["extra/ramp", "saved"], ["extra/settings", "saved"]]
 
 
@@ -81,7 +81,7 @@ def test_interactive_choice_by_number_or_name(run_folder, monkeypatch):
 
     root, _ = run_folder
     steps = [s for s in list_cached_steps(f"{root}/cache") if s.viewable]
-    monkeypatch.setattr("builtins.input", lambda prompt: " 3, centroids ,")
+    monkeypatch.setattr("builtins.input", lambda prompt: " 4, centroids ,")
     assert _ask(steps) == ["components", "centroids"]
     monkeypatch.setattr("builtins.input", lambda prompt: "")
     assert _ask(steps) is None

@@ -189,7 +189,7 @@ def test_steps_show_their_result_through_viewer_args(viewer, tmp_path):
     from viewer_helpers import SCALE, _steps, planted_scan
 
     img, lab = planted_scan()
-    bright, components, centroids = _steps()
+    bright, components, centroids, _ = _steps()
     args = {"viewer": viewer}
     bs = bright(da.from_array(img, chunks=(4, 32, 32)), 1000, viewer_args=args)
     os_arr = components(bs, cache_url=str(tmp_path / "os"), storage_options={"scale": SCALE},

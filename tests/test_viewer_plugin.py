@@ -41,7 +41,7 @@ def test_npe2_reads_image_run_folder_and_cache(run_folder):
         kinds[path] = [ld[2] for ld in layers]
     assert kinds[f"{root}/scan.ome.zarr"] == ["image"]
     assert kinds[run] == ["image", "labels", "labels", "points"]
-    assert kinds[f"{root}/cache"] == ["image", "labels", "labels", "points"]
+    assert kinds[f"{root}/cache"] == ["image", "image", "labels", "labels", "points"]
 
 
 def test_npe2_picks_the_reader_for_a_zip_archive_by_its_name(tmp_path):

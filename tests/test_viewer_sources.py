@@ -26,7 +26,7 @@ def test_cache_listing_shows_committed_results_only(run_folder):
     root, _ = run_folder
     cdir_init(f"{root}/cache/unfinished")  # a node never committed
     steps = {s.name: s for s in list_cached_steps(f"{root}/cache")}
-    assert sorted(steps) == ["bright", "centroids", "components", "extra/ramp", "extra/settings"]
+    assert sorted(steps) == ["a_coarse", "bright", "centroids", "components", "extra/ramp", "extra/settings"]
     assert (steps["components"].kind, steps["components"].outputs) == ("BS->OS", ("image",))
     assert steps["centroids"].outputs == ("table",) and steps["centroids"].from_step
     assert steps["extra/ramp"].outputs == ("numpy",) and not steps["extra/ramp"].from_step
@@ -57,7 +57,8 @@ def test_cache_root_opens_each_step_with_the_right_layer_type(run_folder):
     root, _ = run_folder
     layers = layers_for_path(f"{root}/cache")
     assert _summary(layers) == [
-        ("extra/ramp", "image"), ("bright", "labels"), ("components", "labels"), ("centroids", "points"),
+        ("a_coarse", "image"), ("extra/ramp", "image"), ("bright", "labels"), ("components", "labels"),
+        ("centroids", "points"),
     ]
     by_name = {kw["name"]: (data, kw) for data, kw, _ in layers}
     _, lab = planted_scan()
@@ -66,7 +67,7 @@ def test_cache_root_opens_each_step_with_the_right_layer_type(run_folder):
     assert kw["scale"] == list(SCALE)
     assert by_name["bright"][1]["visible"] is False  # BS under its OS: hidden
     pts, kw = by_name["centroids"]
-    assert kw["scale"] == list(SCALE)  # on the grid of the label image
+    assert kw["scale"] == list(SCALE)  # on the full-resolution grid, not the coarse one
     expect = sorted((z, (y0 + y1 - 1) / 2, (x0 + x1 - 1) / 2) for _, z, y0, y1, x0, x1 in BOXES)
     np.testing.assert_allclose(sorted(map(tuple, pts)), expect)
     assert list(kw["features"].columns) == ["id", "voxels"]

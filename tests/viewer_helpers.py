@@ -130,7 +130,11 @@ def _steps():
         return pd.DataFrame({"id": ids.astype(np.int64), "z": com[:, 0], "y": com[:, 1],
                              "x": com[:, 2], "voxels": vox})
 
-    return bright, components, centroids
+    @step(kind="IN->IN")
+    def coarse(img):
+        return img[::2, ::2, ::2]
+
+    return bright, components, centroids, coarse
 
 
 def make_cache(root) -> dict:
@@ -147,12 +151,14 @@ def make_cache(root) -> dict:
     image = str(write_ome_zarr(img, f"{root}/scan.ome.zarr", scale=SCALE, units="micrometer",
                                levels=2, factors=(1, 2, 2)))
     cache = f"{root}/cache"
-    bright, components, centroids = _steps()
+    bright, components, centroids, coarse = _steps()
     store = {"scale": SCALE, "levels": 2, "factors": (1, 2, 2)}
     scan = da.from_array(img, chunks=(4, 32, 32))
     bs = bright(scan, 1000, cache_url=f"{cache}/bright", storage_options=store)
     os_arr = components(bs, cache_url=f"{cache}/components", storage_options=store)
     centroids(os_arr, cache_url=f"{cache}/centroids")
+    # A coarse level listed first: the object table must still go on the full-resolution grid.
+    coarse(scan, cache_url=f"{cache}/a_coarse", storage_options={"scale": tuple(2 * s for s in SCALE)})
     save(f"{cache}/extra/ramp", np.arange(64 * 64, dtype=np.float32).reshape(64, 64))
     save(f"{cache}/extra/settings", {"value": 1000})
     return {"image": image, "cache": cache}

@@ -90,6 +90,7 @@ def run(args) -> int:
         shape = layer.data[0].shape if getattr(layer, "multiscale", False) else layer.data.shape
         print(f"  {type(layer).__name__.lower():7s} {layer.name}  {tuple(shape)}")
     if args.screenshot:
+        viewer.window.resize(1100, 900)  # napari reopens at the last window size, maybe tiny
         viewer.screenshot(path=args.screenshot, canvas_only=True, flash=False)
         print(f"screenshot saved to {args.screenshot}")
     if args.screenshot or headless:

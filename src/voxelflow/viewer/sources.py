@@ -208,9 +208,10 @@ def step_layers(step: CachedStep, *, scale: Sequence[float] | None = None) -> li
     out_type = _output_type(step.kind)
     layers: list[LayerData] = []
     if step.from_step:
+        shown = [k for k in step.outputs if k in ("image", "table")]
         for i, kind in enumerate(step.outputs):
             child = node / f"out{i}"
-            name = step.name if len(step.outputs) == 1 else f"{step.name}[{i}]"
+            name = step.name if len(shown) == 1 else f"{step.name}[{i}]"
             if kind == "image":
                 for data, kwargs, layer_type in ome_zarr_layers(
                     (child / "data.ome.zarr").url, is_label=False, name=name, labels=False
@@ -325,6 +326,10 @@ def run_folder_layers(url, storage_options: dict | None = None) -> list[LayerDat
     return layers
 
 
+def _size(data) -> int:
+    return int((data[0] if isinstance(data, list) else data).size)
+
+
 def _in_run(folder: VPath, value) -> str | None:
     """A run.json location: absolute paths and URLs as they are, others relative to the run folder."""
     if not isinstance(value, str) or not value:
@@ -383,16 +388,15 @@ _DRAW_ORDER = {"image": 0, "labels": 1, "points": 2}
 
 
 def _stack(layers: list[LayerData]) -> list[LayerData]:
-    """Images under labels under points; tables placed on the grid of the images.
+    """Images under labels under points; tables placed on the grid of the objects.
 
-    Cached tables hold voxel coordinates and no scale; they take the scale and
-    offset of the first 3D image or labels layer, which in a cache is the grid
-    the objects were measured on.
+    Cached tables hold voxel coordinates and no scale. Objects are measured on
+    the full-resolution grid, so they take the scale and offset of the 3D layer
+    with the most voxels (a labels layer on ties: the OS image itself).
     """
-    grid = next(
-        (kw for data, kw, t in layers if t != "points" and len(kw.get("scale") or ()) == 3),
-        None,
-    )
+    grids = [(_size(data), t == "labels", kw) for data, kw, t in layers
+             if t != "points" and len(kw.get("scale") or ()) == 3]
+    grid = max(grids, key=lambda g: g[:2])[2] if grids else None
     out = []
     for data, kwargs, layer_type in sorted(layers, key=lambda ld: _DRAW_ORDER.get(ld[2], 3)):
         if layer_type == "points" and grid is not None and "scale" not in kwargs and data.shape[1] == 3:
