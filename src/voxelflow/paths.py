@@ -212,7 +212,7 @@ class VPath:
         else:
             from fsspec.implementations.asyn_wrapper import AsyncFileSystemWrapper
 
-            fs = AsyncFileSystemWrapper(fs)
+            fs = AsyncFileSystemWrapper(fs, asynchronous=True)
         return zarr.storage.FsspecStore(fs, path=self.path, read_only=read_only)
 
 
