@@ -127,8 +127,8 @@ def _edge_penalized(lc, shape, edges, grid) -> np.ndarray:
     out = np.zeros(grid, dtype=np.float64)
     single = np.all(span == 1, axis=1)
     np.add.at(out, tuple(first[single].T), weight[single])
-    for f, l, w in zip(first[~single], last[~single], weight[~single]):
-        out[tuple(slice(a, b + 1) for a, b in zip(f, l))] += w
+    for f, z, w in zip(first[~single], last[~single], weight[~single]):
+        out[tuple(slice(a, b + 1) for a, b in zip(f, z))] += w
     return out
 
 
