@@ -40,7 +40,7 @@ def test_npe2_reads_image_run_folder_and_cache(run_folder):
         layers = npe2.read([path], stack=False, plugin_name="voxelflow")
         kinds[path] = [ld[2] for ld in layers]
     assert kinds[f"{root}/scan.ome.zarr"] == ["image"]
-    assert kinds[run] == ["image", "labels", "labels", "points"]
+    assert kinds[run] == ["image", "image", "labels", "labels", "points"]
     assert kinds[f"{root}/cache"] == ["image", "image", "labels", "labels", "points"]
 
 
@@ -71,8 +71,9 @@ def test_reader_declines_what_it_cannot_show(tmp_path):
 def test_napari_open_with_the_plugin_draws_objects_in_place(viewer, run_folder):
     _, run = run_folder
     layers = viewer.open(run, plugin="voxelflow")
-    assert [ly.name for ly in layers] == ["scan", "bright", "components", "objects"]
-    scan, bright, components, objects = layers
+    assert [ly.name for ly in layers] == ["scan", "density", "bright", "components", "objects"]
+    scan, density, bright, components, objects = layers
+    assert not density.visible
     assert not bright.visible and list(components.scale) == list(SCALE)
     scan.visible = False
     components.opacity = 1.0

@@ -88,8 +88,11 @@ def test_run_folder_shows_scan_labels_and_objects_on_one_grid(run_folder):
     _, run = run_folder
     layers = layers_for_path(run)
     assert _summary(layers) == [
-        ("scan", "image"), ("bright", "labels"), ("components", "labels"), ("objects", "points"),
+        ("scan", "image"), ("density", "image"), ("bright", "labels"), ("components", "labels"),
+        ("objects", "points"),
     ]
+    density = layers[1][1]
+    assert density["scale"] == [s * 16 for s in SCALE] and density["visible"] is False
     pts, kw, _ = layers[-1]
     assert kw["scale"] == list(SCALE) and kw["translate"] == [0.0, 0.0, 0.0]
     assert len(pts) == len(BOXES)

@@ -177,6 +177,11 @@ def make_run_folder(root) -> str:
     os.makedirs(run)
     objects = load(f"{urls['cache']}/centroids/out0")
     objects.to_parquet(f"{run}/objects.parquet", index=False)
+    from voxelflow.ome_zarr import write_ome_zarr
+
+    density = np.zeros((2, 4, 4), np.float32)
+    density[0, 1, 2] = 1.0
+    write_ome_zarr(density, f"{run}/density.ome.zarr", scale=tuple(s * 16 for s in SCALE))
     with open(f"{run}/run.json", "w") as f:
         json.dump({"outputs": {"image": urls["image"], "objects": "objects.parquet"},
                    "cache": urls["cache"], "input": {"scale_um": list(SCALE)}}, f)

@@ -282,9 +282,9 @@ def run_folder_layers(url, storage_options: dict | None = None) -> list[LayerDat
     """Layer data for a pipeline run folder.
 
     In drawing order: the input image (``run.json`` ``outputs.image``), the
-    OME-Zarr images in the folder (density map), the label (``OS``) and
-    foreground (``BS``, hidden) steps of the run's cache, and the objects of
-    ``objects.parquet`` as points placed on the input image's voxel grid.
+    OME-Zarr images in the folder (density map; hidden, as a heat map), the
+    label (``OS``) and mask (``BS``, hidden) steps of the run's cache, and the
+    objects of ``objects.parquet`` as points placed on the input image's voxel grid.
     """
     folder = as_vpath(url, storage_options)
     run = {}
@@ -305,7 +305,8 @@ def run_folder_layers(url, storage_options: dict | None = None) -> list[LayerDat
     for image in _ome_zarr_children(folder):
         for data, kwargs, layer_type in ome_zarr_layers(image.url):
             if layer_type == "image":
-                kwargs.update(colormap="inferno", blending="additive", opacity=0.5)
+                # Coarse maps would hide the scan: shown on request, drawn as a heat map.
+                kwargs.update(colormap="inferno", blending="additive", opacity=0.6, visible=False)
             layers.append((data, kwargs, layer_type))
     cache = as_vpath(_in_run(folder, run.get("cache")) or (folder / "cache").url, storage_options)
     if cache.isdir():
