@@ -4,6 +4,7 @@ import dask.array as da
 import numpy as np
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 from ops_helpers import chunkings, planted_gaussians
 
 from voxelflow.errors import InvalidInputError
@@ -71,3 +72,15 @@ def test_bad_arguments():
         blob_detect(np.zeros((5, 5)), method="doh")
     with pytest.raises(InvalidInputError, match="min_sigma"):
         blob_detect(np.zeros((5, 5)), min_sigma=3, max_sigma=1)
+
+
+@settings(max_examples=8, deadline=None)
+@given(st.data())
+def test_random_shapes_and_blobs_whole_equals_chunked(data):
+    shape = tuple(data.draw(st.lists(st.integers(3, 18), min_size=3, max_size=3)))
+    rng = np.random.default_rng(data.draw(st.integers(0, 10_000)))
+    centres = [tuple(rng.uniform(0, shape)) for _ in range(data.draw(st.integers(0, 5)))]
+    img = planted_gaussians(shape, centres, rng.uniform(1.0, 2.5), noise=0.01, seed=1)
+    whole = blob_detect(img, 1.0, 2.0, 2, threshold=0.1)
+    chunks = data.draw(chunkings(shape, max_parts=3))
+    assert blob_detect(da.from_array(img, chunks=chunks), 1.0, 2.0, 2, threshold=0.1).equals(whole)

@@ -4,6 +4,7 @@ import dask.array as da
 import numpy as np
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 from ops_helpers import chunkings, planted_sphere_pairs
 from scipy import ndimage as ndi
 
@@ -83,3 +84,26 @@ def test_bad_arguments():
         watershed_split(np.zeros((3, 3), bool), connectivity=3)
     with pytest.raises(InvalidInputError, match="dtype"):
         watershed_split(np.zeros((3, 3), np.float32))
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.data())
+def test_random_shapes_and_clusters_smaller_than_halo_are_chunking_invariant(data):
+    halo = 6
+    shape = tuple(data.draw(st.lists(st.integers(4, 16), min_size=3, max_size=3)))
+    rng = np.random.default_rng(data.draw(st.integers(0, 10_000)))
+    grid = np.indices(shape)
+    bs = np.zeros(shape, bool)
+    for _ in range(data.draw(st.integers(0, 8))):
+        c, r = rng.integers(0, shape), rng.uniform(0.8, 2.6)
+        bs |= sum((g - v) ** 2 for g, v in zip(grid, c)) <= r * r
+    # keep only clusters inside the guarantee: bounding box at most `halo` voxels per axis
+    clusters, _ = ndi.label(bs)
+    for k, box in enumerate(ndi.find_objects(clusters), start=1):
+        if any(s.stop - s.start > halo for s in box):
+            bs[clusters == k] = False
+    whole = watershed_split(bs, min_distance=2, halo=halo).compute()
+    assert np.array_equal(whole > 0, bs)
+    chunks = data.draw(chunkings(shape, max_parts=3))
+    got = watershed_split(da.from_array(bs, chunks=chunks), min_distance=2, halo=halo).compute()
+    np.testing.assert_array_equal(got, whole)
