@@ -244,9 +244,13 @@ def _coordinates(out_start, out_shape, matrix: np.ndarray, offset: np.ndarray, a
     if matrix.ndim == 1:
         shift = offset[axis] / matrix[axis]
         return (grids[axis] + shift) * matrix[axis]
-    acc = grids[0] * matrix[axis, 0]
-    for ax in range(1, ndim):
-        acc = acc + grids[ax] * matrix[axis, ax]
+    # Zero entries are skipped: adding o * 0.0 leaves the sum unchanged (up to the sign
+    # of a zero, which neither the bounds test nor the rounding can see), and skipping
+    # them keeps diagonal and permutation matrices separable (1-D per-axis arrays).
+    acc = np.zeros((1,) * ndim)
+    for ax in range(ndim):
+        if matrix[axis, ax] != 0:
+            acc = acc + grids[ax] * matrix[axis, ax]
     return acc + offset[axis]
 
 
