@@ -7,6 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.ndimage as ndi
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from steps_helpers import count_tasks
 from voxelflow.errors import InvalidInputError
@@ -177,3 +179,22 @@ def test_results_shown_in_a_real_napari_viewer(tmp_path):
         assert len(kinds) == 2
     finally:
         viewer.close()
+
+
+@settings(max_examples=6, deadline=None)
+@given(
+    chunks=st.tuples(st.integers(4, 24), st.integers(8, 32), st.integers(8, 32)),
+    values=st.lists(st.sampled_from([0.5, 2.0, 3.0, 7.5]), min_size=2, max_size=3),
+)
+def test_cached_step_equals_direct_for_any_chunking_and_params(tmp_path_factory, chunks, values):
+    root = tmp_path_factory.mktemp("prop")
+    img = _image().rechunk(chunks)
+    seen = {}
+    for v in values:
+        CALLS.clear()
+        out = above(img, v, cache_url=str(root / "above"))
+        np.testing.assert_array_equal(out.compute(), img.compute() > v)
+        assert out.chunks == img.chunks  # stored as computed, read back with the same chunks
+        # recomputed exactly when the parameter differs from the cached call's
+        assert CALLS.get("above", 0) == (0 if seen.get("last") == v else 1)
+        seen["last"] = v
