@@ -67,7 +67,9 @@ def assign_regions(
         On mismatched axes, non-positive scales, a non-integer atlas or
         extents that differ by more than ``tolerance``.
     """
-    ndim = np.ndim(atlas) if not isinstance(atlas, da.Array) else atlas.ndim
+    if not isinstance(atlas, da.Array):
+        atlas = np.asarray(atlas)
+    ndim = atlas.ndim
     atlas_scale = _scale(atlas_scale, ndim, "atlas_scale")
     object_scale = _scale(object_scale, ndim, "object_scale")
     if not np.issubdtype(atlas.dtype, np.integer):
@@ -84,11 +86,7 @@ def assign_regions(
     region = np.zeros(len(lc), dtype=np.int64)
     if inside.any():
         where = tuple(idx[inside].T)
-        if isinstance(atlas, da.Array):
-            values = atlas.vindex[where].compute()
-        else:
-            values = np.asarray(atlas)[where]
-        region[inside] = values
+        region[inside] = atlas.vindex[where].compute() if isinstance(atlas, da.Array) else atlas[where]
     return pd.Series(region, index=lc.index, name="region_id")
 
 
