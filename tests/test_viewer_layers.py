@@ -135,15 +135,21 @@ def test_large_results_get_a_nearest_pyramid_that_never_invents_labels(shape, se
     np.testing.assert_array_equal(coarse, ids[::f, ::f])
 
 
+def test_results_with_nothing_to_draw_are_skipped_not_errors():
+    # What pipeline steps return besides images and object tables: a threshold, a count,
+    # region counts (no centroids), a JSON value.
+    for value in (3.5, 7, pd.DataFrame({"id": [1], "count": [4]}), pd.Series([1, 2]), {"a": 1},
+                  [[1, 2]], np.float32(2.0)):
+        assert result_layers(value, "v") == []
+
+
 def test_bad_results_get_clear_errors():
     with pytest.raises(InvalidInputError, match="integer or bool"):
         result_layers(np.zeros((4, 4), np.float32), "x", is_label=True)
-    with pytest.raises(InvalidInputError, match="expected a dask/numpy array"):
-        result_layers([[1, 2]], "x")
     with pytest.raises(InvalidInputError, match="3 values"):
         result_layers(np.zeros((2, 4, 4)), "x", scale=(1, 1))
     with pytest.raises(InvalidInputError, match="centroid columns"):
-        result_layers(pd.DataFrame({"a": [1]}), "t")
+        add_objects(None, pd.DataFrame({"a": [1]}))
     with pytest.raises(InvalidInputError, match="one value per axis"):
         add_objects(None, pd.DataFrame({"z": [1.0], "y": [1.0], "x": [1.0]}), scale=(1, 1))
 
@@ -197,10 +203,13 @@ def test_steps_show_their_result_through_viewer_args(viewer, tmp_path):
     centroids(os_arr, viewer_args=args)
     kinds = [(ly.name, type(ly).__name__) for ly in viewer.layers]
     assert kinds == [("bright", "Image"), ("components", "Labels"), ("centroids", "Points")]
+    # The table came without a scale: it is placed on the grid of the label image.
+    assert list(viewer.layers["centroids"].scale) == list(SCALE)
     labels = viewer.layers["components"]
     assert list(labels.scale) == list(SCALE)
     np.testing.assert_array_equal(np.asarray(labels.data), lab)
     viewer.layers["bright"].visible = False
+    viewer.layers["centroids"].visible = False
     viewer.dims.set_point(0, 3 * SCALE[0])
     look_at(viewer, (16, 16), zoom=10.0)
     pic = shot(viewer)

@@ -345,13 +345,27 @@ def result_layers(
     list of (data, kwargs, layer_type)
         A large array (a plane wider than 2048 px) gets a lazy pyramid of
         nearest-neighbour (strided) levels, which never invents label values.
+        Empty for results with nothing to draw (numbers, JSON values, series,
+        tables without ``y, x`` columns), so a pipeline run with a viewer shows
+        what it can and goes on.
+
+    Raises
+    ------
+    InvalidInputError
+        ``is_label`` with a float array, or a ``scale`` of the wrong length.
     """
     if isinstance(arr_or_df, pd.DataFrame):
+        if not {"y", "x"} <= set(arr_or_df.columns):
+            log.info("step result %r is a table without centroid columns; nothing to display", name)
+            return []
         return [object_layer(arr_or_df, scale=scale, name=name, **layer_kwargs)]
-    if isinstance(arr_or_df, (list, tuple)):
-        pyramid = [_check_array(a, name) for a in arr_or_df]
+    if _is_array(arr_or_df):
+        pyramid = _viewer_pyramid(arr_or_df)
+    elif isinstance(arr_or_df, (list, tuple)) and arr_or_df and all(map(_is_array, arr_or_df)):
+        pyramid = list(arr_or_df)
     else:
-        pyramid = _viewer_pyramid(_check_array(arr_or_df, name))
+        log.info("step result %r is a %s; nothing to display", name, type(arr_or_df).__name__)
+        return []
     base = pyramid[0]
     kwargs: dict[str, Any] = {"name": name, "multiscale": len(pyramid) > 1}
     if scale is not None:
@@ -372,12 +386,8 @@ def result_layers(
     return [(pyramid if len(pyramid) > 1 else pyramid[0], kwargs, layer_type)]
 
 
-def _check_array(arr, name: str):
-    if isinstance(arr, (da.Array, np.ndarray)):
-        return arr
-    raise InvalidInputError(
-        f"cannot display {name!r}: expected a dask/numpy array or a DataFrame, got {type(arr).__name__}"
-    )
+def _is_array(value) -> bool:
+    return isinstance(value, (da.Array, np.ndarray)) and value.ndim >= 1
 
 
 def _viewer_pyramid(arr):
@@ -450,15 +460,37 @@ def add_result(viewer, arr_or_df, name: str, is_label: bool = False, scale=None,
     """Show a step result in ``viewer``; what steps call when ``viewer_args`` has a viewer.
 
     See :func:`result_layers` for the parameters, and :func:`add_layers` for
-    ``local_threads``.
+    ``local_threads``. An object table given without ``scale`` is placed on the
+    grid (scale and offset) of the viewer's 3D layer with the most voxels: steps
+    measure objects in voxels of the full-resolution image.
 
     Returns
     -------
-    napari.layers.Layer
-        The image, labels or points layer added.
+    napari.layers.Layer or None
+        The image, labels or points layer added; None when the result has
+        nothing to draw (a number, a JSON value, a table without centroids).
     """
     local = layer_kwargs.pop("local_threads", None)
+    if isinstance(arr_or_df, pd.DataFrame) and scale is None and "z" in arr_or_df.columns:
+        grid = _finest_grid(viewer)
+        if grid is not None:
+            scale = grid.scale
+            layer_kwargs.setdefault("translate", tuple(grid.translate))
     layers = add_layers(
         viewer, result_layers(arr_or_df, name, is_label, scale, **layer_kwargs), local_threads=local
     )
-    return layers[0]
+    return layers[0] if layers else None
+
+
+def _finest_grid(viewer):
+    """The 3D layer with the most voxels, labels first on ties (where object tables are measured)."""
+    best, rank = None, (-1, False)
+    for layer in viewer.layers:
+        kind = type(layer).__name__
+        if kind not in ("Image", "Labels") or layer.ndim != 3:
+            continue
+        data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+        this = (int(np.prod(data.shape)), kind == "Labels")
+        if this > rank:
+            best, rank = layer, this
+    return best
