@@ -39,6 +39,15 @@ def test_finds_each_planted_blob_once(planted):
     assert border[(0.0, 9.0, 14.0)] and border[(19.0, 27.0, 23.0)] and not border[(10.0, 14.0, 12.0)]
 
 
+def test_agrees_with_skimage_blob_log_on_the_whole_image(planted):
+    from skimage.feature import blob_log
+
+    img, whole = planted
+    ref = blob_log(img, min_sigma=1.0, max_sigma=3.0, num_sigma=3, threshold=0.2)
+    ref = ref[np.lexsort(ref[:, 2::-1].T)]
+    np.testing.assert_array_equal(whole[["z", "y", "x", "sigma"]].to_numpy(), ref)
+
+
 @settings(max_examples=10, deadline=None)
 @given(chunks=chunkings(SHAPE, max_parts=3))
 def test_table_does_not_depend_on_chunking(planted, chunks):
