@@ -76,11 +76,11 @@ def test_2d_image():
 
 def test_bad_arguments():
     with pytest.raises(InvalidInputError, match="2-D or 3-D"):
-        blob_detect(np.zeros(5))
+        blob_detect(np.zeros(5), threshold=0.1)
     with pytest.raises(InvalidInputError, match="method"):
-        blob_detect(np.zeros((5, 5)), method="doh")
+        blob_detect(np.zeros((5, 5)), threshold=0.1, method="doh")
     with pytest.raises(InvalidInputError, match="min_sigma"):
-        blob_detect(np.zeros((5, 5)), min_sigma=3, max_sigma=1)
+        blob_detect(np.zeros((5, 5)), min_sigma=3, max_sigma=1, threshold=0.1)
 
 
 @settings(max_examples=8, deadline=None)

@@ -37,8 +37,8 @@ def blob_detect(
     min_sigma: float = 1.0,
     max_sigma: float = 3.0,
     num_sigma: int = 3,
-    threshold: float = 0.0,
     *,
+    threshold: float,
     method: str = "log",
     min_distance: int | None = None,
     truncate: float = 4.0,
@@ -57,7 +57,8 @@ def blob_detect(
     num_sigma : int
         Number of scales, evenly spaced between ``min_sigma`` and ``max_sigma``.
     threshold : float
-        Minimum response of a reported blob (strictly greater).
+        Minimum response of a reported blob (strictly greater). Required: no
+        default suits every image, and too low a value reports every noise peak.
     method : {'log', 'dog'}
         Laplacian of Gaussian, or its difference-of-Gaussians approximation.
     min_distance : int, optional
