@@ -53,8 +53,9 @@ def contrast_limits(arr, *, channel_axis: int | None = None) -> list[float] | li
     Parameters
     ----------
     arr : dask.array.Array or numpy.ndarray, any shape, numeric dtype
-        Usually the coarsest pyramid level. At most ~4 M voxels are read: larger
-        arrays are subsampled with a regular stride.
+        Usually the coarsest pyramid level. About 4 M voxels are read at most:
+        larger numpy arrays are subsampled with a regular stride, larger dask
+        arrays by whole chunks spread evenly over the chunk grid.
     channel_axis : int, optional
         When given, one range per channel is returned.
 
@@ -73,10 +74,9 @@ def contrast_limits(arr, *, channel_axis: int | None = None) -> list[float] | li
         return [0.0, 1.0]
     if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
         raise InvalidInputError(f"cannot display an image of dtype {dtype}; expected a numeric dtype")
-    stride = max(1, math.ceil((arr.size / _STATS_VOXELS) ** (1 / max(arr.ndim, 1))))
-    sample = arr[(slice(None, None, stride),) * arr.ndim]
-    sample = np.asarray(sample.compute() if isinstance(sample, da.Array) else sample)
-    sample = sample[np.isfinite(sample)] if np.issubdtype(dtype, np.floating) else sample.ravel()
+    sample = _sample(arr)
+    if np.issubdtype(dtype, np.floating):
+        sample = sample[np.isfinite(sample)]
     if sample.size == 0:
         return [0.0, 1.0]
     lo, hi = (float(v) for v in np.percentile(sample, [0.1, 99.9]))
@@ -85,6 +85,24 @@ def contrast_limits(arr, *, channel_axis: int | None = None) -> list[float] | li
     if hi <= lo:
         hi = lo + 1.0
     return [lo, hi]
+
+
+def _sample(arr) -> np.ndarray:
+    """Up to ~``_STATS_VOXELS`` voxels of ``arr``, reading only part of a large dask array.
+
+    A strided view of a dask array still reads every chunk, so large dask
+    arrays contribute whole chunks spread evenly over the chunk grid instead.
+    """
+    if not isinstance(arr, da.Array) or arr.size <= _STATS_VOXELS:
+        stride = max(1, math.ceil((arr.size / _STATS_VOXELS) ** (1 / max(arr.ndim, 1))))
+        sample = arr[(slice(None, None, stride),) * arr.ndim]
+        return np.asarray(sample.compute() if isinstance(sample, da.Array) else sample).ravel()
+    n_blocks = math.prod(arr.numblocks)
+    per_block = arr.size / n_blocks
+    k = int(min(n_blocks, max(1, _STATS_VOXELS // per_block)))
+    picks = np.unique(np.linspace(0, n_blocks - 1, k).round().astype(int))
+    blocks = [arr.blocks[np.unravel_index(i, arr.numblocks)] for i in picks]
+    return np.concatenate([np.asarray(b).ravel() for b in da.compute(*blocks)])
 
 
 def _take(arr, index: int, axis: int):
