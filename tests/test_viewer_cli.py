@@ -21,7 +21,8 @@ def test_list_prints_the_committed_steps(run_folder, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == f"committed results in {root}/cache:"
     listed = [line.split()[1:3] for line in lines[1:]]
-    assert listed == [["a_coarse", "IN->IN"], ["bright", "IN->BS"], ["centroids", "OS->LC"], ["components", "BS->OS"],
+    assert listed == [["a_coarse", "IN->IN"], ["bright", "IN->BS"], ["centroids", "OS->LC"],
+                      ["components", "BS->OS"],
                       ["extra/ramp", "saved"], ["extra/settings", "saved"]]
 
 
