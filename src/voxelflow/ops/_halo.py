@@ -3,9 +3,9 @@
 Each op computes one output block from an input region that extends past the
 block (its *halo*). Rather than going through ``dask.array.map_overlap`` (which
 rechunks when a chunk is thinner than the halo and hides the global position of
-a block), the ops slice the padded region straight out of the input array, so
-any chunking -- including 1-voxel-thick chunks -- works unchanged and each task
-knows where it sits in the whole volume.
+a block), each output chunk is one task that copies its padded region straight
+out of the input chunks it overlaps, so any chunking -- including 1-voxel-thick
+chunks -- works unchanged and each task knows where it sits in the whole volume.
 """
 
 from __future__ import annotations

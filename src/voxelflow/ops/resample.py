@@ -28,6 +28,7 @@ import dask.array as da
 import numpy as np
 from scipy import ndimage as ndi
 
+from voxelflow.blockreduce import block_reduce
 from voxelflow.errors import InvalidInputError
 from voxelflow.ops._halo import iter_blocks, map_regions
 
@@ -59,8 +60,6 @@ def downsample(arr, factors: int | Sequence[int], method: str = "max") -> da.Arr
     dask.array.Array, shape ceil(N / factors), dtype of ``arr`` (``mean`` of
     floats stays float)
     """
-    from voxelflow.blockreduce import block_reduce
-
     if method not in DOWNSAMPLE_METHODS:
         raise InvalidInputError(f"downsample method must be one of {DOWNSAMPLE_METHODS}, got {method!r}")
     return block_reduce(da.asarray(arr), factors, method)

@@ -118,6 +118,7 @@ def _split_block(padded, origin, core, shape, min_distance, connectivity, sampli
 
 def _split_cluster(fg, mask, min_distance, structure, sampling):
     """Watershed of one cluster; labels are ``1 + ravel index of the seed`` in the crop."""
+    # imported here: scikit-image costs about a second to import, and only workers need it
     from skimage.feature import peak_local_max
     from skimage.segmentation import watershed
 
