@@ -124,13 +124,15 @@ def test_random_shapes_and_clusters_smaller_than_halo_are_chunking_invariant(dat
     for _ in range(data.draw(st.integers(0, 8))):
         c, r = rng.integers(0, shape), rng.uniform(0.8, 2.6)
         bs |= sum((g - v) ** 2 for g, v in zip(grid, c)) <= r * r
+    connectivity = data.draw(st.integers(1, 3))
     # keep only clusters inside the guarantee: bounding box at most `halo` voxels per axis
-    clusters, _ = ndi.label(bs)
+    clusters, _ = ndi.label(bs, ndi.generate_binary_structure(3, connectivity))
     for k, box in enumerate(ndi.find_objects(clusters), start=1):
         if any(s.stop - s.start > halo for s in box):
             bs[clusters == k] = False
-    whole = watershed_split(bs, min_distance=2, halo=halo).compute()
+    whole = watershed_split(bs, min_distance=2, halo=halo, connectivity=connectivity).compute()
     assert np.array_equal(whole > 0, bs)
     chunks = data.draw(chunkings(shape, max_parts=3))
-    got = watershed_split(da.from_array(bs, chunks=chunks), min_distance=2, halo=halo).compute()
+    got = watershed_split(da.from_array(bs, chunks=chunks), min_distance=2, halo=halo,
+                          connectivity=connectivity).compute()
     np.testing.assert_array_equal(got, whole)
