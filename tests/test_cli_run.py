@@ -69,8 +69,7 @@ def test_missing_config_file_exit_code(tmp_path):
 
 def test_demo_small_meets_accuracy_and_caches(tmp_path, capsys):
     out = tmp_path / "demo"
-    args = ["demo", "--out", str(out), "--shape", "64", "128", "128", "--plaques", "60", "--quiet", "--no-report",
-            "--set", "pipeline.bias=false"]
+    args = ["demo", "--out", str(out), "--shape", "64", "128", "128", "--plaques", "60", "--quiet", "--no-report"]
     assert main(args) == 0
     printed = capsys.readouterr().out
     ev = json.loads((out / "evaluation.json").read_text())

@@ -11,7 +11,7 @@ from voxelflow.synth import make_synthetic_brain
 
 SMALL = dict(
     n_plaques=60, scale=(2.0, 1.0, 1.0), edge_margin=6.0, cluster_fraction=0.2,
-    radius_range=(1.5, 3.5), atlas_factors=(2, 2, 2),
+    radius_range=(1.5, 3.5), atlas_factors=(2, 2, 2), plaque_amplitude=(1400.0, 2600.0), bias_strength=0.25,
 )
 
 

@@ -114,7 +114,7 @@ SCHEMA: dict[str, Key] = {
                             "depth of the tissue edge shell removed by the auto mask"),
     "pipeline.threshold": Key(None, _number(lo=0, allow_none=True), "a number > 0 (or unset)",
                               "absolute intensity threshold (after bias correction)"),
-    "pipeline.threshold_factor": Key(2.5, _number(lo=0), "a number > 0",
+    "pipeline.threshold_factor": Key(2.0, _number(lo=0), "a number > 0",
                                      "threshold = factor x median tissue intensity, when threshold is unset"),
     "pipeline.min_voxels": Key(8, _number(lo=0, integer=True), "an integer >= 0"),
     "pipeline.max_voxels": Key(None, _maybe_int, "an integer >= 0 (or unset)"),
