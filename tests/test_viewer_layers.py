@@ -233,3 +233,22 @@ def test_importing_the_viewer_package_does_not_import_napari():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_stored_result_shows_with_its_own_pyramid(tmp_path):
+    from viewer_helpers import SCALE, planted_scan
+
+    from voxelflow.ome_zarr import write_ome_zarr
+    from voxelflow.paths import VPath
+
+    img, lab = planted_scan()
+    url = write_ome_zarr(lab, tmp_path / "os.ome.zarr", scale=SCALE, levels=2, factors=(1, 2, 2),
+                         method="nearest")
+    [(levels, kwargs, kind)] = result_layers(VPath(url), "os", is_label=True, opacity=0.5)
+    assert kind == "labels" and kwargs["multiscale"] and kwargs["opacity"] == 0.5
+    assert [lv.shape for lv in levels] == [(8, 64, 64), (8, 32, 32)] and kwargs["scale"] == list(SCALE)
+    np.testing.assert_array_equal(np.asarray(levels[0]), lab)
+    mask = write_ome_zarr(img > 1000, tmp_path / "bs.ome.zarr", scale=SCALE)
+    [(data, _, kind)] = result_layers(VPath(mask), "bs", is_label=True)
+    assert kind == "labels" and data.dtype == np.uint8
+    np.testing.assert_array_equal(np.asarray(data), (img > 1000).astype(np.uint8))

@@ -177,6 +177,8 @@ def ome_zarr_layers(
     kwargs: dict[str, Any] = {"name": name, "multiscale": len(pyramid) > 1}
     c = axes.index("c") if "c" in axes else None
     if label_image:
+        if arr.dtype.kind == "b":  # napari labels need integers
+            data = [p.astype(np.uint8) for p in data] if isinstance(data, list) else data.astype(np.uint8)
         kwargs.update(geometry)
         out = [(data, kwargs, "labels")]
     elif c is not None and split_channels:
@@ -345,10 +347,11 @@ def result_layers(
 
     Parameters
     ----------
-    arr_or_df : dask.array.Array, numpy.ndarray, list of arrays, or pandas.DataFrame
+    arr_or_df : dask.array.Array, numpy.ndarray, list of arrays, pandas.DataFrame or VPath
         IN/BS/OS/CD arrays of any dimensionality; a list is taken as pyramid
         levels (finest first); a DataFrame is an object table (see
-        :func:`object_layer`).
+        :func:`object_layer`); a :class:`~voxelflow.paths.VPath` names a stored
+        OME-Zarr result, shown with its own pyramid, scale and offset.
     name : str
         Layer name.
     is_label : bool
@@ -372,6 +375,13 @@ def result_layers(
     InvalidInputError
         ``is_label`` with a float array, or a ``scale`` of the wrong length.
     """
+    from voxelflow.paths import VPath
+
+    if isinstance(arr_or_df, VPath):
+        stored = ome_zarr_layers(arr_or_df.url, is_label=is_label, name=name, labels=False,
+                                 storage_options=arr_or_df.storage_options)
+        extra = {"scale": [float(s) for s in scale]} if scale is not None else {}
+        return [(data, {**kwargs, **extra, **layer_kwargs}, kind) for data, kwargs, kind in stored]
     if isinstance(arr_or_df, pd.DataFrame):
         if not {"y", "x"} <= set(arr_or_df.columns):
             log.info("step result %r is a table without centroid columns; nothing to display", name)
