@@ -78,7 +78,7 @@ def to_markdown(result: dict) -> str:
              f"Python {m['python']}; total {result['total_minutes']} min.\n",
              "## Peers and in-memory limit (chain = threshold -> label -> object table -> count)\n",
              markdown_table(result["peers"], _drop_empty(PEER_COLUMNS, result["peers"])),
-             "\n## Scale (OME-Zarr uint16, 64^3 chunks, threshold -> label -> object table)\n",
+             "\n## Scale (OME-Zarr uint16, 64^3 chunks, threshold -> label -> object table -> count)\n",
              markdown_table(result["scale"]["sizes"], _drop_empty(SCALE_COLUMNS, result["scale"]["sizes"])),
              "\n### 1 vs 2 worker processes\n",
              markdown_table(result["scale"]["workers"], _drop_empty(SCALE_COLUMNS, result["scale"]["workers"])),
@@ -103,7 +103,7 @@ def plot(result: dict, path: Path) -> None:
         mvox = z * y * x / 1e6
         series.setdefault(f"{r['tool']} {r['task']} (zarr float32)", []).append((mvox, r["mvox_s"],
                                                                                   r["peak_rss_mb"]))
-    fig = Figure(figsize=(12, 4.5), dpi=100)
+    fig = Figure(figsize=(15, 4.5), dpi=100)
     ax_t, ax_m = fig.subplots(1, 2)
     for name, pts in sorted(series.items()):
         pts.sort()
@@ -118,7 +118,7 @@ def plot(result: dict, path: Path) -> None:
         ax.grid(True, which="both", alpha=0.3)
     ax_t.set_title("throughput vs volume size")
     ax_m.set_title("peak memory vs volume size")
-    ax_m.legend(fontsize=7, loc="upper left")
+    ax_m.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.tight_layout()
     fig.savefig(path)
 
