@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import emit, ensure_volume, local_cluster, run_measured, threshold_for  # noqa: E402
+from _common import emit, ensure_volume, local_cluster, run_measured, threshold_for
 
 SIZES = ((128, 256, 256), (256, 512, 512))
 SINGLE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -157,6 +157,7 @@ def measure_voxelflow_chain(volume, threads: int = 2) -> dict:
 
 
 def _row(size, task, tool, res, volume, reference=None) -> dict:
+    """One result-table row; ratios against ``reference`` (voxelflow's result) when given."""
     row = {"size": size, "task": task, "tool": tool, "truth": volume.n_objects}
     if "timed_out_s" in res:
         # Bounds rather than a blank: the case took at least this long.
@@ -171,6 +172,8 @@ def _row(size, task, tool, res, volume, reference=None) -> dict:
     row.update(seconds=round(res["seconds"], 3), mvox_s=round(volume.mvox / res["seconds"], 1),
                peak_rss_mb=res["peak_rss_mb"], objects=res.get("n_objects"),
                count_estimate=res.get("count_estimate"))
+    if "object_voxels" in res:
+        row["exact"] = res["n_objects"] == volume.n_objects and res["object_voxels"] == volume.object_voxels
     if reference is not None and "error" not in reference:
         row["time_vs_voxelflow"] = round(res["seconds"] / reference["seconds"], 2)
         row["mem_vs_voxelflow"] = round(res["peak_rss_mb"] / reference["peak_rss_mb"], 2)
@@ -185,19 +188,20 @@ def compare(volume, *, run_peer: bool = True, threads: int = 2, timeout: float =
     size = "x".join(map(str, volume.shape))
     log(f"== {size} ({volume.mvox:.1f} MVox, {volume.n_objects} planted objects)")
     rows = []
+
+    def add(*row_args, **row_kwargs):
+        rows.append(_row(size, *row_args, volume, **row_kwargs))
+        log(format_row(rows[-1]))
+
     vf = _measure("voxelflow_chain", volume, threads)
-    rows.append(_row(size, "chain", "voxelflow", vf, volume))
+    add("chain", "voxelflow", vf)
     if run_peer:
-        rows.append(_row(size, "chain", "cvpl-tools 1.0.0", measure_peer(volume, threads, timeout), volume, vf))
+        add("chain", "cvpl-tools 1.0.0", measure_peer(volume, threads, timeout), reference=vf)
     vfl = _measure("voxelflow_label", volume, threads)
-    rows.append(_row(size, "label", "voxelflow", vfl, volume))
-    rows.append(_row(size, "label", "dask-image", _measure("dask_image_label", volume, threads, timeout=timeout),
-                     volume, vfl))
+    add("label", "voxelflow", vfl)
+    add("label", "dask-image", _measure("dask_image_label", volume, threads, timeout=timeout), reference=vfl)
     for tool in ("cc3d", "scipy"):
-        res = _measure(tool, volume, 1, env=SINGLE_THREAD)
-        rows.append(_row(size, "chain in memory, 1 thread", tool, res, volume, vf))
-    for row in rows:
-        log(format_row(row))
+        add("chain in memory, 1 thread", tool, _measure(tool, volume, 1, env=SINGLE_THREAD), reference=vf)
     return rows
 
 
@@ -218,7 +222,7 @@ def print_comparison(volume, vf: dict, peers: dict) -> None:
     size = "x".join(map(str, volume.shape))
     print(format_row(_row(size, "chain", "voxelflow", vf, volume)))
     for name, res in peers.items():
-        print(format_row(_row(size, "chain", name, res, volume, vf)))
+        print(format_row(_row(size, "chain", name, res, volume, reference=vf)))
 
 
 def main(argv=None) -> int:

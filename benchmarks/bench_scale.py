@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import emit, ensure_volume, local_cluster, run_measured, threshold_for  # noqa: E402
+from _common import emit, ensure_volume, local_cluster, run_measured, threshold_for
 
 SIZES = ((256, 512, 512), (512, 1024, 1024), (1024, 1024, 2048))
 WORKER_SIZE = (512, 1024, 1024)

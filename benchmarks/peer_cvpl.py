@@ -51,7 +51,7 @@ def ensure_venv(quiet: bool = True) -> Path:
     py = venv_python()
     probe = "import importlib.metadata as m; print(m.version('cvpl-tools'), m.version('zarr'))"
     if py.exists():
-        got = subprocess.run([str(py), "-c", probe], capture_output=True, text=True)
+        got = subprocess.run([str(py), "-c", probe], capture_output=True, text=True, check=False)
         if got.returncode == 0 and got.stdout.startswith("1.0.0 2."):
             return py
     print(f"creating {VENV} with {' '.join(PINS)} (one-time, a few minutes)", flush=True)

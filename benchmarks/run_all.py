@@ -21,9 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import bench_peers  # noqa: E402
-import bench_scale  # noqa: E402
-from _common import RESULTS, ensure_volume, machine, markdown_table  # noqa: E402
+import bench_peers
+import bench_scale
+from _common import RESULTS, ensure_volume, machine, markdown_table
 
 QUICK = {
     "peer_sizes": ((64, 128, 128), (128, 128, 256)),
@@ -40,7 +40,8 @@ FULL = {
 
 PEER_COLUMNS = [("size", "volume"), ("task", "task"), ("tool", "tool"), ("seconds", "s"),
                 ("mvox_s", "MVox/s"), ("peak_rss_mb", "peak MB"), ("objects", "objects"),
-                ("count_estimate", "count est."), ("truth", "truth"), ("time_vs_voxelflow", "time / voxelflow"),
+                ("count_estimate", "count est."), ("truth", "truth"), ("exact", "exact"),
+                ("time_vs_voxelflow", "time / voxelflow"),
                 ("mem_vs_voxelflow", "memory / voxelflow"), ("error", "error")]
 SCALE_COLUMNS = [("shape", "volume"), ("mvox", "MVox"), ("volume_gb", "GB"), ("workers", "workers"),
                  ("threads", "threads/worker"), ("memory_limit", "worker limit"), ("seconds", "s"),
@@ -62,7 +63,7 @@ def run_team_benchmarks(out: Path, quick: bool) -> None:
         argv = [sys.executable, str(here / name)]
         if quick:
             argv += ["--quick"] if name == "bench_label.py" else ["--size", "128"]
-        done = subprocess.run(argv, capture_output=True, text=True)
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)
         text = done.stdout + (f"\nexit code {done.returncode}\n{done.stderr[-3000:]}" if done.returncode else "")
         (out / f"{Path(name).stem}.txt").write_text(text)
         print(f"== {name} (exit {done.returncode})\n{done.stdout}", flush=True)
@@ -74,8 +75,8 @@ def _drop_empty(columns, rows):
 
 def to_markdown(result: dict) -> str:
     m = result["machine"]
-    parts = [f"# voxelflow benchmarks\n\n{m['date']}, {m['cores']} cores, {m['memory_gb']} GB RAM, "
-             f"Python {m['python']}; total {result['total_minutes']} min.\n",
+    parts = [(f"# voxelflow benchmarks\n\n{m['date']}, {m['cores']} cores, {m['memory_gb']} GB RAM, "
+              f"Python {m['python']}; total {result['total_minutes']} min.\n"),
              "## Peers and in-memory limit (chain = threshold -> label -> object table -> count)\n",
              markdown_table(result["peers"], _drop_empty(PEER_COLUMNS, result["peers"])),
              "\n## Scale (OME-Zarr uint16, 64^3 chunks, threshold -> label -> object table -> count)\n",

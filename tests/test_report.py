@@ -11,12 +11,19 @@ import re
 import dask.array as da
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings, strategies as st
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from matplotlib.image import imread
-
 from report_helpers import (
-    HALF, SHAPE, planted_image, planted_objects, region_counts, write_ngff_image, write_run_folder,
+    HALF,
+    SHAPE,
+    planted_image,
+    planted_objects,
+    region_counts,
+    write_ngff_image,
+    write_run_folder,
 )
+
 from voxelflow.errors import InvalidInputError, InvalidPathError, OmeZarrError
 from voxelflow.report import make_report
 
@@ -52,7 +59,7 @@ def _check_projection(png, img_shape, centres, axis, factors, half=HALF):
         d = np.hypot(rr - pr, cc - pc)
         near_any |= d <= reach
         assert (d <= reach).sum() >= 8, f"no ring drawn around {centre} in the {axis} projection"
-        pixel = png[int(round(pr)), int(round(pc)), :3]
+        pixel = png[round(pr), round(pc), :3]
         assert pixel.min() > 0.9, f"planted object {centre} is not bright in the projection: {pixel}"
     assert near_any.all(), "red marker pixels far from every planted object"
     gray = ~red

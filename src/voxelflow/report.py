@@ -34,7 +34,7 @@ import pandas as pd
 
 from voxelflow.errors import InvalidInputError, InvalidPathError, OmeZarrError
 
-__all__ = ["make_report", "DEFAULT_IMAGE_NAMES", "DEFAULT_DENSITY_NAMES"]
+__all__ = ["DEFAULT_DENSITY_NAMES", "DEFAULT_IMAGE_NAMES", "make_report"]
 
 #: Names tried, in order, for the input image OME-Zarr in a run folder. A run.json
 #: ``outputs`` mapping with an ``image`` entry (a path relative to the folder) wins.
