@@ -86,7 +86,8 @@ def test_level0_selection_equals_numpy(case):
     try:
         expected = data[items]
     except IndexError:
-        with pytest.raises(SliceSyntaxError, match="out of range"):
+        # numpy refuses the integer; voxelflow refuses it too (or first an empty slice).
+        with pytest.raises(SliceSyntaxError, match="out of range|selects nothing"):
             resolve_slices(parse_slices(text), shape, axes, text)
         return
     try:
