@@ -186,7 +186,7 @@ def _write(path: Path, kind: str, shape, chunks, dtype, seed) -> None:
 
 
 class RssSampler:
-    """Peak summed RSS (bytes) of process ``pid`` and all its descendants, sampled in a thread."""
+    """Peak RSS (bytes) of process ``pid``: ``peak`` summed with all its descendants, ``peak_root`` alone."""
 
     def __init__(self, pid: int, interval: float = 0.02):
         import psutil
@@ -195,26 +195,30 @@ class RssSampler:
         self._interval = interval
         self._stop = threading.Event()
         self.peak = 0
+        self.peak_root = 0
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _sample(self) -> int:
+    def _sample(self) -> tuple[int, int]:
         import psutil
 
-        total = 0
         try:
-            procs = [self._proc, *self._proc.children(recursive=True)]
+            root = self._proc.memory_info().rss
+            children = self._proc.children(recursive=True)
         except psutil.Error:
-            return 0
-        for p in procs:
+            return 0, 0
+        total = root
+        for p in children:
             try:
                 total += p.memory_info().rss
             except psutil.Error:
                 pass  # a child exited between listing and sampling
-        return total
+        return total, root
 
     def _run(self):
         while not self._stop.is_set():
-            self.peak = max(self.peak, self._sample())
+            total, root = self._sample()
+            self.peak = max(self.peak, total)
+            self.peak_root = max(self.peak_root, root)
             self._stop.wait(self._interval)
 
     def __enter__(self):
@@ -232,7 +236,10 @@ def emit(result: dict) -> None:
 
 
 def run_measured(argv: list[str], *, timeout: float = 1800, env: dict | None = None) -> dict:
-    """Run one case in a subprocess; return its ``RESULT`` JSON plus ``peak_rss_mb`` of its process tree.
+    """Run one case in a subprocess; return its ``RESULT`` JSON plus peak RSS.
+
+    ``peak_rss_mb``: the process tree (the case and its Dask worker processes);
+    ``peak_main_mb``: the case's own process (the client, when there are workers).
 
     On failure the dict has ``error`` (the tail of stderr) instead of results; on
     timeout also ``timed_out_s``, and the whole process tree is killed.
@@ -252,7 +259,8 @@ def run_measured(argv: list[str], *, timeout: float = 1800, env: dict | None = N
                 child.kill()
             proc.kill()
             out, err = proc.communicate()
-    result = {"peak_rss_mb": round(rss.peak / 2**20, 1), "wall_s_process": round(time.perf_counter() - t0, 2)}
+    result = {"peak_rss_mb": round(rss.peak / 2**20, 1), "peak_main_mb": round(rss.peak_root / 2**20, 1),
+              "wall_s_process": round(time.perf_counter() - t0, 2)}
     lines = [ln for ln in out.splitlines() if ln.startswith("RESULT ")]
     if timed_out:
         result.update(error=f"timed out after {timeout:.0f} s", timed_out_s=timeout)

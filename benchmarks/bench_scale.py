@@ -142,7 +142,8 @@ def measure_chain(volume, workers=1, threads=2, memory_limit=MEMORY_LIMIT) -> di
                      "--threshold", str(threshold_for(volume.dtype))])
     row = {"shape": "x".join(map(str, volume.shape)), "mvox": round(volume.mvox, 1),
            "volume_gb": round(volume.mvox * 1e6 * 2 / 1e9, 2), "workers": workers, "threads": threads,
-           "memory_limit": memory_limit, "truth": volume.n_objects, "peak_rss_mb": res["peak_rss_mb"]}
+           "memory_limit": memory_limit, "truth": volume.n_objects, "peak_rss_mb": res["peak_rss_mb"],
+           "client_mb": res["peak_main_mb"]}
     if "error" in res:
         row["error"] = res["error"].splitlines()[-1][:160]
         return row
@@ -159,6 +160,7 @@ def measure_graph(n_chunks) -> dict:
     if "error" in res:
         return {"chunks": n_chunks, "error": res["error"].splitlines()[-1][:160]}
     res.pop("wall_s_process")
+    res.pop("peak_main_mb")
     res["seconds"] = round(res["seconds"], 3)
     return res
 

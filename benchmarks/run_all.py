@@ -45,8 +45,8 @@ PEER_COLUMNS = [("size", "volume"), ("task", "task"), ("tool", "tool"), ("second
                 ("mem_vs_voxelflow", "memory / voxelflow"), ("error", "error")]
 SCALE_COLUMNS = [("shape", "volume"), ("mvox", "MVox"), ("volume_gb", "GB"), ("workers", "workers"),
                  ("threads", "threads/worker"), ("memory_limit", "worker limit"), ("seconds", "s"),
-                 ("mvox_s", "MVox/s"), ("peak_rss_mb", "peak MB"), ("objects", "objects"), ("truth", "truth"),
-                 ("exact", "exact"), ("workers_replaced", "restarts"), ("spilled_mb", "spilled MB"),
+                 ("mvox_s", "MVox/s"), ("peak_rss_mb", "peak MB"), ("client_mb", "client MB"), ("objects", "objects"),
+                 ("truth", "truth"), ("exact", "exact"), ("workers_replaced", "restarts"), ("spilled_mb", "spilled MB"),
                  ("error", "error")]
 GRAPH_COLUMNS = [("chunks", "chunks"), ("provisional_labels", "chunk labels"), ("contacts", "face contacts"),
                  ("objects", "objects"), ("seconds", "plan s"), ("client_peak_mb", "client MB"),
