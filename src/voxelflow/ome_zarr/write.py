@@ -252,6 +252,11 @@ class _Gate:
 
 
 def _pyramid(arr: da.Array, factors: list[tuple[int, ...]], method: str, write_chunks: list[tuple[int, ...]]):
+    if factors:
+        # Chunks that are views into a larger array (e.g. from_array) are strided; one
+        # contiguous copy serves both the store (which would copy anyway) and a much
+        # faster reduction. Freshly computed chunks are passed through untouched.
+        arr = arr.map_blocks(np.ascontiguousarray, dtype=arr.dtype, meta=np.empty((0,) * arr.ndim, arr.dtype))
     levels = []
     for k, grid in enumerate(write_chunks):
         if k:
