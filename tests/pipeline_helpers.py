@@ -9,7 +9,7 @@ from voxelflow.synth import make_synthetic_brain
 SMALL_SHAPE = (64, 128, 128)
 SMALL_BRAIN = dict(
     n_plaques=80, scale=(2.0, 1.0, 1.0), edge_margin=10.0, radius_range=(1.5, 3.5),
-    atlas_factors=(2, 4, 4), cluster_fraction=0.1, n_artefacts=6,
+    atlas_factors=(2, 4, 4), cluster_fraction=0.3, n_artefacts=6,
 )
 
 

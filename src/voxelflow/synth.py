@@ -482,10 +482,13 @@ def match_detections(detected: np.ndarray, planted: np.ndarray, max_distance: fl
 
 
 def score_detections(objects: pd.DataFrame, truth: pd.DataFrame, regions: pd.DataFrame,
-                     max_distance: float = 5.0) -> dict:
+                     max_distance: float = 5.0, level: str = "objects") -> dict:
     """Precision, recall and per-region count error of an object table against the planted truth.
 
-    A touching cluster is one expected object (:func:`truth_objects`).
+    With ``level="objects"`` a touching cluster is one expected object
+    (:func:`truth_objects`), as connected-component labelling sees it; with
+    ``level="plaques"`` every planted plaque is expected on its own (for
+    pipelines that split touching objects).
 
     Parameters
     ----------
@@ -498,6 +501,8 @@ def score_detections(objects: pd.DataFrame, truth: pd.DataFrame, regions: pd.Dat
         Region hierarchy (``id, acronym, parent``); its leaves are compared.
     max_distance : float
         Match radius in voxels.
+    level : {'objects', 'plaques'}
+        What counts as one planted item.
 
     Returns
     -------
@@ -506,12 +511,14 @@ def score_detections(objects: pd.DataFrame, truth: pd.DataFrame, regions: pd.Dat
         DataFrame ``id, acronym, planted, detected, error`` over the leaf
         regions, ``error`` = |detected - planted| / planted.
     """
-    planted = truth_objects(truth)
+    if level not in ("objects", "plaques"):
+        raise InvalidInputError(f"level must be 'objects' or 'plaques', got {level!r}")
+    planted = truth_objects(truth) if level == "objects" else truth
     pairs = match_detections(objects[["z", "y", "x"]].to_numpy(), planted[["z", "y", "x"]].to_numpy(), max_distance)
     n_det, n_true, n_match = len(objects), len(planted), len(pairs)
     leaves = [i for i in regions.id if i not in set(regions.parent)]
-    per = truth_counts(truth, regions).set_index("id").loc[leaves, ["acronym", "objects"]]
-    per = per.rename(columns={"objects": "planted"})
+    per = truth_counts(truth, regions).set_index("id").loc[leaves, ["acronym", level]]
+    per = per.rename(columns={level: "planted"})
     if "region_id" in objects.columns:
         det = objects.groupby("region_id").size()
         per["detected"] = per.index.map(det).fillna(0).astype(np.int64)

@@ -69,13 +69,13 @@ def _write_data(data: VPath, shape, seed: int, plaques: int, stream):
     return truth, regions
 
 
-def _rolled_up_truth(truth, regions):
-    """Planted objects per region including descendants (what RC ``count`` holds)."""
+def _rolled_up_truth(truth, regions, level: str):
+    """Planted objects (or plaques) per region including descendants (what RC ``count`` holds)."""
     import pandas as pd
 
     from voxelflow.synth import truth_counts
 
-    per_leaf = truth_counts(truth, regions).set_index("id")["objects"]
+    per_leaf = truth_counts(truth, regions).set_index("id")[level]
     parent = dict(zip(regions.id, regions.parent))
     total = dict.fromkeys(regions.id, 0)
     for rid, n in per_leaf.items():
@@ -108,15 +108,16 @@ def run(args) -> int:
     with compute_context(config["compute.scheduler"], config["compute.workers"],
                          config["compute.threads_per_worker"], config["compute.memory_limit"]):
         result = run_plaque_pipeline(config, progress=not args.quiet, stream=stream)
-    score = score_detections(result.objects, truth, regions_table)
+    level = "plaques" if config["pipeline.split"] == "watershed" else "objects"
+    score = score_detections(result.objects, truth, regions_table, level=level)
     _print_scores(score)
     regions = score.pop("regions")
-    evaluation = {**score, "max_count_error": _max_error(regions),
+    evaluation = {**score, "level": level, "max_count_error": _max_error(regions),
                   "regions": regions.to_dict(orient="records")}
     (out / "evaluation.json").write_text(json.dumps(evaluation, indent=1, default=float))
     all_cached = all(r.cached for r in result.records)
     if not args.no_report and config["output.report"] and not (all_cached and (out / "report.html").exists()):
-        _report(out, _rolled_up_truth(truth, regions_table))
+        _report(out, _rolled_up_truth(truth, regions_table, level))
     n_cached = sum(r.cached for r in result.records)
     print(
         f"voxelflow demo: {len(result.objects)} objects, precision {score['precision']:.3f}, "
@@ -138,7 +139,7 @@ def _print_scores(score) -> None:
         err = "-" if row.error != row.error else f"{100 * row.error:.1f}%"
         print(f"{row.acronym:<12}{row.planted:>9}{row.detected:>10}{err:>9}")
     print(f"{'total':<12}{int(r.planted.sum()):>9}{int(r.detected.sum()):>10}")
-    print(f"detection: {score['matched']} of {score['planted']} planted objects matched by "
+    print(f"detection: {score['matched']} of {score['planted']} planted items matched by "
           f"{score['detected']} detections: precision {score['precision']:.3f}, recall {score['recall']:.3f}")
 
 

@@ -12,9 +12,10 @@ Stages, each a cached :mod:`voxelflow.steps` step (node name in brackets):
    (where lightsheet scans show bright artefacts); or a user mask OME-Zarr
    (any resolution covering the scan), or a user function of the coarse image;
 4. threshold [``threshold_value`` when relative, ``foreground``], exact
-   connected-component labelling [``label``], the object table at full
-   resolution [``objects_raw``] and a size filter with physical coordinates
-   [``objects``];
+   connected-component labelling [``label``] (or, with ``pipeline.split =
+   "watershed"``, a distance-transform watershed that splits touching plaques
+   [``watershed``]), the object table at full resolution [``objects_raw``] and
+   a size filter with physical coordinates [``objects``];
 5. atlas regions of every object [``objects_regions``], per-region counts,
    volumes and densities [``region_counts``], and a density map [``density``].
 
@@ -426,7 +427,14 @@ def run_plaque_pipeline(
                     coarse, field, negative, config["pipeline.threshold_factor"], **ctx("threshold_value")
                 )
             bs = Step(foreground, kind="IN->BS")(img, field, negative, value, cf, **ctx("foreground", full_store))
-            os_arr, n = steps.label(bs, connectivity=config["pipeline.connectivity"], **ctx("label", full_store, True))
+            if config["pipeline.split"] == "watershed":
+                os_arr = steps.watershed_split(
+                    bs, config["pipeline.split_min_distance"], connectivity=config["pipeline.connectivity"],
+                    sampling=scale, **ctx("watershed", full_store, True),
+                )
+            else:
+                os_arr, _ = steps.label(bs, connectivity=config["pipeline.connectivity"],
+                                        **ctx("label", full_store, True))
             raw = steps.object_table(os_arr, intensity=img, connectivity=config["pipeline.connectivity"], kind="os",
                                      **ctx("objects_raw"))
             objects = Step(filter_objects, kind="LC->LC")(
@@ -449,7 +457,7 @@ def run_plaque_pipeline(
         _write_failure(out_dir, config, records, exc, t_start)
         raise
 
-    run = _write_outputs(out_dir, config, objects, regions, cache, records, meta, img, scale, value, n,
+    run = _write_outputs(out_dir, config, objects, regions, cache, records, meta, img, scale, value, len(raw),
                          field is not None, t_start)
     return PlaqueResult(objects, regions, density, run, out_dir, records)
 
