@@ -8,6 +8,11 @@ label merges into one object), and bright artefacts along the tissue edge. It
 also returns an atlas label volume at a coarser resolution with a region
 hierarchy, and the planted plaques as a table, so a pipeline run can be scored.
 
+Plaques are planted deeper than the edge shell and at least half an atlas voxel
+plus the largest radius away from region boundaries, so every reasonable
+convention for mapping a centroid onto the atlas grid gives the planted region
+(this leaves thin plaque-free bands along region boundaries).
+
 Examples
 --------
 >>> from voxelflow.synth import make_synthetic_brain
