@@ -79,3 +79,48 @@ def test_demo_small_meets_accuracy_and_caches(tmp_path, capsys):
     assert "steps cached" in capsys.readouterr().out
     run = json.loads((out / "run.json").read_text())
     assert all(s["cached"] for s in run["steps"])
+
+
+_SLOW_RUN = """
+import sys, time
+import voxelflow.ops.objects as objects
+def stuck(*args, **kwargs):
+    time.sleep(120)  # killed long before this returns
+objects.object_table = stuck
+from voxelflow.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_killed_run_resumes_without_recomputing_finished_steps(config_file, tmp_path):
+    import os
+    import signal
+    import time
+
+    brain, path, folder = config_file
+    out = tmp_path / "killed"
+    args = ["run", str(path), "--quiet", "--no-report", "--out", str(out)]
+    proc = subprocess.Popen([sys.executable, "-c", _SLOW_RUN, *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    marker = out / "cache" / "label" / ".voxelflow_commit.json"
+    try:
+        deadline = time.monotonic() + 90
+        while not marker.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "run ended before the label step committed"
+            time.sleep(0.1)
+        time.sleep(0.3)
+        os.kill(proc.pid, signal.SIGKILL)  # mid-run: inside the stuck object-table step
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not (out / "run.json").exists()
+    assert main(args) == 0
+    run = json.loads((out / "run.json").read_text())
+    states = {s["node"].rsplit("/", 1)[-1]: s["cached"] for s in run["steps"]}
+    assert states["coarse"] and states["negative_mask"] and states["foreground"] and states["label"]
+    assert not states["objects_raw"] and not states["objects"]
+    assert main(["run", str(path), "--quiet", "--no-report"]) == 0  # uninterrupted reference (cached if run before)
+    ref = pd.read_csv(folder / "run" / "objects.csv")
+    got = pd.read_csv(out / "objects.csv")
+    assert len(got) > 10
+    pd.testing.assert_frame_equal(got, ref)
