@@ -5,7 +5,7 @@
 :func:`scale_nearest` reproduce ``scipy.ndimage.affine_transform(order=0)``
 voxel for voxel on any input and output chunking: for every output chunk the
 input coordinates are computed with the same floating-point operations, in the
-same order, as scipy's C loop, so even coordinates that land exactly on ``.5``
+same order, as scipy's C loop (offset first, then the matrix terms left to right), so even coordinates that land exactly on ``.5``
 round the same way (half up, ``floor(c + 0.5)``).
 
 Examples
@@ -231,8 +231,8 @@ def _cast_cval(cval: float, dtype: np.dtype):
 def _coordinates(out_start, out_shape, matrix: np.ndarray, offset: np.ndarray, axis: int) -> np.ndarray:
     """Input coordinate along ``axis`` for every output voxel of a block.
 
-    Mirrors scipy's arithmetic: in the matrix path ``sum_l o_l * M[axis, l]``
-    accumulated left to right, then ``+ offset``; in the diagonal path
+    Mirrors scipy's arithmetic: in the matrix path ``offset`` first, then
+    ``o_l * M[axis, l]`` added left to right; in the diagonal path
     ``(o + offset / zoom) * zoom``. The result broadcasts against the block.
     """
     ndim = len(out_shape)
@@ -246,11 +246,11 @@ def _coordinates(out_start, out_shape, matrix: np.ndarray, offset: np.ndarray, a
     # Zero entries are skipped: adding o * 0.0 leaves the sum unchanged (up to the sign
     # of a zero, which neither the bounds test nor the rounding can see), and skipping
     # them keeps diagonal and permutation matrices separable (1-D per-axis arrays).
-    acc = np.zeros((1,) * ndim)
+    acc = np.full((1,) * ndim, offset[axis])
     for ax in range(ndim):
         if matrix[axis, ax] != 0:
             acc = acc + grids[ax] * matrix[axis, ax]
-    return acc + offset[axis]
+    return acc
 
 
 def _input_bounds(start, stop, matrix, offset, in_shape, mode):
