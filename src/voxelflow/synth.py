@@ -16,9 +16,10 @@ convention for mapping a centroid onto the atlas grid gives the planted region
 Examples
 --------
 >>> from voxelflow.synth import make_synthetic_brain
->>> brain = make_synthetic_brain(shape=(32, 64, 64), n_plaques=20, seed=1)
+>>> brain = make_synthetic_brain(shape=(48, 96, 96), n_plaques=20, seed=1, scale=(2.0, 1.0, 1.0),
+...                              edge_margin=6.0, radius_range=(1.5, 3.5), atlas_factors=(2, 2, 2))
 >>> brain.image.shape, brain.image.dtype.name
-((32, 64, 64), 'uint16')
+((48, 96, 96), 'uint16')
 >>> len(brain.truth) > 0 and set(brain.truth.region_id) <= set(brain.regions.id)
 True
 """
