@@ -124,3 +124,16 @@ def test_killed_run_resumes_without_recomputing_finished_steps(config_file, tmp_
     got = pd.read_csv(out / "objects.csv")
     assert len(got) > 10
     pd.testing.assert_frame_equal(got, ref)
+
+
+def test_example_config_loads_and_round_trips(tmp_path):
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "plaque.toml"
+    cfg = load_config(example)
+    assert cfg["input.url"].endswith("brain.ome.zarr") and cfg["pipeline.threshold"] is None
+    again = tmp_path / "again.toml"
+    again.write_text(to_toml(cfg))
+    assert load_config(again) == cfg
+    tweaked = load_config(example, ["pipeline.coarse_factors=4", 'compute.scheduler="tcp://h:1"'])
+    assert tweaked["pipeline.coarse_factors"] == [4, 4, 4] and tweaked["compute.scheduler"] == "tcp://h:1"
