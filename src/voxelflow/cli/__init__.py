@@ -27,13 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"voxelflow {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in _COMMANDS:
-        try:
-            module = importlib.import_module(f"voxelflow.cli.{name}_cmd")
-        except ModuleNotFoundError as exc:  # TODO(integration): remove once every command exists
-            if exc.name != f"voxelflow.cli.{name}_cmd":
-                raise
-            continue
-        module.register(sub)
+        importlib.import_module(f"voxelflow.cli.{name}_cmd").register(sub)
     return parser
 
 
