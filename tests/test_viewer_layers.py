@@ -252,3 +252,18 @@ def test_a_stored_result_shows_with_its_own_pyramid(tmp_path):
     [(data, _, kind)] = result_layers(VPath(mask), "bs", is_label=True)
     assert kind == "labels" and data.dtype == np.uint8
     np.testing.assert_array_equal(np.asarray(data), (img > 1000).astype(np.uint8))
+
+
+@pytest.mark.viewer
+def test_a_cached_step_is_shown_from_its_stored_pyramid(viewer, tmp_path):
+    from viewer_helpers import SCALE, _steps, planted_scan
+
+    img, lab = planted_scan()
+    bright, components, _, _ = _steps()
+    bs = bright(da.from_array(img, chunks=(4, 32, 32)), 1000)
+    components(bs, cache_url=str(tmp_path / "os"), storage_options={"scale": SCALE, "levels": 2},
+               viewer_args={"viewer": viewer})
+    layer = viewer.layers["components"]
+    assert type(layer).__name__ == "Labels"
+    assert layer.multiscale and len(layer.data) == 2
+    np.testing.assert_array_equal(np.asarray(layer.data[0]), lab)

@@ -506,7 +506,7 @@ class Step:
             key = step_key(self.name, self.fn, arguments)
             result, record = self._cached(key, arguments, str(VPath(cache_url).url), storage, t0)
         _emit(record)
-        self._show(result, viewer_args, storage)
+        self._show(result, viewer_args, storage, record)
         return result
 
     def _cached(self, key: str, arguments: dict, node_url: str, storage: dict, t0: float):
@@ -545,7 +545,7 @@ class Step:
         record = StepRecord(self.name, key, cached, time.perf_counter() - t0, node_url, desc["outputs"])
         return result, record
 
-    def _show(self, result, viewer_args: dict | None, storage: dict) -> None:
+    def _show(self, result, viewer_args: dict | None, storage: dict, record: StepRecord) -> None:
         viewer_args = dict(viewer_args or {})
         viewer = viewer_args.pop("viewer", None)
         if viewer is None:
@@ -553,6 +553,9 @@ class Step:
         from voxelflow.viewer import add_result
 
         shown = result[0] if isinstance(result, tuple) else result
+        if record.node and record.outputs and record.outputs[0] == "image":
+            # the stored OME-Zarr carries the pyramid napari needs for large results
+            shown = VPath(record.node) / "out0" / "data.ome.zarr"
         is_label = viewer_args.pop("is_label", self.kind_out in _LABEL_KINDS)
         name = viewer_args.pop("name", self.name)
         viewer_args.setdefault("scale", storage.get("scale"))

@@ -102,6 +102,9 @@ class PlaqueResult:
 # --- input ------------------------------------------------------------------------------
 
 
+# coarse helper results are shown hidden so they do not cover the full-resolution layers
+_HIDDEN_LAYERS = frozenset({"coarse", "bias_field", "negative_mask", "density"})
+
 def open_scan(url: str, channel: int | None = None, level: int = 0, storage_options: dict | None = None):
     """Open one channel of a scan as a (z, y, x) dask array keyed by its source.
 
@@ -397,6 +400,8 @@ def run_plaque_pipeline(
         va = {"viewer": viewer, "name": name} if viewer is not None else None
         if va is not None and is_label:
             va["is_label"] = True
+        if va is not None and name in _HIDDEN_LAYERS:
+            va["visible"] = False
         return {"cache_url": (cache / name).url, "storage_options": storage, "viewer_args": va}
 
     listener = _progress_printer(stream) if progress else None
