@@ -6,6 +6,7 @@ import dask.array as da
 import zarr
 
 from voxelflow.errors import OmeZarrError, SliceSyntaxError
+from voxelflow.ome_zarr.fastread import chunk_reader, read_dask_array
 from voxelflow.ome_zarr.metadata import OmeMeta, ome_section, parse_image
 from voxelflow.ome_zarr.slices import (
     parse_slices,
@@ -13,7 +14,12 @@ from voxelflow.ome_zarr.slices import (
     scale_selection,
     split_slices,
 )
-from voxelflow.ome_zarr.stores import StrictChunkStore, open_read_store
+from voxelflow.ome_zarr.stores import (
+    StrictChunkStore,
+    is_zip,
+    open_read_store,
+    split_zip,
+)
 from voxelflow.paths import VPath, as_vpath
 
 __all__ = ["open_group", "open_ome_zarr", "read_metadata"]
@@ -94,6 +100,16 @@ def _level_index(level: int | str, levels: tuple[str, ...], url: str) -> int:
     return index % len(levels)
 
 
+def _level_array(zarray: zarr.Array, path: VPath, strict: bool) -> da.Array:
+    """The level as a dask array: direct chunk-file reads when possible, else zarr's reader."""
+    reader = None
+    if path.is_local and not is_zip(split_zip(path)[0]):
+        reader = chunk_reader(zarray, path.path, path.url, strict)
+    if reader is not None:
+        return read_dask_array(reader)
+    return da.from_zarr(zarray, chunks=zarray.shards or zarray.chunks)
+
+
 def open_ome_zarr(
     url,
     level: int | str = 0,
@@ -153,8 +169,7 @@ def open_ome_zarr(
     if strict:
         group = open_group(path, strict=True)
     zarray = group[info["levels"][index]]
-    chunks = zarray.shards or zarray.chunks
-    arr = da.from_zarr(zarray, chunks=chunks)
+    arr = _level_array(zarray, path, strict)
 
     axes, scale, translation = info["axes"], info["scales"][index], info["translations"][index]
     types, units, channels = info["axis_types"], info["units"], info["channel_names"]

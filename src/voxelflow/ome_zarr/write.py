@@ -25,6 +25,7 @@ import zarr
 from voxelflow.blockreduce import METHODS, block_reduce, normalize_factors
 from voxelflow.errors import InvalidInputError, OmeZarrError
 from voxelflow.ome_zarr import metadata as md
+from voxelflow.ome_zarr.fastread import ChunkReader
 from voxelflow.ome_zarr.read import read_metadata
 from voxelflow.ome_zarr.slices import split_slices
 from voxelflow.ome_zarr.stores import is_zip
@@ -183,8 +184,8 @@ def _reads_from(arr: da.Array, path: VPath) -> bool:
     prefix = path.path.rstrip("/")
     for node in dict(arr.__dask_graph__()).values():
         obj = getattr(node, "value", node)
-        if isinstance(obj, zarr.Array):
-            root = _store_root(obj.store)
+        if isinstance(obj, (zarr.Array, ChunkReader)):
+            root = obj.root if isinstance(obj, ChunkReader) else _store_root(obj.store)
             if root is not None and (root.rstrip("/") + "/").startswith(prefix + "/"):
                 return True
     return False
