@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import cc3d
-import dask
 import dask.array as da
 import numpy as np
 from dask.base import tokenize
@@ -22,6 +21,7 @@ from dask.highlevelgraph import HighLevelGraph
 
 from voxelflow.errors import InvalidInputError
 from voxelflow.ops._faces import block_faces, face_contacts, forward_directions
+from voxelflow.ops._inline import inline_into
 from voxelflow.ops._merge import LabelPlan, plan_labels
 from voxelflow.ops._stats import chunk_stats
 
@@ -59,19 +59,6 @@ def check_connectivity(connectivity, ndim: int) -> int:
             f"connectivity must be between 1 and {ndim} for a {ndim}D array, got {connectivity}"
         )
     return int(connectivity)
-
-
-def input_collections(arr: da.Array, intensity: da.Array | None) -> tuple[da.Array, ...]:
-    """The arrays whose blocks the chunk tasks read.
-
-    A lone input is optimized so element-wise steps (e.g. a threshold) fuse
-    into its read tasks. Two inputs are left as they are: optimizing them
-    together would fuse a shared upstream (the image a BS was thresholded
-    from) into both, and compute it twice.
-    """
-    if intensity is None:
-        return dask.optimize(arr)
-    return arr, intensity
 
 
 def local_labels(block: np.ndarray, connectivity: int) -> tuple[np.ndarray, int]:
@@ -156,9 +143,7 @@ def chunk_pass(
     -------
     PassResult
     """
-    inputs = input_collections(bs, intensity)
-    bs_opt = inputs[0]
-    int_name = inputs[1].name if intensity is not None else None
+    inputs = [bs] if intensity is None else [bs, intensity]
     token = tokenize(bs, connectivity, want_stats, intensity)
     local_name = f"vf-cc-local-{token}"
     pair_name = f"vf-cc-pairs-{token}"
@@ -169,9 +154,9 @@ def chunk_pass(
     dsk = {}
     for idx in np.ndindex(*grid):
         origin = tuple(int(starts[ax][i]) for ax, i in enumerate(idx))
-        task = [_local_task, (bs_opt.name, *idx), connectivity, origin, bs.shape, want_stats]
-        if int_name is not None:
-            task.append((int_name, *idx))
+        task = [_local_task, (bs.name, *idx), connectivity, origin, bs.shape, want_stats]
+        if intensity is not None:
+            task.append((intensity.name, *idx))
         dsk[(local_name, *idx)] = tuple(task)
     for flat, idx in enumerate(np.ndindex(*grid)):
         keys, used, ids = [], [], []
@@ -191,8 +176,9 @@ def chunk_pass(
         )
     gather_key = f"vf-cc-gather-{token}"
     dsk[gather_key] = (list, [(pair_name, *idx) for idx in np.ndindex(*grid)])
-    graph = HighLevelGraph.from_collections(gather_key, dsk, dependencies=list(inputs))
-    results = Delayed(gather_key, graph).compute()
+    graph = HighLevelGraph.from_collections(gather_key, dsk, dependencies=inputs)
+    local_keys = [(local_name, *idx) for idx in np.ndindex(*grid)]
+    results = Delayed(gather_key, inline_into(graph, local_keys)).compute()
 
     plan = plan_from_chunk_results(results)
     return PassResult(plan, [r[1] for r in results] if want_stats else None)

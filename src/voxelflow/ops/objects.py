@@ -15,8 +15,8 @@ from voxelflow.ops._ccpass import (
     as_dask_image,
     check_connectivity,
     chunk_pass,
-    input_collections,
 )
+from voxelflow.ops._inline import inline_into
 from voxelflow.ops._merge import final_ids
 from voxelflow.ops._stats import ChunkStats, chunk_stats
 
@@ -117,21 +117,22 @@ def _os_chunk(block, origin, full_shape, intensity=None):
 
 def _os_pass(arr: da.Array, intensity: da.Array | None):
     """Compute per-chunk ids and statistics of an OS in one graph execution."""
-    optimized = input_collections(arr, intensity)
+    inputs = [arr] if intensity is None else [arr, intensity]
     token = tokenize(arr, intensity)
     name = f"vf-objects-os-{token}"
     starts = [np.concatenate([[0], np.cumsum(c)[:-1]]).astype(int) for c in arr.chunks]
     dsk = {}
     for idx in np.ndindex(*arr.numblocks):
         origin = tuple(int(starts[ax][i]) for ax, i in enumerate(idx))
-        task = [_os_chunk, (optimized[0].name, *idx), origin, arr.shape]
+        task = [_os_chunk, (arr.name, *idx), origin, arr.shape]
         if intensity is not None:
-            task.append((optimized[1].name, *idx))
+            task.append((intensity.name, *idx))
         dsk[(name, *idx)] = tuple(task)
     gather = f"vf-objects-gather-{token}"
     dsk[gather] = (list, [(name, *idx) for idx in np.ndindex(*arr.numblocks)])
-    graph = HighLevelGraph.from_collections(gather, dsk, dependencies=list(optimized))
-    results = Delayed(gather, graph).compute()
+    graph = HighLevelGraph.from_collections(gather, dsk, dependencies=inputs)
+    chunk_keys = [(name, *idx) for idx in np.ndindex(*arr.numblocks)]
+    results = Delayed(gather, inline_into(graph, chunk_keys)).compute()
     return [r[0] for r in results], [r[1] for r in results]
 
 
