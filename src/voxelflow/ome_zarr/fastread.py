@@ -15,9 +15,11 @@ checksums, unknown codecs, non-numeric dtypes) stays on zarr's own reader.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import dask.array as da
@@ -114,11 +116,14 @@ class ChunkReader:
             chunk = np.ascontiguousarray(chunk[part])
         return chunk
 
+    @cached_property
+    def _stored(self) -> tuple[tuple[int, ...], int]:
+        """Shape and byte size of an encoded chunk."""
+        shape = self.chunks if self.transpose is None else tuple(self.chunks[i] for i in self.transpose)
+        return shape, math.prod(shape) * self.stored_dtype.itemsize
+
     def _decode(self, raw: np.ndarray) -> np.ndarray:
-        stored_shape = self.chunks if self.transpose is None else tuple(
-            self.chunks[i] for i in self.transpose
-        )
-        nbytes = int(np.prod(stored_shape)) * self.stored_dtype.itemsize
+        stored_shape, nbytes = self._stored
         data = raw
         last = len(self.decoders) - 1
         for i, codec in enumerate(self.decoders):

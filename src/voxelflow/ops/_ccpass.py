@@ -25,6 +25,9 @@ from voxelflow.ops._inline import inline_into
 from voxelflow.ops._merge import LabelPlan, plan_labels
 from voxelflow.ops._stats import chunk_stats
 
+#: Input bytes (binary + intensity) of the chunks one task labels; see :func:`block_groups`.
+GROUP_BYTES = 8 << 20
+
 #: cc3d connectivity for ``generate_binary_structure(ndim, connectivity)``.
 CC3D_CONNECTIVITY = {2: {1: 4, 2: 8}, 3: {1: 6, 2: 18, 3: 26}}
 
@@ -89,11 +92,21 @@ def _local_task(block, connectivity, origin, full_shape, want_stats, intensity=N
     return n, block_faces(labels), stats
 
 
-def _pair_task(local, neighbours, deltas, neighbour_ids, connectivity):
+def _local_group(blocks, origins, connectivity, full_shape, want_stats, intensities=None):
+    """:func:`_local_task` for each chunk of a group."""
+    intensities = intensities or [None] * len(blocks)
+    return [
+        _local_task(b, connectivity, o, full_shape, want_stats, i)
+        for b, o, i in zip(blocks, origins, intensities)
+    ]
+
+
+def _contacts(local, neighbours, deltas, neighbour_ids, connectivity):
+    """``(n, stats, la, lb, kb)`` of one chunk from its and its forward neighbours' shells."""
     n, faces, stats = local
     found_a, found_b, found_k = [], [], []
     for other, delta, k in zip(neighbours, deltas, neighbour_ids):
-        la, lb = face_contacts(faces, other[1], tuple(int(d) for d in delta), connectivity)
+        la, lb = face_contacts(faces, other[1], delta, connectivity)
         found_a.append(la)
         found_b.append(lb)
         found_k.append(np.full(la.size, k, dtype=np.int64))
@@ -101,6 +114,37 @@ def _pair_task(local, neighbours, deltas, neighbour_ids, connectivity):
         empty = np.empty(0, np.uint64)
         return n, stats, empty, empty, np.empty(0, np.int64)
     return n, stats, np.concatenate(found_a), np.concatenate(found_b), np.concatenate(found_k)
+
+
+def _pair_group(groups, links, connectivity):
+    """:func:`_contacts` for each chunk of ``groups[0]``.
+
+    ``links[c]`` lists, for chunk ``c`` of the group, its forward neighbours as
+    ``(group slot in groups, position in that group, delta, flat block id)``.
+    """
+    return [
+        _contacts(
+            local,
+            [groups[g][p] for g, p, _, _ in chunk_links],
+            [d for _, _, d, _ in chunk_links],
+            [k for _, _, _, k in chunk_links],
+            connectivity,
+        )
+        for local, chunk_links in zip(groups[0], links)
+    ]
+
+
+def block_groups(grid: tuple[int, ...], size: int) -> list[list[tuple[int, ...]]]:
+    """Runs of up to ``size`` consecutive blocks along the last grid axis, in C order.
+
+    One task per group instead of per chunk keeps the scheduler's per-task cost
+    (paid under the GIL on the threaded scheduler) small next to the kernels.
+    """
+    return [
+        [(*head, k) for k in range(start, min(start + size, grid[-1]))]
+        for head in np.ndindex(*grid[:-1])
+        for start in range(0, grid[-1], size)
+    ]
 
 
 @dataclass(frozen=True)
@@ -150,35 +194,40 @@ def chunk_pass(
     grid = bs.numblocks
     starts = [np.concatenate([[0], np.cumsum(c)[:-1]]).astype(int) for c in bs.chunks]
     deltas = forward_directions(bs.ndim, connectivity)
+    chunk_bytes = max(1, int(np.prod([max(c) for c in bs.chunks]))) * (
+        bs.dtype.itemsize + (intensity.dtype.itemsize if intensity is not None else 0)
+    )
+    groups = block_groups(grid, max(1, GROUP_BYTES // chunk_bytes))
+    where = {idx: (g, p) for g, group in enumerate(groups) for p, idx in enumerate(group)}
 
     dsk = {}
-    for idx in np.ndindex(*grid):
-        origin = tuple(int(starts[ax][i]) for ax, i in enumerate(idx))
-        task = [_local_task, (bs.name, *idx), connectivity, origin, bs.shape, want_stats]
+    for g, group in enumerate(groups):
+        origins = [tuple(int(starts[ax][i]) for ax, i in enumerate(idx)) for idx in group]
+        task = [_local_group, [(bs.name, *idx) for idx in group], origins, connectivity,
+                bs.shape, want_stats]
         if intensity is not None:
-            task.append((intensity.name, *idx))
-        dsk[(local_name, *idx)] = tuple(task)
-    for flat, idx in enumerate(np.ndindex(*grid)):
-        keys, used, ids = [], [], []
-        for delta in deltas:
-            other = tuple(i + d for i, d in zip(idx, delta))
-            if all(0 <= o < g for o, g in zip(other, grid)):
-                keys.append((local_name, *other))
-                used.append(delta)
-                ids.append(int(np.ravel_multi_index(other, grid)))
-        dsk[(pair_name, *idx)] = (
-            _pair_task,
-            (local_name, *idx),
-            keys,
-            np.asarray(used, dtype=np.int64).reshape(-1, bs.ndim),
-            np.asarray(ids, dtype=np.int64),
-            connectivity,
-        )
+            task.append([(intensity.name, *idx) for idx in group])
+        dsk[(local_name, g)] = tuple(task)
+    for g, group in enumerate(groups):
+        slots, links = [g], []
+        for idx in group:
+            chunk_links = []
+            for delta in deltas:
+                other = tuple(i + d for i, d in zip(idx, delta))
+                if all(0 <= o < n for o, n in zip(other, grid)):
+                    og, op = where[other]
+                    if og not in slots:
+                        slots.append(og)
+                    k = int(np.ravel_multi_index(other, grid))
+                    chunk_links.append((slots.index(og), op, delta, k))
+            links.append(chunk_links)
+        dsk[(pair_name, g)] = (_pair_group, [(local_name, s) for s in slots], links, connectivity)
     gather_key = f"vf-cc-gather-{token}"
-    dsk[gather_key] = (list, [(pair_name, *idx) for idx in np.ndindex(*grid)])
+    dsk[gather_key] = (list, [(pair_name, g) for g in range(len(groups))])
     graph = HighLevelGraph.from_collections(gather_key, dsk, dependencies=inputs)
-    local_keys = [(local_name, *idx) for idx in np.ndindex(*grid)]
-    results = Delayed(gather_key, inline_into(graph, local_keys)).compute()
+    local_keys = [(local_name, g) for g in range(len(groups))]
+    grouped = Delayed(gather_key, inline_into(graph, local_keys)).compute()
+    results = [r for group in grouped for r in group]  # C order over the block grid
 
     plan = plan_from_chunk_results(results)
     return PassResult(plan, [r[1] for r in results] if want_stats else None)
