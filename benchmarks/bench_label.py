@@ -12,7 +12,8 @@ Prints, with the goals of the kernels issue:
    contact pairs with the real merge code (goal < 2 s).
 
 Run ``python benchmarks/bench_label.py --quick`` for a short check, or with no
-flags for the full figures. Volumes are cached under ``benchmarks/.data/label``.
+flags for the full figures; ``--profile`` prints wall and CPU time per stage
+and a cProfile of the chain instead. Volumes are cached under ``benchmarks/.data/label``.
 """
 
 from __future__ import annotations
@@ -109,19 +110,56 @@ def chain(url: str, intensity: bool, connectivity: int = 1):
     return object_table(bs, img if intensity else None, connectivity)
 
 
-def best_time(fn, repeat: int):
-    times, result = [], None
+def cpu_seconds() -> float:
+    """User + system CPU time of this process (all threads)."""
+    t = os.times()
+    return t.user + t.system
+
+
+def best_time(fn, repeat: int, with_cpu: bool = False):
+    """Fastest wall time of ``repeat`` runs (and that run's CPU time if ``with_cpu``)."""
+    best, result = None, None
     for _ in range(repeat):
-        t = time.perf_counter()
+        c, t = cpu_seconds(), time.perf_counter()
         result = fn()
-        times.append(time.perf_counter() - t)
-    return min(times), result
+        run = (time.perf_counter() - t, cpu_seconds() - c)
+        best = run if best is None or run[0] < best[0] else best
+    return (best, result) if with_cpu else (best[0], result)
+
+
+def read_blocks(url: str):
+    """Read (decode) every chunk without assembling the array."""
+    img, _ = open_ome_zarr(url)
+    return img.map_blocks(lambda b: np.zeros((1,) * b.ndim), chunks=(1,) * img.ndim).sum().compute()
+
+
+def bench_profile(shape, chunk, n_objects, repeat):
+    """Wall and CPU time per stage, then a cProfile of the chain (synchronous scheduler)."""
+    import cProfile
+    import pstats
+
+    url = str(make_volume(shape, chunk, n_objects))
+    nvox = int(np.prod(shape))
+    stages = {
+        "read all chunks (no assembly)": lambda: read_blocks(url),
+        "read + threshold + label()": lambda: label(threshold(open_ome_zarr(url)[0], THRESHOLD)),
+        "chain (read .. object_table)": lambda: chain(url, False),
+    }
+    print(f"profile, load average {os.getloadavg()[0]:.2f} (wall vs CPU: CPU > wall means parallel)")
+    for name, fn in stages.items():
+        (wall, cpu), _ = best_time(fn, repeat, with_cpu=True)
+        print(f"  {name:32s} wall {wall:6.3f} s  CPU {cpu:6.3f} s  {nvox / wall / 1e6:7.1f} MVox/s")
+    profiler = cProfile.Profile()
+    with dask.config.set(scheduler="synchronous"):
+        profiler.runcall(chain, url, False)
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(15)
 
 
 def bench_speed(shape, chunk, n_objects, repeat):
     url = str(make_volume(shape, chunk, n_objects))
     nvox = int(np.prod(shape))
-    t_chain, table = best_time(lambda: chain(url, False), repeat)
+    load = os.getloadavg()[0]
+    (t_chain, cpu_chain), table = best_time(lambda: chain(url, False), repeat, with_cpu=True)
     t_int, _ = best_time(lambda: chain(url, True), repeat)
     img, _ = open_ome_zarr(url)
     t_label, (_, n) = best_time(lambda: label(threshold(img, THRESHOLD)), repeat)
@@ -134,19 +172,20 @@ def bench_speed(shape, chunk, n_objects, repeat):
         labels = cc3d.connected_components(binary, connectivity=6)
         return cc3d.statistics(labels, no_slice_conversion=True)
 
-    t_ref, stats = best_time(reference, repeat)
+    (t_ref, cpu_ref), stats = best_time(reference, repeat, with_cpu=True)
     n_ref = len(stats["voxel_counts"]) - 1
     assert len(table) == n == n_ref, (len(table), n, n_ref)
     print(f"volume {shape} float32, {chunk}^3 chunks, {n_ref} objects, "
-          f"scheduler={dask.config.get('scheduler', 'threads')}, {os.cpu_count()} cores")
+          f"scheduler={dask.config.get('scheduler', 'threads')}, {os.cpu_count()} cores, "
+          f"load average {load:.2f}")
     print(f"  chain threshold->label->object_table  {t_chain:7.3f} s  "
-          f"{nvox / t_chain / 1e6:7.1f} MVox/s  (goal >= 100)")
+          f"{nvox / t_chain / 1e6:7.1f} MVox/s  (goal >= 100)  CPU {cpu_chain:.3f} s")
     print(f"  same with intensity statistics        {t_int:7.3f} s  "
           f"{nvox / t_int / 1e6:7.1f} MVox/s")
     print(f"  label() (computes the merge, lazy OS) {t_label:7.3f} s  "
           f"{nvox / t_label / 1e6:7.1f} MVox/s")
     print(f"  reference cc3d CC + statistics, 1 thread, in memory, no I/O "
-          f"{t_ref:7.3f} s  {nvox / t_ref / 1e6:7.1f} MVox/s")
+          f"{t_ref:7.3f} s  {nvox / t_ref / 1e6:7.1f} MVox/s  CPU {cpu_ref:.3f} s")
     print(f"  ratio chain / reference speed: {t_ref / t_chain:5.2f}x  (goal >= 0.8x)")
 
 
@@ -238,6 +277,8 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true",
                    help="small volumes, one repeat: checks that everything runs")
     p.add_argument("--skip", nargs="*", default=(), choices=("speed", "memory", "graph"))
+    p.add_argument("--profile", action="store_true",
+                   help="wall and CPU time per stage of the chain, then a cProfile of it")
     p.add_argument("--measure-big", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.measure_big:
@@ -247,6 +288,9 @@ def main(argv=None):
         args.shape, args.big_shape, args.repeat = (128, 256, 256), (256, 512, 512), 1
         args.objects = 3000 * int(np.prod(args.shape)) // (256 * 512 * 512)
     big_objects = args.objects * int(np.prod(args.big_shape)) // int(np.prod(args.shape))
+    if args.profile:
+        bench_profile(tuple(args.shape), args.chunk, args.objects, args.repeat)
+        return
     if "speed" not in args.skip:
         bench_speed(tuple(args.shape), args.chunk, args.objects, args.repeat)
     if "graph" not in args.skip:
