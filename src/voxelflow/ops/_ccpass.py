@@ -10,6 +10,7 @@ allocated by a cumulative sum and the contacts merged on a sparse graph
 
 from __future__ import annotations
 
+import ctypes
 from dataclasses import dataclass
 
 import cc3d
@@ -95,10 +96,35 @@ def _local_task(block, connectivity, origin, full_shape, want_stats, intensity=N
 def _local_group(blocks, origins, connectivity, full_shape, want_stats, intensities=None):
     """:func:`_local_task` for each chunk of a group."""
     intensities = intensities or [None] * len(blocks)
-    return [
+    out = [
         _local_task(b, connectivity, o, full_shape, want_stats, i)
         for b, o, i in zip(blocks, origins, intensities)
     ]
+    release_free_heap()
+    return out
+
+
+def _malloc_trim():
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (AttributeError, OSError):  # not glibc
+        return None
+
+
+_MALLOC_TRIM = _malloc_trim()
+
+
+def release_free_heap() -> None:
+    """Return freed heap pages to the OS (glibc ``malloc_trim``; no-op elsewhere).
+
+    A chunk task frees its large blocks (the decoded chunk, masks, labels) but
+    keeps small results (faces, statistics). glibc reuses the freed holes only
+    in part, so over thousands of chunks the resident size climbed to ~2 GB on a
+    2 GVox volume although little was alive; trimming after each group keeps it
+    near what is alive (~0.3 GB).
+    """
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 def _contacts(local, neighbours, deltas, neighbour_ids, connectivity):
