@@ -30,7 +30,7 @@ from voxelflow.errors import NotCommittedError
 
 MIN_KILLS = 50
 TARGET_KILLS = 56
-TIME_BUDGET = 45.0
+TIME_BUDGET = 120.0  # stops at TARGET_KILLS; the budget only guards a very slow machine
 
 
 @pytest.fixture(scope="module")
