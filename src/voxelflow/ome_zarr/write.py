@@ -22,7 +22,7 @@ import dask.array as da
 import numpy as np
 import zarr
 
-from voxelflow.blockreduce import METHODS, block_reduce, normalize_factors
+from voxelflow.blockreduce import METHODS, block_reduce, block_reduce_numpy, normalize_factors
 from voxelflow.errors import InvalidInputError, OmeZarrError
 from voxelflow.ome_zarr import metadata as md
 from voxelflow.ome_zarr.fastread import ChunkReader
@@ -252,8 +252,48 @@ class _Gate:
                 owner._cond.notify_all()
 
 
-def _pyramid(arr: da.Array, factors: list[tuple[int, ...]], method: str, write_chunks: list[tuple[int, ...]]):
-    if factors:
+def _write_and_reduce(block, target, factors, method, block_info=None):
+    """Store one level-0 chunk and return its block reduction (one task, one pass over the chunk)."""
+    location = block_info[0]["array-location"]
+    # Chunks that are views into a larger array (e.g. from_array) are strided; one
+    # contiguous copy serves both the store (which would copy anyway) and a faster reduction.
+    block = np.ascontiguousarray(block)
+    target[tuple(slice(a, b) for a, b in location)] = block
+    return block_reduce_numpy(block, factors, method)
+
+
+def _fused_level0(arr: da.Array, factors, method, grids, target):
+    """Level 1 as a dask array whose tasks also write level 0, or None if chunks do not allow it.
+
+    One task per level-0 chunk stores it and reduces it while it is still in cache:
+    no second pass over level 0 from memory, no level-0 chunk held between a store task
+    and a reduction task. Needs chunks that are whole stored chunks (or shards) and
+    whole reduction blocks.
+    """
+    if not factors:
+        return None
+    grid, f = grids[0], factors[0]
+    if any(g % fa and g < s for g, fa, s in zip(grid, f, arr.shape)):
+        return None  # a stored chunk would split reduction blocks
+    # One task per stored chunk (or shard): parallel, and never a partial chunk write.
+    if arr.chunks != da.core.normalize_chunks(grid, arr.shape):
+        arr = arr.rechunk(grid)
+    out_chunks = tuple(tuple(-(-c // fa) for c in ch) for ch, fa in zip(arr.chunks, f))
+    return arr.map_blocks(
+        _write_and_reduce,
+        target,
+        f,
+        method,
+        chunks=out_chunks,
+        dtype=arr.dtype,
+        meta=np.empty((0,) * arr.ndim, dtype=arr.dtype),
+        name=f"write-level0-reduce-{uuid.uuid4().hex}",
+    )
+
+
+def _pyramid(arr: da.Array, factors: list[tuple[int, ...]], method: str, write_chunks: list[tuple[int, ...]],
+             copy: bool = True):
+    if factors and copy:
         # Chunks that are views into a larger array (e.g. from_array) are strided; one
         # contiguous copy serves both the store (which would copy anyway) and a much
         # faster reduction. Freshly computed chunks are passed through untouched.
@@ -299,14 +339,20 @@ def _write_arrays(arr: da.Array, root: VPath, *, version, axes, chunks, shards, 
             )
         )
         grids.append(level_shards or level_chunks)
-    sources = _pyramid(arr, factors, method, grids)
-    if not _in_process_scheduler(sources):
-        # Gates hold a lock and cannot travel to distributed workers.
-        da.store(sources, targets, lock=False, compute=True)
+    in_process = _in_process_scheduler([arr])
+    # Gates hold a lock and cannot travel to distributed workers.
+    guarded = _GuardedTargets(targets) if in_process else None
+    writable = guarded.targets if in_process else targets
+    fused = _fused_level0(arr, factors, method, grids, writable[0])
+    if fused is None:
+        sources = _pyramid(arr, factors, method, grids)
+    else:
+        sources, writable = _pyramid(fused, factors[1:], method, grids[1:], copy=False), writable[1:]
+    if not in_process:
+        da.store(sources, writable, lock=False, compute=True)
         return shapes
-    guarded = _GuardedTargets(targets)
     try:
-        da.store(sources, guarded.targets, lock=False, compute=True)
+        da.store(sources, writable, lock=False, compute=True)
     except BaseException:
         guarded.close_and_wait()
         raise
