@@ -91,8 +91,11 @@ def test_cached_results_equal_direct_computation(tmp_path):
 
 def test_change_recomputes_downstream_only_and_rerun_does_no_work(tmp_path):
     CALLS.clear()
-    _run(tmp_path, 3.0)
+    with count_tasks() as first_tasks:
+        _run(tmp_path, 3.0)
     assert CALLS == {"smooth": 1, "above": 1, "components": 1, "sizes": 1}
+    # the counter does see the voxel work of a run that computes
+    assert first_tasks.count > 0
 
     CALLS.clear()
     with count_tasks() as tasks, record_steps() as records:
