@@ -6,6 +6,7 @@ import hashlib
 import os
 import threading
 
+import dask
 import dask.array as da
 import numpy as np
 import pytest
@@ -140,6 +141,49 @@ def test_crashed_write_never_looks_valid_and_spares_other_images(tmp_path):
         open_ome_zarr(str(target))
     assert _digest(other.path) == before
     np.testing.assert_array_equal(open_ome_zarr(other.url)[0].compute(), keep)
+
+
+def test_a_failed_chunk_store_fails_the_write(tmp_path, monkeypatch):
+    # Level-0 chunks are stored on helper threads while the task reduces them: their
+    # errors must still reach the caller, and the half-written image must not look valid.
+    calls, original = [], zarr.Array.__setitem__
+
+    def flaky(self, key, value):
+        calls.append(1)
+        if len(calls) == 3:
+            raise OSError("disk full")
+        original(self, key, value)
+
+    monkeypatch.setattr(zarr.Array, "__setitem__", flaky)
+    data = da.ones((32, 64, 64), dtype=np.uint16, chunks=(8, 16, 16))
+    target = tmp_path / "img.ome.zarr"
+    with pytest.raises(OSError, match="disk full"):
+        write_ome_zarr(data, str(target), levels=3)
+    assert not target.exists()
+
+
+def _write_in_child(url: str, queue) -> None:
+    # dask's threaded scheduler does not survive a fork; the synchronous one does.
+    with dask.config.set(scheduler="sync"):
+        write_ome_zarr(np.full((16, 32, 32), 7, np.uint16), url, levels=3, chunks=(8, 8, 8))
+        queue.put(int(open_ome_zarr(url, level=2)[0].compute().sum()))
+
+
+def test_a_forked_child_can_write_after_its_parent(tmp_path):
+    # The child inherits the parent's store-thread pool object without its threads.
+    import multiprocessing
+
+    write_ome_zarr(np.ones((16, 32, 32), np.uint16), str(tmp_path / "parent.ome.zarr"), levels=3, chunks=(8, 8, 8))
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_write_in_child, args=(str(tmp_path / "child.ome.zarr"), queue))
+    child.start()
+    child.join(60)
+    if child.is_alive():
+        child.kill()
+        pytest.fail("the forked child hung writing a pyramid")
+    assert child.exitcode == 0
+    assert queue.get(timeout=5) == 7 * 4 * 8 * 8
 
 
 def test_metadata_is_the_last_write(tmp_path, monkeypatch):

@@ -17,6 +17,7 @@ import threading
 import uuid
 import zipfile
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import dask.array as da
 import numpy as np
@@ -252,14 +253,44 @@ class _Gate:
                 owner._cond.notify_all()
 
 
+_STORE_POOL: ThreadPoolExecutor | None = None
+_STORE_POOL_LOCK = threading.Lock()
+
+
+def _store_pool() -> ThreadPoolExecutor:
+    """Threads that wait on zarr's event loop while the calling task keeps computing."""
+    global _STORE_POOL
+    with _STORE_POOL_LOCK:
+        if _STORE_POOL is None:
+            _STORE_POOL = ThreadPoolExecutor(max(2, os.cpu_count() or 2), thread_name_prefix="voxelflow-store")
+        return _STORE_POOL
+
+
+def _forget_store_pool() -> None:
+    # A forked child inherits the pool object but not its threads.
+    global _STORE_POOL, _STORE_POOL_LOCK
+    _STORE_POOL, _STORE_POOL_LOCK = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_store_pool)
+
+
 def _write_and_reduce(block, target, factors, method, block_info=None):
-    """Store one level-0 chunk and return its block reduction (one task, one pass over the chunk)."""
+    """Store one level-0 chunk and return its block reduction (one task, one pass over the chunk).
+
+    The store runs on a helper thread while this thread reduces: zarr encodes and writes
+    a chunk on its own threads and would otherwise leave this one idle for that time.
+    """
     location = block_info[0]["array-location"]
     # Chunks that are views into a larger array (e.g. from_array) are strided; one
     # contiguous copy serves both the store (which would copy anyway) and a faster reduction.
     block = np.ascontiguousarray(block)
-    target[tuple(slice(a, b) for a, b in location)] = block
-    return block_reduce_numpy(block, factors, method)
+    stored = _store_pool().submit(target.__setitem__, tuple(slice(a, b) for a, b in location), block)
+    try:
+        reduced = block_reduce_numpy(block, factors, method)
+    finally:
+        stored.result()
+    return reduced
 
 
 def _fused_level0(arr: da.Array, factors, method, grids, target):
