@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -98,3 +100,17 @@ def test_strided_input_gives_the_same_result_as_its_copy():
     arr = np.random.default_rng(1).integers(0, 65535, size=(10, 12, 30), dtype=np.uint16)
     view = arr[:, ::2, 3:27]
     np.testing.assert_array_equal(block_mean(view, (2, 2, 3)), exact_mean(np.ascontiguousarray(view), (2, 2, 3)))
+
+
+def test_works_without_a_writable_numba_cache_folder():
+    # Read-only install and home: numba cannot cache; the kernels compile in the process instead.
+    code = (
+        "import numba.core.caching as c; c.CacheImpl._locator_classes = []\n"
+        "import numpy as np\n"
+        "from voxelflow.blockmean import block_mean\n"
+        "print(block_mean(np.arange(16, dtype=np.uint16).reshape(4, 4), (2, 2)).tolist())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[[3, 5], [11, 13]]"
+    assert done.stderr.count("NUMBA_CACHE_DIR") == 1

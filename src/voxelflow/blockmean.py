@@ -15,6 +15,7 @@ caller uses numpy.
 
 from __future__ import annotations
 
+import logging
 import math
 
 import numba
@@ -23,7 +24,29 @@ import numpy as np
 __all__ = ["block_mean"]
 
 
-@numba.njit(nogil=True, cache=True, inline="always")
+_on_disk_cache = True
+
+
+def _compile(**options):
+    """``numba.njit`` with an on-disk cache, or without one where no cache folder is writable."""
+
+    def decorate(fn):
+        global _on_disk_cache
+        if _on_disk_cache:
+            try:
+                return numba.njit(nogil=True, cache=True, **options)(fn)
+            except RuntimeError as exc:  # no writable cache location (read-only install and home)
+                _on_disk_cache = False
+                logging.getLogger(__name__).warning(
+                    "%s; the block-mean kernels compile in every process (set NUMBA_CACHE_DIR to a writable folder)",
+                    exc,
+                )
+        return numba.njit(nogil=True, **options)(fn)
+
+    return decorate
+
+
+@_compile(inline="always")
 def _sum_rows(src, z0, z1, y0, y1, acc):
     """``acc[x] = sum of src[z, y, x] over z0 <= z < z1, y0 <= y < y1``."""
     first = True
@@ -39,7 +62,7 @@ def _sum_rows(src, z0, z1, y0, y1, acc):
                     acc[x] += row[x]
 
 
-@numba.njit(nogil=True, cache=True)
+@_compile()
 def _mean_int(src, fz, fy, fx, out, acc):
     size_z, size_y, size_x = src.shape
     n_full = fz * fy * fx
@@ -74,7 +97,7 @@ def _mean_int(src, fz, fy, fx, out, acc):
                 dst[i] = (total + n // 2) // n  # floor division: rounds half up for negatives too
 
 
-@numba.njit(nogil=True, cache=True)
+@_compile()
 def _mean_float(src, fz, fy, fx, out, acc):
     size_z, size_y, size_x = src.shape
     for k in range(out.shape[0]):
