@@ -1,4 +1,4 @@
-"""Compiled block mean: one pass over a chunk, same results as the numpy reduction.
+"""Compiled block mean: one pass over a chunk, the values of the numpy reduction.
 
 ``block_reduce(..., "mean")`` is the pyramid down-sampler of every image voxelflow
 writes, so its cost adds straight onto the write time. The numpy reduction needs
@@ -7,8 +7,8 @@ numba kernel here reads each voxel once and keeps one row of sums in cache.
 
 Semantics are those of :mod:`voxelflow.blockreduce`: border-cut blocks average
 the voxels that exist; integer results are ``floor(sum / n + 1/2)`` computed
-exactly in an integer accumulator; float results are the float64 mean cast to
-the input dtype. Arrays the kernel does not cover (bool, 64-bit integers,
+exactly in an integer accumulator (identical to numpy); float results are the
+float64 mean cast to the input dtype (equal up to the order of the float64 sums). Arrays the kernel does not cover (bool, 64-bit integers,
 non-native byte order, more than three reduced axes) return ``None`` so the
 caller uses numpy.
 """
@@ -81,7 +81,7 @@ def _mean_int(src, fz, fy, fx, out, acc):
             dst = out[k, j]
             start = 0
             if pow2 and rows * fx == n_full:
-                # Whole blocks of a power-of-two size: a shift, and a loop LLVM vectorises.
+                # Whole blocks of a power-of-two size: a shift instead of an integer division.
                 start = whole_x
                 for i in range(whole_x):
                     total = acc[i * fx]
