@@ -1,5 +1,6 @@
 """The pipeline on a real `dask scheduler` + two `dask worker` processes equals the local run."""
 
+import json
 import os
 import socket
 import subprocess
@@ -7,6 +8,7 @@ import sys
 import time
 
 import pandas as pd
+import psutil
 import pytest
 
 from pipeline_helpers import small_overrides, write_small_scan
@@ -65,3 +67,17 @@ def test_distributed_run_equals_local(tmp_path, cluster):
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "local" / "regions.csv"),
                                   pd.read_csv(tmp_path / "dist" / "regions.csv"))
     assert time.perf_counter() - t0 < 120
+    # run.json reports every worker's peak memory, not only this process's.
+    local_run = json.loads((tmp_path / "local" / "run.json").read_text())
+    dist_run = json.loads((tmp_path / "dist" / "run.json").read_text())
+    assert local_run["peak_worker_memory_mb"] is None
+    from distributed import Client
+
+    with Client(cluster) as client:
+        rss = client.run(lambda: psutil.Process().memory_info().rss / 2**20)
+    peaks = dist_run["peak_worker_memory_mb"]
+    assert sorted(peaks) == sorted(rss) and len(peaks) == 2
+    for address, now in rss.items():
+        # A peak is at least the memory in use now (a worker with numpy, dask and zarr loaded uses > 50 MiB)
+        # and below twice the 1 GB memory limit the workers run under.
+        assert now * 0.99 <= peaks[address] < 2048 and now > 50

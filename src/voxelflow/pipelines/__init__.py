@@ -3,15 +3,19 @@
 * :mod:`voxelflow.pipelines.plaque`: the plaque-counting pipeline.
 * :func:`compute_context`: run a block on a Dask scheduler address, a local
   cluster of worker processes, or the in-process threaded scheduler.
+* :func:`process_peak_memory_mb` / :func:`worker_peak_memory_mb`: peak memory of this
+  process and of every Dask worker process.
 """
 
 from __future__ import annotations
 
 import contextlib
+import resource
+import sys
 
 import dask
 
-__all__ = ["compute_context"]
+__all__ = ["compute_context", "process_peak_memory_mb", "worker_peak_memory_mb"]
 
 
 @contextlib.contextmanager
@@ -48,3 +52,40 @@ def compute_context(scheduler: str = "", workers: int = 0, threads_per_worker: i
     else:
         with dask.config.set(scheduler="threads"):
             yield None
+
+
+def _distributed_client():
+    """The ``distributed.Client`` that dask computations go to now, or None."""
+    if "distributed" not in sys.modules:
+        return None
+    from distributed import Client
+
+    client = getattr(dask.base.get_scheduler(), "__self__", None)
+    return client if isinstance(client, Client) else None
+
+
+def process_peak_memory_mb() -> float:
+    """Peak resident memory of this process so far, in MiB (``ru_maxrss``)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)  # KiB on Linux
+
+
+def worker_peak_memory_mb() -> dict[str, float] | None:
+    """Peak resident memory of every Dask worker process, in MiB.
+
+    Read from each worker's ``ru_maxrss``, so it is exact (no sampling) but covers the
+    worker's whole life: for workers that ran other work before this run it is an
+    upper bound. Best effort: a cluster that cannot answer gives None.
+
+    Returns
+    -------
+    dict of str to float, or None
+        Worker address -> peak MiB; None on the threaded scheduler (no workers).
+    """
+    client = _distributed_client()
+    if client is None:
+        return None
+    try:
+        peaks = client.run(process_peak_memory_mb)
+    except Exception:  # a failing cluster must not hide the run's own result or error
+        return None
+    return dict(sorted(peaks.items()))

@@ -28,7 +28,6 @@ every intermediate stays in the cache as OME-Zarr / parquet.
 from __future__ import annotations
 
 import json
-import resource
 import sys
 import time
 from collections.abc import Callable
@@ -53,6 +52,7 @@ from voxelflow.ops import bias as bias_op
 from voxelflow.ops import resample
 from voxelflow.ops import threshold as threshold_op
 from voxelflow.paths import VPath, as_vpath
+from voxelflow.pipelines import process_peak_memory_mb, worker_peak_memory_mb
 from voxelflow.steps import Step, StepRecord, keyed, record_steps
 
 __all__ = [
@@ -328,11 +328,6 @@ def _versions() -> dict:
     }
 
 
-def _peak_memory_mb() -> float:
-    # ru_maxrss is KiB on Linux
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
 def _resolve_mask_setting(mask) -> Any:
     if callable(mask):
         return mask
@@ -564,7 +559,8 @@ def _write_failure(out_dir, config, records, exc, t_start) -> None:
         "steps": [{"name": r.name, "cached": r.cached, "seconds": round(r.seconds, 4), "node": r.node}
                   for r in records],
         "seconds_total": round(time.perf_counter() - t_start, 3),
-        "peak_memory_mb": round(_peak_memory_mb(), 1),
+        "peak_memory_mb": process_peak_memory_mb(),
+        "peak_worker_memory_mb": worker_peak_memory_mb(),
     }
     (out_dir / "run.json").write_text(json.dumps(run, indent=1, default=str))
 
@@ -601,7 +597,8 @@ def _write_outputs(out_dir, config, objects, regions, cache, records, meta, img,
             for r in records
         ],
         "seconds_total": round(time.perf_counter() - t_start, 3),
-        "peak_memory_mb": round(_peak_memory_mb(), 1),
+        "peak_memory_mb": process_peak_memory_mb(),
+        "peak_worker_memory_mb": worker_peak_memory_mb(),
         "cache": cache.url,
         "outputs": outputs,
     }
