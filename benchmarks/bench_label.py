@@ -231,7 +231,7 @@ def synthetic_chunk_results(grid, labels_per_chunk: int, contacts: int, seed: in
     rng = np.random.default_rng(seed)
     nchunks = int(np.prod(grid))
     results = []
-    for k, idx in enumerate(np.ndindex(*grid)):
+    for idx in np.ndindex(*grid):
         la, lb, kb = [], [], []
         for ax in range(3):
             if idx[ax] + 1 < grid[ax]:

@@ -2,12 +2,12 @@
 
 import json
 
-import cache_helpers
 import dask.array as da
 import numpy as np
 import pandas as pd
 import pytest
 
+import cache_helpers
 from voxelflow.cache import cdir_commit, cdir_init, cdir_query, load, save
 from voxelflow.cache_lock import read_lock
 from voxelflow.cache_marker import MARKER_NAME

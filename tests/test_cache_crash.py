@@ -22,9 +22,9 @@ import os
 import random
 import time
 
-import cache_worker as worker
 import pytest
 
+import cache_worker as worker
 from voxelflow.cache import cdir_query, load
 from voxelflow.errors import NotCommittedError
 

@@ -7,11 +7,11 @@ import signal
 import time
 from collections import Counter
 
+import pytest
+
 import cache_helpers
 import cache_worker as worker
-import pytest
 from cache_helpers import run_python, start_python
-
 from voxelflow.cache import cdir_commit, cdir_init, cdir_query, load, save
 from voxelflow.cache_lock import LEASE_SECONDS, LockInfo, read_lock, refresh_held
 from voxelflow.cache_marker import LOCK_NAME

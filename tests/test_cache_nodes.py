@@ -7,15 +7,15 @@ import textwrap
 import time
 from datetime import UTC, datetime
 
-import cache_helpers
 import dask
 import dask.array as da
 import numpy as np
 import pytest
 import zarr
-from cache_helpers import run_python
 
+import cache_helpers
 import voxelflow
+from cache_helpers import run_python
 from voxelflow import cached, cdir_commit, cdir_init, cdir_query, load, save
 from voxelflow.cache_lock import release
 from voxelflow.cache_marker import IDENTITY_NAME, MARKER_NAME

@@ -3,7 +3,6 @@
 import json
 import uuid
 
-import cache_helpers
 import dask
 import dask.array as da
 import numpy as np
@@ -16,6 +15,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from hypothesis.extra import pandas as hpd
 
+import cache_helpers
 from voxelflow.cache import load, save
 from voxelflow.paths import VPath
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import skimage.measure
 import tifffile
-from ome_zarr_helpers import read_with_ome_zarr_py, validate_with_models
 
+from ome_zarr_helpers import read_with_ome_zarr_py, validate_with_models
 from voxelflow.cli import main
 from voxelflow.ome_zarr import open_ome_zarr
 

@@ -11,8 +11,8 @@ import fsspec
 import numpy as np
 import pytest
 import zarr
-from ome_zarr_helpers import V04, V05, make_fixtures, memory_root, s3_server
 
+from ome_zarr_helpers import V04, V05, make_fixtures, memory_root, s3_server
 from voxelflow.errors import OmeZarrError
 from voxelflow.ome_zarr import open_ome_zarr, write_ome_zarr
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from ome_zarr_helpers import memory_root
 
+from ome_zarr_helpers import memory_root
 from voxelflow.errors import SliceSyntaxError
 from voxelflow.ome_zarr import open_ome_zarr, write_ome_zarr
 from voxelflow.ome_zarr.slices import parse_slices, resolve_slices, split_slices

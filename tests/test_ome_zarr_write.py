@@ -14,8 +14,8 @@ import skimage.measure
 import zarr
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from ome_zarr_helpers import memory_root, read_with_ome_zarr_py, validate_with_models
 
+from ome_zarr_helpers import memory_root, read_with_ome_zarr_py, validate_with_models
 from voxelflow.errors import InvalidInputError, OmeZarrError
 from voxelflow.ome_zarr import open_ome_zarr, write_labels, write_ome_zarr
 

@@ -6,9 +6,9 @@ import dask.array as da
 import numpy as np
 import pytest
 from hypothesis import given, settings
-from ops_helpers import chunkings
 from scipy import ndimage as ndi
 
+from ops_helpers import chunkings
 from voxelflow.blockreduce import block_reduce
 from voxelflow.errors import InvalidInputError, OptionalDependencyError
 from voxelflow.ops.bias import apply_bias_field, estimate_bias_field

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from ops_helpers import chunkings, planted_gaussians
 
+from ops_helpers import chunkings, planted_gaussians
 from voxelflow.errors import InvalidInputError
 from voxelflow.ops.blobs import blob_detect
 

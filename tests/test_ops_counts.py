@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from ops_helpers import chunkings, object_tables
 
+from ops_helpers import chunkings, object_tables
 from voxelflow.errors import InvalidInputError
 from voxelflow.ops.counts import count_labels_per_chunk, count_objects, count_per_block
 

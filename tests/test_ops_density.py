@@ -3,8 +3,8 @@
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from ops_helpers import object_tables
 
+from ops_helpers import object_tables
 from voxelflow.ops.density import density_map
 
 SHAPE = (9, 11, 7)

@@ -5,10 +5,10 @@ import dask.array as da
 import numpy as np
 import pytest
 from hypothesis import given, settings
-from ops_label_helpers import assert_same_partition, scipy_label, volumes
 
 import voxelflow.ops._merge as merge_mod
 import voxelflow.ops.label as label_mod
+from ops_label_helpers import assert_same_partition, scipy_label, volumes
 from voxelflow.errors import InvalidInputError
 from voxelflow.ops.label import label
 

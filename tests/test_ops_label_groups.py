@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+import voxelflow.ops._ccpass as ccpass
 from ops_label_helpers import (
     assert_same_partition,
     ours_to_ref,
@@ -14,8 +16,6 @@ from ops_label_helpers import (
     scipy_label,
     volumes,
 )
-
-import voxelflow.ops._ccpass as ccpass
 from voxelflow.ops._ccpass import block_groups
 from voxelflow.ops.label import label
 from voxelflow.ops.objects import object_table

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from ops_helpers import chunkings
 from scipy import ndimage as ndi
 
+from ops_helpers import chunkings
 from voxelflow.errors import InvalidInputError
 from voxelflow.ops.resample import affine_nearest, downsample, scale_nearest
 

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from ops_helpers import chunkings
 from skimage.exposure import rescale_intensity as sk_rescale
 
+from ops_helpers import chunkings
 from voxelflow.errors import InvalidInputError
 from voxelflow.ops.masks import apply_negative_mask, upsample_mask
 from voxelflow.ops.normalize import percentile_range, rescale_intensity

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from ops_helpers import chunkings, planted_sphere_pairs
 from scipy import ndimage as ndi
 
+from ops_helpers import chunkings, planted_sphere_pairs
 from voxelflow.errors import InvalidInputError
 from voxelflow.ops.watershed import watershed_split
 

@@ -25,9 +25,9 @@ import dask.distributed
 import distributed
 import numpy as np
 import pytest
-from session_helpers import assert_restored, global_state
 
 import voxelflow
+from session_helpers import assert_restored, global_state
 
 SEED = Path(__file__).parent / "seed" / "setting_up_the_script.txt"
 WINDOWS_TMP = re.compile(r'TMP_PATH = "C:/[^"]*"')
@@ -160,6 +160,8 @@ def test_block2_and_3_napari_with_client_then_close(blocks, small_clients, tmp_p
         assert viewer.dims.ndisplay == 2
         assert [layer.data is image for layer in viewer.layers] == [True, True]
         assert client.status == "closed"
+        # Block 2 asked for the seed's client (the test made it a small one); block 3 only closes it.
+        assert clients.requested == [{"threads_per_worker": 6, "n_workers": 1}]
         # After client.close() the viewer's chunk loads run on the local scheduler.
         np.testing.assert_allclose(np.asarray(viewer.layers[0].data[2]), image[2].compute())
         # The block's relative TMP_PATH received the worker's scratch space.

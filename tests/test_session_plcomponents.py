@@ -16,9 +16,9 @@ import psutil
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from session_helpers import assert_restored, global_state, small_client
 
 import voxelflow
+from session_helpers import assert_restored, global_state, small_client
 from voxelflow.errors import InvalidInputError, InvalidPathError, OptionalDependencyError
 from voxelflow.session import PLComponents, default_cluster_shape
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from viewer_helpers import (  # noqa: F401
     BOXES,
     SCALE,
