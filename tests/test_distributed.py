@@ -1,12 +1,15 @@
 """The pipeline on a real `dask scheduler` + two `dask worker` processes equals the local run."""
 
+import io
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
 import time
 
+import dask.array as da
 import pandas as pd
 import psutil
 import pytest
@@ -14,6 +17,8 @@ import pytest
 from pipeline_helpers import small_overrides, write_small_scan
 from voxelflow.cli import main
 from voxelflow.config import load_config, to_toml
+from voxelflow.pipelines import distributed_client
+from voxelflow.pipelines.progress import ClusterProgressBar
 
 
 def _free_port() -> int:
@@ -81,3 +86,17 @@ def test_distributed_run_equals_local(tmp_path, cluster):
         # A peak is at least the memory in use now (a worker with numpy, dask and zarr loaded uses > 50 MiB)
         # and below twice the 1 GB memory limit the workers run under.
         assert now * 0.99 <= peaks[address] < 2048 and now > 50
+
+
+def test_progress_bar_follows_a_computation_on_the_cluster(cluster):
+    from distributed import Client
+
+    slow = da.ones((60, 4), chunks=(1, 4)).map_blocks(lambda b: (time.sleep(0.05), b)[1], dtype=float)
+    out = io.StringIO()
+    with Client(cluster), ClusterProgressBar(distributed_client(), stream=out, minimum=0.2, interval=0.05):
+        assert slow.sum().compute() == 240  # 60 tasks of 50 ms on two one-thread workers: about 1.5 s
+    text = out.getvalue()
+    percents = [int(p) for p in re.findall(r"\| (\d+)% Completed \|", text)]
+    assert len(percents) >= 3, text
+    assert percents == sorted(percents) and 0 < percents[0] < 100 and percents[-1] == 100
+    assert text.endswith("\n") and text.count("\n") == 1

@@ -15,7 +15,7 @@ import sys
 
 import dask
 
-__all__ = ["compute_context", "process_peak_memory_mb", "worker_peak_memory_mb"]
+__all__ = ["compute_context", "distributed_client", "process_peak_memory_mb", "worker_peak_memory_mb"]
 
 
 @contextlib.contextmanager
@@ -54,7 +54,7 @@ def compute_context(scheduler: str = "", workers: int = 0, threads_per_worker: i
             yield None
 
 
-def _distributed_client():
+def distributed_client():
     """The ``distributed.Client`` that dask computations go to now, or None."""
     if "distributed" not in sys.modules:
         return None
@@ -81,7 +81,7 @@ def worker_peak_memory_mb() -> dict[str, float] | None:
     dict of str to float, or None
         Worker address -> peak MiB; None on the threaded scheduler (no workers).
     """
-    client = _distributed_client()
+    client = distributed_client()
     if client is None:
         return None
     try:

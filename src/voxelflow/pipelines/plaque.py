@@ -52,7 +52,8 @@ from voxelflow.ops import bias as bias_op
 from voxelflow.ops import resample
 from voxelflow.ops import threshold as threshold_op
 from voxelflow.paths import VPath, as_vpath
-from voxelflow.pipelines import process_peak_memory_mb, worker_peak_memory_mb
+from voxelflow.pipelines import distributed_client, process_peak_memory_mb, worker_peak_memory_mb
+from voxelflow.pipelines.progress import ClusterProgressBar
 from voxelflow.steps import Step, StepRecord, keyed, record_steps
 
 __all__ = [
@@ -306,10 +307,14 @@ def _bias_available() -> bool:
 # --- the run --------------------------------------------------------------------------------
 
 
-def _progress_printer(stream):
+def _progress_printer(stream, bar):
+    end_bar_line = getattr(bar, "end_line", None)  # the cluster bar ends its line only when it polls
+
     def show(record: StepRecord) -> None:
         state = "cached" if record.cached else ("lazy" if record.key is None else "computed")
         name = VPath(record.node).name if record.node else record.name
+        if end_bar_line is not None:
+            end_bar_line()
         print(f"  {name:<18} {record.seconds:7.2f} s  {state}", file=stream, flush=True)
 
     return show
@@ -399,8 +404,8 @@ def run_plaque_pipeline(
             va["visible"] = False
         return {"cache_url": (cache / name).url, "storage_options": storage, "viewer_args": va}
 
-    listener = _progress_printer(stream) if progress else None
-    bar = _progress_bar(progress)
+    bar = _progress_bar(progress, stream)
+    listener = _progress_printer(stream, bar) if progress else None
     records: list[StepRecord] = []
     try:
         with record_steps(listener) as records, bar:
@@ -462,25 +467,19 @@ def run_plaque_pipeline(
     return PlaqueResult(objects, regions, density, run, out_dir, records)
 
 
-def _progress_bar(progress: bool):
+def _progress_bar(progress: bool, stream):
+    """A bar for the computations of the steps: dask's on local schedulers, voxelflow's on a cluster."""
     import contextlib
 
     from dask.diagnostics import ProgressBar
 
-    distributed = False
-    # a client exists only if distributed was imported; importing it just to ask costs 0.4 s
-    if "distributed" in sys.modules:
-        from distributed import default_client
-
-        try:
-            default_client()
-            distributed = True
-        except ValueError:
-            pass
-    if not progress or distributed:
+    if not progress:
         return contextlib.nullcontext()
+    client = distributed_client()
+    if client is not None:
+        return ClusterProgressBar(client, stream=stream)
     # the bar thread is joined after every compute: a short dt keeps that wait small
-    return ProgressBar(minimum=2.0, dt=0.05)
+    return ProgressBar(minimum=2.0, dt=0.05, out=stream)
 
 
 def _negative_mask(setting, coarse, coarse_scale, config, ctx, coarse_store):

@@ -1,0 +1,100 @@
+"""A text progress bar for Dask computations that run on a distributed cluster.
+
+``dask.diagnostics.ProgressBar`` only sees the in-process schedulers. With a
+``distributed.Client`` this bar asks the scheduler every ``interval`` seconds how
+many tasks are still waiting, queued or running, and draws the share done since
+the count last rose from zero. It counts every client's tasks on that scheduler.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+
+from dask.utils import format_time
+
+__all__ = ["ClusterProgressBar"]
+
+class ClusterProgressBar:
+    """Draw ``[####    ] | 45% Completed | 12.3s`` while the cluster has work.
+
+    Parameters
+    ----------
+    client : distributed.Client
+        Client of the scheduler to watch.
+    stream : file, optional
+        Where the bar goes (default ``sys.stderr``).
+    minimum : float
+        Seconds a computation must run before its bar appears.
+    interval : float
+        Seconds between two questions to the scheduler.
+    width : int
+        Characters of the bar.
+
+    Examples
+    --------
+    >>> with ClusterProgressBar(client):              # doctest: +SKIP
+    ...     big.sum().compute()
+    """
+
+    def __init__(self, client, *, stream=None, minimum: float = 2.0, interval: float = 0.5, width: int = 40):
+        self._client = client
+        self._stream = stream or sys.stderr
+        self._minimum, self._interval, self._width = minimum, interval, width
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._open = False  # a bar line is drawn and not yet ended
+        self._started = 0.0  # when the current computation was first seen
+        self._thread = threading.Thread(target=self._watch, name="voxelflow-cluster-progress", daemon=True)
+
+    def __enter__(self) -> ClusterProgressBar:
+        self._thread.start()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self._stop.set()
+        self._thread.join()
+        if exc_type is None and self._open:
+            self._draw(1.0, time.monotonic() - self._started)
+        self.end_line()
+
+    def end_line(self) -> None:
+        """End a drawn bar line so that other output starts on a new line."""
+        with self._lock:
+            if self._open:
+                self._stream.write("\n")
+                self._stream.flush()
+                self._open = False
+
+    def _draw(self, fraction: float, elapsed: float) -> None:
+        bar = "#" * int(self._width * fraction)
+        with self._lock:
+            self._stream.write(f"\r[{bar:<{self._width}}] | {int(100 * fraction)}% Completed | {format_time(elapsed)}")
+            self._stream.flush()
+            self._open = True
+
+    def _watch(self) -> None:
+        # Defined here so that it travels by value: the scheduler need not have voxelflow installed.
+        def unfinished_tasks(dask_scheduler) -> int:
+            states = ("waiting", "queued", "processing", "no-worker")
+            return sum(group.states.get(s, 0) for group in dask_scheduler.task_groups.values() for s in states)
+
+        busy, peak = False, 0
+        while not self._stop.wait(self._interval):
+            try:
+                unfinished = self._client.run_on_scheduler(unfinished_tasks)
+            except Exception:  # the cluster went away: no bar rather than an error in a helper thread
+                return
+            now = time.monotonic()
+            if unfinished == 0:
+                if busy and self._open:
+                    self._draw(1.0, now - self._started)
+                    self.end_line()
+                busy, peak = False, 0
+                continue
+            if not busy:
+                busy, self._started = True, now
+            peak = max(peak, unfinished)
+            if now - self._started >= self._minimum:
+                self._draw(1 - unfinished / peak, now - self._started)
