@@ -66,7 +66,7 @@ def open_read_store(path: VPath):
         from fsspec.implementations.zip import ZipFileSystem
 
         zfs = ZipFileSystem(fo=path.open("rb"))
-        return FsspecStore(AsyncFileSystemWrapper(zfs), path="", read_only=True), inner
+        return FsspecStore(AsyncFileSystemWrapper(zfs, asynchronous=True), path="", read_only=True), inner
     except (zipfile.BadZipFile, EOFError, ValueError) as exc:
         raise OmeZarrError(f"{path.url} is not a readable zip archive (truncated or corrupt?): {exc}") from exc
 
