@@ -80,7 +80,7 @@ def write_ngff(path, arr, *, axes="zyx", scale=None, levels=2, labels=None, fmt=
     write_image(arr, group, axes=list(axes), scale_factors=factors, scale=scale,
                 axes_units=unit, fmt=fmt_obj)
     for name, lab in (labels or {}).items():
-        write_labels(lab, group, name=name, axes=[a for a in axes if a != "c"],
+        write_labels(lab, group, name=name, axes=[a for a in axes if a != "c"], scaler=None,
                      scale_factors=factors, scale={k: v for k, v in (scale or {}).items() if k != "c"},
                      axes_units={k: v for k, v in unit.items()}, fmt=fmt_obj)
     return str(path)
