@@ -516,7 +516,12 @@ class Step:
         node = cdir_init(node_url, key=key)
         cached = node.commit is not None
         if not cached:
-            result = self.fn(**arguments)
+            from voxelflow.ops import resumable_passes
+
+            # chunk passes inside the step keep finished chunk groups in the pending node,
+            # so a run killed mid-pass recomputes only the unfinished ones
+            with resumable_passes(_part_factory(node_url, key)):
+                result = self.fn(**arguments)
             items = list(result) if isinstance(result, tuple) else [result]
             kinds = []
             for i, value in enumerate(items):
@@ -560,6 +565,16 @@ class Step:
         name = viewer_args.pop("name", self.name)
         viewer_args.setdefault("scale", storage.get("scale"))
         add_result(viewer, shown, name=name, is_label=is_label, **viewer_args)
+
+
+def _part_factory(node_url: str, key: str):
+    """Part stores in the pending node ``node_url``, named after the step key and the pass token."""
+    from voxelflow.cache import part_store
+
+    def factory(token: str, total: int):
+        return part_store(node_url, f"{key[:16]}-{token[:32]}", total)
+
+    return factory
 
 
 def _stored_kind(value) -> str:

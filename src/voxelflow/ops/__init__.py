@@ -49,12 +49,14 @@ from voxelflow.ops._masks import apply_negative_mask, upsample_mask
 from voxelflow.ops._normalize import percentile_range, rescale_intensity
 from voxelflow.ops._objects import object_table
 from voxelflow.ops._resample import DOWNSAMPLE_METHODS, affine_nearest, downsample, scale_nearest
+from voxelflow.ops._resume import ChunkResults, pass_results, resumable_passes
 from voxelflow.ops._threshold import threshold
 from voxelflow.ops._watershed import watershed_split
 
 __all__ = [
     "BIAS_METHODS",
     "BLOB_METHODS",
+    "ChunkResults",
     "COUNT_METHODS",
     "DOWNSAMPLE_METHODS",
     "RC_COLUMNS",
@@ -73,9 +75,11 @@ __all__ = [
     "estimate_bias_field",
     "label",
     "object_table",
+    "pass_results",
     "percentile_range",
     "region_volumes",
     "rescale_intensity",
+    "resumable_passes",
     "rollup",
     "scale_nearest",
     "threshold",
