@@ -10,6 +10,7 @@ whole array, whatever the chunking.
 function                      types      what
 ============================  =========  ==========================================
 ``threshold``                 IN -> BS   voxels above a value
+``threshold_corrected``       IN -> BS   above a value after a bias field, outside a coarse mask
 ``upsample_mask``,            BS         coarse masks on the full-resolution grid
 ``apply_negative_mask``
 ``percentile_range``,         IN         intensity range and rescaling
@@ -30,6 +31,7 @@ function                      types      what
 ``affine_nearest``
 ``estimate_bias_field``,      IN         N4 bias field (``bias`` extra: SimpleITK)
 ``apply_bias_field``
+``resumable_passes``          (hook)     chunk passes keep finished groups in a caller's store
 ============================  =========  ==========================================
 """
 
@@ -44,6 +46,7 @@ from voxelflow.ops._counts import (
     count_per_block,
 )
 from voxelflow.ops._density import density_map
+from voxelflow.ops._foreground import threshold_corrected
 from voxelflow.ops._label import label
 from voxelflow.ops._masks import apply_negative_mask, upsample_mask
 from voxelflow.ops._normalize import percentile_range, rescale_intensity
@@ -83,6 +86,7 @@ __all__ = [
     "rollup",
     "scale_nearest",
     "threshold",
+    "threshold_corrected",
     "upsample_mask",
     "watershed_split",
 ]
