@@ -29,9 +29,13 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from voxelflow.errors import ConfigError
+import numpy as np
 
-__all__ = ["CoarsePlan", "plan_coarse", "DEFAULT_MAX_VOXELS", "READ_CAP", "shrink_factors"]
+from voxelflow.errors import ConfigError, InvalidInputError
+from voxelflow.ops import downsample, estimate_bias_field
+
+__all__ = ["CoarsePlan", "plan_coarse", "DEFAULT_MAX_VOXELS", "READ_CAP", "shrink_factors", "bias_field_on_budget",
+           "level_shapes"]
 
 #: Default voxel budget of the coarse grid: 2**23 (8.4 M) voxels, e.g. 128 x 256 x 256.
 DEFAULT_MAX_VOXELS = 2**23
@@ -168,3 +172,69 @@ def plan_coarse(
         return max(candidates, key=lambda c: (round(max(c.scale), 6), -c.read_voxels))
     cheap = [c for c in candidates if c.read_voxels <= READ_CAP * budget] or [candidates[-1]]
     return max(cheap, key=lambda c: (math.prod(c.shape), -c.read_voxels))
+
+
+def level_shapes(shape: Sequence[int], scales: Sequence[Sequence[float]]) -> list[tuple[int, ...]]:
+    """Shapes of the pyramid levels over the box of an opened (possibly cropped) level-0 array.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Shape of the full-resolution array the pipeline segments.
+    scales : sequence of tuple of float
+        Voxel size of that array's level and of every coarser level, finest first.
+
+    Returns
+    -------
+    list of tuple of int
+        ``ceil(shape * scale0 / scale_L)`` for every level.
+    """
+    s0 = scales[0]
+    return [tuple(max(1, math.ceil(n * a / b - 1e-9)) for n, a, b in zip(shape, s0, s)) for s in scales]
+
+
+def bias_field_on_budget(coarse, keep, spacing: Sequence[float], max_voxels: int) -> np.ndarray:
+    """N4 bias field of the coarse grid, fitted on block means within a voxel budget.
+
+    N4 fits a smooth B-spline field (a few control points per axis), which a
+    few ten thousand voxels determine; its time grows with the voxels it is
+    given, so the coarse grid is reduced by block means (factors from
+    :func:`shrink_factors`) before the fit. With the coarse grid already within
+    the budget this is exactly :func:`voxelflow.ops.estimate_bias_field`.
+
+    Parameters
+    ----------
+    coarse : array, shape (Z, Y, X), numeric
+        Coarse image.
+    keep : array of bool, shape of ``coarse``
+        Voxels to fit on (the tissue). A reduced voxel is kept when its whole
+        block is (or, if that leaves nothing, when any of it is).
+    spacing : tuple of 3 float
+        Voxel size of ``coarse``.
+    max_voxels : int
+        Budget of the fit.
+
+    Returns
+    -------
+    numpy.ndarray, shape ``ceil(coarse.shape / factors)``, float32
+        Multiplicative field, mean 1 inside the fitted mask, covering the same
+        box as ``coarse``.
+
+    Raises
+    ------
+    InvalidInputError
+        If ``keep`` has another shape or is empty.
+    """
+    keep_np = np.asarray(keep, dtype=bool)
+    if keep_np.shape != tuple(coarse.shape):
+        raise InvalidInputError(f"bias mask shape {keep_np.shape} differs from the coarse shape {tuple(coarse.shape)}")
+    if not keep_np.any():
+        raise InvalidInputError("the bias-field mask is empty: the negative mask removes the whole coarse grid")
+    factors = shrink_factors(coarse.shape, spacing, int(max_voxels))
+    if all(f == 1 for f in factors):
+        return estimate_bias_field(np.asarray(coarse), mask=keep_np, spacing=spacing)
+    small = np.asarray(downsample(np.asarray(coarse, dtype=np.float32), factors, method="mean"))
+    mask = np.asarray(downsample(keep_np, factors, method="min"))
+    if not mask.any():
+        mask = np.asarray(downsample(keep_np, factors, method="max"))
+    return estimate_bias_field(small, mask=mask, spacing=tuple(s * f for s, f in zip(spacing, factors)))

@@ -89,6 +89,18 @@ def _bool(v):
     return v
 
 
+def _maybe_triple(v):
+    if v is None or v == "":
+        return None
+    return _triple()(v)
+
+
+def _maybe_positive_int(v):
+    if v is None or v == "":
+        return None
+    return _number(lo=1, integer=True)(v)
+
+
 def _maybe_int(v):
     if v is None or v == "":
         return None
@@ -104,8 +116,19 @@ SCHEMA: dict[str, Key] = {
     "atlas.url": Key("", _string(allow_empty=True), "an OME-Zarr label image path or URL (or empty)",
                      "atlas labels at any resolution covering the same physical extent"),
     "atlas.regions": Key("", _string(allow_empty=True), "a CSV/JSON region table or BrainGlobe folder (or empty)"),
-    "pipeline.coarse_factors": Key([2, 4, 4], _triple(), "three integers >= 1 (z, y, x)",
-                                   "max-pooling factors of the coarse level used for mask and bias"),
+    "pipeline.coarse_max_voxels": Key(None, _maybe_positive_int, "an integer >= 1 (voxels; or unset)",
+                                      "voxel budget of the coarse grid used for mask, bias field and "
+                                      "threshold (unset: 8388608 = 2**23); read from the input's pyramid "
+                                      "when a level fits"),
+    "pipeline.coarse_um": Key(None, _number(lo=0, allow_none=True), "a number > 0 (micrometres; or unset)",
+                              "voxel size of the coarse grid, e.g. 25 (the budget still caps its size)"),
+    "pipeline.coarse_factors": Key(None, _maybe_triple, "three integers >= 1 (z, y, x), or unset",
+                                   "old fixed-factor coarse level (max-pooling of level 0); prefer "
+                                   "pipeline.coarse_max_voxels or pipeline.coarse_um, which do not grow "
+                                   "with the scan"),
+    "pipeline.bias_max_voxels": Key(32768, _number(lo=1, integer=True), "an integer >= 1 (voxels)",
+                                    "voxel budget of the N4 fit (block means of the coarse grid); N4 time "
+                                    "grows with it, not with the scan"),
     "pipeline.bias": Key("auto", _bias, "'auto', true or false",
                          "N4 bias correction: auto = when SimpleITK is installed"),
     "pipeline.mask": Key("auto", _string(), "'auto', 'none' or an OME-Zarr mask path",
@@ -131,6 +154,10 @@ SCHEMA: dict[str, Key] = {
                          "chunk shape of stored full-resolution intermediates"),
     "output.levels": Key(3, _number(lo=1, integer=True), "an integer >= 1",
                          "pyramid levels of stored intermediates (viewer-friendly)"),
+    "output.full_res": Key("auto", _string(choices=("auto", "all", "none")), "'auto', 'all' or 'none'",
+                           "store the full-resolution foreground (BS) and labels (OS) in the cache: auto = "
+                           "only for scans of at most 2**26 voxels (67 MVox); otherwise objects are "
+                           "counted in one streaming pass"),
     "output.report": Key(True, _bool, "true or false", "write report.html when voxelflow.report exists"),
     "compute.scheduler": Key("", _string(allow_empty=True), "a scheduler address like tcp://host:8786 (or empty)"),
     "compute.workers": Key(0, _number(lo=0, integer=True), "an integer >= 0 (0 = threaded scheduler in-process)"),
@@ -207,6 +234,15 @@ def validate(values: dict[str, Any], where: str = "config") -> dict[str, Any]:
             out[name] = spec.check(raw)
         except _Bad:
             raise ConfigError(f"{where}: key {name!r}: expected {spec.expected}, got {raw!r}") from None
+    if out["pipeline.coarse_factors"] is not None and (
+        out["pipeline.coarse_max_voxels"] is not None or out["pipeline.coarse_um"] is not None
+    ):
+        raise ConfigError(
+            f"{where}: pipeline.coarse_factors (the old fixed max-pooling factors of level 0) cannot be "
+            "combined with pipeline.coarse_max_voxels or pipeline.coarse_um; drop coarse_factors: the "
+            "coarse grid is now chosen by a voxel budget or a voxel size in micrometres, so its cost "
+            "does not grow with the scan"
+        )
     return out
 
 

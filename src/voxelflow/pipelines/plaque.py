@@ -48,9 +48,9 @@ from voxelflow.errors import (
     OptionalDependencyError,
 )
 from voxelflow.io.atlas_files import read_region_table
-from voxelflow.ops import apply_bias_field, assign_regions, scale_nearest
-from voxelflow.ops import threshold as threshold_op
+from voxelflow.ops import apply_bias_field, assign_regions, object_table, scale_nearest, threshold_corrected
 from voxelflow.paths import VPath, as_vpath
+from voxelflow.pipelines.coarse import bias_field_on_budget, level_shapes, plan_coarse
 from voxelflow.pipelines.progress import ClusterProgressBar
 from voxelflow.runtime.compute import distributed_client, process_peak_memory_mb, worker_peak_memory_mb
 from voxelflow.steps import Step, StepRecord, keyed, record_steps
@@ -255,6 +255,9 @@ def call_mask_function(fn: Callable, coarse, scale) -> np.ndarray:
 def threshold_value(coarse, field, negative, factor: float) -> float:
     """``factor`` x the median bias-corrected coarse intensity inside the kept tissue.
 
+    ``field`` may be on a coarser grid than ``coarse`` (the N4 fit's); it is then
+    up-sampled linearly onto it.
+
     Raises
     ------
     EmptyResultError
@@ -262,7 +265,11 @@ def threshold_value(coarse, field, negative, factor: float) -> float:
     """
     img = np.asarray(coarse, dtype=np.float64)
     if field is not None:
-        img = img / np.maximum(np.asarray(field, dtype=np.float64), 1e-6)
+        field = np.asarray(field, dtype=np.float64)
+        if field.shape == img.shape:
+            img = img / np.maximum(field, 1e-6)
+        else:
+            img = np.asarray(apply_bias_field(img, field, dtype=np.float64))
     keep = ~np.asarray(negative, dtype=bool)
     if not keep.any():
         raise EmptyResultError(
@@ -271,15 +278,25 @@ def threshold_value(coarse, field, negative, factor: float) -> float:
     return float(factor * np.median(img[keep]))
 
 
-def foreground(img, field, negative, value: float, factors) -> da.Array:
-    """Binary segmentation (BS) at full resolution: bias-corrected scan above ``value``, outside the mask."""
-    if field is not None:
-        img = apply_bias_field(img, field)
-    bs = threshold_op(img, value)
-    neg = scale_nearest(
-        da.asarray(negative), factors, output_shape=img.shape, output_chunks=img.chunks
-    )
-    return bs & ~neg.astype(bool)
+def foreground(img, field, negative, value: float) -> da.Array:
+    """Binary segmentation (BS) at full resolution: bias-corrected scan above ``value``, outside the mask.
+
+    ``field`` and ``negative`` are coarse grids covering the scan's box; each
+    chunk up-samples only its own part (:func:`voxelflow.ops.threshold_corrected`).
+    """
+    return threshold_corrected(img, value, None if field is None else np.asarray(field),
+                               np.asarray(negative, dtype=bool))
+
+
+def objects_pass(img, field, negative, value: float, connectivity: int) -> pd.DataFrame:
+    """The object table (LC) of the foreground in one streaming pass over the scan.
+
+    Each chunk is read once, bias-corrected, thresholded, masked, labelled and
+    summarised; no full-resolution volume is written. Ids equal those
+    :func:`voxelflow.ops.label` gives the same foreground.
+    """
+    bs = foreground(img, field, negative, value)
+    return object_table(bs, intensity=img, connectivity=connectivity, kind="bs")
 
 
 def filter_objects(lc: pd.DataFrame, min_voxels: int, max_voxels, scale, translation) -> pd.DataFrame:
@@ -391,9 +408,10 @@ def run_plaque_pipeline(
     }
     atlas = _open_atlas(config, img.shape, scale) if config["atlas.url"] else None
     out_dir.mkdirs()
-    cf = tuple(config["pipeline.coarse_factors"])
-    coarse_scale = tuple(s * f for s, f in zip(scale, cf))
+    coarse_src, coarse_factors, coarse_method, coarse_info = _coarse_source(config, img, meta, scale)
+    coarse_scale = tuple(coarse_info["scale_um"])
     coarse_store = {"scale": coarse_scale}
+    store_full = _store_full_res(config, img)
 
     def ctx(name, storage=None, is_label=False):
         va = {"viewer": viewer, "name": name} if viewer is not None else None
@@ -408,7 +426,7 @@ def run_plaque_pipeline(
     records: list[StepRecord] = []
     try:
         with record_steps(listener) as records, bar:
-            coarse = steps.downsample(img, cf, method="max", **ctx("coarse", coarse_store))
+            coarse = steps.downsample(coarse_src, coarse_factors, method=coarse_method, **ctx("coarse", coarse_store))
 
             negative = _negative_mask(mask_setting, coarse, coarse_scale, config, ctx, coarse_store)
 
@@ -416,8 +434,9 @@ def run_plaque_pipeline(
             bias = config["pipeline.bias"]
             if bias is True or (bias == "auto" and _bias_available()):
                 try:
-                    field = steps.estimate_bias_field(coarse, mask=~negative, spacing=coarse_scale,
-                                                      **ctx("bias_field", coarse_store))
+                    field = Step(bias_field_on_budget, kind="IN->IN", name="bias_field")(
+                        coarse, ~negative, coarse_scale, config["pipeline.bias_max_voxels"],
+                        **ctx("bias_field", coarse_store))
                 except OptionalDependencyError:
                     if bias is True:
                         raise
@@ -430,17 +449,22 @@ def run_plaque_pipeline(
                 value = Step(threshold_value, kind="IN->IN")(
                     coarse, field, negative, config["pipeline.threshold_factor"], **ctx("threshold_value")
                 )
-            bs = Step(foreground, kind="IN->BS")(img, field, negative, value, cf, **ctx("foreground", full_store))
-            if config["pipeline.split"] == "watershed":
-                os_arr = steps.watershed_split(
-                    bs, config["pipeline.split_min_distance"], connectivity=config["pipeline.connectivity"],
-                    sampling=scale, **ctx("watershed", full_store, True),
-                )
+            connectivity = config["pipeline.connectivity"]
+            if store_full or config["pipeline.split"] == "watershed":
+                bs = Step(foreground, kind="IN->BS")(img, field, negative, value, **ctx("foreground", full_store))
+                if config["pipeline.split"] == "watershed":
+                    os_arr = steps.watershed_split(
+                        bs, config["pipeline.split_min_distance"], connectivity=connectivity,
+                        sampling=scale, **ctx("watershed", full_store, True),
+                    )
+                else:
+                    os_arr, _ = steps.label(bs, connectivity=connectivity, **ctx("label", full_store, True))
+                raw = steps.object_table(os_arr, intensity=img, connectivity=connectivity, kind="os",
+                                         **ctx("objects_raw"))
             else:
-                os_arr, _ = steps.label(bs, connectivity=config["pipeline.connectivity"],
-                                        **ctx("label", full_store, True))
-            raw = steps.object_table(os_arr, intensity=img, connectivity=config["pipeline.connectivity"], kind="os",
-                                     **ctx("objects_raw"))
+                # whole brains: one streaming, chunk-resumable pass, no full-resolution volume stored
+                raw = Step(objects_pass, kind="IN->LC", name="objects_raw")(
+                    img, field, negative, value, connectivity, **ctx("objects_raw"))
             objects = Step(filter_objects, kind="LC->LC")(
                 raw, config["pipeline.min_voxels"], config["pipeline.max_voxels"], scale, translation,
                 **ctx("objects"),
@@ -462,8 +486,47 @@ def run_plaque_pipeline(
         raise
 
     run = _write_outputs(out_dir, config, objects, regions, cache, records, meta, img, scale, value, len(raw),
-                         field is not None, t_start)
+                         field is not None, t_start, {**coarse_info, "full_res_stored": store_full})
     return PlaqueResult(objects, regions, density, run, out_dir, records)
+
+
+#: ``output.full_res = "auto"`` stores full-resolution intermediates up to this many voxels (67 M).
+AUTO_FULL_RES_VOXELS = 2**26
+
+
+def _store_full_res(config, img) -> bool:
+    setting = config["output.full_res"]
+    return setting == "all" or (setting == "auto" and img.size <= AUTO_FULL_RES_VOXELS)
+
+
+def _coarse_source(config, img, meta, scale):
+    """The array the coarse step reduces, its factors and method, and a description for run.json.
+
+    ``pipeline.coarse_factors`` (old setting): max-pooling of the segmented level by
+    fixed factors. Otherwise :func:`voxelflow.pipelines.coarse.plan_coarse` picks a
+    stored pyramid level (and block-mean factors) within the voxel budget or at
+    ``pipeline.coarse_um``, so no full-resolution voxel is read for it when a level fits.
+    """
+    factors = config["pipeline.coarse_factors"]
+    if factors is not None:
+        factors = tuple(factors)
+        return img, factors, "max", {
+            "level": config["input.level"], "factors": list(factors), "method": "max",
+            "shape": [-(-n // f) for n, f in zip(img.shape, factors)],
+            "scale_um": [s * f for s, f in zip(scale, factors)], "read_voxels": int(img.size),
+        }
+    first = config["input.level"]
+    spatial = [i for i, a in enumerate(meta.axes) if a.lower() in ("z", "y", "x")]
+    scales = [scale] + [tuple(meta.scales[k][i] for i in spatial) for k in range(first + 1, len(meta.levels))]
+    plan = plan_coarse(level_shapes(img.shape, scales), scales, max_voxels=config["pipeline.coarse_max_voxels"],
+                       coarse_um=config["pipeline.coarse_um"])
+    src = img
+    if plan.level:
+        src = open_scan(config["input.url"], config["input.channel"], first + plan.level)[0]
+    # the level's actual shape (crops round at each level) decides the grid
+    shape = tuple(-(-n // f) for n, f in zip(src.shape, plan.factors))
+    return src, plan.factors, "mean", {**plan.as_dict(), "level": first + plan.level, "shape": list(shape),
+                                       "voxels": int(np.prod(shape)), "method": "mean"}
 
 
 def _progress_bar(progress: bool, stream):
@@ -563,7 +626,8 @@ def _write_failure(out_dir, config, records, exc, t_start) -> None:
     (out_dir / "run.json").write_text(json.dumps(run, indent=1, default=str))
 
 
-def _write_outputs(out_dir, config, objects, regions, cache, records, meta, img, scale, value, n, biased, t_start):
+def _write_outputs(out_dir, config, objects, regions, cache, records, meta, img, scale, value, n, biased, t_start,
+                   coarse):
     (out_dir / "objects.parquet").write_bytes(objects.to_parquet(index=False))
     cols = [c for c in OBJECT_COLUMNS if c in objects.columns]
     (out_dir / "objects.csv").write_text(objects[cols].to_csv(index=False))
@@ -588,6 +652,7 @@ def _write_outputs(out_dir, config, objects, regions, cache, records, meta, img,
                   "scale_um": list(scale), "chunks": [list(c[:1]) for c in img.chunks]},
         "threshold": value,
         "bias_corrected": biased,
+        "coarse": coarse,
         "objects_above_threshold": int(n),
         "objects": int(len(objects)),
         "steps": [
