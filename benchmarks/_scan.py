@@ -42,7 +42,7 @@ LATTICE_UM = 100.0
 JITTER_UM = 20.0
 PLAQUE_R_UM = (6.0, 12.0)
 OCCUPANCY = 0.6
-FORMAT = 3  # bump when the generator changes, so stale data is rewritten
+FORMAT = 4  # bump when the generator changes, so stale data is rewritten
 
 #: Scans of the benchmark: name -> shape (z, y, x).
 SHAPES = {
@@ -91,14 +91,14 @@ def plant(shape, seed: int):
 
 
 def _vessels(shape, seed: int):
-    """Vessel tubes: points (n, 3) um on lines, direction (n, 3), radius um."""
+    """Vessel segments: start points (n, 3) um, end points (n, 3) um, radii (n,) um."""
     rng = np.random.default_rng([seed, 2])
     ext = np.array(shape, dtype=np.float64) * SCALE_UM
     n = max(4, int(np.prod(ext) / 4e8))
     p0 = rng.uniform(0.2, 0.8, size=(n, 3)) * ext
     d = rng.normal(size=(n, 3))
     d /= np.linalg.norm(d, axis=1, keepdims=True)
-    return p0, d, rng.uniform(4.0, 8.0, size=n)
+    return p0, p0 + d * rng.uniform(600.0, 2000.0, size=(n, 1)), rng.uniform(4.0, 8.0, size=n)
 
 
 def _plane_steps(nz: int, seed: int) -> np.ndarray:
@@ -124,25 +124,27 @@ def _draw(block_info, shape, seed, plaques, vessels, steps):
     rho = np.sqrt(((zz - centre[0]) / semi[0]) ** 2 + ((yy - centre[1]) / semi[1]) ** 2
                   + ((xx - centre[2]) / semi[2]) ** 2).astype(np.float32)
     tissue = rho < 1
-    depth = (1 - rho) * float(semi.min())
+    # distance to the surface, to first order: (1 - rho) / |grad rho|
+    grad = np.sqrt(((zz - centre[0]) / semi[0] ** 2) ** 2 + ((yy - centre[1]) / semi[1] ** 2) ** 2
+                   + ((xx - centre[2]) / semi[2] ** 2) ** 2) / np.maximum(rho, 1e-6)
+    depth = ((1 - rho) / np.maximum(grad, 1e-12)).astype(np.float32)
     img = np.where(tissue, np.float32(TISSUE), np.float32(BACKGROUND)).astype(np.float32)
     img[tissue & (depth < 8.0)] *= 2.8
-    # vessels: distance of each voxel to each line, only for lines near the block
     lo, hi = start * SCALE_UM, stop * SCALE_UM
-    p0, d, vr = vessels
-    for p, u, r in zip(p0, d, vr):
-        corners = np.array(np.meshgrid(*zip(lo, hi), indexing="ij")).reshape(3, -1).T - p
-        proj = corners @ u
-        # the closest point of the line to the block's box lies within these bounds
-        tmin, tmax = proj.min(), proj.max()
-        ts = np.linspace(tmin, tmax, 3)
-        near = np.array([np.linalg.norm(np.clip(p + t * u, lo, hi) - (p + t * u)) for t in ts])
-        if near.min() > r + np.linalg.norm(hi - lo):
+    for a, b, r in zip(*vessels):
+        # only the part of the block within r of the segment's bounding box
+        blo = np.maximum(np.minimum(a, b) - r, lo)
+        bhi = np.minimum(np.maximum(a, b) + r, hi)
+        if np.any(blo >= bhi):
             continue
-        vz, vy, vx = zz - p[0], yy - p[1], xx - p[2]
-        t = vz * u[0] + vy * u[1] + vx * u[2]
+        sl = tuple(slice(int(np.floor(u / s)) - a0, int(np.ceil(v / s)) - a0)
+                   for u, v, s, a0 in zip(blo, bhi, SCALE_UM, start))
+        u = b - a
+        vz, vy, vx = zz[sl[0]] - a[0], yy[:, sl[1]] - a[1], xx[:, :, sl[2]] - a[2]
+        t = np.clip((vz * u[0] + vy * u[1] + vx * u[2]) / (u @ u), 0, 1)
         dist2 = (vz - t * u[0]) ** 2 + (vy - t * u[1]) ** 2 + (vx - t * u[2]) ** 2
-        img[(dist2 < r * r) & tissue & (depth > 8.0)] = TISSUE * 1.35
+        sub = img[sl]
+        sub[(dist2 < r * r) & tissue[sl] & (depth[sl] > 8.0)] = TISSUE * 1.35
     pc, pr = plaques
     near = np.all((pc + pr[:, None] >= lo) & (pc - pr[:, None] < hi), axis=1)
     rng = np.random.default_rng([seed, 4, *block_info[None]["chunk-location"]])

@@ -516,8 +516,10 @@ def _coarse_source(config, img, meta, scale):
             "scale_um": [s * f for s, f in zip(scale, factors)], "read_voxels": int(img.size),
         }
     first = config["input.level"]
-    spatial = [i for i, a in enumerate(meta.axes) if a.lower() in ("z", "y", "x")]
-    scales = [scale] + [tuple(meta.scales[k][i] for i in spatial) for k in range(first + 1, len(meta.levels))]
+    # NGFF puts the space axes last; ratios to the opened level also carry ?slices= steps over
+    base = meta.scales[first][-3:]
+    scales = [scale] + [tuple(s * b / a for s, a, b in zip(scale, base, meta.scales[k][-3:]))
+                        for k in range(first + 1, len(meta.levels))]
     plan = plan_coarse(level_shapes(img.shape, scales), scales, max_voxels=config["pipeline.coarse_max_voxels"],
                        coarse_um=config["pipeline.coarse_um"])
     src = img
