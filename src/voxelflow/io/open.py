@@ -70,11 +70,11 @@ def _pick_channel(arr: da.Array, meta: OmeMeta, channel) -> tuple[da.Array, OmeM
                                 f"(axes {meta.axes})")
     ci = meta.axes.index("c")
     n = arr.shape[ci]
-    if isinstance(channel, str) and not channel.lstrip("-").isdigit():
-        if not names or channel not in names:
-            raise InvalidInputError(f"{meta.url}: no channel named {channel!r}; channels are "
-                                    f"{list(names) if names else list(range(n))}")
+    if isinstance(channel, str) and names and channel in names:
         index = list(names).index(channel)
+    elif isinstance(channel, str) and not channel.lstrip("-").isdigit():
+        raise InvalidInputError(f"{meta.url}: no channel named {channel!r}; channels are "
+                                f"{list(names) if names else list(range(n))}")
     else:
         index = int(channel)
         if not 0 <= index < n:
