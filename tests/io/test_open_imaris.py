@@ -11,8 +11,8 @@ import h5py
 import numpy as np
 import pytest
 from imaris_ims_file_reader.ims import ims as ims_reader
-
 from io_volumes import lightsheet_volume
+
 from voxelflow.errors import ImageFormatError, OptionalDependencyError
 from voxelflow.io import imaris
 from voxelflow.io.open import open_image

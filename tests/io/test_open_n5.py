@@ -8,8 +8,8 @@ import fsspec.implementations.local as fs_local
 import numpy as np
 import pytest
 import tensorstore as ts
-
 from io_volumes import lightsheet_volume
+
 from voxelflow.errors import ImageFormatError, InvalidInputError
 from voxelflow.io import n5 as n5_module
 from voxelflow.io.open import open_image

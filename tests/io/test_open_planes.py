@@ -9,8 +9,8 @@ import pytest
 import tifffile
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from io_volumes import lightsheet_volume
+
 from voxelflow.errors import ImageFormatError, InvalidInputError, InvalidPathError
 from voxelflow.io.open import open_image
 from voxelflow.io.planes import open_planes

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import tifffile
 import tifffile.tifffile as tifffile_core
-
 from io_volumes import lightsheet_volume
+
 from voxelflow.errors import ImageFormatError, InvalidInputError, InvalidPathError
 from voxelflow.io import tiff_stack
 from voxelflow.io.open import open_image

@@ -2,7 +2,7 @@
 
 Every reader (TIFF planes, TIFF stacks, Imaris, N5) describes what it found as an
 :class:`ImageFacts`; :func:`build_meta` turns it into the same
-:class:`~voxelflow.ome_zarr.metadata.OmeMeta` that OME-Zarr images get, after
+:class:`~voxelflow.io.ome_zarr.metadata.OmeMeta` that OME-Zarr images get, after
 resolving the voxel size: from the file, overridden by the caller's ``scale_um``,
 and an error (never a silent 1 um) when neither gives it.
 """
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from voxelflow.errors import InvalidInputError
-from voxelflow.ome_zarr.metadata import OmeMeta, axis_type
+from voxelflow.io.ome_zarr.metadata import OmeMeta, axis_type
 
 __all__ = ["ImageFacts", "build_meta", "length_in_um", "level_index", "override_scale"]
 

@@ -1,7 +1,7 @@
 """One opener for every input format: OME-Zarr, TIFF planes, TIFF stacks, Imaris, N5.
 
 :func:`open_image` looks at what the path is and returns the same pair for all of
-them: a lazy dask array and an :class:`~voxelflow.ome_zarr.metadata.OmeMeta`
+them: a lazy dask array and an :class:`~voxelflow.io.ome_zarr.metadata.OmeMeta`
 (axes, micrometre voxel sizes, pyramid levels, channel names), so pipelines and
 the viewer treat every format alike.
 """
@@ -12,8 +12,8 @@ import dask.array as da
 
 from voxelflow.errors import InvalidInputError, InvalidPathError
 from voxelflow.io.imagemeta import build_meta, override_scale
-from voxelflow.ome_zarr.metadata import OmeMeta, axis_type
-from voxelflow.ome_zarr.slices import split_slices
+from voxelflow.io.ome_zarr.metadata import OmeMeta, axis_type
+from voxelflow.io.ome_zarr.slices import split_slices
 from voxelflow.paths import VPath, as_vpath
 
 __all__ = ["FORMATS", "detect_format", "open_image"]
@@ -170,7 +170,7 @@ def open_image(url, level=0, *, scale_um=None, channel=None, storage_options: di
     if fmt not in FORMATS:
         raise InvalidInputError(f"format must be one of {FORMATS}, got {fmt!r}")
     if fmt == "ome-zarr":
-        from voxelflow.ome_zarr.read import open_ome_zarr
+        from voxelflow.io.ome_zarr.read import open_ome_zarr
 
         arr, meta = open_ome_zarr(url, level=level, storage_options=storage_options)
         if scale_um is not None:
