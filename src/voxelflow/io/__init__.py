@@ -4,7 +4,8 @@
 * :func:`open_image` (:mod:`voxelflow.io.open`): one opener for every input format, OME-Zarr,
   TIFF plane folders (:mod:`~voxelflow.io.planes`), TIFF stacks (:mod:`~voxelflow.io.tiff_stack`),
   Imaris (:mod:`~voxelflow.io.imaris`), N5 and BigStitcher XML (:mod:`~voxelflow.io.n5`).
-* :mod:`voxelflow.io.tiff`: TIFF stacks (``voxelflow convert``).
+* :func:`~voxelflow.io.convert.convert_to_ome_zarr`: any of them to OME-Zarr in one resumable pass
+  (``voxelflow convert``).
 * :mod:`voxelflow.io.atlas_files`: atlas region tables (CSV, JSON, BrainGlobe folders).
 * :mod:`voxelflow.io.regions`: the region-table schema (checks, no file access).
 * :mod:`voxelflow.io.blockreduce`, :mod:`voxelflow.io.blockmean`: block reduction

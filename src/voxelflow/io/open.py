@@ -108,7 +108,7 @@ def _override_ome_zarr_scale(meta: OmeMeta, scale_um) -> OmeMeta:
 
 
 def open_image(url, level=0, *, scale_um=None, channel=None, storage_options: dict | None = None,
-               format: str | None = None) -> tuple[da.Array, OmeMeta]:
+               format: str | None = None, planes_per_chunk: int | None = None) -> tuple[da.Array, OmeMeta]:
     """Open an image of any supported format lazily.
 
     Parameters
@@ -132,6 +132,9 @@ def open_image(url, level=0, *, scale_um=None, channel=None, storage_options: di
         fsspec options for remote URLs.
     format : str, optional
         One of :data:`FORMATS`, to skip detection.
+    planes_per_chunk : int, optional
+        For TIFF inputs (plane folders and stacks): z planes per dask chunk
+        (default about 32 MiB). Other formats keep their stored chunking.
 
     Returns
     -------
@@ -179,7 +182,7 @@ def open_image(url, level=0, *, scale_um=None, channel=None, storage_options: di
         if slice_text is not None:
             raise InvalidInputError(f"{text}: ?slices= selections are read from OME-Zarr only; convert the "
                                     f"{fmt} input first or slice the returned array")
-        opener = _opener(fmt)
+        opener = _opener(fmt, planes_per_chunk)
         path = url if isinstance(url, VPath) else as_vpath(base, storage_options)
         # Level names and negative levels are resolved against the reader's own list first.
         first, facts = opener(path, 0)
@@ -191,15 +194,15 @@ def open_image(url, level=0, *, scale_um=None, channel=None, storage_options: di
     return arr, meta
 
 
-def _opener(fmt: str):
+def _opener(fmt: str, planes_per_chunk: int | None):
     if fmt == "tiff-planes":
         from voxelflow.io.planes import open_planes
 
-        return lambda path, level: open_planes(path)
+        return lambda path, level: open_planes(path, planes_per_chunk=planes_per_chunk)
     if fmt == "tiff":
         from voxelflow.io.tiff_stack import open_tiff_stack
 
-        return lambda path, level: open_tiff_stack(path, level)
+        return lambda path, level: open_tiff_stack(path, level, planes_per_chunk=planes_per_chunk)
     if fmt == "imaris":
         from voxelflow.io.imaris import open_imaris
 

@@ -174,18 +174,24 @@ class TiffSeriesArray:
                                    "the file is truncated or corrupt") from exc
 
 
-def _dask_chunks(shape, axes: str, store_chunks, itemsize: int) -> tuple[int, ...]:
-    """Whole stored chunks, grown along the non-plane axes (fastest first) up to ``CHUNK_BYTES``."""
+def _dask_chunks(shape, axes: str, store_chunks, itemsize: int, planes: int | None) -> tuple[int, ...]:
+    """Whole stored chunks, grown along the non-plane axes (fastest first) up to ``CHUNK_BYTES``.
+
+    ``planes`` fixes the z extent instead (rounded to whole stored chunks).
+    """
     chunks = list(store_chunks)
     for i in reversed(range(len(axes))):
         if axes[i] in "YXS":
+            continue
+        if planes and axes[i] in "ZQI":
+            chunks[i] = min(shape[i], max(chunks[i], planes // chunks[i] * chunks[i]))
             continue
         grow = max(1, CHUNK_BYTES // (math.prod(chunks) * itemsize))
         chunks[i] = min(shape[i], chunks[i] * grow)
     return tuple(chunks)
 
 
-def open_tiff_stack(url, level: int = 0, *, storage_options: dict | None = None):
+def open_tiff_stack(url, level: int = 0, *, storage_options: dict | None = None, planes_per_chunk: int | None = None):
     """Open the first image series of a TIFF file lazily.
 
     Parameters
@@ -197,6 +203,8 @@ def open_tiff_stack(url, level: int = 0, *, storage_options: dict | None = None)
         Pyramid level (OME-TIFF sub-resolutions), 0 = full resolution.
     storage_options : dict, optional
         fsspec options.
+    planes_per_chunk : int, optional
+        z planes per dask chunk; default about 32 MiB per chunk.
 
     Returns
     -------
@@ -246,7 +254,7 @@ def open_tiff_stack(url, level: int = 0, *, storage_options: dict | None = None)
     order = sorted(range(len(names)), key=lambda i: _ORDER.index(names[i]))
     axes = tuple(names[i] for i in order)
     reader = TiffSeriesArray(path.fs, path.path, 0, level, shapes_raw[level], dtype)
-    chunks = _dask_chunks(shapes_raw[level], tiff_axes, store_chunks, dtype.itemsize)
+    chunks = _dask_chunks(shapes_raw[level], tiff_axes, store_chunks, dtype.itemsize, planes_per_chunk)
     info = path.fs.info(path.path)
     token = tokenize(where, info.get("size"), str(info.get("mtime")), level, chunks)
     arr = da.from_array(reader, chunks=chunks, name=f"tiff-{token}", asarray=False, fancy=False,
