@@ -35,6 +35,7 @@ Model protocol
 from __future__ import annotations
 
 import math
+import uuid
 from collections.abc import Sequence
 
 import dask.array as da
@@ -221,7 +222,7 @@ def predict(
     stride = chunk_stride(spatial_chunks) if output == "instances" else 0
     grid = tuple(len(c) for c in spatial_chunks)
 
-    token = tokenize(image, model, depth, output, channels, channel_axis, batch_size, out_dtype, pad_mode,
+    token = tokenize(image, _model_token(model), depth, output, channels, channel_axis, batch_size, out_dtype, pad_mode,
                      threshold, iou)
     group_name = f"vf-predict-group-{token}"
     dsk = {}
@@ -259,6 +260,19 @@ def predict(
     graph = HighLevelGraph.from_collections(out_name, dsk, dependencies=[image])
     meta = np.empty((0,) * len(chunks), dtype=out_dtype)
     return da.Array(graph, out_name, chunks, dtype=out_dtype, meta=meta)
+
+
+def _model_token(model):
+    """What names a model in task keys.
+
+    Models that know their identity (the file adapters hash their bytes) give
+    ``__dask_tokenize__``; any other callable gets a fresh token per call, because
+    hashing an arbitrary object makes dask pickle it by value, which replaced the
+    methods of a class defined in ``__main__`` or in a function by copies.
+    """
+    if hasattr(model, "__dask_tokenize__"):
+        return model.__dask_tokenize__()
+    return uuid.uuid4().hex
 
 
 def _as_image(image, channel_axis) -> da.Array:
