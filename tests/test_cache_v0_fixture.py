@@ -12,7 +12,6 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-import scipy.ndimage as ndi
 
 import voxelflow
 

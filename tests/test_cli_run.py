@@ -9,7 +9,7 @@ import pytest
 
 from pipeline_helpers import small_overrides, write_small_scan
 from voxelflow.cli import main
-from voxelflow.config import load_config, to_toml
+from voxelflow.pipelines.config import load_config, to_toml
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +83,7 @@ def test_demo_small_meets_accuracy_and_caches(tmp_path, capsys):
 
 _SLOW_RUN = """
 import sys, time
-import voxelflow.ops.objects as objects
+import voxelflow.ops._objects as objects
 def stuck(*args, **kwargs):
     time.sleep(120)  # killed long before this returns
 objects.object_table = stuck

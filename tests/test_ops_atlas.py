@@ -10,9 +10,9 @@ import tifffile
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from voxelflow.atlas_io import read_brainglobe_atlas
 from voxelflow.errors import InvalidInputError, InvalidPathError
-from voxelflow.ops.atlas import assign_regions, count_by_region, read_region_table, region_volumes
+from voxelflow.io.atlas_files import read_brainglobe_atlas, read_region_table
+from voxelflow.ops._atlas import assign_regions, count_by_region, region_volumes
 
 # root 997 -> {8 -> {100, 200 -> {201}}, 300}
 REGIONS = pd.DataFrame({

@@ -9,9 +9,9 @@ from skimage.exposure import rescale_intensity as sk_rescale
 
 from ops_helpers import chunkings
 from voxelflow.errors import InvalidInputError
-from voxelflow.ops.masks import apply_negative_mask, upsample_mask
-from voxelflow.ops.normalize import percentile_range, rescale_intensity
-from voxelflow.ops.threshold import threshold
+from voxelflow.ops._masks import apply_negative_mask, upsample_mask
+from voxelflow.ops._normalize import percentile_range, rescale_intensity
+from voxelflow.ops._threshold import threshold
 
 
 @settings(max_examples=15, deadline=None)

@@ -230,7 +230,7 @@ def _resolve_density(run, meta, density):
         if density is None:
             return None
     if isinstance(density, (str, Path)):
-        from voxelflow.ome_zarr import open_ome_zarr
+        from voxelflow.io.ome_zarr import open_ome_zarr
 
         arr, ome = open_ome_zarr(str(density), level=0)
         return _as_3d(arr, "density", 0, ome.axes)
@@ -239,7 +239,7 @@ def _resolve_density(run, meta, density):
 
 def _open_coarse(url: str, channel: int):
     """Open the coarsest pyramid level of ``url`` with a side >= the display target."""
-    from voxelflow.ome_zarr import open_ome_zarr
+    from voxelflow.io.ome_zarr import open_ome_zarr
 
     full, meta = open_ome_zarr(url, level=0)
     full3 = _as_3d(full, "image", channel, meta.axes)

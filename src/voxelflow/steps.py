@@ -379,7 +379,7 @@ def _write_output(value: Any, url: str, storage: dict) -> str:
     from voxelflow.cache import cdir_commit, save
 
     if isinstance(value, (da.Array, np.ndarray)):
-        from voxelflow.ome_zarr import write_ome_zarr
+        from voxelflow.io.ome_zarr import write_ome_zarr
 
         write_ome_zarr(value, str(VPath(url) / "data.ome.zarr"), overwrite=True, **storage)
         cdir_commit(url)
@@ -407,7 +407,7 @@ def _read_output(kind: str, url: str, name: str) -> Any:
     from voxelflow.cache import load
 
     if kind == "image":
-        from voxelflow.ome_zarr import open_ome_zarr
+        from voxelflow.io.ome_zarr import open_ome_zarr
 
         arr, _ = open_ome_zarr(str(VPath(url) / "data.ome.zarr"))
         # a name derived from the key makes downstream keys follow upstream ones
@@ -607,14 +607,14 @@ def step(fn: Callable | None = None, *, kind: str | None = None, name: str | Non
 
 # --- built-in steps: one per op (DESIGN.md data types) -------------------------------------
 
-threshold = Step("voxelflow.ops.threshold:threshold", kind="IN->BS")
-label = Step("voxelflow.ops.label:label", kind="BS->OS")
-object_table = Step("voxelflow.ops.objects:object_table", kind="OS->LC")
-watershed_split = Step("voxelflow.ops.watershed:watershed_split", kind="BS->OS")
-blob_detect = Step("voxelflow.ops.blobs:blob_detect", kind="IN->LC")
-downsample = Step("voxelflow.ops.resample:downsample", kind="IN->IN")
-estimate_bias_field = Step("voxelflow.ops.bias:estimate_bias_field", kind="IN->IN")
-apply_bias_field = Step("voxelflow.ops.bias:apply_bias_field", kind="IN->IN")
-density_map = Step("voxelflow.ops.density:density_map", kind="LC->CD")
-assign_regions = Step("voxelflow.ops.atlas:assign_regions", kind="LC->LC")  # returns the region_id Series
-count_by_region = Step("voxelflow.ops.atlas:count_by_region", kind="LC->RC")
+threshold = Step("voxelflow.ops._threshold:threshold", kind="IN->BS")
+label = Step("voxelflow.ops._label:label", kind="BS->OS")
+object_table = Step("voxelflow.ops._objects:object_table", kind="OS->LC")
+watershed_split = Step("voxelflow.ops._watershed:watershed_split", kind="BS->OS")
+blob_detect = Step("voxelflow.ops._blobs:blob_detect", kind="IN->LC")
+downsample = Step("voxelflow.ops._resample:downsample", kind="IN->IN")
+estimate_bias_field = Step("voxelflow.ops._bias:estimate_bias_field", kind="IN->IN")
+apply_bias_field = Step("voxelflow.ops._bias:apply_bias_field", kind="IN->IN")
+density_map = Step("voxelflow.ops._density:density_map", kind="LC->CD")
+assign_regions = Step("voxelflow.ops._atlas:assign_regions", kind="LC->LC")  # returns the region_id Series
+count_by_region = Step("voxelflow.ops._atlas:count_by_region", kind="LC->RC")

@@ -1,33 +1,84 @@
 """Pure chunked algorithms on dask arrays and tables: no I/O, caching or display.
 
-Import each function from its module (``from voxelflow.ops.label import label``);
-the package itself defines no names, so a module and the function it is named
-after (``label``, ``threshold``) never shadow each other. Every function takes and returns dask arrays (numpy input is accepted) or pandas
-tables and computes exactly what its ``scipy.ndimage`` / ``scikit-image``
-counterpart computes on the whole array, whatever the chunking.
+Import every function from here (``from voxelflow.ops import label,
+object_table``); the modules behind this face are private. Every function takes
+and returns dask arrays (numpy input is accepted) or pandas tables and computes
+exactly what its ``scipy.ndimage`` / ``scikit-image`` counterpart computes on the
+whole array, whatever the chunking.
 
 ============================  =========  ==========================================
-function                      types      module
+function                      types      what
 ============================  =========  ==========================================
-``threshold``                 IN -> BS   :mod:`voxelflow.ops.threshold`
-``upsample_mask``,            BS         :mod:`voxelflow.ops.masks`
+``threshold``                 IN -> BS   voxels above a value
+``upsample_mask``,            BS         coarse masks on the full-resolution grid
 ``apply_negative_mask``
-``percentile_range``,         IN         :mod:`voxelflow.ops.normalize`
+``percentile_range``,         IN         intensity range and rescaling
 ``rescale_intensity``
-``label``                     BS -> OS   :mod:`voxelflow.ops.label`
-``object_table``              BS/OS->LC  :mod:`voxelflow.ops.objects`
-``watershed_split``           BS -> OS   :mod:`voxelflow.ops.watershed`
-``blob_detect``               IN -> LC   :mod:`voxelflow.ops.blobs`
-``count_objects``,            LC -> CC   :mod:`voxelflow.ops.counts`
+``label``                     BS -> OS   exact connected components
+``object_table``              BS/OS->LC  one row per object (centroid, size, stats, bbox)
+``watershed_split``           BS -> OS   distance-transform watershed of touching objects
+``blob_detect``               IN -> LC   LoG / DoG blob detection
+``count_objects``,            LC -> CC   objects per block
 ``count_per_block``,
 ``count_labels_per_chunk``
-``density_map``               LC -> CD   :mod:`voxelflow.ops.density`
-``assign_regions``,           LC -> RC   :mod:`voxelflow.ops.atlas`
-``count_by_region``
-``downsample``,               any        :mod:`voxelflow.ops.resample`
+``density_map``               LC -> CD   objects per coarse voxel
+``assign_regions``,           LC -> RC   atlas region of every object, counts per region
+``count_by_region``,
+``region_volumes``, ``rollup``
+``downsample``,               any        block reduction, nearest resampling
 ``scale_nearest``,
 ``affine_nearest``
-``estimate_bias_field``,      IN         :mod:`voxelflow.ops.bias` (``bias`` extra)
+``estimate_bias_field``,      IN         N4 bias field (``bias`` extra: SimpleITK)
 ``apply_bias_field``
 ============================  =========  ==========================================
 """
+
+from voxelflow.ops._atlas import RC_COLUMNS, assign_regions, count_by_region, region_volumes, rollup
+from voxelflow.ops._bias import BIAS_METHODS, apply_bias_field, estimate_bias_field
+from voxelflow.ops._blobs import BLOB_METHODS, blob_detect
+from voxelflow.ops._counts import (
+    COUNT_METHODS,
+    centroid_voxels,
+    count_labels_per_chunk,
+    count_objects,
+    count_per_block,
+)
+from voxelflow.ops._density import density_map
+from voxelflow.ops._label import label
+from voxelflow.ops._masks import apply_negative_mask, upsample_mask
+from voxelflow.ops._normalize import percentile_range, rescale_intensity
+from voxelflow.ops._objects import object_table
+from voxelflow.ops._resample import DOWNSAMPLE_METHODS, affine_nearest, downsample, scale_nearest
+from voxelflow.ops._threshold import threshold
+from voxelflow.ops._watershed import watershed_split
+
+__all__ = [
+    "BIAS_METHODS",
+    "BLOB_METHODS",
+    "COUNT_METHODS",
+    "DOWNSAMPLE_METHODS",
+    "RC_COLUMNS",
+    "affine_nearest",
+    "apply_bias_field",
+    "apply_negative_mask",
+    "assign_regions",
+    "blob_detect",
+    "centroid_voxels",
+    "count_by_region",
+    "count_labels_per_chunk",
+    "count_objects",
+    "count_per_block",
+    "density_map",
+    "downsample",
+    "estimate_bias_field",
+    "label",
+    "object_table",
+    "percentile_range",
+    "region_volumes",
+    "rescale_intensity",
+    "rollup",
+    "scale_nearest",
+    "threshold",
+    "upsample_mask",
+    "watershed_split",
+]

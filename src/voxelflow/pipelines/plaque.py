@@ -47,13 +47,12 @@ from voxelflow.errors import (
     InvalidPathError,
     OptionalDependencyError,
 )
-from voxelflow.ops import atlas as atlas_op
-from voxelflow.ops import bias as bias_op
-from voxelflow.ops import resample
+from voxelflow.io.atlas_files import read_region_table
+from voxelflow.ops import apply_bias_field, assign_regions, scale_nearest
 from voxelflow.ops import threshold as threshold_op
 from voxelflow.paths import VPath, as_vpath
-from voxelflow.pipelines import distributed_client, process_peak_memory_mb, worker_peak_memory_mb
 from voxelflow.pipelines.progress import ClusterProgressBar
+from voxelflow.runtime.compute import distributed_client, process_peak_memory_mb, worker_peak_memory_mb
 from voxelflow.steps import Step, StepRecord, keyed, record_steps
 
 __all__ = [
@@ -138,7 +137,7 @@ def open_scan(url: str, channel: int | None = None, level: int = 0, storage_opti
         If the channel is missing, out of range or needed but not given, or the
         image is not 3-D after picking it.
     """
-    from voxelflow.ome_zarr import open_ome_zarr
+    from voxelflow.io.ome_zarr import open_ome_zarr
 
     base = url.split("?", 1)[0]
     path = as_vpath(base, storage_options)
@@ -239,7 +238,7 @@ def user_mask_on_grid(mask, shape) -> da.Array:
     m = da.asarray(mask)
     if m.ndim != 3:
         raise InvalidInputError(f"pipeline.mask must be a 3-D image, got shape {m.shape}")
-    return resample.scale_nearest(m != 0, output_shape=tuple(shape))
+    return scale_nearest(m != 0, output_shape=tuple(shape))
 
 
 def call_mask_function(fn: Callable, coarse, scale) -> np.ndarray:
@@ -275,9 +274,9 @@ def threshold_value(coarse, field, negative, factor: float) -> float:
 def foreground(img, field, negative, value: float, factors) -> da.Array:
     """Binary segmentation (BS) at full resolution: bias-corrected scan above ``value``, outside the mask."""
     if field is not None:
-        img = bias_op.apply_bias_field(img, field)
-    bs = threshold_op.threshold(img, value)
-    neg = resample.scale_nearest(
+        img = apply_bias_field(img, field)
+    bs = threshold_op(img, value)
+    neg = scale_nearest(
         da.asarray(negative), factors, output_shape=img.shape, output_chunks=img.chunks
     )
     return bs & ~neg.astype(bool)
@@ -356,7 +355,7 @@ def run_plaque_pipeline(
     Parameters
     ----------
     config : dict
-        Dotted keys as returned by :func:`voxelflow.config.load_config`.
+        Dotted keys as returned by :func:`voxelflow.pipelines.config.load_config`.
     mask : str or callable, optional
         Overrides ``pipeline.mask``: ``'auto'``, ``'none'``, an OME-Zarr path,
         or ``fn(coarse: ndarray, scale: tuple) -> bool ndarray`` (True = discard).
@@ -493,7 +492,7 @@ def _negative_mask(setting, coarse, coarse_scale, config, ctx, coarse_store):
         return Step(call_mask_function, kind="IN->BS", name="negative_mask")(
             setting, coarse, coarse_scale, **ctx("negative_mask", coarse_store)
         )
-    from voxelflow.ome_zarr import open_ome_zarr
+    from voxelflow.io.ome_zarr import open_ome_zarr
 
     if not VPath(setting.split("?", 1)[0]).exists():
         raise InvalidPathError(f"pipeline.mask {setting!r} does not exist; expected 'auto', 'none' or an OME-Zarr")
@@ -506,7 +505,7 @@ def _negative_mask(setting, coarse, coarse_scale, config, ctx, coarse_store):
 
 def _open_atlas(config, shape, scale):
     """Open and check the atlas before any voxel work: it must cover the scan's physical extent."""
-    from voxelflow.ome_zarr import open_ome_zarr
+    from voxelflow.io.ome_zarr import open_ome_zarr
 
     url = config["atlas.url"]
     if not VPath(url.split("?", 1)[0]).exists():
@@ -528,12 +527,12 @@ def _open_atlas(config, shape, scale):
             f"covers {tuple(float(v) for v in np.round(img_ext, 1))} um; the atlas must be registered to the "
             "scan (same physical extent, any resolution)"
         )
-    return labels, ascale, atlas_op.read_region_table(config["atlas.regions"])
+    return labels, ascale, read_region_table(config["atlas.regions"])
 
 
 def add_regions(objects: pd.DataFrame, labels, atlas_scale, scale, shape, regions: pd.DataFrame) -> pd.DataFrame:
     """The object table with ``region_id`` (atlas voxel under the centroid) and ``region_acronym``."""
-    rid = atlas_op.assign_regions(objects, labels, atlas_scale, scale, image_shape=shape)
+    rid = assign_regions(objects, labels, atlas_scale, scale, image_shape=shape)
     acronyms = dict(zip(regions["id"], regions["acronym"]))
     out = objects.assign(region_id=rid.to_numpy())
     out["region_acronym"] = [acronyms.get(int(r), "") for r in out["region_id"]]

@@ -124,7 +124,7 @@ def _holds_nodes(folder: VPath, depth: int) -> bool:
     napari asks the reader about every folder a user opens; walking a large
     foreign tree to the bottom would stall it.
     """
-    from voxelflow.cache_marker import is_node
+    from voxelflow.cache import is_node
 
     if is_node(folder):
         return True
@@ -134,7 +134,7 @@ def _holds_nodes(folder: VPath, depth: int) -> bool:
 
 
 def _checked_image(path: VPath) -> str:
-    from voxelflow.ome_zarr.read import read_metadata
+    from voxelflow.io.ome_zarr.read import read_metadata
 
     try:
         read_metadata(path)
@@ -154,7 +154,7 @@ def list_cached_steps(root, storage_options: dict | None = None) -> list[CachedS
     root : str or VPath
         A cache root or any folder with cache nodes below it.
     """
-    from voxelflow.cache_tree import iter_tree
+    from voxelflow.cache import iter_tree
 
     root = as_vpath(root, storage_options)
     out: list[CachedStep] = []

@@ -37,7 +37,7 @@ def object_table(
         Either an ordinal segmentation (OS: integer labels, 0 = background,
         globally unique ids; an object is the set of voxels with one id) or a
         binary segmentation (BS: non-zero = foreground), which is labelled
-        exactly as :func:`voxelflow.ops.label.label` would, in the same single
+        exactly as :func:`voxelflow.ops._label.label` would, in the same single
         pass that gathers the statistics. Ids then equal the ids ``label``
         gives for the same array, chunking and connectivity.
     intensity : dask.array.Array or numpy.ndarray, optional

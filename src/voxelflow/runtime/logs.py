@@ -10,7 +10,7 @@ closed terminal or a killed process.
 Examples
 --------
 >>> import tempfile
->>> from voxelflow.logs import tee_logs
+>>> from voxelflow.runtime.logs import tee_logs
 >>> folder = tempfile.mkdtemp()
 >>> with tee_logs(folder) as logs:
 ...     print("hello")

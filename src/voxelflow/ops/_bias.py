@@ -10,7 +10,7 @@ full-size field never exists in memory.
 Geometry: the field and the image cover the same box. Image voxel ``i`` on an
 axis of length ``n`` sits at field coordinate ``u = (i + 0.5) * m / n - 0.5``
 (``m`` = field length), i.e. voxel centres are aligned, as in
-:func:`voxelflow.ops.resample.scale_nearest`.
+:func:`voxelflow.ops._resample.scale_nearest`.
 """
 
 from __future__ import annotations

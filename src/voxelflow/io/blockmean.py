@@ -5,7 +5,7 @@ writes, so its cost adds straight onto the write time. The numpy reduction needs
 several passes over the chunk (one per axis plus rounding and casting); the
 numba kernel here reads each voxel once and keeps one row of sums in cache.
 
-Semantics are those of :mod:`voxelflow.blockreduce`: border-cut blocks average
+Semantics are those of :mod:`voxelflow.io.blockreduce`: border-cut blocks average
 the voxels that exist; integer results are ``floor(sum / n + 1/2)`` computed
 exactly in an integer accumulator (identical to numpy); float results are the
 float64 mean cast to the input dtype (equal up to the order of the float64 sums). Arrays the kernel does not cover (bool, 64-bit integers,

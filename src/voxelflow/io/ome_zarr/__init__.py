@@ -5,9 +5,9 @@ suffix) lazily with :func:`open_ome_zarr`; write images with pyramids computed i
 one pass with :func:`write_ome_zarr`, and label images with :func:`write_labels`.
 """
 
-from voxelflow.ome_zarr.metadata import OmeMeta
-from voxelflow.ome_zarr.read import open_ome_zarr
-from voxelflow.ome_zarr.slices import parse_slices
-from voxelflow.ome_zarr.write import write_labels, write_ome_zarr
+from voxelflow.io.ome_zarr.metadata import OmeMeta
+from voxelflow.io.ome_zarr.read import open_ome_zarr
+from voxelflow.io.ome_zarr.slices import parse_slices
+from voxelflow.io.ome_zarr.write import write_labels, write_ome_zarr
 
 __all__ = ["OmeMeta", "open_ome_zarr", "parse_slices", "write_labels", "write_ome_zarr"]

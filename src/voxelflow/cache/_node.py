@@ -1,30 +1,4 @@
-"""Crash-safe hierarchical result cache.
-
-A *cache node* is a folder (local path or fsspec URL). Its result lives in
-payload files inside it, its sub-steps in child nodes (sub-folders), and three
-bookkeeping files say what it is (see :mod:`voxelflow.cache_marker` and
-:mod:`voxelflow.cache_lock`). The usual pattern, as in the original manual::
-
-    node = cdir_init(url, key={"sigma": 2})
-    if not node.commit:          # None: must compute; datetime: done
-        save(url, compute())     # writes the payload, then commits the node
-    result = load(url)
-
-Guarantees
-----------
-* The commit marker is written last and atomically, so a node killed at any
-  moment is either committed with its whole payload or not committed.
-* Re-initialising an uncommitted node clears its partial contents but keeps
-  committed child nodes (and nodes another live process is computing), so a
-  crashed parent resumes from its finished children.
-* A committed node whose key differs from the requested one is wiped (with its
-  children) and recomputed; the reason is logged on the ``voxelflow.cache`` logger.
-* A node being computed by another live process is never cleared: ``cdir_init``
-  waits until that process commits (then returns the commit) or dies (then takes
-  over), or raises :class:`~voxelflow.errors.CacheLockedError` after ``timeout``.
-* A file, or a non-empty folder that is neither a node nor a folder holding
-  only nodes, is never wiped: :class:`~voxelflow.errors.NotACacheNodeError`.
-"""
+"""Cache nodes: open, query, commit, save and load (the logic behind :mod:`voxelflow.cache`)."""
 
 from __future__ import annotations
 
@@ -38,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from voxelflow.cache_lock import (
+from voxelflow.cache._lock import (
     is_live,
     is_mine,
     owned_lock,
@@ -46,7 +20,7 @@ from voxelflow.cache_lock import (
     release,
     try_acquire,
 )
-from voxelflow.cache_marker import (
+from voxelflow.cache._marker import (
     BOOKKEEPING_PREFIX,
     IDENTITY_NAME,
     LOCK_NAME,
@@ -58,6 +32,7 @@ from voxelflow.cache_marker import (
     write_identity,
     write_marker,
 )
+from voxelflow.cache._store import prepare_payload, read_payload, write_payload
 from voxelflow.errors import (
     CacheError,
     CacheLockedError,
@@ -68,7 +43,6 @@ from voxelflow.errors import (
     VoxelflowError,
 )
 from voxelflow.paths import VPath, as_vpath
-from voxelflow.store import prepare_payload, read_payload, write_payload
 
 __all__ = ["CacheNode", "cached", "cdir_commit", "cdir_init", "cdir_query", "load", "save"]
 

@@ -7,8 +7,7 @@ size ``s`` (micrometres) spans ``[i * s, (i + 1) * s)``, so its centre is at
 image) is at ``(c + 0.5) * object_scale`` and belongs to atlas voxel
 ``floor((c + 0.5) * object_scale / atlas_scale)``.
 
-Region files are read by :mod:`voxelflow.atlas_io`; :func:`read_region_table`
-is re-exported here for convenience.
+Region files are read by :func:`voxelflow.io.atlas_files.read_region_table`.
 """
 
 from __future__ import annotations
@@ -20,10 +19,10 @@ import dask.array as da
 import numpy as np
 import pandas as pd
 
-from voxelflow.atlas_io import read_region_table, region_depths, validate_region_table
 from voxelflow.errors import InvalidInputError
+from voxelflow.io.regions import region_depths, validate_region_table
 
-__all__ = ["read_region_table", "assign_regions", "region_volumes", "rollup", "count_by_region", "RC_COLUMNS"]
+__all__ = ["assign_regions", "region_volumes", "rollup", "count_by_region", "RC_COLUMNS"]
 
 RC_COLUMNS = ["id", "acronym", "name", "parent", "count", "count_self", "volume_mm3", "density_per_mm3"]
 _AXES = ("z", "y", "x")

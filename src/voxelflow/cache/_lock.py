@@ -41,7 +41,7 @@ from typing import Any
 
 import psutil
 
-from voxelflow.cache_marker import LOCK_NAME
+from voxelflow.cache._marker import LOCK_NAME
 from voxelflow.paths import VPath
 
 __all__ = ["HEARTBEAT_SECONDS", "LEASE_SECONDS", "LockInfo", "owned_lock", "read_lock", "refresh_held", "release", "try_acquire"]

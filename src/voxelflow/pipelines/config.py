@@ -7,7 +7,7 @@ was expected, e.g. ``pipeline.threshold: expected a number > 0, got 'high'``.
 
 Examples
 --------
->>> from voxelflow.config import load_config
+>>> from voxelflow.pipelines.config import load_config
 >>> cfg = load_config(None, overrides=["input.url=scan.ome.zarr", "output.folder=run", "pipeline.min_voxels=10"])
 >>> cfg["pipeline.min_voxels"], cfg["pipeline.bias"]
 (10, 'auto')

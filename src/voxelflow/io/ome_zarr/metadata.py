@@ -246,7 +246,7 @@ def _multiscale(version, axes, units, paths, scales, translations, name, method)
     if name is not None:
         ms["name"] = str(name)
     ms["type"] = method
-    ms["metadata"] = {"writer": WRITER, "method": f"voxelflow.blockreduce.block_reduce({method!r})"}
+    ms["metadata"] = {"writer": WRITER, "method": f"voxelflow.io.blockreduce.block_reduce({method!r})"}
     if version == "0.4":
         ms = {"version": "0.4", **ms}
     return ms

@@ -1,12 +1,10 @@
 """Reading atlas files: region hierarchies and locally downloaded BrainGlobe atlases.
 
 This is the I/O half of atlas counting (the pure half is
-:mod:`voxelflow.ops.atlas`). Nothing here downloads: a BrainGlobe atlas must
+:mod:`voxelflow.ops._atlas`). Nothing here downloads: a BrainGlobe atlas must
 already be on disk (``~/.brainglobe/<atlas_name>``, or any copy of it).
 
-A region table is a pandas DataFrame with columns ``id`` (int64), ``acronym``
-(str), ``name`` (str) and ``parent`` (int64 id of the parent region, -1 for a
-root), one row per region.
+The tables read are checked by :func:`voxelflow.io.regions.validate_region_table`.
 """
 
 from __future__ import annotations
@@ -19,9 +17,10 @@ import numpy as np
 import pandas as pd
 
 from voxelflow.errors import InvalidInputError, InvalidPathError
+from voxelflow.io.regions import validate_region_table
 from voxelflow.paths import VPath, as_vpath
 
-__all__ = ["read_region_table", "read_brainglobe_atlas", "validate_region_table", "BrainGlobeAtlas"]
+__all__ = ["read_region_table", "read_brainglobe_atlas", "BrainGlobeAtlas"]
 
 _PARENT_ALIASES = ("parent", "parent_id", "parent_structure_id")
 
@@ -137,63 +136,6 @@ def read_brainglobe_atlas(folder, storage_options: dict | None = None) -> BrainG
         )
     regions = read_region_table(root / "structures.json")
     return BrainGlobeAtlas(annotation, tuple(float(r) for r in resolution), regions, str(meta.get("name", root.name)))
-
-
-def validate_region_table(table: pd.DataFrame, source: str = "region table") -> pd.DataFrame:
-    """Check a region table and return it with canonical dtypes.
-
-    Raises
-    ------
-    InvalidInputError
-        On missing columns, repeated or negative ids, unknown parents or cycles.
-    """
-    missing = [c for c in ("id", "acronym", "name", "parent") if c not in table.columns]
-    if missing:
-        raise InvalidInputError(f"{source}: missing columns {missing}")
-    try:
-        ids = table["id"].to_numpy(dtype=np.int64)
-        parents = table["parent"].to_numpy(dtype=np.int64)
-    except (TypeError, ValueError):
-        raise InvalidInputError(f"{source}: 'id' and 'parent' must be integers") from None
-    if np.any(ids < 0):
-        raise InvalidInputError(f"{source}: region ids must be non-negative")
-    dup = pd.Index(ids)[pd.Index(ids).duplicated()]
-    if len(dup):
-        raise InvalidInputError(f"{source}: repeated region ids {sorted(set(dup.tolist()))[:10]}")
-    known = set(ids.tolist())
-    orphans = sorted({int(p) for p in parents if p != -1 and int(p) not in known})
-    if orphans:
-        raise InvalidInputError(f"{source}: parent ids {orphans[:10]} are not regions of the table")
-    out = pd.DataFrame({
-        "id": ids,
-        "acronym": table["acronym"].astype(str).to_numpy(),
-        "name": table["name"].astype(str).to_numpy(),
-        "parent": parents,
-    })
-    region_depths(out, source=source)
-    return out
-
-
-def region_depths(regions: pd.DataFrame, source: str = "region table") -> np.ndarray:
-    """Depth of every region (0 for roots), in row order.
-
-    Raises
-    ------
-    InvalidInputError
-        If following parents never reaches a root (a cycle).
-    """
-    ids = regions["id"].to_numpy(dtype=np.int64)
-    pos = pd.Series(np.arange(len(ids)), index=ids)
-    parent_pos = pos.reindex(regions["parent"].to_numpy()).fillna(-1).to_numpy(dtype=np.int64)
-    depth = np.zeros(len(ids), dtype=np.int64)
-    current = parent_pos.copy()
-    for _ in range(len(ids) + 1):
-        alive = current >= 0
-        if not alive.any():
-            return depth
-        depth[alive] += 1
-        current[alive] = parent_pos[current[alive]]
-    raise InvalidInputError(f"{source}: the parent links contain a cycle")
 
 
 def _from_csv(p: VPath) -> pd.DataFrame:

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from voxelflow.blockreduce import normalize_factors
-from voxelflow.ops.counts import count_per_block
+from voxelflow.io.blockreduce import normalize_factors
+from voxelflow.ops._counts import count_per_block
 
 __all__ = ["density_map"]
 
@@ -18,7 +18,7 @@ def density_map(lc: pd.DataFrame, shape: Sequence[int], factors: int | Sequence[
 
     Coarse voxel ``k`` covers fine voxels ``[k * f, (k + 1) * f)`` on every
     axis; a centroid ``c`` lies in fine voxel ``floor(c + 0.5)``. The grid is
-    the one :func:`voxelflow.ops.resample.downsample` produces (last coarse
+    the one :func:`voxelflow.ops._resample.downsample` produces (last coarse
     voxel partial), so the map overlays a pyramid level of the same factors.
 
     Parameters

@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from voxelflow.errors import InvalidInputError, InvalidPathError, OptionalDependencyError
-from voxelflow.logs import LogFiles, tee_logs
 from voxelflow.paths import VPath
+from voxelflow.runtime.compute import start_local_cluster
+from voxelflow.runtime.logs import LogFiles, tee_logs
 
 __all__ = ["PLComponents", "default_cluster_shape"]
 
@@ -87,21 +88,12 @@ def _usable_cpus() -> int:
 def _default_client():
     """A process-based local cluster sized by :func:`default_cluster_shape`."""
     import psutil
-    from dask.distributed import Client, LocalCluster
 
     n_workers, threads, memory = default_cluster_shape(_usable_cpus(), psutil.virtual_memory().total)
     # Without bokeh the dashboard cannot render; starting it anyway only
     # leaves a "missing bokeh" route behind in the global Dask config.
     dashboard = ":8787" if importlib.util.find_spec("bokeh") is not None else None
-    cluster = LocalCluster(
-        n_workers=n_workers, threads_per_worker=threads, memory_limit=memory, processes=True,
-        dashboard_address=dashboard,
-    )
-    try:
-        return Client(cluster), cluster
-    except BaseException:
-        cluster.close()
-        raise
+    return start_local_cluster(n_workers, threads, memory, dashboard_address=dashboard)
 
 
 class PLComponents:
@@ -112,7 +104,7 @@ class PLComponents:
     1. ``tmp_path`` is created and set as Dask's ``temporary_directory``
        (spilled data and worker scratch space go there);
     2. ``stdout``/``stderr`` are teed into timestamped log files in ``log_dir``
-       (see :func:`voxelflow.logs.tee_logs`);
+       (see :func:`voxelflow.runtime.logs.tee_logs`);
     3. the Dask client is created by ``get_client()`` (it becomes Dask's
        default scheduler);
     4. the cache root ``tmp_path/cachedir_name`` is created.

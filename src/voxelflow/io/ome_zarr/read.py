@@ -6,15 +6,15 @@ import dask.array as da
 import zarr
 
 from voxelflow.errors import OmeZarrError, SliceSyntaxError
-from voxelflow.ome_zarr.fastread import chunk_reader, read_dask_array
-from voxelflow.ome_zarr.metadata import OmeMeta, ome_section, parse_image
-from voxelflow.ome_zarr.slices import (
+from voxelflow.io.ome_zarr.fastread import chunk_reader, read_dask_array
+from voxelflow.io.ome_zarr.metadata import OmeMeta, ome_section, parse_image
+from voxelflow.io.ome_zarr.slices import (
     parse_slices,
     resolve_slices,
     scale_selection,
     split_slices,
 )
-from voxelflow.ome_zarr.stores import (
+from voxelflow.io.ome_zarr.stores import (
     StrictChunkStore,
     is_zip,
     open_read_store,
@@ -57,7 +57,7 @@ def read_metadata(path: VPath, group: zarr.Group | None = None) -> tuple[dict, z
     Returns
     -------
     info : dict
-        :func:`voxelflow.ome_zarr.metadata.parse_image` output plus ``shapes`` and ``labels``.
+        :func:`voxelflow.io.ome_zarr.metadata.parse_image` output plus ``shapes`` and ``labels``.
     group : zarr.Group
         The opened group.
     """
@@ -125,7 +125,7 @@ def open_ome_zarr(
         Folder or ``.zip`` archive, local or any fsspec URL (``memory://``,
         ``file://``, ``s3://``...), optionally followed by ``?slices=[...]``
         (numpy indexing on level 0, mapped onto the opened level; see
-        :mod:`voxelflow.ome_zarr.slices`).
+        :mod:`voxelflow.io.ome_zarr.slices`).
     level : int or str
         Level index (0 = full resolution, negative counts from the coarsest) or level path.
     storage_options : dict, optional

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from voxelflow.cache import CacheNode, cdir_query
-from voxelflow.cache_lock import is_live, is_mine, read_lock
-from voxelflow.cache_marker import is_node
+from voxelflow.cache._lock import is_live, is_mine, read_lock
+from voxelflow.cache._marker import is_node
+from voxelflow.cache._node import CacheNode, cdir_query
 from voxelflow.errors import CacheLockedError, InvalidPathError, NotACacheNodeError
 from voxelflow.paths import VPath, as_vpath
 

@@ -23,13 +23,13 @@ import dask.array as da
 import numpy as np
 import zarr
 
-from voxelflow.blockreduce import METHODS, block_reduce, block_reduce_numpy, normalize_factors
 from voxelflow.errors import InvalidInputError, OmeZarrError
-from voxelflow.ome_zarr import metadata as md
-from voxelflow.ome_zarr.fastread import ChunkReader
-from voxelflow.ome_zarr.read import read_metadata
-from voxelflow.ome_zarr.slices import split_slices
-from voxelflow.ome_zarr.stores import is_zip
+from voxelflow.io.blockreduce import METHODS, block_reduce, block_reduce_numpy, normalize_factors
+from voxelflow.io.ome_zarr import metadata as md
+from voxelflow.io.ome_zarr.fastread import ChunkReader
+from voxelflow.io.ome_zarr.read import read_metadata
+from voxelflow.io.ome_zarr.slices import split_slices
+from voxelflow.io.ome_zarr.stores import is_zip
 from voxelflow.paths import VPath, as_vpath
 
 __all__ = ["default_chunks", "write_labels", "write_ome_zarr"]
@@ -502,7 +502,7 @@ def write_ome_zarr(
         per axis (``(1, 2, 2)`` keeps Z); a sequence of ``levels - 1`` sequences
         gives per-level factors.
     method : {'mean', 'max', 'min', 'mode', 'nearest'}
-        Down-sampling method (see :func:`voxelflow.blockreduce.block_reduce`): ``mean``
+        Down-sampling method (see :func:`voxelflow.io.blockreduce.block_reduce`): ``mean``
         for images, ``max`` for sparse bright objects, ``mode``/``nearest`` for labels.
     chunks : int or sequence of int, optional
         Zarr chunk shape of level 0 (an int applies to the space axes, other axes get 1);

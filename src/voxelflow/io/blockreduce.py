@@ -11,7 +11,7 @@ Methods
 ``mean``
     Average; integer and bool inputs round half up back to their dtype, float
     inputs keep their dtype. Computed by the compiled one-pass kernel of
-    :mod:`voxelflow.blockmean` where it applies, by numpy otherwise (same results).
+    :mod:`voxelflow.io.blockmean` where it applies, by numpy otherwise (same results).
 ``max`` / ``min``
     Brightest / darkest voxel; keeps small bright objects visible.
 ``mode``
@@ -260,7 +260,7 @@ def block_reduce_numpy(block: np.ndarray, factors: tuple[int, ...], method: str)
         raise InvalidInputError(f"unknown block_reduce method {method!r}; expected one of {METHODS}")
     if method == "mean":
         # Imported here so that importing voxelflow does not load numba.
-        from voxelflow.blockmean import block_mean
+        from voxelflow.io.blockmean import block_mean
 
         out = block_mean(block, tuple(factors))
         if out is not None:

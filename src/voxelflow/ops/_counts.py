@@ -3,7 +3,7 @@
 Three ways to count, from the most to the least exact:
 
 - :func:`count_objects`: the number of objects in an object table. Tables made
-  by ``voxelflow.ops.objects.object_table`` have one row per global object, so
+  by ``voxelflow.ops._objects.object_table`` have one row per global object, so
   this count does not depend on chunking at all.
 - :func:`count_per_block` with ``method='centroid'``: every object is counted
   once, in the block holding its centroid voxel ``floor(c + 0.5)``; the blocks

@@ -3,7 +3,7 @@
 A *negative mask* marks voxels to discard (outside the tissue, bright edge
 artefacts, vessels). It is usually drawn or computed on a small pyramid level;
 :func:`upsample_mask` brings it to the full-resolution grid by nearest
-neighbour with voxel centres aligned (:func:`voxelflow.ops.resample.scale_nearest`),
+neighbour with voxel centres aligned (:func:`voxelflow.ops._resample.scale_nearest`),
 computing only the chunk each task needs.
 """
 
@@ -15,7 +15,7 @@ import dask.array as da
 import numpy as np
 
 from voxelflow.errors import InvalidInputError
-from voxelflow.ops.resample import scale_nearest
+from voxelflow.ops._resample import scale_nearest
 
 __all__ = ["upsample_mask", "apply_negative_mask"]
 

@@ -1,7 +1,7 @@
 """Chunked resampling: block down-sampling and nearest-neighbour affine maps.
 
 :func:`downsample` summarises blocks of voxels (a thin wrapper over
-:func:`voxelflow.blockreduce.block_reduce`). :func:`affine_nearest` and
+:func:`voxelflow.io.blockreduce.block_reduce`). :func:`affine_nearest` and
 :func:`scale_nearest` reproduce ``scipy.ndimage.affine_transform(order=0)``
 voxel for voxel on any input and output chunking: for every output chunk the
 input coordinates are computed with the same floating-point operations, in the
@@ -28,8 +28,8 @@ import dask.array as da
 import numpy as np
 from scipy import ndimage as ndi
 
-from voxelflow.blockreduce import block_reduce
 from voxelflow.errors import InvalidInputError
+from voxelflow.io.blockreduce import block_reduce
 from voxelflow.ops._halo import iter_blocks, map_regions
 
 __all__ = ["downsample", "scale_nearest", "affine_nearest", "DOWNSAMPLE_METHODS"]

@@ -11,7 +11,7 @@ payload and child nodes:
     Commit marker, written last and atomically. A node is committed exactly when
     this file parses; a torn or foreign file means "not committed".
 ``.voxelflow_lock.json``
-    Lock of a process computing the node (see :mod:`voxelflow.cache_lock`).
+    Lock of a process computing the node (see :mod:`voxelflow.cache._lock`).
 
 This module only reads and writes these files; it decides nothing about locks
 or payloads.
