@@ -17,7 +17,7 @@ from ops_helpers import chunkings
 from voxelflow.errors import InvalidInputError, InvalidPathError
 from voxelflow.io.models import load_model
 from voxelflow.io.models.onnx import OnnxModel
-from voxelflow.ops._predict import predict
+from voxelflow.ops import predict
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from scipy import ndimage as ndi
 
 from ops_helpers import chunkings
 from voxelflow.errors import InvalidInputError
-from voxelflow.ops._predict import predict, resolve_halo
+from voxelflow.ops import predict, resolve_halo
 
 
 def smooth(radius):

@@ -19,8 +19,7 @@ from skimage.segmentation import watershed
 from ops_helpers import chunkings
 from ops_label_helpers import assert_same_partition
 from voxelflow.errors import InvalidInputError
-from voxelflow.ops._predict import predict
-from voxelflow.ops._stitch import stitch
+from voxelflow.ops import predict, stitch
 
 
 def label_model(block):

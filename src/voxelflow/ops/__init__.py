@@ -30,12 +30,20 @@ function                      types      what
 ``affine_nearest``
 ``estimate_bias_field``,      IN         N4 bias field (``bias`` extra: SimpleITK)
 ``apply_bias_field``
+``predict``                   IN -> any  a model on each chunk plus a halo: probabilities,
+                                         classes, or instance tiles
+``stitch``                    OS         exact global ids for instance tiles
+``object_features``,          LC         candidate features, a cell classifier from
+``train_classifier``,                    annotations, ``p_cell``/``is_cell`` columns
+``classify_objects``,
+``match_points``
 ============================  =========  ==========================================
 """
 
 from voxelflow.ops._atlas import RC_COLUMNS, assign_regions, count_by_region, region_volumes, rollup
 from voxelflow.ops._bias import BIAS_METHODS, apply_bias_field, estimate_bias_field
 from voxelflow.ops._blobs import BLOB_METHODS, blob_detect
+from voxelflow.ops._classify import CellClassifier, classify_objects, match_points, object_features, train_classifier
 from voxelflow.ops._counts import (
     COUNT_METHODS,
     centroid_voxels,
@@ -48,7 +56,9 @@ from voxelflow.ops._label import label
 from voxelflow.ops._masks import apply_negative_mask, upsample_mask
 from voxelflow.ops._normalize import percentile_range, rescale_intensity
 from voxelflow.ops._objects import object_table
+from voxelflow.ops._predict import predict, resolve_halo
 from voxelflow.ops._resample import DOWNSAMPLE_METHODS, affine_nearest, downsample, scale_nearest
+from voxelflow.ops._stitch import InstanceTiles, Matches, stitch
 from voxelflow.ops._threshold import threshold
 from voxelflow.ops._watershed import watershed_split
 
@@ -56,7 +66,10 @@ __all__ = [
     "BIAS_METHODS",
     "BLOB_METHODS",
     "COUNT_METHODS",
+    "CellClassifier",
     "DOWNSAMPLE_METHODS",
+    "InstanceTiles",
+    "Matches",
     "RC_COLUMNS",
     "affine_nearest",
     "apply_bias_field",
@@ -64,6 +77,7 @@ __all__ = [
     "assign_regions",
     "blob_detect",
     "centroid_voxels",
+    "classify_objects",
     "count_by_region",
     "count_labels_per_chunk",
     "count_objects",
@@ -72,13 +86,19 @@ __all__ = [
     "downsample",
     "estimate_bias_field",
     "label",
+    "match_points",
+    "object_features",
     "object_table",
     "percentile_range",
+    "predict",
     "region_volumes",
     "rescale_intensity",
+    "resolve_halo",
     "rollup",
     "scale_nearest",
+    "stitch",
     "threshold",
+    "train_classifier",
     "upsample_mask",
     "watershed_split",
 ]
