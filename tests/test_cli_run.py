@@ -83,10 +83,10 @@ def test_demo_small_meets_accuracy_and_caches(tmp_path, capsys):
 
 _SLOW_RUN = """
 import sys, time
-import voxelflow.ops._objects as objects
+import voxelflow.ops as ops
 def stuck(*args, **kwargs):
     time.sleep(120)  # killed long before this returns
-objects.object_table = stuck
+ops.object_table = stuck  # the built-in step calls the op through the ops face
 from voxelflow.cli import main
 sys.exit(main(sys.argv[1:]))
 """

@@ -32,7 +32,7 @@ from voxelflow.cache._marker import (
     write_identity,
     write_marker,
 )
-from voxelflow.cache._store import prepare_payload, read_payload, write_payload
+from voxelflow.cache._store import PAYLOAD_NAMES, prepare_payload, read_payload, write_payload
 from voxelflow.errors import (
     CacheError,
     CacheLockedError,
@@ -208,8 +208,9 @@ def save(
     url : str or VPath
         The node; usually opened with :func:`cdir_init` just before. A node that
         does not exist yet is created; a committed node is replaced.
-    obj : numpy.ndarray, dask.array.Array, pandas.DataFrame or JSON value
+    obj : numpy.ndarray, dask.array.Array, pandas.DataFrame, pandas.Series, JSON value, Image or ChildNodes
         Dask arrays are computed once, block by block, straight into zarr 3.
+        See :mod:`voxelflow.cache._store` for the file of each type.
     key : JSON-serialisable value, optional
         Stored key; defaults to the key given to :func:`cdir_init`.
     timeout : float, optional
@@ -246,8 +247,10 @@ def load(url: str | VPath, *, storage_options: dict | None = None) -> Any:
 
     Returns
     -------
-    numpy.ndarray, dask.array.Array, pandas.DataFrame or JSON value
-        Dask arrays come back lazy, with the chunks they were saved with.
+    numpy.ndarray, dask.array.Array, pandas.DataFrame, pandas.Series, JSON value or tuple
+        Dask arrays come back lazy, with the chunks they were saved with;
+        OME-Zarr images as their full-resolution level; a node of
+        :class:`ChildNodes` as its children's results.
 
     Raises
     ------
@@ -269,9 +272,12 @@ def load(url: str | VPath, *, storage_options: dict | None = None) -> Any:
             raise NotCommittedError(
                 f"cannot load {path}: not committed (never computed, interrupted, or its commit marker is corrupt)"
             )
-        payload = marker.get("payload")
+        payload = marker.get("payload") or _undescribed_payload(path)
         if not payload:
             raise CacheError(f"{path} was committed without a save() result; read the files in that folder directly")
+        if payload["kind"] == "children":
+            results = [load(path / name) for name in payload["children"]]
+            return tuple(results) if payload["tuple"] else results[0]
         token = hashlib.sha256(f"{path.url}|{marker['committed']}".encode()).hexdigest()[:16]
         try:
             return read_payload(path, payload, token)
@@ -279,6 +285,12 @@ def load(url: str | VPath, *, storage_options: dict | None = None) -> Any:
             raise
         except Exception as exc:
             raise CacheError(f"committed node {path} has a damaged payload {payload.get('name')!r}: {exc}") from exc
+
+
+def _undescribed_payload(path: VPath) -> dict | None:
+    """The payload of a node committed without a description (OME-Zarr images written by voxelflow 0.1 steps)."""
+    name = PAYLOAD_NAMES["ome-zarr"]
+    return {"kind": "ome-zarr", "name": name} if (path / name).isdir() else None
 
 
 def cached(

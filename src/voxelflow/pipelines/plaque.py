@@ -54,6 +54,7 @@ from voxelflow.paths import VPath, as_vpath
 from voxelflow.pipelines.progress import ClusterProgressBar
 from voxelflow.runtime.compute import distributed_client, process_peak_memory_mb, worker_peak_memory_mb
 from voxelflow.steps import Step, StepRecord, keyed, record_steps
+from voxelflow.steps.node import CACHE_FOLDER, output_image, write_run
 
 __all__ = [
     "PlaqueResult",
@@ -380,7 +381,7 @@ def run_plaque_pipeline(
     stream = stream or sys.stderr
     t_start = time.perf_counter()
     out_dir = VPath(config["output.folder"])
-    cache = VPath(config["output.cache"] or (out_dir / "cache").url)
+    cache = VPath(config["output.cache"] or (out_dir / CACHE_FOLDER).url)
     mask_setting = _resolve_mask_setting(config["pipeline.mask"] if mask is None else mask)
 
     img, meta, scale, translation = open_scan(config["input.url"], config["input.channel"], config["input.level"])
@@ -560,7 +561,7 @@ def _write_failure(out_dir, config, records, exc, t_start) -> None:
         "peak_memory_mb": process_peak_memory_mb(),
         "peak_worker_memory_mb": worker_peak_memory_mb(),
     }
-    (out_dir / "run.json").write_text(json.dumps(run, indent=1, default=str))
+    write_run(out_dir, run)
 
 
 def _write_outputs(out_dir, config, objects, regions, cache, records, meta, img, scale, value, n, biased, t_start):
@@ -574,7 +575,7 @@ def _write_outputs(out_dir, config, objects, regions, cache, records, meta, img,
     if regions is not None:
         (out_dir / "regions.csv").write_text(regions.to_csv(index=False))
         outputs["regions"] = "regions.csv"
-    density_src = cache / "density" / "out0" / "data.ome.zarr"
+    density_src = output_image(cache / "density")
     density_dst = out_dir / "density.ome.zarr"
     if density_src.exists():
         density_dst.rm()
@@ -600,5 +601,5 @@ def _write_outputs(out_dir, config, objects, regions, cache, records, meta, img,
         "cache": cache.url,
         "outputs": outputs,
     }
-    (out_dir / "run.json").write_text(json.dumps(run, indent=1, default=str))
+    write_run(out_dir, run)
     return run
