@@ -24,6 +24,8 @@ from voxelflow.ops._filters import (
 def split(draw, n):
     """Chunk sizes summing to ``n`` (1-voxel chunks included)."""
     parts = draw(st.integers(1, min(n, 4)))
+    if parts == 1:
+        return (n,)
     cuts = sorted(draw(st.lists(st.integers(1, n - 1), min_size=parts - 1, max_size=parts - 1, unique=True)))
     bounds = [0, *cuts, n]
     return tuple(b - a for a, b in zip(bounds, bounds[1:]))
