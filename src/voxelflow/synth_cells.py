@@ -42,7 +42,7 @@ from scipy.special import erfc
 from voxelflow.errors import InvalidInputError
 from voxelflow.synth import REGIONS
 
-__all__ = ["SyntheticCells", "make_synthetic_cells", "CELL_REGIONS"]
+__all__ = ["SyntheticCells", "make_synthetic_cells", "score_cells", "CELL_REGIONS"]
 
 #: Leaf regions painted into the atlas, and their cell densities (cells per mm^3).
 CELL_REGIONS = {315: 24000.0, 1089: 14000.0, 477: 9000.0, 549: 18000.0}
@@ -61,12 +61,13 @@ class SyntheticCells:
     spacing : tuple of 3 float
         Voxel size in um (z, y, x).
     truth : pandas.DataFrame
-        One row per planted cell whose centre lies inside the crop:
-        ``cell_id`` (int64), ``z_um, y_um, x_um`` (float64 centre; voxel ``i``
+        One row per planted cell that shows in the crop: ``cell_id`` (int64), ``z_um, y_um, x_um`` (float64 centre; voxel ``i``
         is centred at ``i * spacing``), ``z, y, x`` (float64 voxels),
         ``diameter_um``, ``amplitude`` (float64, above the local tissue level,
         before gains), ``region_id`` (int64 atlas leaf under the centre),
-        ``group`` (int64; cells planted touching share it), ``cut_by_border`` (bool).
+        ``group`` (int64; cells planted touching share it), ``cut_by_border``
+        (bool), ``inside`` (bool: the centre lies in the crop; cells centred
+        outside show only a cap in the first or last voxels and are not counted).
     atlas : numpy.ndarray, shape (Za, Ya, Xa), uint32
         Region per atlas voxel (0 = outside the tissue); atlas voxel ``j``
         covers image voxels ``j * atlas_factors`` .. ``(j + 1) * atlas_factors - 1``.
@@ -99,7 +100,7 @@ class SyntheticCells:
 
     def truth_counts(self) -> pd.DataFrame:
         """Planted cells per leaf region: ``id, acronym, cells``."""
-        counts = self.truth.groupby("region_id").size()
+        counts = self.truth[self.truth.inside].groupby("region_id").size()
         r = self.regions[self.regions.id.isin(list(CELL_REGIONS))][["id", "acronym"]].copy()
         r["cells"] = r.id.map(counts).fillna(0).astype(np.int64)
         return r.reset_index(drop=True)
@@ -163,6 +164,9 @@ def _place_cells(rng, shape, spacing, tissue_of, region_of, diameter_range, touc
         members = np.array(members)
         if not all(tissue_of(m, rim_um + d.max() / 2) for m in members):
             continue
+        inner = np.linalg.norm(members[:, None] - members[None], axis=2) + np.eye(size) * 1e9
+        if (inner < (d[:, None] + d[None, :]) / 2 * 0.92).any():
+            continue  # a third cell folded back onto the first
         if len(accepted):
             dist = np.linalg.norm(accepted[None, :, :] - members[:, None, :], axis=2)
             # no overlap with cells already placed (touching within a group is planted on purpose)
@@ -413,11 +417,66 @@ def make_synthetic_cells(
         "z_um": centres[:, 0], "y_um": centres[:, 1], "x_um": centres[:, 2],
         "z": centres[:, 0] / sp[0], "y": centres[:, 1] / sp[1], "x": centres[:, 2] / sp[2],
         "diameter_um": diams.astype(np.float64), "amplitude": amps.astype(np.float64),
-        "region_id": regions, "group": groups, "cut_by_border": cut.astype(bool),
-    })[inside].reset_index(drop=True)
+        "region_id": regions, "group": groups, "cut_by_border": cut.astype(bool), "inside": inside.astype(bool),
+    })
     truth.insert(0, "cell_id", np.arange(1, len(truth) + 1, dtype=np.int64))
     return SyntheticCells(
         image=out[0], background=out[1], spacing=spacing, truth=truth, atlas=atlas, atlas_factors=fa,
         regions=REGIONS.copy(), tissue=np.broadcast_to(tissue, shape).copy(),
         diameter_um=float(np.mean(diameter_range)), tile_um=float(tile_um),
     )
+
+
+def score_cells(crop: SyntheticCells, detected_um, *, detected_regions=None,
+                max_distance_um: float | None = None) -> dict:
+    """Precision, recall and counts per region of detected centres against the planted cells.
+
+    Detections are matched one to one (:func:`voxelflow.ops._match.match_points`)
+    against every planted cell that shows in the crop. A detection matched to a
+    cell centred outside the crop (``inside`` False) is a correct sighting of a
+    cell cap at the border, counted neither as a hit nor as a false positive,
+    and left out of the region counts; recall is over the cells centred inside.
+
+    Parameters
+    ----------
+    crop : SyntheticCells
+    detected_um : array, shape (N, 3)
+        Detected centres in um (voxel index x spacing).
+    detected_regions : array of int, shape (N,), optional
+        Atlas region of every detection (for the per-region counts).
+    max_distance_um : float, optional
+        Match radius; default half the mean planted diameter.
+
+    Returns
+    -------
+    dict
+        ``detected, planted, matched, precision, recall, f1`` and, with
+        ``detected_regions``, ``regions``: a DataFrame ``id, acronym, planted,
+        detected, error`` (``error`` = |detected - planted| / planted).
+    """
+    from voxelflow.ops._match import match_points
+
+    det = np.asarray(detected_um, dtype=np.float64).reshape(-1, 3)
+    truth = crop.truth
+    reach = crop.diameter_um / 2 if max_distance_um is None else float(max_distance_um)
+    pairs = match_points(det, truth[["z_um", "y_um", "x_um"]].to_numpy(), reach)
+    inside = truth["inside"].to_numpy()
+    ignored = np.zeros(len(det), bool)
+    ignored[pairs[~inside[pairs[:, 1]], 0]] = True
+    tp = int(inside[pairs[:, 1]].sum())
+    n_det = int((~ignored).sum())
+    n_true = int(inside.sum())
+    precision = tp / n_det if n_det else 0.0
+    recall = tp / n_true if n_true else 1.0
+    out = {"detected": n_det, "planted": n_true, "matched": tp, "precision": precision, "recall": recall,
+           "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0}
+    if detected_regions is not None:
+        regs = np.asarray(detected_regions).reshape(-1)
+        if len(regs) != len(det):
+            raise InvalidInputError(f"{len(regs)} region ids for {len(det)} detections")
+        per = crop.truth_counts().rename(columns={"cells": "planted"})
+        counts = pd.Series(regs[~ignored]).value_counts()
+        per["detected"] = per.id.map(counts).fillna(0).astype(np.int64)
+        per["error"] = (per.detected - per.planted).abs() / per.planted.where(per.planted > 0)
+        out["regions"] = per
+    return out
