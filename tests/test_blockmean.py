@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from voxelflow.blockmean import block_mean
-from voxelflow.blockreduce import block_reduce_numpy
+from voxelflow.io.blockmean import block_mean
+from voxelflow.io.blockreduce import block_reduce_numpy
 
 KERNEL_DTYPES = ["uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64"]
 
@@ -107,7 +107,7 @@ def test_works_without_a_writable_numba_cache_folder():
     code = (
         "import numba.core.caching as c; c.CacheImpl._locator_classes = []\n"
         "import numpy as np\n"
-        "from voxelflow.blockmean import block_mean\n"
+        "from voxelflow.io.blockmean import block_mean\n"
         "print(block_mean(np.arange(16, dtype=np.uint16).reshape(4, 4), (2, 2)).tolist())\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -11,9 +11,9 @@ import skimage.measure
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from voxelflow import blockreduce
-from voxelflow.blockreduce import block_reduce
 from voxelflow.errors import InvalidInputError
+from voxelflow.io import blockreduce
+from voxelflow.io.blockreduce import block_reduce
 
 
 def reference(arr: np.ndarray, factors, method: str) -> np.ndarray:

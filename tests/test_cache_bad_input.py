@@ -9,8 +9,8 @@ import pytest
 
 import cache_helpers
 from voxelflow.cache import cdir_commit, cdir_init, cdir_query, load, save
-from voxelflow.cache_lock import read_lock
-from voxelflow.cache_marker import MARKER_NAME
+from voxelflow.cache._lock import read_lock
+from voxelflow.cache._marker import MARKER_NAME
 from voxelflow.cli import main
 from voxelflow.errors import (
     CacheError,

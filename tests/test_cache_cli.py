@@ -6,8 +6,8 @@ import time
 import numpy as np
 
 from voxelflow.cache import cdir_init, cdir_query, save
-from voxelflow.cache_lock import LockInfo, release
-from voxelflow.cache_marker import LOCK_NAME
+from voxelflow.cache._lock import LockInfo, release
+from voxelflow.cache._marker import LOCK_NAME
 from voxelflow.cli import main
 from voxelflow.paths import VPath
 

@@ -17,8 +17,8 @@ import cache_helpers
 import voxelflow
 from cache_helpers import run_python
 from voxelflow import cached, cdir_commit, cdir_init, cdir_query, load, save
-from voxelflow.cache_lock import release
-from voxelflow.cache_marker import IDENTITY_NAME, MARKER_NAME
+from voxelflow.cache._lock import release
+from voxelflow.cache._marker import IDENTITY_NAME, MARKER_NAME
 from voxelflow.errors import CacheError, NotACacheNodeError, NotCommittedError
 from voxelflow.paths import VPath
 

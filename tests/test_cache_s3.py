@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from voxelflow.cache import cdir_init, cdir_query, load, save
-from voxelflow.cache_tree import iter_tree
+from voxelflow.cache._tree import iter_tree
 
 moto_server = pytest.importorskip("moto.server")
 boto3 = pytest.importorskip("boto3")

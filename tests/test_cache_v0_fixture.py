@@ -12,6 +12,7 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.ndimage as ndi
 
 import voxelflow
 
@@ -46,3 +47,26 @@ def test_keys_of_saved_nodes_are_kept(cache):
     node = voxelflow.cdir_init(cache / "saved_numpy", key={"what": "numpy"})
     assert node.commit is not None
     np.testing.assert_array_equal(voxelflow.load(cache / "saved_numpy"), _vol())
+
+
+def test_step_outputs_of_the_old_layout_load(cache):
+    vol = _vol()
+    bs = voxelflow.load(cache / "run" / "threshold" / "out0")
+    np.testing.assert_array_equal(bs.compute(), vol > 300)
+    mask = np.zeros((4, 6, 8), dtype=bool)
+    mask[0:2, 0:2, 0:2] = True
+    mask[3, 4:6, 5:8] = True
+    want, n = ndi.label(mask)
+    np.testing.assert_array_equal(voxelflow.load(cache / "run" / "label" / "out0").compute(), want)
+    assert voxelflow.load(cache / "run" / "label" / "out1") == n == 2
+    table = voxelflow.load(cache / "run" / "objects" / "out0")
+    assert sorted(table["voxels"]) == sorted(np.bincount(want.ravel())[1:])
+
+
+def test_old_step_nodes_read_through_the_step_layout(cache):
+    from voxelflow.steps.node import read_step, read_step_result
+
+    desc = read_step(cache / "run" / "label")
+    assert desc["outputs"] == ["image", "value"] and desc["tuple"] is True
+    lab, n = read_step_result(str(cache / "run" / "label"), desc)
+    assert n == 2 and int(lab.max().compute()) == 2

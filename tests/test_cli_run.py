@@ -9,7 +9,7 @@ import pytest
 
 from pipeline_helpers import small_overrides, write_small_scan
 from voxelflow.cli import main
-from voxelflow.config import load_config, to_toml
+from voxelflow.pipelines.config import load_config, to_toml
 
 
 @pytest.fixture(scope="module")
@@ -83,10 +83,10 @@ def test_demo_small_meets_accuracy_and_caches(tmp_path, capsys):
 
 _SLOW_RUN = """
 import sys, time
-import voxelflow.ops.objects as objects
+import voxelflow.ops as ops
 def stuck(*args, **kwargs):
     time.sleep(120)  # killed long before this returns
-objects.object_table = stuck
+ops.object_table = stuck  # the built-in step calls the op through the ops face
 from voxelflow.cli import main
 sys.exit(main(sys.argv[1:]))
 """

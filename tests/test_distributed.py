@@ -16,9 +16,9 @@ import pytest
 
 from pipeline_helpers import small_overrides, write_small_scan
 from voxelflow.cli import main
-from voxelflow.config import load_config, to_toml
-from voxelflow.pipelines import distributed_client
+from voxelflow.pipelines.config import load_config, to_toml
 from voxelflow.pipelines.progress import ClusterProgressBar
+from voxelflow.runtime.compute import distributed_client
 
 
 def _free_port() -> int:

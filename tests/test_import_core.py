@@ -4,9 +4,9 @@ import subprocess
 import sys
 
 CORE = [
-    "voxelflow", "voxelflow.paths", "voxelflow.errors", "voxelflow.cache", "voxelflow.store",
-    "voxelflow.logs", "voxelflow.session", "voxelflow.ome_zarr", "voxelflow.ops.label",
-    "voxelflow.ops.objects", "voxelflow.ops.bias", "voxelflow.steps", "voxelflow.pipelines.plaque",
+    "voxelflow", "voxelflow.paths", "voxelflow.errors", "voxelflow.cache", "voxelflow.cache._store",
+    "voxelflow.runtime.logs", "voxelflow.runtime.session", "voxelflow.io.ome_zarr", "voxelflow.ops._label",
+    "voxelflow.ops._objects", "voxelflow.ops._bias", "voxelflow.steps", "voxelflow.pipelines.plaque",
     "voxelflow.cli",
 ]
 

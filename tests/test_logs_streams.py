@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 import voxelflow
 from voxelflow.errors import InvalidInputError
-from voxelflow.logs import MultiOutputStream
+from voxelflow.runtime.logs import MultiOutputStream
 
 
 @settings(max_examples=40, deadline=None)

@@ -11,7 +11,7 @@ import pytest
 
 import voxelflow
 from voxelflow.errors import InvalidInputError, InvalidPathError
-from voxelflow.logs import LOG_FORMAT, MultiOutputStream, tee_logs
+from voxelflow.runtime.logs import LOG_FORMAT, MultiOutputStream, tee_logs
 
 NAME = re.compile(r"^run_\d{8}-\d{6}(_\d+)?_(stdout|stderr)\.txt$")
 
@@ -41,7 +41,7 @@ def test_stdout_and_stderr_go_to_terminal_and_their_own_file(tmp_path, capsys):
 
 
 def test_runs_in_the_same_second_never_overwrite_each_other(tmp_path, monkeypatch):
-    monkeypatch.setattr("voxelflow.logs.time.strftime", lambda fmt: "20260101-120000")
+    monkeypatch.setattr("voxelflow.runtime.logs.time.strftime", lambda fmt: "20260101-120000")
     # A file left by another process with the first candidate name.
     (tmp_path / "run_20260101-120000_stdout.txt").write_text("someone else's run\n")
     (tmp_path / "run_20260101-120000_1_stderr.txt").write_text("another run\n")
@@ -137,7 +137,7 @@ def test_text_survives_sigkill(tmp_path):
     script = textwrap.dedent(
         f"""
         import os, signal, sys
-        from voxelflow.logs import tee_logs
+        from voxelflow.runtime.logs import tee_logs
         with tee_logs({str(tmp_path)!r}, prefix="run"):
             print("line before the kill")
             sys.stdout.write("progress 50%\\r")

@@ -9,7 +9,7 @@ import tifffile
 
 from ome_zarr_helpers import read_with_ome_zarr_py, validate_with_models
 from voxelflow.cli import main
-from voxelflow.ome_zarr import open_ome_zarr
+from voxelflow.io.ome_zarr import open_ome_zarr
 
 
 def test_convert_imagej_stack_with_pyramid(tmp_path, capsys):

@@ -22,8 +22,8 @@ from zarr.codecs import (
 )
 
 from voxelflow.errors import OmeZarrError
-from voxelflow.ome_zarr import open_ome_zarr, write_ome_zarr
-from voxelflow.ome_zarr.fastread import ChunkReader, chunk_reader, read_dask_array
+from voxelflow.io.ome_zarr import open_ome_zarr, write_ome_zarr
+from voxelflow.io.ome_zarr.fastread import ChunkReader, chunk_reader, read_dask_array
 
 DTYPES = ["|b1", "|u1", "|i1", "<i2", ">i2", "<u4", ">i8", "<f4", ">f4", "<f8", ">c8"]
 

@@ -14,7 +14,7 @@ import zarr
 
 from ome_zarr_helpers import V04, V05, make_fixtures, memory_root, s3_server
 from voxelflow.errors import OmeZarrError
-from voxelflow.ome_zarr import open_ome_zarr, write_ome_zarr
+from voxelflow.io.ome_zarr import open_ome_zarr, write_ome_zarr
 
 
 @pytest.fixture

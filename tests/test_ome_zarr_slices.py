@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 
 from ome_zarr_helpers import memory_root
 from voxelflow.errors import SliceSyntaxError
-from voxelflow.ome_zarr import open_ome_zarr, write_ome_zarr
-from voxelflow.ome_zarr.slices import parse_slices, resolve_slices, split_slices
+from voxelflow.io.ome_zarr import open_ome_zarr, write_ome_zarr
+from voxelflow.io.ome_zarr.slices import parse_slices, resolve_slices, split_slices
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from ome_zarr_helpers import memory_root, read_with_ome_zarr_py, validate_with_models
 from voxelflow.errors import InvalidInputError, OmeZarrError
-from voxelflow.ome_zarr import open_ome_zarr, write_labels, write_ome_zarr
+from voxelflow.io.ome_zarr import open_ome_zarr, write_labels, write_ome_zarr
 
 
 @pytest.fixture

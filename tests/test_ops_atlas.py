@@ -10,9 +10,9 @@ import tifffile
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from voxelflow.atlas_io import read_brainglobe_atlas
 from voxelflow.errors import InvalidInputError, InvalidPathError
-from voxelflow.ops.atlas import assign_regions, count_by_region, read_region_table, region_volumes
+from voxelflow.io.atlas_files import read_brainglobe_atlas, read_region_table
+from voxelflow.ops import add_regions, assign_regions, count_by_region, region_volumes
 
 # root 997 -> {8 -> {100, 200 -> {201}}, 300}
 REGIONS = pd.DataFrame({
@@ -156,3 +156,20 @@ def test_unknown_region_ids():
         count_by_region(lc, atlas, (1, 1, 1), REGIONS)
     got = count_by_region(lc, atlas, (1, 1, 1), REGIONS, unknown="ignore")
     assert got.set_index("id").loc[997, "count"] == 1
+
+
+def test_add_regions_names_the_atlas_voxel_under_each_centroid():
+    # atlas at 2x the object voxel size: object voxel (z, y, x) lies in atlas voxel (z // 2, y // 2, x // 2)
+    atlas = np.zeros((3, 4, 5), dtype=np.int32)
+    atlas[:, :2] = 100
+    atlas[:, 2:, :3] = 201
+    atlas[2, 3, 4] = 999  # an id the region table does not know
+    lc = pd.DataFrame({"z": [0.0, 3.0, 5.0, 5.2, 1.0], "y": [1.0, 5.0, 7.0, 7.4, 2.0], "x": [0.0, 2.0, 9.0, 9.0, 30.0],
+                       "voxels": [4, 5, 6, 7, 8]})
+    got = add_regions(lc, atlas, (2.0, 2.0, 2.0), (1.0, 1.0, 1.0), REGIONS, image_shape=(6, 8, 10))
+    idx = np.floor((lc[["z", "y", "x"]].to_numpy() + 0.5) / 2).astype(int)
+    inside = (idx < np.array(atlas.shape)).all(axis=1)
+    want = [int(atlas[tuple(i)]) if ok else 0 for i, ok in zip(idx, inside)]
+    assert got["region_id"].tolist() == want == [100, 201, 999, 999, 0]
+    assert got["region_acronym"].tolist() == ["A", "B1", "", "", ""]
+    pd.testing.assert_frame_equal(got[list(lc.columns)], lc)

@@ -9,9 +9,9 @@ from hypothesis import given, settings
 from scipy import ndimage as ndi
 
 from ops_helpers import chunkings
-from voxelflow.blockreduce import block_reduce
 from voxelflow.errors import InvalidInputError, OptionalDependencyError
-from voxelflow.ops.bias import apply_bias_field, estimate_bias_field
+from voxelflow.io.blockreduce import block_reduce
+from voxelflow.ops._bias import apply_bias_field, estimate_bias_field
 
 SHAPE = (24, 48, 48)
 

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from ops_helpers import chunkings, planted_gaussians
 from voxelflow.errors import InvalidInputError
-from voxelflow.ops.blobs import blob_detect
+from voxelflow.ops._blobs import blob_detect
 
 SHAPE = (20, 28, 24)
 CENTRES = [(4, 4, 4), (10, 14, 12), (16, 24, 20), (8, 22, 5), (0, 9, 14), (19, 27, 23)]

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from ops_helpers import chunkings, object_tables
 from voxelflow.errors import InvalidInputError
-from voxelflow.ops.counts import count_labels_per_chunk, count_objects, count_per_block
+from voxelflow.ops._counts import count_labels_per_chunk, count_objects, count_per_block
 
 
 def _block_bounds(chunks):

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ops_helpers import object_tables
-from voxelflow.ops.density import density_map
+from voxelflow.ops._density import density_map
 
 SHAPE = (9, 11, 7)
 

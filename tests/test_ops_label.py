@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 
+import voxelflow.ops._label as label_mod
 import voxelflow.ops._merge as merge_mod
-import voxelflow.ops.label as label_mod
 from ops_label_helpers import assert_same_partition, scipy_label, volumes
 from voxelflow.errors import InvalidInputError
-from voxelflow.ops.label import label
+from voxelflow.ops._label import label
 
 
 def check_label(x, chunks, connectivity):

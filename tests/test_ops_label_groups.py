@@ -17,8 +17,8 @@ from ops_label_helpers import (
     volumes,
 )
 from voxelflow.ops._ccpass import block_groups
-from voxelflow.ops.label import label
-from voxelflow.ops.objects import object_table
+from voxelflow.ops._label import label
+from voxelflow.ops._objects import object_table
 
 
 @pytest.mark.parametrize("grid,size", [((3, 4, 5), 2), ((2, 7), 3), ((1, 1, 1), 4), ((2, 3), 10)])

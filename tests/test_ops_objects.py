@@ -8,8 +8,8 @@ from hypothesis import given, settings
 
 from ops_label_helpers import ours_to_ref, reference_table, scipy_label, volumes
 from voxelflow.errors import InvalidInputError
-from voxelflow.ops.label import label
-from voxelflow.ops.objects import object_table
+from voxelflow.ops._label import label
+from voxelflow.ops._objects import object_table
 
 LC_3D = ["id", "z", "y", "x", "voxels", "z0", "y0", "x0", "z1", "y1", "x1"]
 INTENSITY = ["intensity_sum", "intensity_mean", "intensity_max"]

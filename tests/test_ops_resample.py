@@ -9,7 +9,7 @@ from scipy import ndimage as ndi
 
 from ops_helpers import chunkings
 from voxelflow.errors import InvalidInputError
-from voxelflow.ops.resample import affine_nearest, downsample, scale_nearest
+from voxelflow.ops._resample import affine_nearest, downsample, scale_nearest
 
 ENTRIES = st.sampled_from([-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 1 / 3, 0.7071067811865476])
 OFFSETS = st.sampled_from([0.0, 0.5, -0.5, 1.5, -2.25, 3.0, 0.25])

@@ -3,15 +3,23 @@
 import dask.array as da
 import numpy as np
 import pytest
+import scipy.ndimage as ndi
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from skimage.exposure import rescale_intensity as sk_rescale
 
 from ops_helpers import chunkings
-from voxelflow.errors import InvalidInputError
-from voxelflow.ops.masks import apply_negative_mask, upsample_mask
-from voxelflow.ops.normalize import percentile_range, rescale_intensity
-from voxelflow.ops.threshold import threshold
+from voxelflow.errors import EmptyResultError, InvalidInputError
+from voxelflow.ops import (
+    apply_negative_mask,
+    foreground,
+    percentile_range,
+    relative_threshold,
+    rescale_intensity,
+    scale_nearest,
+    threshold,
+    upsample_mask,
+)
 
 
 @settings(max_examples=15, deadline=None)
@@ -34,28 +42,77 @@ def test_threshold_edge_cases():
         threshold(np.ones(3), "high")
 
 
-@settings(max_examples=15, deadline=None)
-@given(st.tuples(st.integers(1, 4), st.integers(1, 5), st.integers(1, 3)),
-       st.tuples(st.integers(1, 3), st.integers(1, 3), st.integers(1, 3)), st.data())
-def test_negative_mask_at_coarse_resolution(coarse_shape, f, data):
+@settings(max_examples=20, deadline=None)
+@given(st.tuples(st.integers(1, 9), st.integers(1, 11), st.integers(1, 7)),
+       st.tuples(st.integers(1, 4), st.integers(1, 4), st.integers(1, 3)), st.data())
+def test_negative_mask_upsampling_matches_zoom_and_repeat_on_any_shape(shape, f, data):
+    """Voxel i takes the coarse voxel containing its centre, for divisible and non-divisible shapes."""
     rng = np.random.default_rng(data.draw(st.integers(0, 99)))
+    coarse_shape = tuple(-(-n // k) for n, k in zip(shape, f))
     mask = rng.random(coarse_shape) < 0.4
-    shape = tuple(n * k for n, k in zip(coarse_shape, f))
     img = rng.integers(1, 100, shape).astype(np.int32)
     chunks = data.draw(chunkings(shape))
-    up = upsample_mask(mask, shape, chunks)
-    expected_mask = mask.repeat(f[0], 0).repeat(f[1], 1).repeat(f[2], 2)
+    up = upsample_mask(mask, f, shape, chunks)
+    crop = tuple(slice(0, n) for n in shape)
+    by_repeat = mask.repeat(f[0], 0).repeat(f[1], 1).repeat(f[2], 2)[crop]
+    by_zoom = ndi.zoom(mask, f, order=0, grid_mode=True, mode="grid-constant")[crop]
+    np.testing.assert_array_equal(by_zoom, by_repeat)
     assert up.chunks == chunks
-    np.testing.assert_array_equal(up.compute(), expected_mask)
-    got = apply_negative_mask(da.from_array(img, chunks=chunks), mask, fill=-1)
-    np.testing.assert_array_equal(got.compute(), np.where(expected_mask, -1, img))
+    np.testing.assert_array_equal(up.compute(), by_zoom)
+    # the rule of the pipeline's coarse grid: the block a voxel was pooled into
+    idx = np.indices(shape)
+    np.testing.assert_array_equal(up.compute(), mask[idx[0] // f[0], idx[1] // f[1], idx[2] // f[2]])
+    got = apply_negative_mask(da.from_array(img, chunks=chunks), mask, f, fill=-1)
+    np.testing.assert_array_equal(got.compute(), np.where(by_zoom, -1, img))
 
 
-def test_negative_mask_non_integer_ratio_keeps_centres_aligned():
+def test_upsample_mask_refuses_a_mask_of_another_grid():
+    with pytest.raises(InvalidInputError, match=r"\(4,\)"):
+        upsample_mask(np.zeros(3, dtype=bool), 3, (10,))
+    with pytest.raises(InvalidInputError, match="integers"):
+        upsample_mask(np.zeros(4, dtype=bool), 2.5, (10,))
+
+
+def test_mask_of_another_resolution_uses_scale_nearest_on_the_same_box():
     mask = np.array([False, True, False])
-    got = upsample_mask(mask, (7,)).compute()
-    # target voxel i takes mask voxel floor((i + 0.5) * 3 / 7)
+    got = scale_nearest(mask, output_shape=(7,)).compute()
+    # target voxel i takes mask voxel floor((i + 0.5) * 3 / 7): the same physical box
     np.testing.assert_array_equal(got, mask[np.floor((np.arange(7) + 0.5) * 3 / 7).astype(int)])
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.integers(0, 99), st.sampled_from([0.5, 1.0, 2.5]), st.booleans())
+def test_relative_threshold_is_a_multiple_of_the_kept_median(seed, factor, with_field):
+    rng = np.random.default_rng(seed)
+    coarse = rng.gamma(2.0, 40.0, (6, 9, 8))
+    negative = rng.random(coarse.shape) < 0.5
+    negative[0, 0, 0] = False
+    field = rng.uniform(0.5, 2.0, coarse.shape) if with_field else None
+    corrected = coarse / field if with_field else coarse
+    want = factor * float(np.median(corrected[~negative]))
+    got = relative_threshold(da.from_array(coarse, chunks=4), negative, factor, field=field)
+    assert got == pytest.approx(want, rel=1e-12)
+
+
+def test_relative_threshold_needs_kept_voxels():
+    with pytest.raises(EmptyResultError, match="negative mask"):
+        relative_threshold(np.ones((2, 2, 2)), np.ones((2, 2, 2), dtype=bool), 2.0)
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.tuples(st.integers(2, 9), st.integers(2, 10), st.integers(2, 8)), st.data())
+def test_foreground_is_threshold_outside_the_upsampled_mask(shape, data):
+    rng = np.random.default_rng(data.draw(st.integers(0, 99)))
+    f = (2, 3, 2)
+    img = rng.integers(0, 50, shape).astype(np.uint16)
+    negative = rng.random(tuple(-(-n // k) for n, k in zip(shape, f))) < 0.3
+    chunks = data.draw(chunkings(shape))
+    got = foreground(da.from_array(img, chunks=chunks), 20, negative, f)
+    idx = np.indices(shape)
+    want = (img > 20) & ~negative[idx[0] // 2, idx[1] // 3, idx[2] // 2]
+    assert got.chunks == chunks
+    np.testing.assert_array_equal(got.compute(), want)
+    np.testing.assert_array_equal(foreground(img, 20).compute(), img > 20)
 
 
 def test_percentile_rescale_matches_skimage():

@@ -9,7 +9,7 @@ from scipy import ndimage as ndi
 
 from ops_helpers import chunkings, planted_sphere_pairs
 from voxelflow.errors import InvalidInputError
-from voxelflow.ops.watershed import watershed_split
+from voxelflow.ops._watershed import watershed_split
 
 SHAPE = (14, 26, 30)
 CENTRES = [(4, 5, 7), (9, 18, 20), (6, 19, 6), (10, 6, 22)]

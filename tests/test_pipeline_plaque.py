@@ -12,9 +12,9 @@ import scipy.ndimage as ndi
 from pipeline_helpers import small_overrides, write_small_scan
 from steps_helpers import count_tasks
 from voxelflow import steps
-from voxelflow.config import load_config
 from voxelflow.errors import EmptyResultError, InvalidInputError, InvalidPathError
-from voxelflow.ome_zarr import open_ome_zarr, write_ome_zarr
+from voxelflow.io.ome_zarr import open_ome_zarr, write_ome_zarr
+from voxelflow.pipelines.config import load_config
 from voxelflow.pipelines.plaque import run_plaque_pipeline
 from voxelflow.synth import score_detections
 

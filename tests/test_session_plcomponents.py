@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 import voxelflow
 from session_helpers import assert_restored, global_state, small_client
 from voxelflow.errors import InvalidInputError, InvalidPathError, OptionalDependencyError
-from voxelflow.session import PLComponents, default_cluster_shape
+from voxelflow.runtime.session import PLComponents, default_cluster_shape
 
 
 def _ran_on_a_worker(block):

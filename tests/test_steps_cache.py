@@ -83,7 +83,7 @@ def test_cached_results_equal_direct_computation(tmp_path):
     assert table.voxels.tolist() == np.bincount(ref_lab.ravel())[1:].tolist()
     desc = json.loads((tmp_path / "components" / STEP_FILE).read_text())
     assert desc["outputs"] == ["image", "value"] and desc["tuple"] is True
-    from voxelflow.ome_zarr import open_ome_zarr
+    from voxelflow.io.ome_zarr import open_ome_zarr
 
     _, meta = open_ome_zarr(str(tmp_path / "components" / "out0" / "data.ome.zarr"))
     assert len(meta.levels) == 2

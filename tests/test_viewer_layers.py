@@ -237,7 +237,7 @@ def test_importing_the_viewer_package_does_not_import_napari():
 
 def test_a_stored_result_shows_with_its_own_pyramid(tmp_path):
     from viewer_helpers import SCALE, planted_scan
-    from voxelflow.ome_zarr import write_ome_zarr
+    from voxelflow.io.ome_zarr import write_ome_zarr
     from voxelflow.paths import VPath
 
     img, lab = planted_scan()

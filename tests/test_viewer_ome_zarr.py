@@ -7,7 +7,7 @@ import pytest
 
 from viewer_helpers import close_to, look_at, module_viewer, shot, to_screen, viewer, write_ngff  # noqa: F401
 from voxelflow.errors import OmeZarrError
-from voxelflow.ome_zarr import write_ome_zarr
+from voxelflow.io.ome_zarr import write_ome_zarr
 from voxelflow.viewer import add_ome_zarr, ome_zarr_layers
 
 
@@ -106,7 +106,7 @@ def test_not_an_image_is_a_clear_error(tmp_path):
 
 
 def test_remote_image_with_labels_over_fsspec():
-    from voxelflow.ome_zarr import write_labels
+    from voxelflow.io.ome_zarr import write_labels
 
     img, lab = _scan()
     url = "memory://viewer-test/scan.ome.zarr"

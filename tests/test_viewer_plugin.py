@@ -46,7 +46,7 @@ def test_npe2_reads_image_run_folder_and_cache(run_folder):
 
 
 def test_npe2_picks_the_reader_for_a_zip_archive_by_its_name(tmp_path):
-    from voxelflow.ome_zarr import write_ome_zarr
+    from voxelflow.io.ome_zarr import write_ome_zarr
 
     zipped = str(write_ome_zarr(np.arange(4 * 8 * 8, dtype=np.uint16).reshape(4, 8, 8),
                                 tmp_path / "small.ome.zarr.zip", zip=True))

@@ -145,7 +145,7 @@ def make_cache(root) -> dict:
     import dask.array as da
 
     from voxelflow.cache import save
-    from voxelflow.ome_zarr import write_ome_zarr
+    from voxelflow.io.ome_zarr import write_ome_zarr
 
     img, _ = planted_scan()
     image = str(write_ome_zarr(img, f"{root}/scan.ome.zarr", scale=SCALE, units="micrometer",
@@ -177,7 +177,7 @@ def make_run_folder(root) -> str:
     os.makedirs(run)
     objects = load(f"{urls['cache']}/centroids/out0")
     objects.to_parquet(f"{run}/objects.parquet", index=False)
-    from voxelflow.ome_zarr import write_ome_zarr
+    from voxelflow.io.ome_zarr import write_ome_zarr
 
     density = np.zeros((2, 4, 4), np.float32)
     density[0, 1, 2] = 1.0

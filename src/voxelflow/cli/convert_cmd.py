@@ -51,8 +51,8 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     """Convert ``args.input`` to ``args.output``; returns the exit code."""
-    from voxelflow.ome_zarr.tiff import read_tiff
-    from voxelflow.ome_zarr.write import default_chunks, write_ome_zarr
+    from voxelflow.io.ome_zarr.write import default_chunks, write_ome_zarr
+    from voxelflow.io.tiff import read_tiff
 
     arr, axes, tiff_scale, tiff_unit = read_tiff(args.input)
     if not 2 <= arr.ndim <= 5:

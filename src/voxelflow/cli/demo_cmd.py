@@ -45,7 +45,7 @@ def _write_data(data: VPath, shape, seed: int, plaques: int, stream):
     """
     import pandas as pd
 
-    from voxelflow.ome_zarr import write_ome_zarr
+    from voxelflow.io.ome_zarr import write_ome_zarr
     from voxelflow.synth import make_synthetic_brain
 
     params = {"shape": list(shape), "seed": seed, "plaques": plaques, "format": 1}
@@ -86,9 +86,9 @@ def _rolled_up_truth(truth, regions, level: str):
 
 
 def run(args) -> int:
-    from voxelflow.config import load_config
-    from voxelflow.pipelines import compute_context
+    from voxelflow.pipelines.config import load_config
     from voxelflow.pipelines.plaque import run_plaque_pipeline
+    from voxelflow.runtime.compute import compute_context
     from voxelflow.synth import score_detections
 
     stream = sys.stderr

@@ -26,7 +26,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from voxelflow.config import load_config
+    from voxelflow.pipelines.config import load_config
 
     t0 = time.perf_counter()
     overrides = list(args.overrides)
@@ -37,8 +37,8 @@ def run(args) -> int:
     if args.out is not None:
         overrides.append(f'output.folder="{args.out}"')
     config = load_config(args.config, overrides)
-    from voxelflow.pipelines import compute_context
     from voxelflow.pipelines.plaque import run_plaque_pipeline
+    from voxelflow.runtime.compute import compute_context
 
     with compute_context(config["compute.scheduler"], config["compute.workers"],
                          config["compute.threads_per_worker"], config["compute.memory_limit"]):

@@ -47,14 +47,14 @@ from voxelflow.errors import (
     InvalidPathError,
     OptionalDependencyError,
 )
-from voxelflow.ops import atlas as atlas_op
-from voxelflow.ops import bias as bias_op
-from voxelflow.ops import resample
+from voxelflow.io.atlas_files import read_region_table
+from voxelflow.ops import apply_bias_field, assign_regions, scale_nearest
 from voxelflow.ops import threshold as threshold_op
 from voxelflow.paths import VPath, as_vpath
-from voxelflow.pipelines import distributed_client, process_peak_memory_mb, worker_peak_memory_mb
 from voxelflow.pipelines.progress import ClusterProgressBar
+from voxelflow.runtime.compute import distributed_client, process_peak_memory_mb, worker_peak_memory_mb
 from voxelflow.steps import Step, StepRecord, keyed, record_steps
+from voxelflow.steps.node import CACHE_FOLDER, output_image, write_run
 
 __all__ = [
     "PlaqueResult",
@@ -138,7 +138,7 @@ def open_scan(url: str, channel: int | None = None, level: int = 0, storage_opti
         If the channel is missing, out of range or needed but not given, or the
         image is not 3-D after picking it.
     """
-    from voxelflow.ome_zarr import open_ome_zarr
+    from voxelflow.io.ome_zarr import open_ome_zarr
 
     base = url.split("?", 1)[0]
     path = as_vpath(base, storage_options)
@@ -239,7 +239,7 @@ def user_mask_on_grid(mask, shape) -> da.Array:
     m = da.asarray(mask)
     if m.ndim != 3:
         raise InvalidInputError(f"pipeline.mask must be a 3-D image, got shape {m.shape}")
-    return resample.scale_nearest(m != 0, output_shape=tuple(shape))
+    return scale_nearest(m != 0, output_shape=tuple(shape))
 
 
 def call_mask_function(fn: Callable, coarse, scale) -> np.ndarray:
@@ -275,9 +275,9 @@ def threshold_value(coarse, field, negative, factor: float) -> float:
 def foreground(img, field, negative, value: float, factors) -> da.Array:
     """Binary segmentation (BS) at full resolution: bias-corrected scan above ``value``, outside the mask."""
     if field is not None:
-        img = bias_op.apply_bias_field(img, field)
-    bs = threshold_op.threshold(img, value)
-    neg = resample.scale_nearest(
+        img = apply_bias_field(img, field)
+    bs = threshold_op(img, value)
+    neg = scale_nearest(
         da.asarray(negative), factors, output_shape=img.shape, output_chunks=img.chunks
     )
     return bs & ~neg.astype(bool)
@@ -356,7 +356,7 @@ def run_plaque_pipeline(
     Parameters
     ----------
     config : dict
-        Dotted keys as returned by :func:`voxelflow.config.load_config`.
+        Dotted keys as returned by :func:`voxelflow.pipelines.config.load_config`.
     mask : str or callable, optional
         Overrides ``pipeline.mask``: ``'auto'``, ``'none'``, an OME-Zarr path,
         or ``fn(coarse: ndarray, scale: tuple) -> bool ndarray`` (True = discard).
@@ -381,7 +381,7 @@ def run_plaque_pipeline(
     stream = stream or sys.stderr
     t_start = time.perf_counter()
     out_dir = VPath(config["output.folder"])
-    cache = VPath(config["output.cache"] or (out_dir / "cache").url)
+    cache = VPath(config["output.cache"] or (out_dir / CACHE_FOLDER).url)
     mask_setting = _resolve_mask_setting(config["pipeline.mask"] if mask is None else mask)
 
     img, meta, scale, translation = open_scan(config["input.url"], config["input.channel"], config["input.level"])
@@ -493,7 +493,7 @@ def _negative_mask(setting, coarse, coarse_scale, config, ctx, coarse_store):
         return Step(call_mask_function, kind="IN->BS", name="negative_mask")(
             setting, coarse, coarse_scale, **ctx("negative_mask", coarse_store)
         )
-    from voxelflow.ome_zarr import open_ome_zarr
+    from voxelflow.io.ome_zarr import open_ome_zarr
 
     if not VPath(setting.split("?", 1)[0]).exists():
         raise InvalidPathError(f"pipeline.mask {setting!r} does not exist; expected 'auto', 'none' or an OME-Zarr")
@@ -506,7 +506,7 @@ def _negative_mask(setting, coarse, coarse_scale, config, ctx, coarse_store):
 
 def _open_atlas(config, shape, scale):
     """Open and check the atlas before any voxel work: it must cover the scan's physical extent."""
-    from voxelflow.ome_zarr import open_ome_zarr
+    from voxelflow.io.ome_zarr import open_ome_zarr
 
     url = config["atlas.url"]
     if not VPath(url.split("?", 1)[0]).exists():
@@ -528,12 +528,12 @@ def _open_atlas(config, shape, scale):
             f"covers {tuple(float(v) for v in np.round(img_ext, 1))} um; the atlas must be registered to the "
             "scan (same physical extent, any resolution)"
         )
-    return labels, ascale, atlas_op.read_region_table(config["atlas.regions"])
+    return labels, ascale, read_region_table(config["atlas.regions"])
 
 
 def add_regions(objects: pd.DataFrame, labels, atlas_scale, scale, shape, regions: pd.DataFrame) -> pd.DataFrame:
     """The object table with ``region_id`` (atlas voxel under the centroid) and ``region_acronym``."""
-    rid = atlas_op.assign_regions(objects, labels, atlas_scale, scale, image_shape=shape)
+    rid = assign_regions(objects, labels, atlas_scale, scale, image_shape=shape)
     acronyms = dict(zip(regions["id"], regions["acronym"]))
     out = objects.assign(region_id=rid.to_numpy())
     out["region_acronym"] = [acronyms.get(int(r), "") for r in out["region_id"]]
@@ -561,7 +561,7 @@ def _write_failure(out_dir, config, records, exc, t_start) -> None:
         "peak_memory_mb": process_peak_memory_mb(),
         "peak_worker_memory_mb": worker_peak_memory_mb(),
     }
-    (out_dir / "run.json").write_text(json.dumps(run, indent=1, default=str))
+    write_run(out_dir, run)
 
 
 def _write_outputs(out_dir, config, objects, regions, cache, records, meta, img, scale, value, n, biased, t_start):
@@ -575,7 +575,7 @@ def _write_outputs(out_dir, config, objects, regions, cache, records, meta, img,
     if regions is not None:
         (out_dir / "regions.csv").write_text(regions.to_csv(index=False))
         outputs["regions"] = "regions.csv"
-    density_src = cache / "density" / "out0" / "data.ome.zarr"
+    density_src = output_image(cache / "density")
     density_dst = out_dir / "density.ome.zarr"
     if density_src.exists():
         density_dst.rm()
@@ -601,5 +601,5 @@ def _write_outputs(out_dir, config, objects, regions, cache, records, meta, img,
         "cache": cache.url,
         "outputs": outputs,
     }
-    (out_dir / "run.json").write_text(json.dumps(run, indent=1, default=str))
+    write_run(out_dir, run)
     return run

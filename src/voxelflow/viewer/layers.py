@@ -157,7 +157,7 @@ def ome_zarr_layers(
     OmeZarrError, SliceSyntaxError
         From :func:`voxelflow.open_ome_zarr` for a missing or malformed image.
     """
-    from voxelflow.ome_zarr import open_ome_zarr
+    from voxelflow.io.ome_zarr import open_ome_zarr
 
     arr, meta = open_ome_zarr(url, storage_options=storage_options)
     pyramid = [arr] + [
@@ -194,7 +194,7 @@ def ome_zarr_layers(
         kwargs.update(geometry, contrast_limits=contrast_limits(pyramid[-1]))
         out = [(data, kwargs, "image")]
     if labels and not label_image and meta.labels:
-        from voxelflow.ome_zarr.stores import is_zip
+        from voxelflow.io.ome_zarr.stores import is_zip
         from voxelflow.paths import as_vpath
 
         if is_zip(as_vpath(meta.url, storage_options)):
@@ -213,8 +213,8 @@ def ome_zarr_layers(
 
 def _has_image_label(base_url: str, storage_options: dict | None) -> bool:
     """True if the NGFF metadata marks the image as a label image (``image-label``)."""
-    from voxelflow.ome_zarr.metadata import ome_section
-    from voxelflow.ome_zarr.read import open_group
+    from voxelflow.io.ome_zarr.metadata import ome_section
+    from voxelflow.io.ome_zarr.read import open_group
     from voxelflow.paths import as_vpath
 
     group = open_group(as_vpath(base_url, storage_options))
@@ -224,14 +224,14 @@ def _has_image_label(base_url: str, storage_options: dict | None) -> bool:
 
 def _labels_url(meta, label_name: str, storage_options: dict | None) -> str:
     """URL of ``labels/<label_name>`` of an image, keeping its crop but not its channel pick."""
-    from voxelflow.ome_zarr.slices import parse_slices, resolve_slices
+    from voxelflow.io.ome_zarr.slices import parse_slices, resolve_slices
     from voxelflow.paths import as_vpath
 
     label_url = (as_vpath(meta.url) / "labels" / label_name).url
     if meta.slices is None:
         return label_url
     # meta.axes lost any axis an integer index dropped; the stored metadata has them all.
-    from voxelflow.ome_zarr.read import read_metadata
+    from voxelflow.io.ome_zarr.read import read_metadata
 
     full_axes = tuple(read_metadata(as_vpath(meta.url, storage_options))[0]["axes"])
     label_axes = tuple(read_metadata(as_vpath(label_url, storage_options))[0]["axes"])

@@ -5,7 +5,7 @@ A path given to ``voxelflow view`` or to the napari reader is one of:
 ``image``
     An OME-Zarr image (folder or ``.zip``, optional ``?slices=[...]``).
 ``run``
-    A pipeline run folder: ``run.json`` and/or ``objects.parquet``, with the
+    A pipeline run folder: a run description and/or an object table, with the
     OME-Zarr outputs (density map) next to them and the intermediates in the
     run's cache.
 ``cache``
@@ -19,7 +19,6 @@ tuples (see :mod:`voxelflow.viewer.layers`).
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ import numpy as np
 
 from voxelflow.errors import InvalidInputError, InvalidPathError, OmeZarrError
 from voxelflow.paths import VPath, as_vpath
+from voxelflow.steps import node as step_node
 from voxelflow.viewer.layers import LayerData, object_layer, ome_zarr_layers, result_layers
 
 __all__ = [
@@ -44,7 +44,6 @@ log = logging.getLogger(__name__)
 
 _IMAGE_SUFFIXES = (".ome.zarr", ".ome.zarr.zip", ".zarr", ".zarr.zip")
 _ZARR_META = ("zarr.json", ".zattrs", ".zgroup")
-_STEP_FILE = "step.json"  # written by voxelflow.steps into each step node
 _LABEL_TYPES = ("OS", "BS")  # DESIGN.md data types shown as labels layers
 _HIDDEN_TYPES = ("BS",)  # shown, but switched off: the OS layer covers it
 
@@ -63,7 +62,7 @@ class CachedStep:
     committed : datetime
         Commit time (UTC).
     from_step : bool
-        True for nodes written by :mod:`voxelflow.steps` (with ``step.json``).
+        True for step nodes (see :mod:`voxelflow.steps.node`).
     kind : str or None
         The step's data types (``"BS->OS"``) if the step declared them.
     outputs : tuple of str
@@ -108,12 +107,13 @@ def classify_path(url, storage_options: dict | None = None) -> str:
     names = set(path.ls())
     if names & set(_ZARR_META):
         return _checked_image(path)
-    if "run.json" in names or "objects.parquet" in names:
+    if step_node.is_run_folder(names):
         return "run"
     if _holds_nodes(path, depth=2) and list_cached_steps(path):
         return "cache"
     raise InvalidPathError(
-        f"cannot view {base}: it is not an OME-Zarr image, a run folder (run.json, objects.parquet) "
+        f"cannot view {base}: it is not an OME-Zarr image, a run folder "
+        f"({step_node.RUN_FILE}, {step_node.OBJECTS_TABLE}) "
         "or a cache root with committed results"
     )
 
@@ -124,7 +124,7 @@ def _holds_nodes(folder: VPath, depth: int) -> bool:
     napari asks the reader about every folder a user opens; walking a large
     foreign tree to the bottom would stall it.
     """
-    from voxelflow.cache_marker import is_node
+    from voxelflow.cache import is_node
 
     if is_node(folder):
         return True
@@ -134,7 +134,7 @@ def _holds_nodes(folder: VPath, depth: int) -> bool:
 
 
 def _checked_image(path: VPath) -> str:
-    from voxelflow.ome_zarr.read import read_metadata
+    from voxelflow.io.ome_zarr.read import read_metadata
 
     try:
         read_metadata(path)
@@ -146,15 +146,15 @@ def _checked_image(path: VPath) -> str:
 def list_cached_steps(root, storage_options: dict | None = None) -> list[CachedStep]:
     """The committed results below a cache root, depth first.
 
-    The per-output child nodes of a step (``out0``, ...) belong to their step
-    and are not listed on their own.
+    The per-output child nodes of a step belong to their step and are not
+    listed on their own.
 
     Parameters
     ----------
     root : str or VPath
         A cache root or any folder with cache nodes below it.
     """
-    from voxelflow.cache_tree import iter_tree
+    from voxelflow.cache import iter_tree
 
     root = as_vpath(root, storage_options)
     out: list[CachedStep] = []
@@ -164,12 +164,11 @@ def list_cached_steps(root, storage_options: dict | None = None) -> list[CachedS
         if node is None or node.commit is None:
             continue
         path = entry.path
-        if any(path.path.startswith(d + "/") for d in step_dirs):
+        if step_node.is_step_output(path, step_dirs):
             continue
         name = path.path[len(root.path):].strip("/") or path.name
-        step_file = path / _STEP_FILE
-        if step_file.isfile():
-            desc = json.loads(step_file.read_text())
+        desc = step_node.read_step(path)
+        if desc is not None:
             step_dirs.append(path.path)
             outputs = tuple(desc.get("outputs", ()))
             out.append(CachedStep(name, path.url, node.commit, True, desc.get("kind"), outputs))
@@ -208,13 +207,13 @@ def step_layers(step: CachedStep, *, scale: Sequence[float] | None = None) -> li
     out_type = _output_type(step.kind)
     layers: list[LayerData] = []
     if step.from_step:
-        shown = [k for k in step.outputs if k in ("image", "table")]
-        for i, kind in enumerate(step.outputs):
-            child = node / f"out{i}"
+        shown = [k for k in step.outputs if k in ("image", "array", "table")]
+        outputs = step_node.step_output_paths(node, {"outputs": step.outputs})
+        for i, (kind, where) in enumerate(outputs):
             name = step.name if len(shown) == 1 else f"{step.name}[{i}]"
             if kind == "image":
                 for data, kwargs, layer_type in ome_zarr_layers(
-                    (child / "data.ome.zarr").url, is_label=False, name=name, labels=False
+                    where.url, is_label=False, name=name, labels=False
                 ):
                     typed = i == 0 and out_type is not None
                     if (out_type in _LABEL_TYPES) if typed else _looks_like_labels(_dtype(data)):
@@ -223,7 +222,10 @@ def step_layers(step: CachedStep, *, scale: Sequence[float] | None = None) -> li
                             kwargs["visible"] = False
                     layers.append((data, kwargs, layer_type))
             elif kind == "table":
-                layers += _table_layers(load(child.url), name, scale)
+                layers += _table_layers(load(where.url), name, scale)
+            elif kind == "array":
+                value = load(where.url)
+                layers += result_layers(value, name, is_label=_looks_like_labels(value.dtype), scale=scale)
         return layers
     if step.outputs == ("ome-zarr",):
         for image in _ome_zarr_children(node):
@@ -281,15 +283,13 @@ def _select(steps: list[CachedStep], wanted: Sequence[str] | None) -> list[Cache
 def run_folder_layers(url, storage_options: dict | None = None) -> list[LayerData]:
     """Layer data for a pipeline run folder.
 
-    In drawing order: the input image (``run.json`` ``outputs.image``), the
+    In drawing order: the input image (the run description's ``outputs.image``), the
     OME-Zarr images in the folder (density map; hidden, as a heat map), the
     label (``OS``) and mask (``BS``, hidden) steps of the run's cache, and the
-    objects of ``objects.parquet`` as points placed on the input image's voxel grid.
+    objects of the object table as points placed on the input image's voxel grid.
     """
     folder = as_vpath(url, storage_options)
-    run = {}
-    if (folder / "run.json").isfile():
-        run = json.loads((folder / "run.json").read_text())
+    run = step_node.read_run(folder)
     layers: list[LayerData] = []
     image_geometry: dict = {}
     image_url = _in_run(folder, (run.get("outputs") or {}).get("image"))
@@ -308,15 +308,15 @@ def run_folder_layers(url, storage_options: dict | None = None) -> list[LayerDat
                 # Coarse maps would hide the scan: shown on request, drawn as a heat map.
                 kwargs.update(colormap="inferno", blending="additive", opacity=0.6, visible=False)
             layers.append((data, kwargs, layer_type))
-    cache = as_vpath(_in_run(folder, run.get("cache")) or (folder / "cache").url, storage_options)
+    cache = as_vpath(_in_run(folder, run.get("cache")) or (folder / step_node.CACHE_FOLDER).url, storage_options)
     if cache.isdir():
         for step in list_cached_steps(cache):
             if _output_type(step.kind) in _LABEL_TYPES:
                 layers += step_layers(step)
-    if (folder / "objects.parquet").isfile():
+    if (folder / step_node.OBJECTS_TABLE).isfile():
         import pandas as pd
 
-        with (folder / "objects.parquet").open("rb") as f:
+        with (folder / step_node.OBJECTS_TABLE).open("rb") as f:
             objects = pd.read_parquet(f)
         if len(objects):
             scale = image_geometry.get("scale") or (run.get("input") or {}).get("scale_um")
@@ -332,7 +332,7 @@ def _size(data) -> int:
 
 
 def _in_run(folder: VPath, value) -> str | None:
-    """A run.json location: absolute paths and URLs as they are, others relative to the run folder."""
+    """A location in a run description: absolute paths and URLs as they are, others relative to the run folder."""
     if not isinstance(value, str) or not value:
         return None
     if "://" in value or value.startswith("/"):
