@@ -431,7 +431,7 @@ def score_cells(crop: SyntheticCells, detected_um, *, detected_regions=None,
                 max_distance_um: float | None = None) -> dict:
     """Precision, recall and counts per region of detected centres against the planted cells.
 
-    Detections are matched one to one (:func:`voxelflow.ops._match.match_points`)
+    Detections are matched one to one (:func:`voxelflow.ops.pair_points`)
     against every planted cell that shows in the crop. A detection matched to a
     cell centred outside the crop (``inside`` False) is a correct sighting of a
     cell cap at the border, counted neither as a hit nor as a false positive,
@@ -454,12 +454,12 @@ def score_cells(crop: SyntheticCells, detected_um, *, detected_regions=None,
         ``detected_regions``, ``regions``: a DataFrame ``id, acronym, planted,
         detected, error`` (``error`` = |detected - planted| / planted).
     """
-    from voxelflow.ops._match import match_points
+    from voxelflow.ops import pair_points
 
     det = np.asarray(detected_um, dtype=np.float64).reshape(-1, 3)
     truth = crop.truth
     reach = crop.diameter_um / 2 if max_distance_um is None else float(max_distance_um)
-    pairs = match_points(det, truth[["z_um", "y_um", "x_um"]].to_numpy(), reach)
+    pairs = pair_points(det, truth[["z_um", "y_um", "x_um"]].to_numpy(), reach)
     inside = truth["inside"].to_numpy()
     ignored = np.zeros(len(det), bool)
     ignored[pairs[~inside[pairs[:, 1]], 0]] = True

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from scipy import ndimage as ndi
 
 from voxelflow.errors import InvalidInputError
-from voxelflow.ops._filters import (
+from voxelflow.ops import (
     channel_background,
     dog_filter,
     estimate_channel_factor,

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from scipy import ndimage as ndi
 
 from voxelflow.errors import InvalidInputError
-from voxelflow.ops._local_threshold import local_threshold, tile_stats, tile_threshold
+from voxelflow.ops import local_threshold, tile_stats, tile_threshold
 
 
 @st.composite

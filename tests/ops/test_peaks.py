@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from scipy import ndimage as ndi
 
 from voxelflow.errors import InvalidInputError
-from voxelflow.ops._peaks import find_peaks, peak_box
+from voxelflow.ops import find_peaks, peak_box
 
 
 @st.composite

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from skimage.measure import regionprops
 
 from voxelflow.errors import InvalidInputError
-from voxelflow.ops._shape import shape_filter, shape_table
+from voxelflow.ops import shape_filter, shape_table
 
 
 @st.composite

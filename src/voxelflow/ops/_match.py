@@ -20,7 +20,7 @@ from scipy.spatial import cKDTree
 
 from voxelflow.errors import InvalidInputError
 
-__all__ = ["match_points", "match_scores", "points_to_um"]
+__all__ = ["pair_points", "detection_scores", "points_to_um"]
 
 
 def _points(points, name: str) -> np.ndarray:
@@ -41,7 +41,7 @@ def points_to_um(points, spacing, translation=None) -> np.ndarray:
     return out
 
 
-def match_points(detected, reference, max_distance_um: float) -> np.ndarray:
+def pair_points(detected, reference, max_distance_um: float) -> np.ndarray:
     """Pair detected and reference points one to one within a distance.
 
     Parameters
@@ -113,7 +113,7 @@ def _prf(tp, n_det, n_ref):
     return precision, recall, f1
 
 
-def match_scores(detected, reference, max_distance_um: float, *, detected_regions=None,
+def detection_scores(detected, reference, max_distance_um: float, *, detected_regions=None,
                  reference_regions=None) -> tuple[dict, pd.DataFrame | None]:
     """Precision, recall and F1 of detections against reference points, overall and per region.
 
@@ -139,7 +139,7 @@ def match_scores(detected, reference, max_distance_um: float, *, detected_region
         (``detected`` = detections in that region), one row per region seen.
     """
     det, ref = _points(detected, "detected"), _points(reference, "reference")
-    pairs = match_points(det, ref, max_distance_um)
+    pairs = pair_points(det, ref, max_distance_um)
     tp = len(pairs)
     p, r, f = _prf(tp, len(det), len(ref))
     overall = {"detected": len(det), "reference": len(ref), "matched": tp, "false_positives": len(det) - tp,
