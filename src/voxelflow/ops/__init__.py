@@ -36,6 +36,8 @@ function                      types      what
 ``affine_nearest``
 ``estimate_bias_field``,      IN         N4 bias field (``bias`` extra: SimpleITK)
 ``apply_bias_field``
+``model_mask``                IN -> BS   a segmentation model's foreground (3-D, per plane,
+                                         tri-planar)
 ``predict``                   IN -> any  a model on each chunk plus a halo: probabilities,
                                          classes, or instance tiles
 ``stitch``                    OS         exact global ids for instance tiles
@@ -61,6 +63,7 @@ from voxelflow.ops._density import density_map
 from voxelflow.ops._foreground import foreground
 from voxelflow.ops._label import label
 from voxelflow.ops._masks import apply_negative_mask, upsample_mask
+from voxelflow.ops._model_mask import MASK_MODES, PerPlane, model_mask
 from voxelflow.ops._normalize import percentile_range, rescale_intensity
 from voxelflow.ops._objects import object_table
 from voxelflow.ops._predict import predict, resolve_halo
@@ -78,7 +81,9 @@ __all__ = [
     "CellClassifier",
     "DOWNSAMPLE_METHODS",
     "InstanceTiles",
+    "MASK_MODES",
     "Matches",
+    "PerPlane",
     "RC_COLUMNS",
     "add_regions",
     "affine_nearest",
@@ -100,6 +105,7 @@ __all__ = [
     "foreground",
     "label",
     "match_points",
+    "model_mask",
     "object_features",
     "object_table",
     "percentile_range",

@@ -108,8 +108,15 @@ SCHEMA: dict[str, Key] = {
                                    "max-pooling factors of the coarse level used for mask and bias"),
     "pipeline.bias": Key("auto", _bias, "'auto', true or false",
                          "N4 bias correction: auto = when SimpleITK is installed"),
-    "pipeline.mask": Key("auto", _string(), "'auto', 'none' or an OME-Zarr mask path",
-                         "negative mask: auto = outside tissue + edge shell from the coarse level"),
+    "pipeline.mask": Key("auto", _string(), "'auto', 'none', an OME-Zarr mask path or 'model:PATH'",
+                         "negative mask: auto = outside tissue + edge shell from the coarse level; "
+                         "model:PATH = foreground of a segmentation model (.onnx, nnU-Net folder, cellpose:...) "
+                         "run on the coarse level"),
+    "pipeline.mask_mode": Key("3d", _string(choices=("3d", "planes", "triplanar")),
+                              "'3d', 'planes' or 'triplanar'",
+                              "how a mask model runs: 3-D, 2-D on z planes, or 2-D along z, y and x averaged"),
+    "pipeline.mask_threshold": Key(0.5, _number(lo=0, hi=1), "a number between 0 and 1",
+                                   "foreground probability from which a mask model's voxel is masked"),
     "pipeline.edge_um": Key(20.0, _number(lo=0), "a number >= 0 (micrometres)",
                             "depth of the tissue edge shell removed by the auto mask"),
     "pipeline.threshold": Key(None, _number(lo=0, allow_none=True), "a number > 0 (or unset)",

@@ -493,6 +493,14 @@ def _negative_mask(setting, coarse, coarse_scale, config, ctx, coarse_store):
         return Step(call_mask_function, kind="IN->BS", name="negative_mask")(
             setting, coarse, coarse_scale, **ctx("negative_mask", coarse_store)
         )
+    if setting.startswith("model:"):
+        from voxelflow.io.models import load_model
+        from voxelflow.ops import model_mask
+
+        return Step(model_mask, kind="IN->BS", name="negative_mask")(
+            coarse, load_model(setting), mode=config["pipeline.mask_mode"],
+            threshold=config["pipeline.mask_threshold"], **ctx("negative_mask", coarse_store)
+        )
     from voxelflow.io.ome_zarr import open_ome_zarr
 
     if not VPath(setting.split("?", 1)[0]).exists():
