@@ -41,6 +41,22 @@ function                      types      what
 ``predict``                   IN -> any  a model on each chunk plus a halo: probabilities,
                                          classes, or instance tiles
 ``stitch``                    OS         exact global ids for instance tiles
+``gaussian``, ``log_filter``, IN -> IN   float32 pre-filters sized in micrometres (halos
+``dog_filter``,                          from the physical sigma)
+``white_tophat``
+``plane_tile_median``,        IN -> IN   per-plane / per-tile median background
+``remove_plane_background``
+``estimate_channel_factor``,  IN -> IN   autofluorescence removal with a background channel
+``channel_background``
+``tile_stats``,               IN -> BS   per-plane / per-tile mean + k SD threshold (in a mask)
+``tile_threshold``,
+``local_threshold``                      local (Niblack / adaptive mean) threshold
+``find_peaks``, ``peak_box``  IN -> LC   local maxima of a response inside a foreground
+``shape_table``,              OS -> LC   volume, equivalent diameter, axes, elongation,
+``shape_filter``                         sphericity in micrometres; shape filters
+``pair_points``,              LC, LC     one-to-one matching in um; precision / recall / F1
+``detection_scores``,                    overall and per region
+``points_to_um``
 ``object_features``,          LC         candidate features, a cell classifier from
 ``train_classifier``,                    annotations, ``p_cell``/``is_cell`` columns
 ``classify_objects``,
@@ -60,14 +76,28 @@ from voxelflow.ops._counts import (
     count_per_block,
 )
 from voxelflow.ops._density import density_map
+from voxelflow.ops._filters import (
+    channel_background,
+    dog_filter,
+    estimate_channel_factor,
+    gaussian,
+    log_filter,
+    plane_tile_median,
+    remove_plane_background,
+    white_tophat,
+)
 from voxelflow.ops._foreground import foreground
 from voxelflow.ops._label import label
+from voxelflow.ops._local_threshold import TileStats, local_threshold, tile_stats, tile_threshold
 from voxelflow.ops._masks import apply_negative_mask, upsample_mask
+from voxelflow.ops._match import detection_scores, pair_points, points_to_um
 from voxelflow.ops._model_mask import MASK_MODES, PerPlane, model_mask
 from voxelflow.ops._normalize import percentile_range, rescale_intensity
 from voxelflow.ops._objects import object_table
+from voxelflow.ops._peaks import find_peaks, peak_box
 from voxelflow.ops._predict import predict, resolve_halo
 from voxelflow.ops._resample import DOWNSAMPLE_METHODS, affine_nearest, downsample, scale_nearest
+from voxelflow.ops._shape import SHAPE_COLUMNS, shape_filter, shape_table
 from voxelflow.ops._stitch import InstanceTiles, Matches, stitch
 from voxelflow.ops._tables import filter_by_size, physical_coordinates
 from voxelflow.ops._threshold import relative_threshold, threshold
@@ -85,6 +115,8 @@ __all__ = [
     "Matches",
     "PerPlane",
     "RC_COLUMNS",
+    "SHAPE_COLUMNS",
+    "TileStats",
     "add_regions",
     "affine_nearest",
     "apply_bias_field",
@@ -93,33 +125,51 @@ __all__ = [
     "auto_negative_mask",
     "blob_detect",
     "centroid_voxels",
+    "channel_background",
     "classify_objects",
     "count_by_region",
     "count_labels_per_chunk",
     "count_objects",
     "count_per_block",
     "density_map",
+    "detection_scores",
+    "dog_filter",
     "downsample",
     "estimate_bias_field",
+    "estimate_channel_factor",
     "filter_by_size",
+    "find_peaks",
     "foreground",
+    "gaussian",
     "label",
+    "local_threshold",
+    "log_filter",
     "match_points",
     "model_mask",
     "object_features",
     "object_table",
+    "pair_points",
+    "peak_box",
     "percentile_range",
     "physical_coordinates",
+    "plane_tile_median",
+    "points_to_um",
     "predict",
     "region_volumes",
     "relative_threshold",
+    "remove_plane_background",
     "rescale_intensity",
     "resolve_halo",
     "rollup",
     "scale_nearest",
+    "shape_filter",
+    "shape_table",
     "stitch",
     "threshold",
+    "tile_stats",
+    "tile_threshold",
     "train_classifier",
     "upsample_mask",
     "watershed_split",
+    "white_tophat",
 ]
