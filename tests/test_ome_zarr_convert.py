@@ -49,7 +49,7 @@ def test_convert_channel_stack_reorders_axes_and_zips(tmp_path):
 
 def test_convert_errors(tmp_path, capsys):
     assert main(["convert", str(tmp_path / "missing.tif"), str(tmp_path / "o.ome.zarr")]) == 2
-    assert "is not a local TIFF file" in capsys.readouterr().err
+    assert "missing.tif does not exist" in capsys.readouterr().err
     bad = tmp_path / "bad.tif"
     bad.write_bytes(b"not a tiff at all")
     assert main(["convert", str(bad), str(tmp_path / "o.ome.zarr")]) == 2
