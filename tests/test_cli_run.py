@@ -131,9 +131,19 @@ def test_example_config_loads_and_round_trips(tmp_path):
 
     example = Path(__file__).resolve().parents[1] / "examples" / "plaque.toml"
     cfg = load_config(example)
-    assert cfg["input.url"].endswith("brain.ome.zarr") and cfg["pipeline.threshold"] is None
+    assert cfg.input.url == str(example.parent.parent / "voxelflow-demo" / "data" / "brain.ome.zarr")
+    assert cfg.pipeline.threshold is None
     again = tmp_path / "again.toml"
     again.write_text(to_toml(cfg))
     assert load_config(again) == cfg
     tweaked = load_config(example, ["pipeline.coarse_factors=4", 'compute.scheduler="tcp://h:1"'])
-    assert tweaked["pipeline.coarse_factors"] == [4, 4, 4] and tweaked["compute.scheduler"] == "tcp://h:1"
+    assert tweaked.pipeline.coarse_factors == [4, 4, 4] and tweaked.compute.scheduler == "tcp://h:1"
+
+
+def test_out_folder_with_quotes_and_spaces(config_file, tmp_path):
+    brain, path, folder = config_file
+    out = tmp_path / 'run "quoted" with spaces'
+    assert main(["run", str(path), "--quiet", "--no-report", "--out", str(out), "--set", "pipeline.threshold=1000"]) == 0
+    run = json.loads((out / "run.json").read_text())
+    assert run["config"]["output.folder"] == str(out) and run["threshold"] == 1000.0
+    assert len(pd.read_csv(out / "objects.csv")) == run["objects"] > 0

@@ -131,7 +131,7 @@ def test_interrupted_run_resumes_from_its_cache(base, tmp_path, monkeypatch):
             run_plaque_pipeline(config, progress=False)
     failed = json.loads((run / "run.json").read_text())
     assert failed["status"] == "failed" and "worker lost" in failed["error"]
-    assert [s["name"] for s in failed["steps"]][-2:] == ["filter_objects", "add_regions"]
+    assert [s["name"] for s in failed["steps"]][-2:] == ["physical_coordinates", "add_regions"]
     resumed = run_plaque_pipeline(config, progress=False)
     states = _states(resumed)
     # finished before the crash: not recomputed

@@ -67,7 +67,7 @@ def test_runner_turns_plain_functions_into_steps(tmp_path):
     def double(x):
         return x * 2
 
-    out = run.step(double, da.arange(6, chunks=3), name="double", kind="IN->IN")
+    out = run.step(double, da.arange(6, chunks=3), name="double")
     np.testing.assert_array_equal(out.compute(), np.arange(6) * 2)
     assert run.records[0].name == "double" and not run.records[0].cached
     assert voxelflow.load(tmp_path / "double").compute().tolist() == [0, 2, 4, 6, 8, 10]

@@ -13,7 +13,7 @@ from ome_zarr.io import parse_url
 from ome_zarr.writer import write_image
 
 import voxelflow
-from voxelflow.errors import InvalidInputError, InvalidPathError
+from voxelflow.errors import InvalidInputError, InvalidPathError, OmeZarrError
 from voxelflow.io.ome_zarr import open_ome_zarr
 from voxelflow.io.open import detect_format, open_image
 
@@ -78,7 +78,7 @@ def test_unknown_and_missing_inputs(tmp_path):
         open_image(str(tmp_path / "notes.txt"))
     (tmp_path / "folder").mkdir()
     (tmp_path / "folder" / "readme.md").write_text("x")
-    with pytest.raises(InvalidPathError, match="neither OME-Zarr, N5 nor a folder of TIFF planes"):
+    with pytest.raises(OmeZarrError, match="not an OME-Zarr image"):
         open_image(str(tmp_path / "folder"))
     with pytest.raises(InvalidPathError, match="does not exist"):
         open_image(str(tmp_path / "nothing.ims"))

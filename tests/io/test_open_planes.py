@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from io_volumes import lightsheet_volume
 
-from voxelflow.errors import ImageFormatError, InvalidInputError, InvalidPathError
+from voxelflow.errors import ImageFormatError, InvalidInputError, InvalidPathError, OmeZarrError
 from voxelflow.io.open import open_image
 from voxelflow.io.planes import open_planes
 
@@ -159,7 +159,7 @@ def test_stray_file_and_mixed_tiles_are_refused(tmp_path):
 
 def test_nothing_there(tmp_path):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(InvalidPathError):
+    with pytest.raises(OmeZarrError, match="not an OME-Zarr image"):  # no TIFF there: read as OME-Zarr
         open_image(str(tmp_path / "empty"))
     with pytest.raises(InvalidPathError, match="no .tif"):
         open_image(str(tmp_path / "empty" / "*.tif"))

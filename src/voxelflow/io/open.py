@@ -29,10 +29,13 @@ def detect_format(url, storage_options: dict | None = None) -> str:
     ``.zip`` for zipped OME-Zarr); folders by their content (zarr metadata, N5
     ``attributes.json``, TIFF files); a path with ``*``, ``?`` or ``[`` is a glob of planes.
 
+    Folders that are none of these are taken for OME-Zarr (its reader then says
+    what is missing).
+
     Raises
     ------
     InvalidPathError
-        If nothing exists there or the format cannot be told.
+        If a file's format cannot be told, or a file named like an image does not exist.
     """
     from voxelflow.io.n5 import is_n5
     from voxelflow.io.planes import is_plane_source
@@ -44,20 +47,19 @@ def detect_format(url, storage_options: dict | None = None) -> str:
         return "ome-zarr"
     if is_plane_source(path):
         return "tiff-planes"
+    suffix_format = ("imaris" if name.endswith(".ims") else "bigstitcher" if name.endswith(".xml")
+                     else "tiff" if name.endswith(_TIFF_SUFFIXES) else None)
     if path.isfile():
-        if name.endswith(".ims"):
-            return "imaris"
-        if name.endswith(".xml"):
-            return "bigstitcher"
-        if name.endswith(_TIFF_SUFFIXES):
-            return "tiff"
-        raise InvalidPathError(f"{path.url}: cannot tell the image format of this file; expected .tif/.tiff "
-                               "(stack), .ims (Imaris), .xml (BigStitcher N5) or an OME-Zarr .zip")
-    if path.isdir():
-        if is_n5(path):
-            return "n5"
-        raise InvalidPathError(f"{path.url}: this folder is neither OME-Zarr, N5 nor a folder of TIFF planes")
-    raise InvalidPathError(f"{path.url} does not exist")
+        if suffix_format is None:
+            raise InvalidPathError(f"{path.url}: cannot tell the image format of this file; expected .tif/.tiff "
+                                   "(stack), .ims (Imaris), .xml (BigStitcher N5) or an OME-Zarr .zip")
+        return suffix_format
+    if suffix_format is not None:
+        raise InvalidPathError(f"{path.url} does not exist")
+    if path.isdir() and is_n5(path):
+        return "n5"
+    # Anything else is read as OME-Zarr, whose reader says precisely what is missing.
+    return "ome-zarr"
 
 
 def _pick_channel(arr: da.Array, meta: OmeMeta, channel) -> tuple[da.Array, OmeMeta]:

@@ -40,7 +40,6 @@ feature                     meaning
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import dask.array as da
 import numpy as np
@@ -50,6 +49,7 @@ from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
 
 from voxelflow.errors import InvalidInputError
+from voxelflow.io.cell_classifier import CellClassifier, training_versions
 from voxelflow.ops._halo import _region_task, iter_blocks, padded_region
 
 __all__ = ["object_features", "train_classifier", "classify_objects", "match_points", "CellClassifier"]
@@ -228,56 +228,6 @@ def _chunk_features(regions, origin, ids, centres, radius, size, cube):
     return out
 
 
-@dataclass
-class CellClassifier:
-    """A trained cell / not-cell classifier and what it needs to be applied.
-
-    Attributes
-    ----------
-    estimator : sklearn.ensemble.RandomForestClassifier
-    features : list of str
-        Feature columns, in the order the estimator was fitted on.
-    versions : dict
-        Versions of scikit-learn, numpy and voxelflow it was trained with.
-    threshold : float
-        ``is_cell`` is ``p_cell >= threshold``.
-    cv_score : float or None
-        Mean cross-validated balanced accuracy on the training annotations.
-    n_train : dict
-        Number of training objects per class (``cell``, ``not_cell``).
-    """
-
-    estimator: object
-    features: list
-    versions: dict = field(default_factory=dict)
-    threshold: float = 0.5
-    cv_score: float | None = None
-    n_train: dict = field(default_factory=dict)
-
-    def p_cell(self, features: pd.DataFrame) -> np.ndarray:
-        """Probability of being a cell for each row of ``features`` (float64, shape (n,))."""
-        missing = [f for f in self.features if f not in features.columns]
-        if missing:
-            raise InvalidInputError(
-                f"the classifier was trained on features {self.features}; these are missing: {missing}"
-            )
-        if len(features) == 0:
-            return np.zeros(0)
-        x = features[self.features].to_numpy(np.float64, copy=True)
-        x[~np.isfinite(x)] = np.nan
-        column = list(self.estimator.classes_).index(1)
-        return self.estimator.predict_proba(x)[:, column]
-
-
-def _versions() -> dict:
-    import sklearn
-
-    import voxelflow
-
-    return {"scikit-learn": sklearn.__version__, "numpy": np.__version__,
-            "voxelflow": getattr(voxelflow, "__version__", "unknown")}
-
-
 def train_classifier(
     features: pd.DataFrame,
     is_cell,
@@ -330,7 +280,7 @@ def train_classifier(
     folds = StratifiedKFold(n_splits=min(cv, min(counts.values())), shuffle=True, random_state=seed)
     score = float(np.mean(cross_val_score(forest, x, y.astype(int), cv=folds, scoring="balanced_accuracy")))
     forest.fit(x, y.astype(int))
-    return CellClassifier(forest, columns, _versions(), float(threshold), score, counts)
+    return CellClassifier(forest, columns, training_versions(), float(threshold), score, counts)
 
 
 def classify_objects(table: pd.DataFrame, features: pd.DataFrame, classifier: CellClassifier,
