@@ -18,7 +18,8 @@ feature                     meaning
 ``extent_{z,y,x}_um``       bounding-box side lengths
 ``fill``                    voxels / bounding-box voxels
 ``elongation``              sqrt of largest / smallest eigenvalue of the object's
-                            coordinate covariance (in um, inside the cube); 1 for a ball
+                            coordinate covariance (in um, inside the cube, each voxel
+                            counted as a box); 1 for a ball
 ``flatness``                sqrt of middle / smallest eigenvalue
 ``signal_mean``,            mean and maximum of the signal inside the object (cube)
 ``signal_max``
@@ -26,7 +27,11 @@ feature                     meaning
 ``contrast``                ``signal_mean / signal_ring``
 ``background_mean``,        the same in the background (autofluorescence) channel
 ``background_ring``,        (with ``background=``); ``background_ratio`` is
-``background_ratio``        ``background_mean / signal_mean``
+``background_ratio``,       ``background_mean / signal_mean``, ``background_contrast``
+``background_contrast``,    ``background_mean / background_ring`` and ``excess_ratio``
+``excess_ratio``            ``(background_mean - background_ring) / (signal_mean -
+                            signal_ring)``: about 0 for cells (signal only), about the
+                            channels' gain ratio for autofluorescent structures
 ``cube_k``                  with ``cube=k``: the signal in a ``k``-voxel cube around the
                             centroid divided by ``signal_ring`` (``k**ndim`` columns)
 ==========================  =============================================================
@@ -172,7 +177,7 @@ def _table_features(table: pd.DataFrame, size: np.ndarray) -> pd.DataFrame:
 def _feature_names(ndim: int, with_background: bool, cube: int | None) -> list[str]:
     names = ["elongation", "flatness", "signal_mean", "signal_max", "signal_ring", "contrast"]
     if with_background:
-        names += ["background_mean", "background_ring", "background_ratio"]
+        names += ["background_mean", "background_ring", "background_ratio", "background_contrast", "excess_ratio"]
     if cube:
         names += [f"cube_{i}" for i in range(cube**ndim)]
     return names
@@ -193,12 +198,13 @@ def _chunk_features(regions, origin, ids, centres, radius, size, cube):
         sig = signal[box]
         row = []
         coords = np.argwhere(mask) * size
-        if coords.shape[0] > ndim:
-            eig = np.sort(np.linalg.eigvalsh(np.cov(coords.T)))[::-1]
-            eig = np.maximum(eig, 1e-6)
-            row += [math.sqrt(eig[0] / eig[-1]), math.sqrt(eig[min(1, ndim - 1)] / eig[-1]) if ndim == 3 else 1.0]
-        else:
-            row += [1.0, 1.0]
+        # a voxel is a box, not a point: its own variance (size**2 / 12 per axis) keeps
+        # one-voxel-thin objects (a single plane of anisotropic voxels) at a finite elongation
+        cov = np.diag(size**2 / 12)
+        if coords.shape[0] > 1:
+            cov = cov + np.cov(coords.T, bias=True)
+        eig = np.sort(np.linalg.eigvalsh(cov))[::-1]
+        row += [math.sqrt(eig[0] / eig[-1]), math.sqrt(eig[min(1, ndim - 1)] / eig[-1]) if ndim == 3 else 1.0]
         inside = sig[mask]
         s_mean = inside.mean() if inside.size else np.nan
         s_max = inside.max() if inside.size else np.nan
@@ -208,7 +214,9 @@ def _chunk_features(regions, origin, ids, centres, radius, size, cube):
             bg = background[box]
             b_mean = bg[mask].mean() if mask.any() else np.nan
             b_ring = bg[ring].mean() if ring.any() else np.nan
-            row += [b_mean, b_ring, b_mean / s_mean if s_mean else np.nan]
+            excess = s_mean - s_ring
+            row += [b_mean, b_ring, b_mean / s_mean if s_mean else np.nan, b_mean / b_ring if b_ring else np.nan,
+                    (b_mean - b_ring) / excess if excess else np.nan]
         if cube:
             half = cube // 2
             sl = tuple(slice(p - half, p + half + 1) for p in c)

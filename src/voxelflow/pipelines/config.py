@@ -152,8 +152,14 @@ class PlaqueSection:
                                     "max-pooling factors of the coarse level used for mask and bias")
     bias: bool | str = key("auto", _bias, "'auto', true or false",
                            "N4 bias correction: auto = when SimpleITK is installed")
-    mask: str = key("auto", _string(), "'auto', 'none' or an OME-Zarr mask path",
-                    "negative mask: auto = outside tissue + edge shell from the coarse level", path=True)
+    mask: str = key("auto", _string(), "'auto', 'none', an OME-Zarr mask path or 'model:PATH'",
+                    "negative mask: auto = outside tissue + edge shell from the coarse level; model:PATH = the "
+                    "foreground of a segmentation model (.onnx, nnU-Net folder, cellpose:NAME) on the coarse level",
+                    path=True)
+    mask_mode: str = key("3d", _string(choices=("3d", "planes", "triplanar")), "'3d', 'planes' or 'triplanar'",
+                         "how a mask model runs: 3-D, 2-D on z planes, or 2-D along z, y and x averaged")
+    mask_threshold: float = key(0.5, _number(lo=0, hi=1), "a number between 0 and 1",
+                                "foreground probability from which a mask model's voxel is masked")
     edge_um: float = key(20.0, _number(lo=0), "a number >= 0 (micrometres)",
                          "depth of the tissue edge shell removed by the auto mask")
     threshold: float | None = key(None, _number(lo=0, allow_none=True), "a number > 0 (or unset)",
@@ -260,6 +266,8 @@ def _resolve(value: Any, base: Path | None) -> Any:
     """A relative local path joined to ``base``; URLs, absolute paths and ``auto``/``none`` unchanged."""
     if base is None or not isinstance(value, str) or not value or value in ("auto", "none"):
         return value
+    if value.startswith("model:") and not value.startswith("model:cellpose:"):
+        return "model:" + str(_resolve(value[len("model:"):], base))
     if "://" in value or os.path.isabs(value):
         return value
     return os.path.normpath(base / value)

@@ -6,7 +6,9 @@ Each stage is one cached step of the run (cache node name in brackets):
 2. a negative mask on the coarse grid [``negative_mask``]: by default the
    outside of the tissue plus a shell of ``edge_um`` micrometres along its edge
    (where lightsheet scans show bright artefacts); or a user mask OME-Zarr
-   (any resolution covering the scan), or a user function of the coarse image;
+   (any resolution covering the scan), or a user function of the coarse image,
+   or (``pipeline.mask = "model:PATH"``) the foreground of a segmentation model
+   run on the coarse level in 3-D, per plane or tri-planar (``pipeline.mask_mode``);
 3. N4 bias field on the coarse level [``bias_field``] (needs SimpleITK; with
    ``pipeline.bias = "auto"`` it is skipped cleanly when that is missing);
 4. threshold [``threshold_value`` when relative], foreground at full
@@ -32,7 +34,8 @@ import numpy as np
 
 from voxelflow import steps
 from voxelflow.errors import ConfigError, EmptyResultError, InvalidInputError, OptionalDependencyError
-from voxelflow.ops import scale_nearest
+from voxelflow.io.models import load_model
+from voxelflow.ops import model_mask, scale_nearest
 from voxelflow.pipelines.config import Config
 from voxelflow.pipelines.inputs import open_user_mask
 from voxelflow.pipelines.run import Inputs, Outputs, PipelineResult, run_pipeline
@@ -54,7 +57,7 @@ def plaque(run: Runner, config: Config, inputs: Inputs) -> Outputs:
 
     coarse = run.step(steps.downsample, img, cf, method="max", name="coarse", storage=coarse_store,
                       viewer_args=_HIDDEN)
-    negative = _negative_mask(run, inputs.mask, coarse, coarse_store["scale"], p.edge_um, coarse_store)
+    negative = _negative_mask(run, inputs.mask, coarse, coarse_store["scale"], p, coarse_store)
     field = _bias_field(run, p.bias, coarse, negative, coarse_store, inputs)
     value = p.threshold
     if value is None:
@@ -129,18 +132,23 @@ def user_mask_on_grid(mask, shape) -> da.Array:
 
 _mask_function = Step(call_mask_function, kind="IN->BS", name="negative_mask")
 _user_mask = Step(user_mask_on_grid, kind="BS->BS", name="negative_mask")
+_model_mask = Step(model_mask, kind="IN->BS", name="negative_mask")
 
 
-def _negative_mask(run: Runner, setting, coarse, coarse_scale, edge_um: float, store: dict):
+def _negative_mask(run: Runner, setting, coarse, coarse_scale, p, store: dict):
+    kwargs = {}
     if setting in (None, "none"):
         return da.zeros(coarse.shape, dtype=bool, chunks=coarse.chunks)
     if setting == "auto":
-        op, args = steps.auto_negative_mask, (coarse, coarse_scale, edge_um)
+        op, args = steps.auto_negative_mask, (coarse, coarse_scale, p.edge_um)
     elif callable(setting):
         op, args = _mask_function, (setting, coarse, coarse_scale)
+    elif str(setting).startswith("model:"):
+        op, args = _model_mask, (coarse, load_model(setting))
+        kwargs = {"mode": p.mask_mode, "threshold": p.mask_threshold}
     else:
         op, args = _user_mask, (open_user_mask(str(setting)), coarse.shape)
-    return run.step(op, *args, name="negative_mask", storage=store, viewer_args=_HIDDEN)
+    return run.step(op, *args, name="negative_mask", storage=store, viewer_args=_HIDDEN, **kwargs)
 
 
 def _bias_available() -> bool:

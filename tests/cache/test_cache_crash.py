@@ -3,7 +3,7 @@
 Half of the kills land at a uniformly random moment of a run, half a few
 milliseconds after a write began (so many kills hit a write in progress).
 
-The pipeline is ``tests/cache_worker.py`` (numpy, dask/zarr, DataFrame/Parquet,
+The pipeline is ``tests/cache/cache_worker.py`` (numpy, dask/zarr, DataFrame/Parquet,
 JSON and a ``cdir_commit`` group node with child nodes). Children are forked
 from a forkserver that has the libraries imported already, so a run costs
 fractions of a second and many kills fit in the time budget. After every kill:
@@ -22,9 +22,9 @@ import os
 import random
 import time
 
+import cache_worker as worker
 import pytest
 
-import cache_worker as worker
 from voxelflow.cache import cdir_query, load
 from voxelflow.errors import NotCommittedError
 

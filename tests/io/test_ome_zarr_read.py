@@ -12,20 +12,9 @@ import numpy as np
 import pytest
 import zarr
 
-from ome_zarr_helpers import V04, V05, make_fixtures, memory_root, s3_server
+from ome_zarr_helpers import V04, V05, make_fixtures
 from voxelflow.errors import OmeZarrError
 from voxelflow.io.ome_zarr import open_ome_zarr, write_ome_zarr
-
-
-@pytest.fixture
-def memory_url():
-    yield from memory_root()
-
-
-@pytest.fixture(scope="module")
-def s3_options():
-    yield from s3_server()
-
 
 IMAGE = make_fixtures.image()
 LABELS = make_fixtures.labels()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from viewer_helpers import close_to, look_at, shot, to_screen, write_ngff
 
-from viewer_helpers import close_to, look_at, module_viewer, shot, to_screen, viewer, write_ngff  # noqa: F401
 from voxelflow.errors import OmeZarrError
 from voxelflow.io.ome_zarr import write_ome_zarr
 from voxelflow.viewer import add_ome_zarr, ome_zarr_layers

@@ -12,17 +12,14 @@ import dask.array as da
 import numpy as np
 import pytest
 import zarr
-
-import cache_helpers
-import voxelflow
 from cache_helpers import run_python
+
+import voxelflow
 from voxelflow import cached, cdir_commit, cdir_init, cdir_query, load, save
 from voxelflow.cache._lock import release
 from voxelflow.cache._marker import IDENTITY_NAME, MARKER_NAME
 from voxelflow.errors import CacheError, NotACacheNodeError, NotCommittedError
 from voxelflow.paths import VPath
-
-root = cache_helpers.root  # the fixture
 
 
 def _crash(url):

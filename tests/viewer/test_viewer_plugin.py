@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from viewer_helpers import (  # noqa: F401
+from viewer_helpers import (
     BOXES,
     SCALE,
     close_to,
     look_at,
     make_run_folder,
-    module_viewer,
     shot,
     to_screen,
-    viewer,
 )
 
 npe2 = pytest.importorskip("npe2")

@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import given, settings
-
 from ops_label_helpers import ours_to_ref, reference_table, scipy_label, volumes
+
 from voxelflow.errors import InvalidInputError
 from voxelflow.ops._label import label
 from voxelflow.ops._objects import object_table

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
 from viewer_helpers import BOXES, SCALE, make_run_folder, planted_scan
+
 from voxelflow.cache import cdir_init
 from voxelflow.errors import InvalidInputError, InvalidPathError
 from voxelflow.viewer.sources import classify_path, layers_for_path, list_cached_steps

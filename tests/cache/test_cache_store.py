@@ -15,11 +15,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from hypothesis.extra import pandas as hpd
 
-import cache_helpers
 from voxelflow.cache import load, save
 from voxelflow.paths import VPath
-
-root = cache_helpers.root  # the fixture
 
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

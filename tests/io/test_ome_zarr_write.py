@@ -15,15 +15,9 @@ import zarr
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ome_zarr_helpers import memory_root, read_with_ome_zarr_py, validate_with_models
+from ome_zarr_helpers import read_with_ome_zarr_py, validate_with_models
 from voxelflow.errors import InvalidInputError, OmeZarrError
 from voxelflow.io.ome_zarr import open_ome_zarr, write_labels, write_ome_zarr
-
-
-@pytest.fixture
-def memory_url():
-    yield from memory_root()
-
 
 AXES = {2: ("y", "x"), 3: ("z", "y", "x"), 4: ("c", "z", "y", "x"), 5: ("t", "c", "z", "y", "x")}
 

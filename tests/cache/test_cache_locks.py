@@ -7,19 +7,16 @@ import signal
 import time
 from collections import Counter
 
-import pytest
-
-import cache_helpers
 import cache_worker as worker
+import pytest
 from cache_helpers import run_python, start_python
+
 from voxelflow.cache import cdir_commit, cdir_init, cdir_query, load, save
 from voxelflow.cache._lock import LEASE_SECONDS, LockInfo, read_lock, refresh_held
 from voxelflow.cache._marker import LOCK_NAME
 from voxelflow.cache._tree import remove_node
 from voxelflow.errors import CacheLockedError, NotCommittedError
 from voxelflow.paths import VPath
-
-root = cache_helpers.root  # the fixture
 
 
 @pytest.fixture

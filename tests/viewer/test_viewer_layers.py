@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from viewer_helpers import close_to, look_at, shot, to_screen
 
-from viewer_helpers import close_to, look_at, module_viewer, shot, to_screen, viewer  # noqa: F401
 from voxelflow.errors import InvalidInputError, OptionalDependencyError
 from voxelflow.viewer import add_objects, add_result, contrast_limits, result_layers
 
@@ -237,6 +237,7 @@ def test_importing_the_viewer_package_does_not_import_napari():
 
 def test_a_stored_result_shows_with_its_own_pyramid(tmp_path):
     from viewer_helpers import SCALE, planted_scan
+
     from voxelflow.io.ome_zarr import write_ome_zarr
     from voxelflow.paths import VPath
 

@@ -16,7 +16,7 @@ import scipy.ndimage as ndi
 
 import voxelflow
 
-FIXTURE = pathlib.Path(__file__).parent / "fixtures" / "cache_v0"
+FIXTURE = pathlib.Path(__file__).parents[1] / "fixtures" / "cache_v0"
 
 
 def _vol():

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from viewer_helpers import BOXES, coloured_regions, make_run_folder
+
 from voxelflow.cli import main
 
 

@@ -7,8 +7,6 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-import voxelflow.ops._ccpass as ccpass
 from ops_label_helpers import (
     assert_same_partition,
     ours_to_ref,
@@ -16,6 +14,8 @@ from ops_label_helpers import (
     scipy_label,
     volumes,
 )
+
+import voxelflow.ops._ccpass as ccpass
 from voxelflow.ops._ccpass import block_groups
 from voxelflow.ops._label import label
 from voxelflow.ops._objects import object_table

@@ -14,7 +14,6 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from matplotlib.image import imread
-
 from report_helpers import (
     HALF,
     SHAPE,
@@ -24,6 +23,7 @@ from report_helpers import (
     write_ngff_image,
     write_run_folder,
 )
+
 from voxelflow.errors import InvalidInputError, InvalidPathError, OmeZarrError
 from voxelflow.report import make_report
 

@@ -7,16 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ome_zarr_helpers import memory_root
 from voxelflow.errors import SliceSyntaxError
 from voxelflow.io.ome_zarr import open_ome_zarr, write_ome_zarr
 from voxelflow.io.ome_zarr.slices import parse_slices, resolve_slices, split_slices
-
-
-@pytest.fixture
-def memory_url():
-    yield from memory_root()
-
 
 
 def test_parse_examples():

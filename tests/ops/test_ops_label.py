@@ -5,10 +5,10 @@ import dask.array as da
 import numpy as np
 import pytest
 from hypothesis import given, settings
+from ops_label_helpers import assert_same_partition, scipy_label, volumes
 
 import voxelflow.ops._label as label_mod
 import voxelflow.ops._merge as merge_mod
-from ops_label_helpers import assert_same_partition, scipy_label, volumes
 from voxelflow.errors import InvalidInputError
 from voxelflow.ops._label import label
 

@@ -1,26 +1,10 @@
-"""Shared fixtures and helpers of the cache tests (import the fixtures by name)."""
+"""Helpers of the cache tests: run Python scripts of this folder in child processes."""
 
 import os
 import subprocess
 import sys
-import uuid
-
-import pytest
-
-from voxelflow.paths import VPath
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
-
-
-@pytest.fixture(params=["local", "memory"])
-def root(request, tmp_path):
-    """A cache root URL on local disk or in fsspec's in-memory file system."""
-    if request.param == "local":
-        yield str(tmp_path / "cache")
-        return
-    url = f"memory://vf-cache-test-{uuid.uuid4().hex}"
-    yield url
-    VPath(url).rm()
 
 
 def run_python(*args, timeout=120, env=None):

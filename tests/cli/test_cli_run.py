@@ -129,7 +129,7 @@ def test_killed_run_resumes_without_recomputing_finished_steps(config_file, tmp_
 def test_example_config_loads_and_round_trips(tmp_path):
     from pathlib import Path
 
-    example = Path(__file__).resolve().parents[1] / "examples" / "plaque.toml"
+    example = Path(__file__).resolve().parents[2] / "examples" / "plaque.toml"
     cfg = load_config(example)
     assert cfg.input.url == str(example.parent.parent / "voxelflow-demo" / "data" / "brain.ome.zarr")
     assert cfg.pipeline.threshold is None

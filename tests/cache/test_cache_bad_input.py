@@ -7,7 +7,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import cache_helpers
 from voxelflow.cache import cdir_commit, cdir_init, cdir_query, load, save
 from voxelflow.cache._lock import read_lock
 from voxelflow.cache._marker import MARKER_NAME
@@ -22,8 +21,6 @@ from voxelflow.errors import (
     UnsupportedObjectError,
 )
 from voxelflow.paths import VPath
-
-root = cache_helpers.root  # the fixture
 
 
 @pytest.mark.parametrize("url", [123, None, 4.5, b"/tmp/x", ""])
