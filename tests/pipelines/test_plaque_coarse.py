@@ -17,9 +17,9 @@ import pandas as pd
 import pytest
 
 from pipeline_helpers import small_overrides, write_small_scan
+from voxelflow import steps
 from voxelflow.errors import ConfigError
 from voxelflow.io.ome_zarr import fastread
-from voxelflow.pipelines import plaque
 from voxelflow.pipelines.config import load_config
 from voxelflow.pipelines.plaque import run_plaque_pipeline
 
@@ -57,13 +57,13 @@ def test_coarse_level_is_read_from_the_pyramid_without_level0(scan, tmp_path, mo
 
     monkeypatch.setattr(fastread.ChunkReader, "__call__", counting)
     at_full_res_pass = {}
-    real_pass = plaque.objects_pass
+    real_pass = steps.foreground_objects.fn
 
-    def watched_pass(img, field, negative, value, connectivity):
+    def watched_pass(img, value, negative=None, field=None, connectivity=1):
         at_full_res_pass.update(level0=reads.count("0"), level1=reads.count("1"))
-        return real_pass(img, field, negative, value, connectivity)
+        return real_pass(img, value, negative, field, connectivity)
 
-    monkeypatch.setattr(plaque, "objects_pass", watched_pass)
+    monkeypatch.setattr(steps.foreground_objects, "_fn", watched_pass)
     # level 0 is 64x128x128 (1 M voxels), level 1 64x64x64: a 300 k budget fits level 1 as stored
     config = load_config(None, small_overrides(paths, tmp_path / "run") + [
         "pipeline.coarse_max_voxels=300000", 'output.full_res="none"'])

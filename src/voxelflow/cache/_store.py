@@ -1,14 +1,22 @@
 """Write and read the payload of a cache node (no caching logic here).
 
-=================  ==================  =====================================================
-object             file in the node    loaded back as
-=================  ==================  =====================================================
-numpy.ndarray      ``result.npy``      numpy.ndarray (same shape and dtype)
-dask.array.Array   ``result.zarr``     lazy dask array with the chunks it was saved with
-                   (zarr 3)
-pandas.DataFrame   ``result.parquet``  pandas.DataFrame (index, dtypes and column order kept)
-JSON value         ``result.json``     the value after a JSON round trip (tuples -> lists)
-=================  ==================  =====================================================
+==================  ==================  =====================================================
+object              file in the node    loaded back as
+==================  ==================  =====================================================
+numpy.ndarray       ``result.npy``      numpy.ndarray (same shape and dtype)
+dask.array.Array    ``result.zarr``     lazy dask array with the chunks it was saved with
+                    (zarr 3)
+pandas.DataFrame    ``result.parquet``  pandas.DataFrame (index, dtypes and column order kept)
+pandas.Series       ``result.parquet``  pandas.Series (stored as a one-column table)
+JSON value          ``result.json``     the value after a JSON round trip (tuples -> lists)
+:class:`Image`      ``data.ome.zarr``   lazy dask array of its full-resolution level
+:class:`ChildNodes` (child nodes)       the results of the child nodes (a tuple, or the one)
+==================  ==================  =====================================================
+
+:class:`Image` is an array written as an OME-Zarr image (with a pyramid, voxel
+size and axes) by a writer of a higher layer; this module only reads its
+full-resolution level, with zarr. :class:`ChildNodes` makes a node whose
+result is made of committed child nodes (a step with several outputs).
 
 Dask arrays are written block by block straight into the zarr array, so their
 graph is computed once and never held in memory whole. Zarr needs a regular
@@ -21,6 +29,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -28,14 +38,46 @@ import numpy as np
 from voxelflow.errors import UnsupportedObjectError
 from voxelflow.paths import VPath
 
-__all__ = ["PAYLOAD_NAMES", "prepare_payload", "read_payload", "write_payload"]
+__all__ = ["PAYLOAD_NAMES", "ChildNodes", "Image", "prepare_payload", "read_payload", "write_payload"]
 
 PAYLOAD_NAMES = {
     "numpy": "result.npy",
     "dask": "result.zarr",
     "dataframe": "result.parquet",
+    "series": "result.parquet",
     "json": "result.json",
+    "ome-zarr": "data.ome.zarr",
 }
+
+
+@dataclass(frozen=True)
+class Image:
+    """An array to store as an OME-Zarr image folder (``data.ome.zarr``) in a node.
+
+    Attributes
+    ----------
+    write : callable
+        ``write(target: VPath) -> None`` writes the OME-Zarr image at ``target``
+        (with its pyramid, voxel size and axes); level 0 is the result.
+    """
+
+    write: Callable[[VPath], None]
+
+
+@dataclass(frozen=True)
+class ChildNodes:
+    """A node result made of the results of committed child nodes.
+
+    Attributes
+    ----------
+    names : sequence of str
+        Child folder names, in order.
+    as_tuple : bool
+        Load as a tuple (else the single child's result).
+    """
+
+    names: Sequence[str]
+    as_tuple: bool
 
 _SUPPORTED = "numpy arrays, dask arrays, pandas DataFrames and JSON values (dict, list, str, int, float, bool, None)"
 
@@ -64,6 +106,12 @@ def prepare_payload(obj: Any) -> tuple[str, Any]:
     import dask.array as da
     import pandas as pd
 
+    if isinstance(obj, Image):
+        return "ome-zarr", obj
+    if isinstance(obj, ChildNodes):
+        if not obj.as_tuple and len(obj.names) != 1:
+            raise UnsupportedObjectError(f"ChildNodes without as_tuple needs one child, got {list(obj.names)}")
+        return "children", obj
     if isinstance(obj, np.ma.MaskedArray):
         raise UnsupportedObjectError("cannot save a numpy masked array; save .data and .mask separately")
     if isinstance(obj, np.ndarray):
@@ -81,13 +129,16 @@ def prepare_payload(obj: Any) -> tuple[str, Any]:
                 "float and complex dtypes"
             )
         return "dask", obj
-    if isinstance(obj, pd.DataFrame):
+    if isinstance(obj, (pd.DataFrame, pd.Series)):
         import pyarrow as pa
 
+        kind = "dataframe"
+        if isinstance(obj, pd.Series):
+            kind, obj = "series", obj.to_frame(name=obj.name if obj.name is not None else 0)
         try:
-            return "dataframe", pa.Table.from_pandas(obj)
+            return kind, pa.Table.from_pandas(obj)
         except (pa.ArrowException, ValueError, TypeError) as exc:
-            raise UnsupportedObjectError(f"cannot store this DataFrame as Parquet: {exc}") from exc
+            raise UnsupportedObjectError(f"cannot store this {type(obj).__name__} as Parquet: {exc}") from exc
     try:
         return "json", json.dumps(obj, allow_nan=False)
     except (TypeError, ValueError) as exc:
@@ -112,17 +163,21 @@ def write_payload(folder: VPath, kind: str, data: Any) -> dict:
         ``kind`` and ``name`` of the payload, plus ``shape``, ``dtype`` and ``chunks``
         for arrays and ``rows`` and ``columns`` for tables.
     """
+    if kind == "children":
+        return {"kind": kind, "name": None, "children": list(data.names), "tuple": bool(data.as_tuple)}
     target = folder / PAYLOAD_NAMES[kind]
     target.rm()
     info: dict[str, Any] = {"kind": kind, "name": target.name}
-    if kind == "numpy":
+    if kind == "ome-zarr":
+        data.write(target)
+    elif kind == "numpy":
         with target.open("wb") as f:
             np.save(f, data, allow_pickle=False)
         info.update(shape=list(data.shape), dtype=data.dtype.str)
     elif kind == "dask":
         _write_dask(target, data)
         info.update(shape=list(data.shape), dtype=data.dtype.str, chunks=[list(d) for d in data.chunks])
-    elif kind == "dataframe":
+    elif kind in ("dataframe", "series"):
         import pyarrow.parquet as pq
 
         with target.open("wb") as f:
@@ -172,9 +227,28 @@ def read_payload(folder: VPath, payload: dict, token: str) -> Any:
         z = zarr.open_array(store=target.zarr_store(read_only=True), mode="r")
         chunks = tuple(tuple(dim) for dim in payload["chunks"])
         return da.from_zarr(z, chunks=chunks, name=f"voxelflow-load-{token}")
-    if kind == "dataframe":
+    if kind in ("dataframe", "series"):
         import pandas as pd
 
         with target.open("rb") as f:
-            return pd.read_parquet(f, engine="pyarrow")
+            table = pd.read_parquet(f, engine="pyarrow")
+        return table.iloc[:, 0] if kind == "series" else table
+    if kind == "ome-zarr":
+        return _read_image_level0(target, token)
     return json.loads(target.read_text())
+
+
+def _read_image_level0(target: VPath, token: str):
+    """The full-resolution level of an OME-Zarr image (NGFF 0.4 or 0.5) as a lazy dask array."""
+    import dask.array as da
+    import zarr
+
+    group = zarr.open_group(store=target.zarr_store(read_only=True), mode="r")
+    attrs = dict(group.attrs)
+    section = attrs.get("ome", attrs)
+    try:
+        level0 = section["multiscales"][0]["datasets"][0]["path"]
+    except (KeyError, IndexError, TypeError) as exc:
+        raise UnsupportedObjectError(f"{target} has no OME-Zarr multiscales metadata") from exc
+    z = group[level0]
+    return da.from_zarr(z, chunks=z.chunks, name=f"voxelflow-load-{token}")

@@ -22,7 +22,7 @@ import pandas as pd
 from voxelflow.errors import InvalidInputError
 from voxelflow.io.regions import region_depths, validate_region_table
 
-__all__ = ["assign_regions", "region_volumes", "rollup", "count_by_region", "RC_COLUMNS"]
+__all__ = ["add_regions", "assign_regions", "region_volumes", "rollup", "count_by_region", "RC_COLUMNS"]
 
 RC_COLUMNS = ["id", "acronym", "name", "parent", "count", "count_self", "volume_mm3", "density_per_mm3"]
 _AXES = ("z", "y", "x")
@@ -87,6 +87,35 @@ def assign_regions(
         where = tuple(idx[inside].T)
         region[inside] = atlas.vindex[where].compute() if isinstance(atlas, da.Array) else atlas[where]
     return pd.Series(region, index=lc.index, name="region_id")
+
+
+def add_regions(
+    lc: pd.DataFrame,
+    atlas,
+    atlas_scale: Sequence[float],
+    object_scale: Sequence[float],
+    regions: pd.DataFrame,
+    image_shape: Sequence[int] | None = None,
+) -> pd.DataFrame:
+    """The object table with ``region_id`` and ``region_acronym`` of the atlas voxel under each centroid.
+
+    Parameters
+    ----------
+    lc, atlas, atlas_scale, object_scale, image_shape
+        As in :func:`assign_regions`.
+    regions : pandas.DataFrame
+        Region table (``id``, ``acronym``, ...); ids missing from it get an empty acronym.
+
+    Returns
+    -------
+    pandas.DataFrame
+        A copy of ``lc`` with the two columns added.
+    """
+    rid = assign_regions(lc, atlas, atlas_scale, object_scale, image_shape=image_shape)
+    acronyms = dict(zip(regions["id"], regions["acronym"]))
+    out = lc.assign(region_id=rid.to_numpy())
+    out["region_acronym"] = [acronyms.get(int(r), "") for r in out["region_id"]]
+    return out
 
 
 def region_volumes(atlas, atlas_scale: Sequence[float]) -> pd.Series:

@@ -29,13 +29,10 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
+from voxelflow.errors import ConfigError
+from voxelflow.ops import budget_factors
 
-from voxelflow.errors import ConfigError, InvalidInputError
-from voxelflow.ops import downsample, estimate_bias_field
-
-__all__ = ["CoarsePlan", "plan_coarse", "DEFAULT_MAX_VOXELS", "READ_CAP", "shrink_factors", "bias_field_on_budget",
-           "level_shapes"]
+__all__ = ["CoarsePlan", "DEFAULT_MAX_VOXELS", "READ_CAP", "coarse_source", "level_shapes", "plan_coarse"]
 
 #: Default voxel budget of the coarse grid: 2**23 (8.4 M) voxels, e.g. 128 x 256 x 256.
 DEFAULT_MAX_VOXELS = 2**23
@@ -76,35 +73,6 @@ class CoarsePlan:
 
 def _reduced(shape, factors) -> tuple[int, ...]:
     return tuple(-(-n // f) for n, f in zip(shape, factors))
-
-
-def shrink_factors(shape: Sequence[int], scale: Sequence[float], max_voxels: int,
-                   start: Sequence[int] | None = None) -> tuple[int, ...]:
-    """Smallest integer factors (from ``start``) that bring ``shape`` within ``max_voxels``.
-
-    Grows, one step at a time, the factor of the axis whose reduced voxel is the
-    smallest physically, so the result tends towards isotropic voxels.
-
-    Parameters
-    ----------
-    shape : sequence of int
-    scale : sequence of float
-        Voxel size per axis.
-    max_voxels : int
-        Budget, >= 1.
-    start : sequence of int, optional
-        Initial factors (default all 1).
-
-    Returns
-    -------
-    tuple of int
-    """
-    f = [int(v) for v in (start or [1] * len(shape))]
-    while math.prod(_reduced(shape, f)) > max_voxels:
-        growable = [i for i in range(len(shape)) if f[i] < shape[i]]
-        i = min(growable, key=lambda a: (f[a] * scale[a], -shape[a] / f[a]))
-        f[i] += 1
-    return tuple(f)
 
 
 def plan_coarse(
@@ -161,7 +129,7 @@ def plan_coarse(
                 continue  # this level is already coarser than asked on some axis
             start = [max(1, int(coarse_um / s + 1e-6)) for s in scale]
             start = [min(f, n) for f, n in zip(start, shape)]
-        factors = shrink_factors(shape, scale, budget, start)
+        factors = budget_factors(shape, scale, budget, start)
         out = _reduced(shape, factors)
         candidates.append(CoarsePlan(level, factors, out, tuple(f * s for f, s in zip(factors, scale)),
                                      math.prod(shape)))
@@ -193,48 +161,53 @@ def level_shapes(shape: Sequence[int], scales: Sequence[Sequence[float]]) -> lis
     return [tuple(max(1, math.ceil(n * a / b - 1e-9)) for n, a, b in zip(shape, s0, s)) for s in scales]
 
 
-def bias_field_on_budget(coarse, keep, spacing: Sequence[float], max_voxels: int) -> np.ndarray:
-    """N4 bias field of the coarse grid, fitted on block means within a voxel budget.
+def coarse_source(config, scan) -> tuple:
+    """The array the coarse step reduces, its factors and method, and a description for ``run.json``.
 
-    N4 fits a smooth B-spline field (a few control points per axis), which a
-    few ten thousand voxels determine; its time grows with the voxels it is
-    given, so the coarse grid is reduced by block means (factors from
-    :func:`shrink_factors`) before the fit. With the coarse grid already within
-    the budget this is exactly :func:`voxelflow.ops.estimate_bias_field`.
+    ``pipeline.coarse_factors`` (old setting): max-pooling of the segmented level by
+    fixed factors. Otherwise :func:`plan_coarse` picks a stored pyramid level (and
+    block-mean factors) within ``pipeline.coarse_max_voxels`` or at
+    ``pipeline.coarse_um``, so no full-resolution voxel is read for it when a level fits.
 
     Parameters
     ----------
-    coarse : array, shape (Z, Y, X), numeric
-        Coarse image.
-    keep : array of bool, shape of ``coarse``
-        Voxels to fit on (the tissue). A reduced voxel is kept when its whole
-        block is (or, if that leaves nothing, when any of it is).
-    spacing : tuple of 3 float
-        Voxel size of ``coarse``.
-    max_voxels : int
-        Budget of the fit.
+    config : voxelflow.pipelines.config.Config
+    scan : voxelflow.pipelines.inputs.Scan
+        The opened full-resolution scan.
 
     Returns
     -------
-    numpy.ndarray, shape ``ceil(coarse.shape / factors)``, float32
-        Multiplicative field, mean 1 inside the fitted mask, covering the same
-        box as ``coarse``.
-
-    Raises
-    ------
-    InvalidInputError
-        If ``keep`` has another shape or is empty.
+    source : dask.array.Array, shape (Z, Y, X)
+        The level to reduce (the scan itself, or a coarser stored level).
+    factors : tuple of 3 int
+    method : str
+        ``"max"`` for the old setting, ``"mean"`` otherwise.
+    info : dict
+        Level, factors, method, shape, voxel size (um), voxels and voxels read.
     """
-    keep_np = np.asarray(keep, dtype=bool)
-    if keep_np.shape != tuple(coarse.shape):
-        raise InvalidInputError(f"bias mask shape {keep_np.shape} differs from the coarse shape {tuple(coarse.shape)}")
-    if not keep_np.any():
-        raise InvalidInputError("the bias-field mask is empty: the negative mask removes the whole coarse grid")
-    factors = shrink_factors(coarse.shape, spacing, int(max_voxels))
-    if all(f == 1 for f in factors):
-        return estimate_bias_field(np.asarray(coarse), mask=keep_np, spacing=spacing)
-    small = np.asarray(downsample(np.asarray(coarse, dtype=np.float32), factors, method="mean"))
-    mask = np.asarray(downsample(keep_np, factors, method="min"))
-    if not mask.any():
-        mask = np.asarray(downsample(keep_np, factors, method="max"))
-    return estimate_bias_field(small, mask=mask, spacing=tuple(s * f for s, f in zip(spacing, factors)))
+    from voxelflow.pipelines.inputs import open_scan
+
+    p, img, scale = config.pipeline, scan.image, scan.scale
+    first = config.input.level
+    if p.coarse_factors is not None:
+        factors = tuple(p.coarse_factors)
+        shape = [-(-n // f) for n, f in zip(img.shape, factors)]
+        return img, factors, "max", {
+            "level": first, "factors": list(factors), "method": "max", "shape": shape,
+            "scale_um": [s * f for s, f in zip(scale, factors)], "voxels": math.prod(shape),
+            "read_voxels": int(img.size)}
+    meta = scan.meta
+    levels = len(getattr(meta, "levels", None) or ()) or first + 1
+    # NGFF puts the space axes last; ratios to the opened level carry ?slices= steps and scale_um over
+    base = meta.scales[first][-3:] if levels > first + 1 else scale
+    scales = [tuple(scale)] + [tuple(s * b / a for s, a, b in zip(scale, base, meta.scales[k][-3:]))
+                               for k in range(first + 1, levels)]
+    plan = plan_coarse(level_shapes(img.shape, scales), scales, max_voxels=p.coarse_max_voxels,
+                       coarse_um=p.coarse_um)
+    src = img
+    if plan.level:
+        src = open_scan(config.input.url, config.input.channel, first + plan.level,
+                        scale_um=config.input.scale_um).image
+    shape = [-(-n // f) for n, f in zip(src.shape, plan.factors)]  # a crop rounds at each level
+    return src, plan.factors, "mean", {**plan.as_dict(), "level": first + plan.level, "shape": shape,
+                                       "voxels": math.prod(shape), "method": "mean"}
