@@ -172,13 +172,13 @@ def measure_read(scan) -> dict:
 
 
 def _pass_progress(out: Path) -> tuple[int, int]:
-    """(finished, total) chunk groups of the full-resolution pass recorded in the pending step node."""
-    done = total = 0
-    for ledger in (out / "cache").glob("*/chunks-*/ledger.json"):
-        info = json.loads(ledger.read_text())
-        total = max(total, info["total"])
-        done = max(done, len(list(ledger.parent.glob("g*.pkl"))))
-    return done, total
+    """(finished, total) chunk groups of the streaming pass recorded in its pending step node."""
+    from voxelflow.cache import parts_progress
+
+    try:
+        return parts_progress(str(out / "cache" / "objects_raw"))
+    except (OSError, ValueError):
+        return 0, 0
 
 
 def measure_resume(scan, kills: int, seed: int, clean: dict) -> list[dict]:

@@ -9,6 +9,7 @@ and records the run (also when it fails: finished steps resume from the cache).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import sys
 import time
@@ -23,7 +24,7 @@ import pandas as pd
 from voxelflow.paths import VPath
 from voxelflow.pipelines.config import Config
 from voxelflow.pipelines.inputs import Atlas, Scan, open_atlas, open_scan
-from voxelflow.pipelines.progress import progress_bar, progress_printer
+from voxelflow.pipelines.progress import PartsProgress, progress_bar, progress_printer
 from voxelflow.runtime.compute import process_peak_memory_mb, worker_peak_memory_mb
 from voxelflow.steps import Runner, StepRecord
 from voxelflow.steps import node as layout
@@ -134,7 +135,7 @@ def run_pipeline(
     recipe = getattr(importlib.import_module(module), attr)
     inputs = Inputs(scan, atlas, config.pipeline.mask if mask is None else mask, stream, progress)
     try:
-        with bar:
+        with bar, (PartsProgress(cache, stream) if progress else contextlib.nullcontext()):
             outputs = recipe(run, config, inputs)
     except BaseException as exc:
         layout.write_run(out_dir, _record(config, run, t_start, status="failed", error=f"{type(exc).__name__}: {exc}"))
