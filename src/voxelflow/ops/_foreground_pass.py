@@ -5,10 +5,15 @@ coarse negative mask marks. Chaining ``apply_bias_field``, ``threshold`` and
 ``upsample_mask`` costs a float image, a mask image and three tasks per chunk;
 here each chunk is read once and compared with ``value * field`` (the field
 up-sampled for that chunk only), which is the same test as
-``img / field > value`` for a positive field without the division.
+``img / field > value`` for a positive field without the division. The field is
+evaluated only at voxels brighter than ``value`` times the least field sample
+the chunk uses (a small share of a scan), so the float field of a chunk is never
+built.
 """
 
 from __future__ import annotations
+
+import itertools
 
 import dask.array as da
 import numpy as np
@@ -19,30 +24,58 @@ from voxelflow.errors import InvalidInputError
 from voxelflow.ops._halo import iter_blocks
 from voxelflow.ops._objects import object_table
 
-__all__ = ["threshold_corrected", "foreground_objects", "field_part", "mask_part"]
+__all__ = ["threshold_corrected", "foreground_objects", "field_at", "mask_part"]
 
 
-def field_part(field: np.ndarray, start, stop, full_shape) -> np.ndarray:
-    """Linear up-sampling (separable, clamped, voxel centres aligned) of ``field`` on ``[start, stop)``.
+def _weights(index: np.ndarray, n: int, m: int):
+    """Linear-interpolation samples and weights of image voxels ``index`` (of ``n``) on ``m`` field samples."""
+    u = np.clip((index.astype(np.float64) + 0.5) * (m / n) - 0.5, 0, m - 1)
+    lo = np.floor(u).astype(np.intp)
+    return lo, np.minimum(lo + 1, m - 1), (u - lo).astype(np.float32)
+
+
+def field_at(field: np.ndarray, index: tuple, full_shape) -> np.ndarray:
+    """The field up-sampled linearly (separable, clamped, centres aligned) at some image voxels.
 
     Image voxel ``i`` of an axis of length ``n`` sits at field coordinate
     ``u = (i + 0.5) * m / n - 0.5`` (``m`` = field length), as in
-    :func:`voxelflow.ops.apply_bias_field`; computed in float32.
+    :func:`voxelflow.ops.apply_bias_field`. Interpolation runs in float32 along
+    the last axis first, then the others, ``a + (b - a) * w`` at each step.
+
+    Parameters
+    ----------
+    field : numpy.ndarray, shape (M0, M1, ...)
+    index : tuple of int arrays, one per axis, each of shape (k,)
+        Voxel coordinates in the full image.
+    full_shape : tuple of int
 
     Returns
     -------
-    numpy.ndarray, shape ``stop - start``, float32
+    numpy.ndarray, shape (k,), float32
     """
-    out = np.asarray(field, dtype=np.float32)
-    for axis, (a, b, n) in enumerate(zip(start, stop, full_shape)):
-        m = field.shape[axis]
-        u = np.clip((np.arange(a, b, dtype=np.float64) + 0.5) * (m / n) - 0.5, 0, m - 1)
-        lo = np.floor(u).astype(np.intp)
-        hi = np.minimum(lo + 1, m - 1)
-        w = (u - lo).astype(np.float32).reshape((-1,) + (1,) * (field.ndim - axis - 1))
-        a_lo = np.take(out, lo, axis=axis)
-        out = a_lo + (np.take(out, hi, axis=axis) - a_lo) * w
-    return out
+    f = np.asarray(field, dtype=np.float32)
+    lohiw = [_weights(np.asarray(i), n, m) for i, n, m in zip(index, full_shape, f.shape)]
+    corners = {}
+    for bits in itertools.product((0, 1), repeat=f.ndim):
+        corners[bits] = f[tuple(lohiw[ax][bit] for ax, bit in enumerate(bits))]
+    for axis in reversed(range(f.ndim)):
+        w = lohiw[axis][2]
+        corners = {key[:-1]: corners[key[:-1] + (0,)] + (corners[key[:-1] + (1,)] - corners[key[:-1] + (0,)]) * w
+                   for key in corners if key[-1] == 0}
+    return corners[()]
+
+
+def _field_floor(field: np.ndarray, start, stop, full_shape) -> float:
+    """A lower bound of the up-sampled field on ``[start, stop)``: the least field sample it uses."""
+    sel = []
+    for a, b, n, m in zip(start, stop, full_shape, field.shape):
+        lo, hi, _ = _weights(np.array([a, b - 1]), n, m)
+        sel.append(slice(int(lo[0]), int(hi[1]) + 1))
+    return float(field[tuple(sel)].min())
+
+
+def _mask_index(a: int, b: int, n: int, m: int) -> np.ndarray:
+    return np.minimum(np.floor((np.arange(a, b) + 0.5) * (m / n)).astype(np.intp), m - 1)
 
 
 def mask_part(mask: np.ndarray, start, stop, full_shape) -> np.ndarray:
@@ -55,19 +88,37 @@ def mask_part(mask: np.ndarray, start, stop, full_shape) -> np.ndarray:
     -------
     numpy.ndarray of bool, shape ``stop - start``
     """
-    index = [
-        np.minimum(np.floor((np.arange(a, b) + 0.5) * (m / n)).astype(np.intp), m - 1)
-        for a, b, n, m in zip(start, stop, full_shape, mask.shape)
-    ]
-    return mask[np.ix_(*index)]
+    out = mask
+    for axis in reversed(range(mask.ndim)):
+        out = np.take(out, _mask_index(start[axis], stop[axis], full_shape[axis], mask.shape[axis]), axis=axis)
+    return out
+
+
+def _mask_window(mask: np.ndarray, start, stop, full_shape) -> np.ndarray:
+    """The coarse mask voxels a chunk samples (to test all-true / all-false cheaply)."""
+    sel = tuple(slice(int(i[0]), int(i[-1]) + 1) for i in
+                (_mask_index(a, b, n, m) for a, b, n, m in zip(start, stop, full_shape, mask.shape)))
+    return mask[sel]
 
 
 def _block(block, start, full_shape, value, field, negative):
     stop = tuple(a + n for a, n in zip(start, block.shape))
+    if negative is not None:
+        window = _mask_window(negative, start, stop, full_shape)
+        if window.all():  # outside the tissue: nothing to compare
+            return np.zeros(block.shape, dtype=bool)
+        if not window.any():
+            negative = None
     if field is None:
         bs = block > value
     else:
-        bs = block > np.float32(value) * field_part(field, start, stop, full_shape)
+        # a voxel at or below value x (least field sample) is below value x field wherever it is
+        # (linear interpolation stays within its samples): only brighter ones need the field
+        bs = block > value * _field_floor(field, start, stop, full_shape) * (1 - 1e-6)
+        index = np.nonzero(bs)
+        if index[0].size:
+            where = tuple(i + a for i, a in zip(index, start))
+            bs[index] = block[index] > np.float32(value) * field_at(field, where, full_shape)
     if negative is not None:
         bs &= ~mask_part(negative, start, stop, full_shape)
     return bs
