@@ -50,6 +50,18 @@ def load() -> str:
     return f"{one:.2f}/{five:.2f} on {os.cpu_count()} cores"
 
 
+def _children_cpu() -> float:
+    """CPU seconds (user + system) of every finished child process of this one.
+
+    Unlike wall time this does not grow when other jobs share the cores, so
+    ``MVox per CPU-second`` is the per-core figure the projection uses.
+    """
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def du(path: Path) -> int:
     return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
 
@@ -137,14 +149,17 @@ def measure_run(scan, workers: int = 0, tag: str = "") -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)
     cfg = _config(str(scan.path), out, workers)
     load_before = load()
+    cpu0 = _children_cpu()
     t0 = time.perf_counter()
     proc = subprocess.Popen(_vf_run_argv(cfg), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     with _PerProcessPeaks(proc.pid) as rss:
         stdout, stderr = proc.communicate()
     wall = time.perf_counter() - t0
+    cpu = _children_cpu() - cpu0
     row = {"scan_gvox": round(scan.gvox, 2), "shape": "x".join(map(str, scan.shape)), "workers": workers,
            "load_before": load_before, "load_after": load(), "wall_s": round(wall, 1),
-           "mvox_s": round(scan.gvox * 1e3 / wall, 1), "peak_rss_mb": round(rss.peak / 2**20),
+           "mvox_s": round(scan.gvox * 1e3 / wall, 1), "cpu_s": round(cpu, 1),
+           "mvox_per_cpu_s": round(scan.gvox * 1e3 / cpu, 1), "peak_rss_mb": round(rss.peak / 2**20),
            "peak_main_mb": round(rss.peak_root / 2**20),
            "per_process_peak_mb": sorted(round(v / 2**20) for _, v in rss.per_process.values()),
            "truth": scan.n_plaques}
@@ -232,6 +247,7 @@ def _objects_equal(a: Path, b: Path) -> bool:
 
 
 RUN_COLUMNS = [("scan_gvox", "GVox"), ("workers", "workers"), ("wall_s", "s"), ("mvox_s", "MVox/s"),
+               ("cpu_s", "CPU s"), ("mvox_per_cpu_s", "MVox per CPU-s"),
                ("peak_rss_mb", "peak MB (tree)"), ("peak_main_mb", "main MB"), ("disk_written_mb", "written MB"),
                ("objects", "objects"), ("truth", "planted"), ("exact", "exact"), ("load_before", "load before"),
                ("load_after", "load after"), ("error", "error")]
