@@ -1,7 +1,8 @@
 """A self-contained HTML report of a pipeline run, with its figures as PNG files.
 
 :func:`make_report` reads the outputs of a run folder (``objects.parquet``,
-``regions.csv``, ``run.json`` and the image / density map as OME-Zarr) and writes
+``regions.csv``, the run description and the image / density map as OME-Zarr; layout
+in :mod:`voxelflow.steps.node`) and writes
 
 - ``mip_z.png``, ``mip_y.png``, ``mip_x.png``: maximum-intensity projections of a
   coarse level of the input image along z, y and x, detected objects drawn as red
@@ -33,14 +34,15 @@ import numpy as np
 import pandas as pd
 
 from voxelflow.errors import InvalidInputError, InvalidPathError, OmeZarrError
+from voxelflow.steps.node import DENSITY_IMAGE, OBJECTS_TABLE, REGIONS_CSV, read_run
 
 __all__ = ["DEFAULT_DENSITY_NAMES", "DEFAULT_IMAGE_NAMES", "make_report"]
 
-#: Names tried, in order, for the input image OME-Zarr in a run folder. A run.json
+#: Names tried, in order, for the input image OME-Zarr in a run folder. A run description
 #: ``outputs`` mapping with an ``image`` entry (a path relative to the folder) wins.
 DEFAULT_IMAGE_NAMES = ("image.ome.zarr", "input.ome.zarr")
-#: Names tried, in order, for the density map OME-Zarr; run.json ``outputs.density`` wins.
-DEFAULT_DENSITY_NAMES = ("density.ome.zarr",)
+#: Names tried, in order, for the density map OME-Zarr; the run description's ``outputs.density`` wins.
+DEFAULT_DENSITY_NAMES = (DENSITY_IMAGE,)
 
 _SPATIAL = ("z", "y", "x")
 # The coarse level for projections is the smallest whose largest side still has
@@ -76,7 +78,7 @@ def make_report(
     image : array-like or str, optional
         The input image (IN), shape (z, y, x) or with leading non-spatial axes
         (the first index is taken), numpy or dask; or the URL of an OME-Zarr image.
-        Default: the OME-Zarr named in run.json ``outputs.image`` or one of
+        Default: the OME-Zarr named in the run description's ``outputs.image`` or one of
         :data:`DEFAULT_IMAGE_NAMES`. From an OME-Zarr the coarsest level with a
         side of at least 256 voxels is read.
     image_factors : tuple of 3 float, optional
@@ -85,7 +87,7 @@ def make_report(
         derived from the pyramid when ``image`` is an OME-Zarr.
     density : array-like or str, optional
         The density map (CD), shape (z, y, x), or the URL of its OME-Zarr.
-        Default: run.json ``outputs.density`` or :data:`DEFAULT_DENSITY_NAMES`.
+        Default: the run description's ``outputs.density`` or :data:`DEFAULT_DENSITY_NAMES`.
     objects : pandas.DataFrame, optional
         The object table (LC) with ``z, y, x`` (voxels of the full-resolution
         image) and ``voxels``. Default: ``run_dir/objects.parquet``.
@@ -113,11 +115,11 @@ def make_report(
     run = Path(run_dir)
     if not run.is_dir():
         raise InvalidPathError(f"run folder {str(run)!r} does not exist or is not a folder")
-    meta = _read_run_json(run)
+    meta = read_run(run)
     objects = _read_objects(run) if objects is None else objects
     _require_columns(objects, ("z", "y", "x", "voxels"), "objects")
-    if regions is None and (run / "regions.csv").is_file():
-        regions = pd.read_csv(run / "regions.csv")
+    if regions is None and (run / REGIONS_CSV).is_file():
+        regions = pd.read_csv(run / REGIONS_CSV)
 
     figures: list[tuple[str, str, Path]] = []
     notes: list[str] = []
@@ -153,7 +155,7 @@ def make_report(
 
 
 def _optional(load, discovered: bool, what: str, notes: list, missing):
-    """Run ``load``; an output found through run.json that cannot be read becomes a note.
+    """Run ``load``; an output found through the run description that cannot be read becomes a note.
 
     A run folder that was moved can name an input image that no longer exists; the
     report is still worth writing, and says what it left out and why. Arrays or URLs
@@ -168,18 +170,8 @@ def _optional(load, discovered: bool, what: str, notes: list, missing):
         return missing
 
 
-def _read_run_json(run: Path) -> dict:
-    path = run / "run.json"
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise InvalidInputError(f"{str(path)!r} is not valid JSON: {exc}") from exc
-
-
 def _read_objects(run: Path) -> pd.DataFrame:
-    path = run / "objects.parquet"
+    path = run / OBJECTS_TABLE
     if not path.is_file():
         raise InvalidPathError(
             f"no object table: {str(path)!r} is missing and no `objects` DataFrame was given"
@@ -196,7 +188,7 @@ def _require_columns(df: pd.DataFrame, columns, what: str) -> None:
 
 
 def _named_output(run: Path, meta: dict, key: str, names):
-    """run.json ``outputs[key]`` (relative to ``run``, or an absolute path/URL), else a default name."""
+    """The run description's ``outputs[key]`` (relative to ``run``, or an absolute path/URL), else a default name."""
     outputs = meta.get("outputs") if isinstance(meta.get("outputs"), dict) else {}
     value = outputs.get(key)
     if isinstance(value, str) and value:
@@ -230,7 +222,7 @@ def _resolve_density(run, meta, density):
         if density is None:
             return None
     if isinstance(density, (str, Path)):
-        from voxelflow.ome_zarr import open_ome_zarr
+        from voxelflow.io.ome_zarr import open_ome_zarr
 
         arr, ome = open_ome_zarr(str(density), level=0)
         return _as_3d(arr, "density", 0, ome.axes)
@@ -239,7 +231,7 @@ def _resolve_density(run, meta, density):
 
 def _open_coarse(url: str, channel: int):
     """Open the coarsest pyramid level of ``url`` with a side >= the display target."""
-    from voxelflow.ome_zarr import open_ome_zarr
+    from voxelflow.io.ome_zarr import open_ome_zarr
 
     full, meta = open_ome_zarr(url, level=0)
     full3 = _as_3d(full, "image", channel, meta.axes)
