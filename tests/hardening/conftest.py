@@ -6,7 +6,6 @@ import uuid
 
 import fsspec
 import pytest
-
 from hardening_helpers import write_tiny_image
 
 

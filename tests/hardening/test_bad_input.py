@@ -13,12 +13,12 @@ import zipfile
 import dask.array as da
 import numpy as np
 import pytest
+from hardening_helpers import digest, tiny_volume, unchanged, write_tiny_image
 
 import voxelflow
-from hardening_helpers import digest, tiny_volume, unchanged, write_tiny_image
 from voxelflow import errors
 from voxelflow.cli import main
-from voxelflow.config import load_config
+from voxelflow.pipelines.config import load_config
 
 REQUIRED = ['input.url="scan.ome.zarr"', 'output.folder="run"']
 
@@ -56,7 +56,7 @@ def test_bad_memory_limit_names_the_key(value):
 
 @pytest.mark.parametrize("value", ["4GB", "512 MiB", "2e9", "auto"])
 def test_good_memory_limits_are_accepted(value):
-    assert load_config(None, [*REQUIRED, f'compute.memory_limit="{value}"'])["compute.memory_limit"] == value
+    assert load_config(None, [*REQUIRED, f'compute.memory_limit="{value}"']).compute.memory_limit == value
 
 
 @pytest.mark.parametrize("address", ["not an address", "tcp://", "tcp://host:port", "tcp://host:99999",
@@ -69,7 +69,7 @@ def test_bad_scheduler_address_names_the_key(address):
 @pytest.mark.parametrize("address", ["tcp://127.0.0.1:8786", "tls://scheduler.lab:8786", "tcp://[::1]:8786",
                                      "inproc://10.0.0.1/1234/1", "127.0.0.1:8786"])
 def test_good_scheduler_addresses_are_accepted(address):
-    assert load_config(None, [*REQUIRED, f'compute.scheduler="{address}"'])["compute.scheduler"] == address
+    assert load_config(None, [*REQUIRED, f'compute.scheduler="{address}"']).compute.scheduler == address
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "nan", '"3"', "true"])

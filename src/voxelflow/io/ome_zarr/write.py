@@ -27,7 +27,7 @@ from voxelflow.errors import InvalidInputError, OmeZarrError
 from voxelflow.io.blockreduce import METHODS, block_reduce, block_reduce_numpy, normalize_factors
 from voxelflow.io.ome_zarr import metadata as md
 from voxelflow.io.ome_zarr.fastread import ChunkReader
-from voxelflow.io.ome_zarr.read import read_metadata
+from voxelflow.io.ome_zarr.read import CheckedLevel, read_metadata
 from voxelflow.io.ome_zarr.slices import split_slices
 from voxelflow.io.ome_zarr.stores import is_zip
 from voxelflow.paths import VPath, as_vpath
@@ -185,6 +185,8 @@ def _reads_from(arr: da.Array, path: VPath) -> bool:
     prefix = path.path.rstrip("/")
     for node in dict(arr.__dask_graph__()).values():
         obj = getattr(node, "value", node)
+        if isinstance(obj, CheckedLevel):
+            obj = obj.zarray
         if isinstance(obj, (zarr.Array, ChunkReader)):
             root = obj.root if isinstance(obj, ChunkReader) else _store_root(obj.store)
             if root is not None and (root.rstrip("/") + "/").startswith(prefix + "/"):
