@@ -45,8 +45,9 @@ def digest(location) -> dict[str, str]:
     out = {}
     for dirpath, dirnames, filenames in os.walk(path):
         rel = os.path.relpath(dirpath, path)
+        rel = "" if rel == "." else rel
         if not dirnames and not filenames:
-            out[rel + "/"] = "dir"
+            out[(rel or ".") + "/"] = "dir"
         for name in dirnames:
             full = os.path.join(dirpath, name)
             if os.path.islink(full):

@@ -348,9 +348,9 @@ def test_convert_truncated_multipage_tiff_raises(tmp_path, kind, capsys):
     tif.write_bytes(tif.read_bytes()[: tif.stat().st_size * 6 // 10])
     out = tmp_path / "out.ome.zarr"
     with unchanged(tif):
-        assert main(["convert", str(tif), str(out)]) == 2
+        assert main(["convert", str(tif), str(out), "--scale-um", "2,1,1"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("voxelflow: error:") and str(tif) in err
+    assert err.startswith("voxelflow: error:") and str(tif) in err and "scale" not in err
     assert not out.exists()
 
 
@@ -364,7 +364,7 @@ def test_convert_tiff_with_corrupt_compressed_page_raises(tmp_path, capsys):
     tif.write_bytes(bytes(raw))
     out = tmp_path / "out.ome.zarr"
     with unchanged(tif):
-        assert main(["convert", str(tif), str(out)]) == 2
+        assert main(["convert", str(tif), str(out), "--scale-um", "2,1,1"]) == 2
     assert str(tif) in capsys.readouterr().err
     assert not out.exists()
 
@@ -375,7 +375,7 @@ def test_convert_tiff_header_only_raises(tmp_path, content, capsys):
     tif.write_bytes(content)
     out = tmp_path / "out.ome.zarr"
     with unchanged(tif):
-        assert main(["convert", str(tif), str(out)]) == 2
+        assert main(["convert", str(tif), str(out), "--scale-um", "2,1,1"]) == 2
     assert str(tif) in capsys.readouterr().err and not out.exists()
 
 

@@ -254,7 +254,7 @@ def test_convert_overwrite_from_a_truncated_tiff_keeps_the_old_image(tmp_path, c
     tifffile.imwrite(tif, tiny_volume((12, 16, 16)), imagej=True, metadata={"axes": "ZYX"})
     tif.write_bytes(tif.read_bytes()[: tif.stat().st_size // 2])
     with unchanged(target, tif):
-        assert main(["convert", str(tif), target, "--overwrite", "--quiet"]) == 2
+        assert main(["convert", str(tif), target, "--overwrite", "--quiet", "--scale-um", "2,1,1"]) == 2
     assert capsys.readouterr().err.startswith("voxelflow: error:")
     np.testing.assert_array_equal(voxelflow.open_ome_zarr(target)[0].compute(), data)
 

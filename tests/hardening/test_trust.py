@@ -192,10 +192,14 @@ def test_label_name_outside_the_image_is_refused(image, tmp_path):
 
 @pytest.fixture
 def certs(tmp_path):
-    from distributed.utils_test import get_cert
-
-    return {"tls_ca_file": get_cert("tls-ca-cert.pem"), "tls_client_cert": get_cert("tls-cert.pem"),
-            "tls_client_key": get_cert("tls-key.pem")}
+    """Certificate files (their contents are only read when a connection is made)."""
+    files = {}
+    for key, name in (("tls_ca_file", "ca.pem"), ("tls_client_cert", "cert.pem"), ("tls_client_key", "key.pem")):
+        path = tmp_path / "tls" / name
+        path.parent.mkdir(exist_ok=True)
+        path.write_text("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n")
+        files[key] = str(path)
+    return files
 
 
 def test_security_table_in_the_config_builds_a_security_object(tmp_path, certs):

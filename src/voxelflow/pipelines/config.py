@@ -402,8 +402,12 @@ def load_config(
                 doc = tomllib.load(f)
         except FileNotFoundError:
             raise ConfigError(f"config file {where!r} does not exist") from None
-        except tomllib.TOMLDecodeError as exc:
+        except IsADirectoryError:
+            raise ConfigError(f"config file {where!r} is a folder; expected a TOML file") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config file {where!r} is not valid TOML: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"config file {where!r} cannot be read: {exc}") from None
         merged.update(_values_of(doc, where, Path(os.path.abspath(where)).parent))
     for text in overrides:
         dotted, value = parse_override(text)

@@ -7,7 +7,7 @@ import numpy as np
 import zarr
 from dask.base import tokenize
 
-from voxelflow.errors import OmeZarrError, SliceSyntaxError
+from voxelflow.errors import InvalidInputError, OmeZarrError, SliceSyntaxError
 from voxelflow.io.ome_zarr.fastread import chunk_reader, read_dask_array
 from voxelflow.io.ome_zarr.metadata import OmeMeta, ome_section, parse_image
 from voxelflow.io.ome_zarr.slices import (
@@ -210,6 +210,8 @@ def open_ome_zarr(
     >>> meta.axes, meta.scale  # doctest: +SKIP
     (('z', 'y', 'x'), (4.0, 1.0, 1.0))
     """
+    if storage_options is not None and not isinstance(storage_options, dict):
+        raise InvalidInputError(f"storage_options must be a dict, got {type(storage_options).__name__}")
     if missing_chunks not in ("auto", "error", "fill"):
         raise OmeZarrError(f"missing_chunks must be 'auto', 'error' or 'fill', got {missing_chunks!r}")
     base, slice_text = split_slices(str(url) if not isinstance(url, VPath) else url.url)

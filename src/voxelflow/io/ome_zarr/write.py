@@ -100,6 +100,22 @@ def _positive_float(v) -> float:
     return f
 
 
+def _finite_float(v) -> float:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"translation values must be numbers, got {v!r}") from None
+    if not math.isfinite(f):
+        raise InvalidInputError(f"translation values must be finite, got {v!r}")
+    return f
+
+
+def _unit(v) -> str:
+    if not isinstance(v, str) or not v:
+        raise InvalidInputError(f"units must be unit names such as 'micrometer', got {v!r}")
+    return v
+
+
 def _level_factors(factors, levels: int, axes: tuple[str, ...]) -> list[tuple[int, ...]]:
     """Factors from each level to the next: an int applies to the space axes only."""
     if isinstance(levels, bool) or not isinstance(levels, (int, np.integer)) or levels < 1:
@@ -564,8 +580,8 @@ def write_ome_zarr(
         raise InvalidInputError(f"unknown method {method!r}; expected one of {METHODS}")
     axes = _check_axes(axes, arr.ndim)
     scale0 = _per_axis(scale, axes, "scale", lambda a: 1.0, _positive_float)
-    translation0 = _per_axis(translation, axes, "translation", lambda a: 0.0, float)
-    units_ = _per_axis(units, axes, "units", lambda a: None, str)
+    translation0 = _per_axis(translation, axes, "translation", lambda a: 0.0, _finite_float)
+    units_ = _per_axis(units, axes, "units", lambda a: None, _unit)
     level_factors = _level_factors(factors, levels, axes)
     chunk_shape = _chunk_shape(chunks, arr, axes, from_dask)
     shard_shape = _shard_shape(shards, chunk_shape, axes, version)
