@@ -326,22 +326,18 @@ def test_a_failed_rerun_keeps_the_old_run_whole(good_run, tmp_path, capsys):
     assert json.loads((run / "run.json").read_text())["status"] == "ok"
 
 
-def test_a_failure_while_writing_outputs_keeps_the_old_run_whole(good_run, tmp_path, monkeypatch):
+def test_a_failure_while_writing_outputs_keeps_the_old_run_whole(good_run, tmp_path, monkeypatch, capsys):
     scan, atlas, regions, run = _copy_run(good_run, tmp_path)
     before = _outputs(run)
     config = _config(tmp_path, scan, atlas, regions, run)
     config.write_text(config.read_text().replace("threshold = 1000.0", "threshold = 1500.0"))
 
-    real = pd.DataFrame.to_csv
+    def failing_to_parquet(self, *args, **kwargs):
+        raise InjectedFault(28, "disk full while writing the object table")
 
-    def failing_to_csv(self, *args, **kwargs):
-        if "region_id" in self.columns or "count_self" in self.columns:
-            raise InjectedFault(28, "disk full while writing a table")
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(pd.DataFrame, "to_csv", failing_to_csv)
-    with pytest.raises((InjectedFault, errors.InvalidPathError)):
-        main(["run", str(config), "--quiet", "--no-report"])
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", failing_to_parquet)
+    assert main(["run", str(config), "--quiet", "--no-report"]) == 2
+    assert "disk full while writing the object table" in capsys.readouterr().err
     monkeypatch.undo()
     after = _outputs(run)
     after.pop("run-failed.json", None)
