@@ -52,3 +52,36 @@ def run_whole(path, x: np.ndarray) -> np.ndarray:
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     return session.run(None, {"input": x[None, None].astype(np.float32)})[0][0]
+
+
+def dark_net(path, *, level: float, spatial_ndim: int = 3, slope: float = 0.05):
+    """A 2-class 'segmentation' net: class 1 where a 3x3(x3) mean is below ``level`` (dark = outside tissue).
+
+    p1 = sigmoid(slope * (level - mean)), p0 = 1 - p1; receptive-field radius 1.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    k = (3,) * spatial_ndim
+    w = np.full((1, 1, *k), -slope / 3**spatial_ndim, np.float32)
+    b = np.array([slope * level], np.float32)
+    spatial = ["z", "y", "x"][-spatial_ndim:]
+    nodes = [
+        helper.make_node("Conv", ["input", "w", "b"], ["logit"], pads=[1] * (2 * spatial_ndim)),
+        helper.make_node("Sigmoid", ["logit"], ["p1"]),
+        helper.make_node("Sub", ["one", "p1"], ["p0"]),
+        helper.make_node("Concat", ["p0", "p1"], ["probabilities"], axis=1),
+    ]
+    graph = helper.make_graph(
+        nodes, "dark",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["n", 1, *spatial])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["n", 2, *spatial])],
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b"),
+         numpy_helper.from_array(np.ones((1,), np.float32), "one")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    helper.set_model_props(model, {"voxelflow.halo": "1"})
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path

@@ -24,6 +24,7 @@ _LAZY = {
     "MultiOutputStream": "voxelflow.runtime.logs",
     "tee_logs": "voxelflow.runtime.logs",
     "PLComponents": "voxelflow.runtime.session",
+    "open_image": "voxelflow.io",
     "open_ome_zarr": "voxelflow.io",
     "write_ome_zarr": "voxelflow.io",
     "write_labels": "voxelflow.io",

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from ops_label_helpers import assert_same_partition
 from scipy import ndimage as ndi
 from skimage.feature import peak_local_max
 from skimage.segmentation import watershed
 
 from ops_helpers import chunkings
-from ops_label_helpers import assert_same_partition
 from voxelflow.errors import InvalidInputError
 from voxelflow.ops import predict, stitch
 

@@ -88,9 +88,8 @@ def _rolled_up_truth(truth, regions, level: str):
 
 
 def run(args) -> int:
+    from voxelflow.cli._pipeline import run_and_report
     from voxelflow.pipelines.config import load_config
-    from voxelflow.pipelines.plaque import run_plaque_pipeline
-    from voxelflow.runtime.compute import compute_context
     from voxelflow.synth import score_detections
 
     if args.cells:
@@ -109,24 +108,19 @@ def run(args) -> int:
         "compute.workers": args.workers,
     }
     config = load_config(None, overrides=args.overrides, defaults=defaults)
-    with compute_context(config["compute.scheduler"], config["compute.workers"],
-                         config["compute.threads_per_worker"], config["compute.memory_limit"]):
-        result = run_plaque_pipeline(config, progress=not args.quiet, stream=stream)
-    level = "plaques" if config["pipeline.split"] == "watershed" else "objects"
-    score = score_detections(result.objects, truth, regions_table, level=level)
+    level = "plaques" if config.pipeline.split == "watershed" else "objects"
+    done = run_and_report(config, progress=not args.quiet, report=not args.no_report,
+                          truth=_rolled_up_truth(truth, regions_table, level), title="voxelflow demo", stream=stream)
+    score = score_detections(done.result.objects, truth, regions_table, level=level)
     _print_scores(score)
     regions = score.pop("regions")
     evaluation = {**score, "level": level, "max_count_error": _max_error(regions),
                   "regions": regions.to_dict(orient="records")}
     (out / "evaluation.json").write_text(json.dumps(evaluation, indent=1, default=float))
-    all_cached = all(r.cached for r in result.records)
-    if not args.no_report and config["output.report"] and not (all_cached and (out / "report.html").exists()):
-        _report(out, _rolled_up_truth(truth, regions_table, level))
-    n_cached = sum(r.cached for r in result.records)
     print(
-        f"voxelflow demo: {len(result.objects)} objects, precision {score['precision']:.3f}, "
+        f"voxelflow demo: {len(done.result.objects)} objects, precision {score['precision']:.3f}, "
         f"recall {score['recall']:.3f}, max region count error {100 * _max_error(regions):.1f} %, "
-        f"{n_cached}/{len(result.records)} steps cached, {time.perf_counter() - t0:.1f} s -> {out.url}"
+        f"{done.steps_line()}, {time.perf_counter() - t0:.1f} s -> {out.url}"
     )
     return 0
 
@@ -147,22 +141,12 @@ def _print_scores(score) -> None:
           f"{score['detected']} detections: precision {score['precision']:.3f}, recall {score['recall']:.3f}")
 
 
-def _report(out: VPath, truth) -> None:
-    try:
-        from voxelflow.report import make_report
-    except ImportError:
-        return
-    if out.is_local:
-        make_report(out.path, truth=truth, title="voxelflow demo")
-
-
 def _run_cells(args) -> int:
     """``voxelflow demo --cells``: a synthetic crop, the cell pipeline, scores against the planted cells."""
     import numpy as np
 
-    from voxelflow.pipelines.cells import run_cell_pipeline
+    from voxelflow.cli._pipeline import run_and_report
     from voxelflow.pipelines.config import load_config
-    from voxelflow.runtime.compute import compute_context
     from voxelflow.synth_cells import make_synthetic_cells, score_cells, write_synthetic_cells
 
     stream = sys.stderr
@@ -190,20 +174,19 @@ def _run_cells(args) -> int:
         "compute.workers": args.workers,
     }
     config = load_config(None, overrides=args.overrides, defaults=defaults)
-    with compute_context(config["compute.scheduler"], config["compute.workers"],
-                         config["compute.threads_per_worker"], config["compute.memory_limit"]):
-        result = run_cell_pipeline(config, progress=not args.quiet, stream=stream)
-    cells = result.objects
-    regions = cells["region_id"].to_numpy() if "region_id" in cells.columns else np.zeros(len(cells), np.int64)
-    score = score_cells(crop, cells[["z_um", "y_um", "x_um"]].to_numpy(), detected_regions=regions)
-    per = score.pop("regions").rename(columns={"planted": "planted", "detected": "detected"})
-    _print_scores({**score, "regions": per})
-    evaluation = {**score, "max_count_error": _max_error(per), "regions": per.to_dict(orient="records")}
+    done = run_and_report(config, progress=not args.quiet, report=not args.no_report, title="voxelflow demo --cells",
+                          stream=stream)
+    found = done.result.objects
+    regions = found["region_id"].to_numpy() if "region_id" in found.columns else np.zeros(len(found), np.int64)
+    score = score_cells(crop, found[["z_um", "y_um", "x_um"]].to_numpy(), detected_regions=regions)
+    _print_scores(score)
+    per = score.pop("regions")
+    evaluation = {**score, "level": "cells", "max_count_error": _max_error(per), "regions": per.to_dict(orient="records")}
     (out / "evaluation.json").write_text(json.dumps(evaluation, indent=1, default=float))
-    n_cached = sum(r.cached for r in result.records)
     print(
-        f"voxelflow demo: {len(cells)} cells, precision {score['precision']:.3f}, recall {score['recall']:.3f}, "
-        f"max region count error {100 * _max_error(per):.1f} %, {100 * result.run['masked_fraction']:.1f} % masked, "
-        f"{n_cached}/{len(result.records)} steps cached, {time.perf_counter() - t0:.1f} s -> {out.url}"
+        f"voxelflow demo: {len(found)} cells, precision {score['precision']:.3f}, recall {score['recall']:.3f}, "
+        f"max region count error {100 * _max_error(per):.1f} %, "
+        f"{100 * done.result.run['masked_fraction']:.1f} % of the volume masked, "
+        f"{done.steps_line()}, {time.perf_counter() - t0:.1f} s -> {out.url}"
     )
     return 0

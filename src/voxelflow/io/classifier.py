@@ -13,7 +13,7 @@ import json
 import pickle
 
 from voxelflow.errors import InvalidInputError, InvalidPathError
-from voxelflow.ops._classify import CellClassifier, _versions
+from voxelflow.io.cell_classifier import CellClassifier, training_versions
 from voxelflow.paths import as_vpath
 
 __all__ = ["save_classifier", "load_classifier"]
@@ -84,7 +84,7 @@ def load_classifier(path, *, check_versions: bool = True) -> CellClassifier:
             f"{source.url} has classifier format version {payload.get('format_version')}, expected {FORMAT_VERSION}"
         )
     trained = payload["versions"].get("scikit-learn")
-    running = _versions()["scikit-learn"]
+    running = training_versions()["scikit-learn"]
     if check_versions and trained != running:
         raise InvalidInputError(
             f"{source.url} was trained with scikit-learn {trained}, this is {running}; retrain it, or load it "

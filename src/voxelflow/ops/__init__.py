@@ -36,6 +36,8 @@ function                      types      what
 ``affine_nearest``
 ``estimate_bias_field``,      IN         N4 bias field (``bias`` extra: SimpleITK)
 ``apply_bias_field``
+``model_mask``                IN -> BS   a segmentation model's foreground (3-D, per plane,
+                                         tri-planar)
 ``predict``                   IN -> any  a model on each chunk plus a halo: probabilities,
                                          classes, or instance tiles
 ``stitch``                    OS         exact global ids for instance tiles
@@ -90,6 +92,7 @@ from voxelflow.ops._label import label
 from voxelflow.ops._local_threshold import TileStats, local_threshold, tile_stats, tile_threshold
 from voxelflow.ops._masks import apply_negative_mask, upsample_mask
 from voxelflow.ops._match import detection_scores, pair_points, points_to_um
+from voxelflow.ops._model_mask import MASK_MODES, PerPlane, model_mask
 from voxelflow.ops._normalize import percentile_range, rescale_intensity
 from voxelflow.ops._objects import object_table
 from voxelflow.ops._peaks import find_peaks, peak_box, thin_peaks
@@ -109,7 +112,9 @@ __all__ = [
     "CellClassifier",
     "DOWNSAMPLE_METHODS",
     "InstanceTiles",
+    "MASK_MODES",
     "Matches",
+    "PerPlane",
     "RC_COLUMNS",
     "SHAPE_COLUMNS",
     "TileStats",
@@ -141,6 +146,7 @@ __all__ = [
     "local_threshold",
     "log_filter",
     "match_points",
+    "model_mask",
     "object_features",
     "object_table",
     "pair_points",

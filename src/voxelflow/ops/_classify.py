@@ -18,7 +18,8 @@ feature                     meaning
 ``extent_{z,y,x}_um``       bounding-box side lengths
 ``fill``                    voxels / bounding-box voxels
 ``elongation``              sqrt of largest / smallest eigenvalue of the object's
-                            coordinate covariance (in um, inside the cube); 1 for a ball
+                            coordinate covariance (in um, inside the cube, each voxel
+                            counted as a box); 1 for a ball
 ``flatness``                sqrt of middle / smallest eigenvalue
 ``signal_mean``,            mean and maximum of the signal inside the object (cube)
 ``signal_max``
@@ -26,7 +27,11 @@ feature                     meaning
 ``contrast``                ``signal_mean / signal_ring``
 ``background_mean``,        the same in the background (autofluorescence) channel
 ``background_ring``,        (with ``background=``); ``background_ratio`` is
-``background_ratio``        ``background_mean / signal_mean``
+``background_ratio``,       ``background_mean / signal_mean``, ``background_contrast``
+``background_contrast``,    ``background_mean / background_ring`` and ``excess_ratio``
+``excess_ratio``            ``(background_mean - background_ring) / (signal_mean -
+                            signal_ring)``: about 0 for cells (signal only), about the
+                            channels' gain ratio for autofluorescent structures
 ``cube_k``                  with ``cube=k``: the signal in a ``k``-voxel cube around the
                             centroid divided by ``signal_ring`` (``k**ndim`` columns)
 ==========================  =============================================================
@@ -35,7 +40,6 @@ feature                     meaning
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import dask.array as da
 import numpy as np
@@ -45,6 +49,7 @@ from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
 
 from voxelflow.errors import InvalidInputError
+from voxelflow.io.cell_classifier import CellClassifier, training_versions
 from voxelflow.ops._halo import _region_task, iter_blocks, padded_region
 
 __all__ = ["object_features", "train_classifier", "classify_objects", "match_points", "CellClassifier"]
@@ -172,7 +177,7 @@ def _table_features(table: pd.DataFrame, size: np.ndarray) -> pd.DataFrame:
 def _feature_names(ndim: int, with_background: bool, cube: int | None) -> list[str]:
     names = ["elongation", "flatness", "signal_mean", "signal_max", "signal_ring", "contrast"]
     if with_background:
-        names += ["background_mean", "background_ring", "background_ratio"]
+        names += ["background_mean", "background_ring", "background_ratio", "background_contrast", "excess_ratio"]
     if cube:
         names += [f"cube_{i}" for i in range(cube**ndim)]
     return names
@@ -193,12 +198,13 @@ def _chunk_features(regions, origin, ids, centres, radius, size, cube):
         sig = signal[box]
         row = []
         coords = np.argwhere(mask) * size
-        if coords.shape[0] > ndim:
-            eig = np.sort(np.linalg.eigvalsh(np.cov(coords.T)))[::-1]
-            eig = np.maximum(eig, 1e-6)
-            row += [math.sqrt(eig[0] / eig[-1]), math.sqrt(eig[min(1, ndim - 1)] / eig[-1]) if ndim == 3 else 1.0]
-        else:
-            row += [1.0, 1.0]
+        # a voxel is a box, not a point: its own variance (size**2 / 12 per axis) keeps
+        # one-voxel-thin objects (a single plane of anisotropic voxels) at a finite elongation
+        cov = np.diag(size**2 / 12)
+        if coords.shape[0] > 1:
+            cov = cov + np.cov(coords.T, bias=True)
+        eig = np.sort(np.linalg.eigvalsh(cov))[::-1]
+        row += [math.sqrt(eig[0] / eig[-1]), math.sqrt(eig[min(1, ndim - 1)] / eig[-1]) if ndim == 3 else 1.0]
         inside = sig[mask]
         s_mean = inside.mean() if inside.size else np.nan
         s_max = inside.max() if inside.size else np.nan
@@ -208,7 +214,9 @@ def _chunk_features(regions, origin, ids, centres, radius, size, cube):
             bg = background[box]
             b_mean = bg[mask].mean() if mask.any() else np.nan
             b_ring = bg[ring].mean() if ring.any() else np.nan
-            row += [b_mean, b_ring, b_mean / s_mean if s_mean else np.nan]
+            excess = s_mean - s_ring
+            row += [b_mean, b_ring, b_mean / s_mean if s_mean else np.nan, b_mean / b_ring if b_ring else np.nan,
+                    (b_mean - b_ring) / excess if excess else np.nan]
         if cube:
             half = cube // 2
             sl = tuple(slice(p - half, p + half + 1) for p in c)
@@ -218,56 +226,6 @@ def _chunk_features(regions, origin, ids, centres, radius, size, cube):
             row += list(values / s_ring if s_ring else values * np.nan)
         out[i] = row
     return out
-
-
-@dataclass
-class CellClassifier:
-    """A trained cell / not-cell classifier and what it needs to be applied.
-
-    Attributes
-    ----------
-    estimator : sklearn.ensemble.RandomForestClassifier
-    features : list of str
-        Feature columns, in the order the estimator was fitted on.
-    versions : dict
-        Versions of scikit-learn, numpy and voxelflow it was trained with.
-    threshold : float
-        ``is_cell`` is ``p_cell >= threshold``.
-    cv_score : float or None
-        Mean cross-validated balanced accuracy on the training annotations.
-    n_train : dict
-        Number of training objects per class (``cell``, ``not_cell``).
-    """
-
-    estimator: object
-    features: list
-    versions: dict = field(default_factory=dict)
-    threshold: float = 0.5
-    cv_score: float | None = None
-    n_train: dict = field(default_factory=dict)
-
-    def p_cell(self, features: pd.DataFrame) -> np.ndarray:
-        """Probability of being a cell for each row of ``features`` (float64, shape (n,))."""
-        missing = [f for f in self.features if f not in features.columns]
-        if missing:
-            raise InvalidInputError(
-                f"the classifier was trained on features {self.features}; these are missing: {missing}"
-            )
-        if len(features) == 0:
-            return np.zeros(0)
-        x = features[self.features].to_numpy(np.float64, copy=True)
-        x[~np.isfinite(x)] = np.nan
-        column = list(self.estimator.classes_).index(1)
-        return self.estimator.predict_proba(x)[:, column]
-
-
-def _versions() -> dict:
-    import sklearn
-
-    import voxelflow
-
-    return {"scikit-learn": sklearn.__version__, "numpy": np.__version__,
-            "voxelflow": getattr(voxelflow, "__version__", "unknown")}
 
 
 def train_classifier(
@@ -322,7 +280,7 @@ def train_classifier(
     folds = StratifiedKFold(n_splits=min(cv, min(counts.values())), shuffle=True, random_state=seed)
     score = float(np.mean(cross_val_score(forest, x, y.astype(int), cv=folds, scoring="balanced_accuracy")))
     forest.fit(x, y.astype(int))
-    return CellClassifier(forest, columns, _versions(), float(threshold), score, counts)
+    return CellClassifier(forest, columns, training_versions(), float(threshold), score, counts)
 
 
 def classify_objects(table: pd.DataFrame, features: pd.DataFrame, classifier: CellClassifier,

@@ -22,65 +22,39 @@ Every other length defaults from it and the scan's voxel size
    lose their maxima [``component_shapes``, ``cells``];
 8. atlas regions and counts per region [``objects_regions``, ``region_counts``].
 
-:func:`run_cell_pipeline` writes ``objects.parquet``, ``objects.csv``,
-``regions.csv`` (with an atlas) and ``run.json`` into the run folder.
+:func:`cells` is the recipe :func:`voxelflow.pipelines.run.run_pipeline` runs
+for ``pipeline.kind = "cells"``; it writes the run folder like every workflow
+(objects, regions, density map, ``run.json`` with the resolved parameters, the
+masked fraction and the autofluorescence factor).
 """
 
 from __future__ import annotations
 
-import json
 import math
-import sys
-import time
-from dataclasses import dataclass, field
 
 import dask.array as da
 import numpy as np
 import pandas as pd
 
-from voxelflow import ops
-from voxelflow.errors import ConfigError, InvalidInputError, InvalidPathError
-from voxelflow.paths import VPath
-from voxelflow.steps import Runner, StepRecord, keyed
-from voxelflow.steps.node import CACHE_FOLDER, write_run
+from voxelflow import ops, steps
+from voxelflow.errors import ConfigError, InvalidInputError
+from voxelflow.pipelines.config import Config
+from voxelflow.pipelines.inputs import open_scan
+from voxelflow.pipelines.run import Inputs, Outputs, PipelineResult, run_pipeline
+from voxelflow.steps import Runner, Step
 
-__all__ = ["CellResult", "cell_parameters", "run_cell_pipeline", "CELL_COLUMNS"]
+__all__ = ["cell_parameters", "cells", "run_cell_pipeline"]
 
-#: Columns of ``objects.csv`` for cells (those present).
-CELL_COLUMNS = ("id", "z", "y", "x", "z_um", "y_um", "x_um", "response", "threshold", "region_id",
-                "region_acronym", "component", "component_volume_um3", "component_elongation", "touches_border")
-
-
-@dataclass
-class CellResult:
-    """Everything a cell run produced.
-
-    Attributes
-    ----------
-    objects : pandas.DataFrame
-        The cells (LC): voxel and physical centres, response, atlas region.
-    regions : pandas.DataFrame or None
-        Counts per region (RC), None without an atlas.
-    run : dict
-        The contents of ``run.json``.
-    out_dir : VPath
-    records : list of StepRecord
-    """
-
-    objects: pd.DataFrame
-    regions: pd.DataFrame | None
-    run: dict
-    out_dir: VPath
-    records: list[StepRecord] = field(default_factory=list)
+_HIDDEN = {"visible": False}
 
 
-def cell_parameters(config: dict, spacing) -> dict:
+def cell_parameters(c, spacing) -> dict:
     """Every length of the detector, from ``cells.diameter_um`` unless set explicitly.
 
     Parameters
     ----------
-    config : dict
-        Validated configuration (dotted keys).
+    c : CellsSection
+        The ``[cells]`` section of a configuration.
     spacing : sequence of 3 float
         Voxel size in um.
 
@@ -98,10 +72,10 @@ def cell_parameters(config: dict, spacing) -> dict:
         ``max_volume_um3`` (40 cell volumes), ``max_elongation`` (6),
         ``match_um`` (d / 2).
     """
-    d = float(config["cells.diameter_um"])
-    per_plane = bool(config["cells.per_plane"])
-    prefilter = config["cells.prefilter"]
-    sigma = config["cells.sigma_um"]
+    d = float(c.diameter_um)
+    per_plane = bool(c.per_plane)
+    prefilter = c.prefilter
+    sigma = c.sigma_um
     if sigma is None:
         sigma = 0.9 * d / (2 * math.sqrt(2 if per_plane else 3))
         if prefilter == "dog":
@@ -110,20 +84,21 @@ def cell_parameters(config: dict, spacing) -> dict:
             sigma = d
     cell_volume = math.pi / 6 * d**3
 
-    def pick(key, default):
-        return default if config[key] is None else float(config[key])
+    def pick(name, default):
+        value = getattr(c, name)
+        return default if value is None else float(value)
 
     return {
         "diameter_um": d,
         "sigma_um": float(sigma),
-        "peak_radius_um": pick("cells.peak_radius_um", 0.2 * d),
-        "min_distance_um": pick("cells.min_distance_um", 0.5 * d),
+        "peak_radius_um": pick("peak_radius_um", 0.2 * d),
+        "min_distance_um": pick("min_distance_um", 0.5 * d),
         "max_thin_um": 0.7 * d,
-        "tile_um": pick("cells.tile_um", 25.0 * d),
-        "window_um": pick("cells.window_um", 2.0 * d),
-        "min_volume_um3": config["cells.min_volume_um3"],
-        "max_volume_um3": pick("cells.max_volume_um3", 40.0 * cell_volume),
-        "max_elongation": pick("cells.max_elongation", 6.0),
+        "tile_um": pick("tile_um", 25.0 * d),
+        "window_um": pick("window_um", 2.0 * d),
+        "min_volume_um3": c.min_volume_um3,
+        "max_volume_um3": pick("max_volume_um3", 40.0 * cell_volume),
+        "max_elongation": pick("max_elongation", 6.0),
         "match_um": d / 2,
         "spacing_um": [float(s) for s in spacing],
     }
@@ -239,8 +214,12 @@ def filter_cells(cells: pd.DataFrame, components, shapes: pd.DataFrame, spacing,
 
 
 def cell_table(cells: pd.DataFrame, spacing, translation, shape) -> pd.DataFrame:
-    """Physical centres (``z_um, y_um, x_um``) and ``touches_border`` (a centre on the first/last voxel)."""
+    """Physical centres (``z_um, y_um, x_um``), ``touches_border`` (a centre on the first/last voxel), and
+    ``voxels`` / ``volume_um3`` of the foreground object each cell lies in (shared by touching cells)."""
     out = cells.copy()
+    vol = out["component_volume_um3"].to_numpy(np.float64) if "component_volume_um3" in out else np.zeros(len(out))
+    out["volume_um3"] = np.nan_to_num(vol)
+    out["voxels"] = np.rint(out["volume_um3"] / float(np.prod(spacing))).astype(np.int64)
     for axis, s, t in zip("zyx", spacing, translation):
         out[f"{axis}_um"] = out[axis] * s + t
     pos = out[["z", "y", "x"]].to_numpy() if len(out) else np.zeros((0, 3))
@@ -248,19 +227,27 @@ def cell_table(cells: pd.DataFrame, spacing, translation, shape) -> pd.DataFrame
     return out
 
 
-# --- the run -------------------------------------------------------------------------------
+# --- the stages as typed steps (their kind sets display and storage) ---------------------------
+
+_plane_levels = Step(plane_levels, name="plane_levels")
+_channel_factor = Step(channel_factor, name="channel_factor")
+_detection_response = Step(detection_response, kind="IN->IN", name="detection_response")
+_threshold_stats = Step(threshold_stats, name="threshold_stats")
+_find_cells = Step(find_cells, kind="IN->LC", name="find_cells")
+_foreground_components = Step(foreground_components, kind="BS->OS", name="foreground_components")
+_shape_table = Step(ops.shape_table, kind="OS->LC", name="shape_table")
+_filter_cells = Step(filter_cells, kind="LC->LC", name="filter_cells")
+
+# --- the recipe ----------------------------------------------------------------------------
 
 
-def _open_background(config, img):
-    """The background (autofluorescence) channel: another channel of the scan, or its own image."""
-    from voxelflow.pipelines.plaque import open_scan
-
-    if config["input.background_url"]:
-        bg, _, _, _ = open_scan(config["input.background_url"], None, config["input.level"])
-        where = "input.background_url"
-    elif config["input.background_channel"] is not None:
-        url = config["input.url"].split("?", 1)[0]
-        bg, _, _, _ = open_scan(url, config["input.background_channel"], config["input.level"])
+def _background_scan(config: Config, img):
+    """The background (autofluorescence) channel: another channel of the scan, or its own image; or None."""
+    i = config.input
+    if i.background_url:
+        bg, where = open_scan(i.background_url, None, i.level).image, "input.background_url"
+    elif i.background_channel is not None:
+        bg = open_scan(i.url.split("?", 1)[0], i.background_channel, i.level).image
         where = "input.background_channel"
     else:
         return None
@@ -269,175 +256,97 @@ def _open_background(config, img):
     return bg.rechunk(img.chunks)
 
 
-def _check(config):
-    if config["pipeline.kind"] != "cells":
-        raise ConfigError(f"pipeline.kind: the cell pipeline needs 'cells', got {config['pipeline.kind']!r}")
-    if config["cells.threshold"] == "absolute" and config["cells.threshold_value"] is None:
+def _check(c):
+    if c.threshold == "absolute" and c.threshold_value is None:
         raise ConfigError("cells.threshold_value: expected a number when cells.threshold = 'absolute'")
 
 
-def run_cell_pipeline(config: dict, *, viewer=None, progress: bool = True, stream=None) -> CellResult:
-    """Run the cell pipeline of a validated configuration.
+def _negative(run: Runner, setting, coarse, coarse_scale, config: Config, store):
+    from voxelflow.pipelines import plaque
 
-    Parameters
-    ----------
-    config : dict
-        Dotted keys as returned by :func:`voxelflow.pipelines.config.load_config`,
-        with ``pipeline.kind = "cells"``.
-    viewer : napari.Viewer, optional
-        Every step result is added to it.
-    progress : bool
-        Print one line per step.
-    stream : file, optional
-        Where progress goes (default ``sys.stderr``).
+    if setting in (None, "none"):
+        return np.zeros(coarse.shape, dtype=bool)
+    if setting == "auto":
+        return run.step(steps.auto_negative_mask, coarse, coarse_scale, config.cells.edge_um,
+                        whole_brain=config.mask.whole_brain, name="negative_mask", storage=store,
+                        viewer_args=_HIDDEN)
+    return plaque._negative_mask(run, setting, coarse, coarse_scale, config.pipeline, store)
 
-    Returns
-    -------
-    CellResult
+
+def cells(run: Runner, config: Config, inputs: Inputs) -> Outputs:
+    """The cell recipe: the steps of the module docstring, on the runner ``run``."""
+    c, scan = config.cells, inputs.scan
+    _check(c)
+    img, spacing, cf = scan.image, scan.scale, tuple(config.pipeline.coarse_factors)
+    bg = _background_scan(config, img)
+    params = cell_parameters(c, spacing)
+    coarse_store = {"scale": tuple(s * f for s, f in zip(spacing, cf))}
+    full_store = {"chunks": tuple(min(k, s) for k, s in zip(config.output.chunks, img.shape)),
+                  "levels": config.output.levels, "scale": spacing}
+    tile_bg = params["tile_um"] if c.background == "tile" else None
+    tile_thr = params["tile_um"] if c.threshold == "tile" else None
+
+    coarse = run.step(steps.downsample, img, cf, method="max", name="coarse", storage=coarse_store,
+                      viewer_args=_HIDDEN)
+    negative = _negative(run, inputs.mask, coarse, coarse_store["scale"], config, coarse_store)
+    masked = float(np.asarray(negative).mean()) if negative.size else 0.0
+    if masked > config.mask.warn_fraction and inputs.progress:
+        print(f"  warning: the mask removes {masked:.0%} of the volume (more than mask.warn_fraction = "
+              f"{config.mask.warn_fraction:.0%}); a crop or partial brain needs mask.whole_brain = false",
+              file=inputs.stream)
+    levels = bg_levels = None
+    factor = 0.0
+    if c.background != "none":
+        levels = run.step(_plane_levels, img, spacing, tile_bg, negative, cf, name="plane_levels")
+    if bg is not None:
+        if c.background != "none":
+            bg_levels = run.step(_plane_levels, bg, spacing, tile_bg, negative, cf, name="background_levels")
+        flat = np.ones((img.shape[0], 1, 1))
+        factor = run.step(_channel_factor, img, flat if levels is None else levels, bg,
+                          flat if bg_levels is None else bg_levels, spacing, tile_bg, negative, cf,
+                          name="channel_factor")
+    response = run.step(_detection_response, img, levels, bg, bg_levels, factor, spacing, tile_bg, c.prefilter,
+                        params["sigma_um"], c.per_plane, name="response", storage=full_store)
+    stats, tile = None, (img.shape[1], img.shape[2])
+    if c.threshold in ("plane", "tile"):
+        stats = run.step(_threshold_stats, response, spacing, tile_thr, negative, cf, name="threshold_stats")
+        if tile_thr is not None:
+            tile = tuple(max(1, int(round(tile_thr / s))) for s in spacing[1:])
+    args = (response, c.threshold, stats, tile, float(c.threshold_k), c.threshold_value, params["window_um"],
+            spacing)
+    raw = run.step(_find_cells, *args, params["peak_radius_um"], params["min_distance_um"], negative, cf,
+                   name="cells_raw")
+    components = run.step(_foreground_components, *args, negative, cf, name="components",
+                          storage=full_store)
+    shapes = run.step(_shape_table, components, spacing, name="component_shapes")
+    kept = run.step(_filter_cells, raw, components, shapes, spacing, params, c.shape_filter, name="cells")
+    objects = cell_table(kept, spacing, scan.translation, img.shape)
+    regions = None
+    if inputs.atlas is not None and len(objects):
+        atlas = inputs.atlas
+        objects = run.step(steps.add_regions, objects, atlas.labels, atlas.scale, spacing, atlas.regions,
+                           image_shape=img.shape, name="objects_regions")
+        regions = run.step(steps.count_by_region, objects, atlas.labels, atlas.scale, atlas.regions,
+                           name="region_counts")
+    df = tuple(config.pipeline.density_factors)
+    density = run.step(steps.density_map, objects, img.shape, df, name="density",
+                       storage={"scale": tuple(s * f for s, f in zip(spacing, df))}, viewer_args=_HIDDEN)
+    facts = {"parameters": params, "masked_fraction": round(masked, 6),
+             "mask_warning": masked > config.mask.warn_fraction, "channel_factor": float(factor),
+             "cells_before_shape_filter": int(len(raw))}
+    return Outputs(objects, density, regions, run.node("density"), facts)
+
+
+def run_cell_pipeline(config: Config, *, viewer=None, progress: bool = True, stream=None) -> PipelineResult:
+    """Run the cell pipeline of a validated configuration (see :func:`voxelflow.pipelines.run.run_pipeline`).
 
     Raises
     ------
-    ConfigError, InvalidPathError, InvalidInputError
-        Bad settings, missing input, channels of different shapes.
+    ConfigError
+        If ``pipeline.kind`` is not ``"cells"``, or a setting contradicts another.
+    InvalidPathError, InvalidInputError
+        Missing input, channels of different shapes, atlas of another extent.
     """
-    from voxelflow.pipelines import plaque
-
-    _check(config)
-    stream = stream or sys.stderr
-    t_start = time.perf_counter()
-    out_dir = VPath(config["output.folder"])
-    cache = VPath(config["output.cache"] or (out_dir / CACHE_FOLDER).url)
-    img, meta, spacing, translation = plaque.open_scan(config["input.url"], config["input.channel"],
-                                                       config["input.level"])
-    bg = _open_background(config, img)
-    params = cell_parameters(config, spacing)
-    atlas = plaque._open_atlas(config, img.shape, spacing) if config["atlas.url"] else None
-    out_dir.mkdirs()
-    cf = tuple(config["pipeline.coarse_factors"])
-    coarse_scale = tuple(s * f for s, f in zip(spacing, cf))
-    full_store = {"chunks": tuple(min(c, s) for c, s in zip(config["output.chunks"], img.shape)),
-                  "levels": config["output.levels"], "scale": spacing}
-
-    def show(record: StepRecord) -> None:
-        state = "cached" if record.cached else "computed"
-        print(f"  {record.name:<18} {record.seconds:7.2f} s  {state}", file=stream, flush=True)
-
-    runner = Runner(cache, viewer_args={"viewer": viewer} if viewer is not None else None,
-                    on_result=(lambda r: show(r.record)) if progress else None)
-    tile_bg = params["tile_um"] if config["cells.background"] == "tile" else None
-    tile_thr = params["tile_um"] if config["cells.threshold"] == "tile" else None
-    mode = config["cells.threshold"]
-    k = float(config["cells.threshold_k"])
-    try:
-        coarse = runner.step(ops.downsample, img, cf, method="max", name="coarse", kind="IN->IN",
-                             storage={"scale": coarse_scale})
-        negative = _negative(runner, config, coarse, coarse_scale)
-        masked = float(np.asarray(negative).mean()) if negative.size else 0.0
-        levels = bg_levels = None
-        factor = 0.0
-        if config["cells.background"] != "none":
-            levels = runner.step(plane_levels, img, spacing, tile_bg, negative, cf, name="plane_levels",
-                                 kind="IN->IN")
-        if bg is not None:
-            if config["cells.background"] != "none":
-                bg_levels = runner.step(plane_levels, bg, spacing, tile_bg, negative, cf, name="background_levels",
-                                        kind="IN->IN")
-                factor = runner.step(channel_factor, img, levels, bg, bg_levels, spacing, tile_bg, negative, cf,
-                                     name="channel_factor")
-            else:
-                factor = runner.step(channel_factor, img, np.ones((img.shape[0], 1, 1)), bg,
-                                     np.ones((img.shape[0], 1, 1)), spacing, None, negative, cf,
-                                     name="channel_factor")
-        response = runner.step(detection_response, img, levels, bg, bg_levels, factor, spacing, tile_bg,
-                               config["cells.prefilter"], params["sigma_um"], config["cells.per_plane"],
-                               name="response", kind="IN->IN", storage=full_store)
-        stats, tile = None, (img.shape[1], img.shape[2])
-        if mode in ("plane", "tile"):
-            stats = runner.step(threshold_stats, response, spacing, tile_thr, negative, cf, name="threshold_stats")
-            if tile_thr is not None:
-                tile = tuple(max(1, int(round(tile_thr / s))) for s in spacing[1:])
-        args = (response, mode, stats, tile, k, config["cells.threshold_value"], params["window_um"], spacing)
-        raw = runner.step(find_cells, *args, params["peak_radius_um"], params["min_distance_um"], negative, cf,
-                          name="cells_raw", kind="IN->LC")
-        components = runner.step(foreground_components, *args, negative, cf, name="components", kind="IN->OS",
-                                 storage=full_store)
-        shapes = runner.step(ops.shape_table, components, spacing, name="component_shapes", kind="OS->LC")
-        cells = runner.step(filter_cells, raw, components, shapes, spacing, params, config["cells.shape_filter"],
-                            name="cells", kind="LC->LC")
-        cells = cell_table(cells, spacing, translation, img.shape)
-        regions = None
-        if atlas is not None and len(cells):
-            cells = cells.assign(voxels=1)
-            labels, ascale, table = atlas
-            cells = runner.step(ops.add_regions, cells, labels, ascale, spacing, table, img.shape,
-                                name="objects_regions", kind="LC->LC")
-            regions = runner.step(ops.count_by_region, cells, labels, ascale, table, name="region_counts",
-                                  kind="LC->RC")
-            cells = cells.drop(columns=["voxels"])
-    except BaseException as exc:
-        plaque._write_failure(out_dir, config, runner.records, exc, t_start)
-        raise
-    if masked > config["mask.warn_fraction"] and progress:
-        print(f"  warning: the mask removes {masked:.0%} of the volume (mask.warn_fraction = "
-              f"{config['mask.warn_fraction']:.0%}); for a crop of a brain keep mask.whole_brain = false, "
-              "or check pipeline.mask", file=stream)
-    run = _write_outputs(out_dir, config, cells, regions, cache, runner.records, img, spacing, params, masked,
-                         float(factor), len(raw), t_start)
-    return CellResult(cells, regions, run, out_dir, runner.records)
-
-
-def _negative(runner, config, coarse, coarse_scale):
-    setting = config["pipeline.mask"]
-    if setting == "none":
-        return np.zeros(coarse.shape, dtype=bool)
-    if setting == "auto":
-        return runner.step(ops.auto_negative_mask, coarse, coarse_scale, config["cells.edge_um"],
-                           whole_brain=config["mask.whole_brain"], name="negative_mask", kind="IN->BS",
-                           storage={"scale": coarse_scale})
-    from voxelflow.io import open_ome_zarr
-    from voxelflow.pipelines.plaque import _stamp, user_mask_on_grid
-
-    if not VPath(setting.split("?", 1)[0]).exists():
-        raise InvalidPathError(f"pipeline.mask {setting!r} does not exist; expected 'auto', 'none' or an OME-Zarr")
-    user, _ = open_ome_zarr(setting)
-    user = keyed(user, json.dumps([setting, _stamp(VPath(setting.split("?", 1)[0]))]))
-    return runner.step(user_mask_on_grid, user, coarse.shape, name="negative_mask", kind="BS->BS",
-                       storage={"scale": coarse_scale})
-
-
-def _write_outputs(out_dir, config, cells, regions, cache, records, img, spacing, params, masked, factor, n_raw,
-                   t_start):
-    from voxelflow.pipelines.plaque import _versions
-    from voxelflow.runtime.compute import process_peak_memory_mb, worker_peak_memory_mb
-
-    (out_dir / "objects.parquet").write_bytes(cells.to_parquet(index=False))
-    cols = [c for c in CELL_COLUMNS if c in cells.columns]
-    (out_dir / "objects.csv").write_text(cells[cols].to_csv(index=False))
-    base, _, query = config["input.url"].partition("?")
-    outputs = {"objects": "objects.parquet", "objects_csv": "objects.csv",
-               "image": VPath(base).url + (f"?{query}" if query else "")}
-    if regions is not None:
-        (out_dir / "regions.csv").write_text(regions.to_csv(index=False))
-        outputs["regions"] = "regions.csv"
-    run = {
-        "status": "ok",
-        "pipeline": "cells",
-        "config": config,
-        "parameters": params,
-        "versions": _versions(),
-        "input": {"url": config["input.url"], "shape": list(img.shape), "dtype": str(img.dtype),
-                  "scale_um": list(spacing), "chunks": [list(c[:1]) for c in img.chunks]},
-        "masked_fraction": round(masked, 6),
-        "mask_warning": masked > config["mask.warn_fraction"],
-        "channel_factor": factor,
-        "cells_before_shape_filter": int(n_raw),
-        "objects": int(len(cells)),
-        "steps": [r.as_dict() for r in records],
-        "seconds_total": round(time.perf_counter() - t_start, 3),
-        "peak_memory_mb": process_peak_memory_mb(),
-        "peak_worker_memory_mb": worker_peak_memory_mb(),
-        "cache": cache.url,
-        "outputs": outputs,
-    }
-    write_run(out_dir, run)
-    return run
+    if config.pipeline.kind != "cells":
+        raise ConfigError(f"pipeline.kind is {config.pipeline.kind!r}; run_cell_pipeline runs 'cells'")
+    return run_pipeline(config, viewer=viewer, progress=progress, stream=stream)

@@ -7,15 +7,21 @@ Each is a :class:`~voxelflow.steps.Step` importing its op on first call, so
 from voxelflow.steps.step import Step
 
 __all__ = [
+    "add_regions",
     "apply_bias_field",
     "assign_regions",
+    "auto_negative_mask",
     "blob_detect",
     "count_by_region",
     "density_map",
     "downsample",
     "estimate_bias_field",
+    "filter_by_size",
+    "foreground",
     "label",
     "object_table",
+    "physical_coordinates",
+    "relative_threshold",
     "threshold",
     "watershed_split",
 ]
@@ -31,3 +37,9 @@ apply_bias_field = Step("voxelflow.ops:apply_bias_field", kind="IN->IN")
 density_map = Step("voxelflow.ops:density_map", kind="LC->CD")
 assign_regions = Step("voxelflow.ops:assign_regions", kind="LC->LC")  # returns the region_id Series
 count_by_region = Step("voxelflow.ops:count_by_region", kind="LC->RC")
+relative_threshold = Step("voxelflow.ops:relative_threshold", kind="IN->IN")
+foreground = Step("voxelflow.ops:foreground", kind="IN->BS")
+auto_negative_mask = Step("voxelflow.ops:auto_negative_mask", kind="IN->BS")
+filter_by_size = Step("voxelflow.ops:filter_by_size", kind="LC->LC")
+physical_coordinates = Step("voxelflow.ops:physical_coordinates", kind="LC->LC")
+add_regions = Step("voxelflow.ops:add_regions", kind="LC->LC")

@@ -160,12 +160,14 @@ class Runner:
         return None if self.cache is None else self.cache / name
 
     def step(self, op, *args, name: str | None = None, storage: dict | None = None,
-             viewer_args: dict | None = None, kind: str | None = None, **kwargs):
+             viewer_args: dict | None = None, **kwargs):
         """Call ``op`` (a step, or a function made a step here) as stage ``name`` of this run.
 
         Parameters
         ----------
         op : Step or callable
+            A plain function becomes ``Step(op, name=name)`` (declare a
+            :class:`~voxelflow.steps.Step` with ``kind`` for typed display and storage).
         *args, **kwargs
             The op's own arguments.
         name : str, optional
@@ -173,9 +175,8 @@ class Runner:
         storage : dict, optional
             Storage options, over the runner's defaults.
         viewer_args : dict, optional
-            Layer options, over the runner's ``viewer_args``.
-        kind : str, optional
-            Data types (``"IN->BS"``) when ``op`` is a plain function.
+            Layer options, over the runner's ``viewer_args`` (used only when the
+            runner has them, i.e. shows results).
 
         Returns
         -------
@@ -184,12 +185,10 @@ class Runner:
         from voxelflow.steps.step import Step
 
         if not isinstance(op, Step):
-            op = Step(op, kind=kind, name=name)
+            op = Step(op, name=name)
         name = name or op.name
         node = self.node(name)
-        view = None
-        if self.viewer_args or viewer_args:
-            view = {"name": name, **self.viewer_args, **(viewer_args or {})}
+        view = {"name": name, **self.viewer_args, **(viewer_args or {})} if self.viewer_args else None
         with self:
             return op(*args, cache_url=None if node is None else node.url,
                       storage_options={**self.storage, **(storage or {})}, viewer_args=view, **kwargs)

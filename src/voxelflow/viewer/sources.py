@@ -26,7 +26,7 @@ from datetime import datetime
 
 import numpy as np
 
-from voxelflow.errors import InvalidInputError, InvalidPathError, OmeZarrError
+from voxelflow.errors import ImageFormatError, InvalidInputError, InvalidPathError, OmeZarrError
 from voxelflow.paths import VPath, as_vpath
 from voxelflow.steps import node as step_node
 from voxelflow.viewer.layers import LayerData, object_layer, ome_zarr_layers, result_layers
@@ -94,6 +94,8 @@ def classify_path(url, storage_options: dict | None = None) -> str:
     """
     base = str(url).partition("?")[0]
     path = as_vpath(base, storage_options)
+    if _other_image_format(path, storage_options):
+        return "image"
     if not path.exists():
         raise InvalidPathError(f"cannot view {base}: nothing exists there")
     if path.isfile():
@@ -116,6 +118,18 @@ def classify_path(url, storage_options: dict | None = None) -> str:
         f"({step_node.RUN_FILE}, {step_node.OBJECTS_TABLE}) "
         "or a cache root with committed results"
     )
+
+
+def _other_image_format(path: VPath, storage_options: dict | None) -> bool:
+    """True for an input image that is not OME-Zarr (TIFF planes or stack, Imaris, N5, BigStitcher XML)."""
+    from voxelflow.io.open import detect_format
+
+    if path.isdir() and (set(path.ls()) & set(_ZARR_META) or step_node.is_run_folder(set(path.ls()))):
+        return False
+    try:
+        return detect_format(path, storage_options) != "ome-zarr"
+    except InvalidPathError:
+        return False
 
 
 def _holds_nodes(folder: VPath, depth: int) -> bool:
@@ -294,9 +308,11 @@ def run_folder_layers(url, storage_options: dict | None = None) -> list[LayerDat
     image_geometry: dict = {}
     image_url = _in_run(folder, (run.get("outputs") or {}).get("image"))
     if image_url:
+        # A scan without a stated voxel size was run with input.scale_um: the run records it.
+        scan_scale = None if _is_ome_zarr(image_url) else (run.get("input") or {}).get("scale_um")
         try:
-            image_layers = ome_zarr_layers(image_url, labels=False)
-        except (OmeZarrError, InvalidPathError) as exc:
+            image_layers = ome_zarr_layers(image_url, labels=False, scale_um=scan_scale)
+        except (OmeZarrError, InvalidPathError, InvalidInputError, ImageFormatError) as exc:
             log.warning("run input image %s cannot be opened (%s); showing the results only", image_url, exc)
         else:
             layers += image_layers
@@ -327,6 +343,16 @@ def run_folder_layers(url, storage_options: dict | None = None) -> list[LayerDat
     return layers
 
 
+def _is_ome_zarr(url) -> bool:
+    """True if ``url`` (a run's input image) is OME-Zarr or cannot be told apart."""
+    from voxelflow.io.open import detect_format
+
+    try:
+        return detect_format(str(url).partition("?")[0]) == "ome-zarr"
+    except InvalidPathError:
+        return True
+
+
 def _size(data) -> int:
     return int((data[0] if isinstance(data, list) else data).size)
 
@@ -346,13 +372,15 @@ def layers_for_path(
     steps: Sequence[str] | None = None,
     split_channels: bool = True,
     storage_options: dict | None = None,
+    scale_um=None,
 ) -> list[LayerData]:
     """Layer data for whatever ``url`` is (see :func:`classify_path`).
 
     Parameters
     ----------
     url : str or VPath
-        An OME-Zarr image, a run folder, a cache root or a ``.parquet`` table.
+        An image (OME-Zarr, TIFF planes or stack, Imaris, N5, BigStitcher XML), a
+        run folder, a cache root or a ``.parquet`` table.
     steps : sequence of str, optional
         For a cache root: the step names (relative paths, or their last part) to
         open; default every committed result that is an array or a table.
@@ -360,6 +388,8 @@ def layers_for_path(
         One layer per channel of multi-channel images.
     storage_options : dict, optional
         fsspec options.
+    scale_um : optional
+        Voxel size in micrometres of an image that does not state one.
 
     Raises
     ------
@@ -370,7 +400,8 @@ def layers_for_path(
     """
     what = classify_path(url, storage_options)
     if what == "image":
-        return ome_zarr_layers(url, split_channels=split_channels, storage_options=storage_options)
+        return ome_zarr_layers(url, split_channels=split_channels, storage_options=storage_options,
+                               scale_um=scale_um)
     if what == "table":
         import pandas as pd
 

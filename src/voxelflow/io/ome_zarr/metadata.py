@@ -76,6 +76,11 @@ class OmeMeta:
         The ``?slices=`` text that was applied.
     written_by_voxelflow : bool
         True if voxelflow wrote the image (every chunk exists on disk).
+    format : str
+        What the image was read from: ``'ome-zarr'``, ``'tiff-planes'``,
+        ``'tiff'``, ``'imaris'`` or ``'n5'`` (see :func:`voxelflow.io.open.open_image`).
+        For formats other than OME-Zarr ``version`` is the format's own version
+        (``''`` when it has none).
     """
 
     url: str
@@ -95,6 +100,7 @@ class OmeMeta:
     labels: tuple[str, ...] = ()
     slices: str | None = None
     written_by_voxelflow: bool = False
+    format: str = "ome-zarr"
 
     def replace(self, **changes) -> OmeMeta:
         """A copy with some fields changed."""
