@@ -3,10 +3,10 @@
 import dask.array as da
 import numpy as np
 import pandas as pd
+from ops_label_helpers import assert_same_partition
 from scipy import ndimage as ndi
 
 from models_helpers import conv_net
-from ops_label_helpers import assert_same_partition
 from voxelflow.io.classifier import save_classifier
 from voxelflow.io.models import load_model
 from voxelflow.ops import object_features, object_table, predict, train_classifier

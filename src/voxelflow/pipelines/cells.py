@@ -40,6 +40,7 @@ from voxelflow import ops, steps
 from voxelflow.errors import ConfigError, InvalidInputError
 from voxelflow.pipelines.config import Config
 from voxelflow.pipelines.inputs import open_scan
+from voxelflow.pipelines.plaque import _negative_mask, report_masked_fraction
 from voxelflow.pipelines.run import Inputs, Outputs, PipelineResult, run_pipeline
 from voxelflow.steps import Runner, Step
 
@@ -262,15 +263,13 @@ def _check(c):
 
 
 def _negative(run: Runner, setting, coarse, coarse_scale, config: Config, store):
-    from voxelflow.pipelines import plaque
-
     if setting in (None, "none"):
         return np.zeros(coarse.shape, dtype=bool)
     if setting == "auto":
         return run.step(steps.auto_negative_mask, coarse, coarse_scale, config.cells.edge_um,
                         whole_brain=config.mask.whole_brain, name="negative_mask", storage=store,
                         viewer_args=_HIDDEN)
-    return plaque._negative_mask(run, setting, coarse, coarse_scale, config.pipeline, store)
+    return _negative_mask(run, setting, coarse, coarse_scale, config.pipeline, store)
 
 
 def cells(run: Runner, config: Config, inputs: Inputs) -> Outputs:
@@ -289,11 +288,7 @@ def cells(run: Runner, config: Config, inputs: Inputs) -> Outputs:
     coarse = run.step(steps.downsample, img, cf, method="max", name="coarse", storage=coarse_store,
                       viewer_args=_HIDDEN)
     negative = _negative(run, inputs.mask, coarse, coarse_store["scale"], config, coarse_store)
-    masked = float(np.asarray(negative).mean()) if negative.size else 0.0
-    if masked > config.mask.warn_fraction and inputs.progress:
-        print(f"  warning: the mask removes {masked:.0%} of the volume (more than mask.warn_fraction = "
-              f"{config.mask.warn_fraction:.0%}); a crop or partial brain needs mask.whole_brain = false",
-              file=inputs.stream)
+    masked = report_masked_fraction(run, negative, config, inputs)
     levels = bg_levels = None
     factor = 0.0
     if c.background != "none":

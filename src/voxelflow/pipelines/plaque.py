@@ -61,11 +61,7 @@ def plaque(run: Runner, config: Config, inputs: Inputs) -> Outputs:
                       viewer_args=_HIDDEN)
     negative = _negative_mask(run, inputs.mask, coarse, coarse_store["scale"], p, coarse_store,
                               whole_brain=config.mask.whole_brain)
-    masked = float(np.asarray(negative).mean()) if negative.size else 0.0
-    if masked > config.mask.warn_fraction and inputs.progress:
-        print(f"  warning: the mask removes {masked:.0%} of the volume (more than mask.warn_fraction = "
-              f"{config.mask.warn_fraction:.0%}); a crop or partial brain needs mask.whole_brain = false",
-              file=inputs.stream)
+    masked = report_masked_fraction(run, negative, config, inputs)
     field = _bias_field(run, p.bias, coarse, negative, coarse_store, inputs)
     value = p.threshold
     if value is None:
@@ -121,6 +117,25 @@ def run_plaque_pipeline(config: Config, *, mask: str | Callable | None = None, v
 
 
 # --- the negative mask and the bias field: the choices the configuration offers ------------------
+
+
+def masked_fraction(negative) -> float:
+    """Fraction of the volume a (coarse) negative mask removes."""
+    neg = np.asarray(negative)
+    return float(neg.mean()) if neg.size else 0.0
+
+
+_masked_fraction = Step(masked_fraction, name="masked_fraction")
+
+
+def report_masked_fraction(run: Runner, negative, config: Config, inputs: Inputs) -> float:
+    """The masked fraction (a cached step, so a rerun reads it), with a warning above ``mask.warn_fraction``."""
+    masked = run.step(_masked_fraction, negative, name="masked_fraction")
+    if masked > config.mask.warn_fraction and inputs.progress:
+        print(f"  warning: the mask removes {masked:.0%} of the volume (more than mask.warn_fraction = "
+              f"{config.mask.warn_fraction:.0%}); a crop or partial brain needs mask.whole_brain = false",
+              file=inputs.stream)
+    return masked
 
 
 def call_mask_function(fn: Callable, coarse, scale) -> np.ndarray:
