@@ -85,3 +85,12 @@ def dark_net(path, *, level: float, spatial_ndim: int = 3, slope: float = 0.05):
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path
+
+
+def assert_same_instances(ours: np.ndarray, ref: np.ndarray) -> None:
+    """Two label images are equal up to a renumbering of their non-zero ids."""
+    assert ours.shape == ref.shape
+    np.testing.assert_array_equal(ours == 0, ref == 0)
+    fg = ref != 0
+    pairs = np.unique(np.stack([ours[fg], ref[fg]], axis=1), axis=0)
+    assert len(pairs) == len(np.unique(pairs[:, 0])) == len(np.unique(pairs[:, 1])), "an object is split or merged"

@@ -3,10 +3,9 @@
 import dask.array as da
 import numpy as np
 import pandas as pd
-from ops_label_helpers import assert_same_partition
 from scipy import ndimage as ndi
 
-from models_helpers import conv_net
+from models_helpers import assert_same_instances, conv_net
 from voxelflow.io.classifier import save_classifier
 from voxelflow.io.models import load_model
 from voxelflow.ops import object_features, object_table, predict, train_classifier
@@ -45,7 +44,7 @@ def test_predict_instances_step_equals_whole_array_labels(tmp_path):
         os_arr = run.step(predict_instances, da.from_array(x, chunks=chunks), label_model, halo=halo,
                           pad_mode="constant", name=f"instances-{chunks[1]}")
         ours = np.asarray(os_arr)
-        assert_same_partition(ours, ref)
+        assert_same_instances(ours, ref)
         assert ours.max() == n_ref
 
 

@@ -124,7 +124,7 @@ def run_pipeline(
     t_start = time.perf_counter()
     out_dir = VPath(config.output.folder)
     cache = VPath(config.output.cache or (out_dir / layout.CACHE_FOLDER).url)
-    scan = open_scan(config.input.url, config.input.channel, config.input.level)
+    scan = open_scan(config.input.url, config.input.channel, config.input.level, scale_um=config.input.scale_um)
     atlas = open_atlas(config.atlas.url, config.atlas.regions, scan.image.shape, scan.scale) \
         if config.atlas.url else None
     out_dir.mkdirs()
