@@ -216,7 +216,7 @@ class Config:
         return getattr(getattr(self, section), name)
 
     def as_dict(self) -> dict[str, Any]:
-        """Every key as ``{"section.key": value}`` (what ``run.json`` records)."""
+        """Every key as ``{"section.key": value}`` (what the run record keeps)."""
         return {f"{s}.{f.name}": getattr(getattr(self, s), f.name)
                 for s, cls in _SECTIONS.items() for f in dataclasses.fields(cls)}
 
