@@ -168,7 +168,7 @@ def _write(path: Path, kind: str, shape, chunks, dtype, seed) -> None:
     arr, _ = synthetic_dask(shape, chunks, dtype, seed)
     with dask.config.set(scheduler="threads"):
         if kind == "ome":
-            from voxelflow.ome_zarr import write_ome_zarr
+            from voxelflow.io.ome_zarr import write_ome_zarr
 
             write_ome_zarr(arr, str(path), levels=1, chunks=chunks, overwrite=True)
         elif kind == "zarr2":

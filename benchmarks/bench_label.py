@@ -33,14 +33,14 @@ import dask.array as da
 import numpy as np
 import psutil
 
-from voxelflow.ome_zarr import open_ome_zarr, write_ome_zarr
+from voxelflow.io.ome_zarr import open_ome_zarr, write_ome_zarr
 from voxelflow.ops._ccpass import plan_from_chunk_results
+from voxelflow.ops._label import label
 from voxelflow.ops._merge import remap_specs
-from voxelflow.ops.label import label
-from voxelflow.ops.objects import object_table
+from voxelflow.ops._objects import object_table
 
 try:  # engineer E's op; the chain falls back to a plain comparison until it lands
-    from voxelflow.ops.threshold import threshold
+    from voxelflow.ops._threshold import threshold
 except ImportError:  # pragma: no cover - depends on the checkout
 
     def threshold(img, value):

@@ -31,7 +31,7 @@ import dask.array as da
 import numpy as np
 import zarr
 
-from voxelflow.ome_zarr import open_ome_zarr, write_ome_zarr
+from voxelflow.io.ome_zarr import open_ome_zarr, write_ome_zarr
 
 
 def make_volume(mib: int, seed: int = 0) -> np.ndarray:

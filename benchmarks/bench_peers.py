@@ -41,9 +41,9 @@ SINGLE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_T
 def _case_voxelflow_chain(path, threshold, threads):
     import dask.array as da
 
-    from voxelflow.ops.counts import count_objects
-    from voxelflow.ops.objects import object_table
-    from voxelflow.ops.threshold import threshold as vf_threshold
+    from voxelflow.ops._counts import count_objects
+    from voxelflow.ops._objects import object_table
+    from voxelflow.ops._threshold import threshold as vf_threshold
 
     cluster, client = local_cluster(1, threads)
     try:
@@ -63,7 +63,7 @@ def _case_voxelflow_chain(path, threshold, threads):
 def _case_voxelflow_label(path, threshold, threads):
     import dask.array as da
 
-    from voxelflow.ops.label import label
+    from voxelflow.ops._label import label
 
     cluster, client = local_cluster(1, threads)
     try:

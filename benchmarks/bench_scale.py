@@ -40,10 +40,10 @@ MEMORY_LIMIT = "1.5GB"
 
 
 def _case_chain(url, threshold, workers, threads, memory_limit):
-    from voxelflow.ome_zarr import open_ome_zarr
-    from voxelflow.ops.counts import count_objects
-    from voxelflow.ops.objects import object_table
-    from voxelflow.ops.threshold import threshold as vf_threshold
+    from voxelflow.io.ome_zarr import open_ome_zarr
+    from voxelflow.ops._counts import count_objects
+    from voxelflow.ops._objects import object_table
+    from voxelflow.ops._threshold import threshold as vf_threshold
 
     cluster, client = local_cluster(workers, threads, memory_limit=memory_limit)
     try:

@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> None:
         release_dask_client()
         assert seed.status == "closed"
 
-        from voxelflow.session import PLComponents
+        from voxelflow.runtime.session import PLComponents
 
         plc = PLComponents(os.path.join(tmp, "plc"), log_dir=tmp, tee=False, get_client=lambda: Client(
             processes=False, n_workers=1, threads_per_worker=args.threads, dashboard_address=None))

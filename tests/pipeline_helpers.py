@@ -19,7 +19,7 @@ def write_small_scan(folder, seed: int = 5, channels: int = 2):
     Channel 0 is the brain; channel 1 (if any) is a dim decoy.
     Returns (brain, dict of paths).
     """
-    from voxelflow.ome_zarr import write_ome_zarr
+    from voxelflow.io.ome_zarr import write_ome_zarr
 
     brain = make_synthetic_brain(SMALL_SHAPE, seed, **SMALL_BRAIN)
     img = brain.image[None]

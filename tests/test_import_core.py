@@ -4,9 +4,9 @@ import subprocess
 import sys
 
 CORE = [
-    "voxelflow", "voxelflow.paths", "voxelflow.errors", "voxelflow.cache", "voxelflow.store",
-    "voxelflow.logs", "voxelflow.session", "voxelflow.ome_zarr", "voxelflow.ops.label",
-    "voxelflow.ops.objects", "voxelflow.ops.bias", "voxelflow.steps", "voxelflow.pipelines.plaque",
+    "voxelflow", "voxelflow.paths", "voxelflow.errors", "voxelflow.cache", "voxelflow.cache._store",
+    "voxelflow.runtime.logs", "voxelflow.runtime.session", "voxelflow.io.ome_zarr", "voxelflow.io.open", "voxelflow.ops._label",
+    "voxelflow.ops._objects", "voxelflow.ops._bias", "voxelflow.steps", "voxelflow.pipelines.plaque",
     "voxelflow.cli",
 ]
 
@@ -15,7 +15,7 @@ def test_core_import_does_not_load_optional_extras():
     code = (
         "import sys\n"
         + "".join(f"import {m}\n" for m in CORE)
-        + "heavy = [m for m in ('napari', 'SimpleITK', 's3fs', 'PyQt6') if m in sys.modules]\n"
+        + "heavy = [m for m in ('napari', 'SimpleITK', 's3fs', 'PyQt6', 'h5py') if m in sys.modules]\n"
         + "print(','.join(heavy))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

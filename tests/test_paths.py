@@ -8,16 +8,6 @@ from voxelflow.errors import InvalidPathError
 from voxelflow.paths import VPath, as_vpath
 
 
-@pytest.fixture(params=["local", "memory"])
-def root(request, tmp_path):
-    if request.param == "local":
-        yield VPath(tmp_path / "root")
-        return
-    url = f"memory://vpath-test-{os.getpid()}-{id(request)}"
-    yield VPath(url)
-    VPath(url).rm()
-
-
 def test_relative_local_path_is_made_absolute(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     p = VPath("a/b")

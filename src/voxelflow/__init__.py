@@ -21,12 +21,13 @@ _LAZY = {
     "save": "voxelflow.cache",
     "load": "voxelflow.cache",
     "cached": "voxelflow.cache",
-    "MultiOutputStream": "voxelflow.logs",
-    "tee_logs": "voxelflow.logs",
-    "PLComponents": "voxelflow.session",
-    "open_ome_zarr": "voxelflow.ome_zarr",
-    "write_ome_zarr": "voxelflow.ome_zarr",
-    "write_labels": "voxelflow.ome_zarr",
+    "MultiOutputStream": "voxelflow.runtime.logs",
+    "tee_logs": "voxelflow.runtime.logs",
+    "PLComponents": "voxelflow.runtime.session",
+    "open_image": "voxelflow.io",
+    "open_ome_zarr": "voxelflow.io",
+    "write_ome_zarr": "voxelflow.io",
+    "write_labels": "voxelflow.io",
 }
 
 __all__ = ["VPath", "errors", "__version__", *_LAZY]

@@ -63,6 +63,13 @@ class SliceSyntaxError(OmeZarrError):
     """A ``?slices=[...]`` suffix cannot be parsed or is out of range."""
 
 
+# --- other input formats ------------------------------------------------------
+
+
+class ImageFormatError(VoxelflowError, ValueError):
+    """A TIFF, Imaris or N5 input is truncated, corrupt, incomplete or inconsistent."""
+
+
 # --- pipeline ----------------------------------------------------------------
 
 

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import json
 
-from voxelflow.cache import cdir_query
-from voxelflow.cache_lock import read_lock
-from voxelflow.cache_tree import iter_tree, remove_node
+from voxelflow.cache import cdir_query, iter_tree, read_lock, remove_node
 from voxelflow.errors import NotACacheNodeError
 
 

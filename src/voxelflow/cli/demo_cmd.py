@@ -45,7 +45,7 @@ def _write_data(data: VPath, shape, seed: int, plaques: int, stream):
     """
     import pandas as pd
 
-    from voxelflow.ome_zarr import write_ome_zarr
+    from voxelflow.io.ome_zarr import write_ome_zarr
     from voxelflow.synth import make_synthetic_brain
 
     params = {"shape": list(shape), "seed": seed, "plaques": plaques, "format": 1}
@@ -86,9 +86,8 @@ def _rolled_up_truth(truth, regions, level: str):
 
 
 def run(args) -> int:
-    from voxelflow.config import load_config
-    from voxelflow.pipelines import compute_context
-    from voxelflow.pipelines.plaque import run_plaque_pipeline
+    from voxelflow.cli._pipeline import run_and_report
+    from voxelflow.pipelines.config import load_config
     from voxelflow.synth import score_detections
 
     stream = sys.stderr
@@ -105,24 +104,19 @@ def run(args) -> int:
         "compute.workers": args.workers,
     }
     config = load_config(None, overrides=args.overrides, defaults=defaults)
-    with compute_context(config["compute.scheduler"], config["compute.workers"],
-                         config["compute.threads_per_worker"], config["compute.memory_limit"]):
-        result = run_plaque_pipeline(config, progress=not args.quiet, stream=stream)
-    level = "plaques" if config["pipeline.split"] == "watershed" else "objects"
-    score = score_detections(result.objects, truth, regions_table, level=level)
+    level = "plaques" if config.pipeline.split == "watershed" else "objects"
+    done = run_and_report(config, progress=not args.quiet, report=not args.no_report,
+                          truth=_rolled_up_truth(truth, regions_table, level), title="voxelflow demo", stream=stream)
+    score = score_detections(done.result.objects, truth, regions_table, level=level)
     _print_scores(score)
     regions = score.pop("regions")
     evaluation = {**score, "level": level, "max_count_error": _max_error(regions),
                   "regions": regions.to_dict(orient="records")}
     (out / "evaluation.json").write_text(json.dumps(evaluation, indent=1, default=float))
-    all_cached = all(r.cached for r in result.records)
-    if not args.no_report and config["output.report"] and not (all_cached and (out / "report.html").exists()):
-        _report(out, _rolled_up_truth(truth, regions_table, level))
-    n_cached = sum(r.cached for r in result.records)
     print(
-        f"voxelflow demo: {len(result.objects)} objects, precision {score['precision']:.3f}, "
+        f"voxelflow demo: {len(done.result.objects)} objects, precision {score['precision']:.3f}, "
         f"recall {score['recall']:.3f}, max region count error {100 * _max_error(regions):.1f} %, "
-        f"{n_cached}/{len(result.records)} steps cached, {time.perf_counter() - t0:.1f} s -> {out.url}"
+        f"{done.steps_line()}, {time.perf_counter() - t0:.1f} s -> {out.url}"
     )
     return 0
 
@@ -141,12 +135,3 @@ def _print_scores(score) -> None:
     print(f"{'total':<12}{int(r.planted.sum()):>9}{int(r.detected.sum()):>10}")
     print(f"detection: {score['matched']} of {score['planted']} planted items matched by "
           f"{score['detected']} detections: precision {score['precision']:.3f}, recall {score['recall']:.3f}")
-
-
-def _report(out: VPath, truth) -> None:
-    try:
-        from voxelflow.report import make_report
-    except ImportError:
-        return
-    if out.is_local:
-        make_report(out.path, truth=truth, title="voxelflow demo")

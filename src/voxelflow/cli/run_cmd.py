@@ -26,36 +26,17 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from voxelflow.config import load_config
+    from voxelflow.cli._pipeline import run_and_report
+    from voxelflow.pipelines.config import load_config
 
     t0 = time.perf_counter()
-    overrides = list(args.overrides)
-    if args.scheduler is not None:
-        overrides.append(f'compute.scheduler="{args.scheduler}"')
-    if args.workers is not None:
-        overrides.append(f"compute.workers={args.workers}")
-    if args.out is not None:
-        overrides.append(f'output.folder="{args.out}"')
-    config = load_config(args.config, overrides)
-    from voxelflow.pipelines import compute_context
-    from voxelflow.pipelines.plaque import run_plaque_pipeline
-
-    with compute_context(config["compute.scheduler"], config["compute.workers"],
-                         config["compute.threads_per_worker"], config["compute.memory_limit"]):
-        result = run_plaque_pipeline(config, progress=not args.quiet, stream=sys.stderr)
-    all_cached = all(r.cached for r in result.records)
-    if not args.no_report and config["output.report"] and result.out_dir.is_local:
-        if not (all_cached and (result.out_dir / "report.html").exists()):
-            try:
-                from voxelflow.report import make_report
-            except ImportError:
-                make_report = None
-            if make_report is not None:
-                make_report(result.out_dir.path)
+    shortcuts = {"compute.scheduler": args.scheduler, "compute.workers": args.workers, "output.folder": args.out}
+    config = load_config(args.config, args.overrides, values={k: v for k, v in shortcuts.items() if v is not None})
+    done = run_and_report(config, progress=not args.quiet, report=not args.no_report, stream=sys.stderr)
+    result = done.result
     n_regions = 0 if result.regions is None else int((result.regions["count_self"] > 0).sum())
-    n_cached = sum(r.cached for r in result.records)
     print(
         f"voxelflow run: {len(result.objects)} objects in {n_regions} regions, "
-        f"{n_cached}/{len(result.records)} steps cached, {time.perf_counter() - t0:.1f} s -> {result.out_dir.url}"
+        f"{done.steps_line()}, {time.perf_counter() - t0:.1f} s -> {result.out_dir.url}"
     )
     return 0

@@ -14,10 +14,13 @@ import sys
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "view",
-        help="open an OME-Zarr image, a run folder or a cache root in napari",
+        help="open an image (OME-Zarr, TIFF, Imaris, N5), a run folder or a cache root in napari",
         description=__doc__,
     )
-    p.add_argument("path", help="OME-Zarr image (folder, .zip, URL, ?slices=[...]), run folder or cache root")
+    p.add_argument("path", help="image (OME-Zarr folder, .zip, URL, ?slices=[...]; TIFF plane folder or glob, "
+                                "TIFF stack, .ims, N5, dataset.xml), run folder or cache root")
+    p.add_argument("--scale-um", default=None,
+                   help="voxel size in micrometres z,y,x (or one number) for images that do not state one")
     p.add_argument("--steps", default=None,
                    help="cache root only: comma-separated step names to open (default: ask, or all)")
     p.add_argument("--list", action="store_true", help="cache root only: list the committed steps and exit")
@@ -74,7 +77,15 @@ def run(args) -> int:
 
     # The hand-off: no distributed client may sit between napari and the chunks.
     release_dask_client()
-    layer_data = layers_for_path(args.path, steps=steps, split_channels=not args.merge_channels)
+    scale_um = None
+    if args.scale_um:
+        try:
+            values = [float(v) for v in args.scale_um.split(",")]
+        except ValueError:
+            print(f"voxelflow: --scale-um expects numbers, got {args.scale_um!r}", file=sys.stderr)
+            return 2
+        scale_um = values[0] if len(values) == 1 else values
+    layer_data = layers_for_path(args.path, steps=steps, split_channels=not args.merge_channels, scale_um=scale_um)
     if not layer_data:
         print(f"voxelflow: nothing to show in {args.path}", file=sys.stderr)
         return 1

@@ -1,4 +1,8 @@
-"""A text progress bar for Dask computations that run on a distributed cluster.
+"""Progress of a run: one line per step, and a bar for the Dask computations.
+
+:func:`progress_printer` is an ``on_result`` hook printing each finished step;
+:func:`progress_bar` picks dask's bar on local schedulers and
+:class:`ClusterProgressBar` on a cluster.
 
 ``dask.diagnostics.ProgressBar`` only sees the in-process schedulers. With a
 ``distributed.Client`` this bar asks the scheduler every ``interval`` seconds how
@@ -14,7 +18,39 @@ import time
 
 from dask.utils import format_time
 
-__all__ = ["ClusterProgressBar"]
+__all__ = ["ClusterProgressBar", "progress_bar", "progress_printer"]
+
+
+def progress_printer(stream, bar=None):
+    """An ``on_result`` hook printing ``name  seconds  cached|computed|lazy`` for each step."""
+    end_bar_line = getattr(bar, "end_line", None)  # the cluster bar ends its line only when it polls
+
+    def show(result) -> None:
+        record = result.record
+        state = "cached" if record.cached else ("lazy" if record.key is None else "computed")
+        name = record.node.rstrip("/").rsplit("/", 1)[-1] if record.node else record.name
+        if end_bar_line is not None:
+            end_bar_line()
+        print(f"  {name:<18} {record.seconds:7.2f} s  {state}", file=stream, flush=True)
+
+    return show
+
+
+def progress_bar(progress: bool, stream):
+    """A bar for the computations of the steps: dask's on local schedulers, voxelflow's on a cluster."""
+    import contextlib
+
+    from dask.diagnostics import ProgressBar
+
+    from voxelflow.runtime.compute import distributed_client
+
+    if not progress:
+        return contextlib.nullcontext()
+    client = distributed_client()
+    if client is not None:
+        return ClusterProgressBar(client, stream=stream)
+    # the bar thread is joined after every compute: a short dt keeps that wait small
+    return ProgressBar(minimum=2.0, dt=0.05, out=stream)
 
 class ClusterProgressBar:
     """Draw ``[####    ] | 45% Completed | 12.3s`` while the cluster has work.

@@ -122,15 +122,17 @@ def ome_zarr_layers(
     is_label: bool | None = None,
     name: str | None = None,
     storage_options: dict | None = None,
+    scale_um=None,
 ) -> list[LayerData]:
-    """Layer data for an OME-Zarr image, its pyramid and its ``labels/`` group.
+    """Layer data for an image (OME-Zarr or any format :func:`voxelflow.open_image` reads), its pyramid and labels.
 
     Parameters
     ----------
     url : str or VPath
         An OME-Zarr image: local folder, ``.ome.zarr.zip``, any fsspec URL, with
         an optional ``?slices=[...]`` suffix (applied at every level, and to the
-        label images without its channel part).
+        label images without its channel part); or a TIFF plane folder / glob,
+        TIFF stack, Imaris file, N5 dataset or BigStitcher XML.
     split_channels : bool
         With a ``c`` axis, one layer per channel (named after the channel names)
         when True; one layer with ``c`` as a slider when False.
@@ -143,6 +145,9 @@ def ome_zarr_layers(
         Layer name; default: the image's file name without ``.ome.zarr``.
     storage_options : dict, optional
         fsspec options (credentials, endpoint).
+    scale_um : optional
+        Voxel size in micrometres for inputs that do not state one (see
+        :func:`voxelflow.open_image`).
 
     Returns
     -------
@@ -154,14 +159,14 @@ def ome_zarr_layers(
 
     Raises
     ------
-    OmeZarrError, SliceSyntaxError
-        From :func:`voxelflow.open_ome_zarr` for a missing or malformed image.
+    OmeZarrError, SliceSyntaxError, ImageFormatError, InvalidInputError
+        From :func:`voxelflow.open_image` for a missing, malformed or uncalibrated image.
     """
-    from voxelflow.ome_zarr import open_ome_zarr
+    from voxelflow.io.open import open_image
 
-    arr, meta = open_ome_zarr(url, storage_options=storage_options)
+    arr, meta = open_image(url, scale_um=scale_um, storage_options=storage_options)
     pyramid = [arr] + [
-        open_ome_zarr(url, level=i, storage_options=storage_options)[0]
+        open_image(url, level=i, scale_um=scale_um, storage_options=storage_options)[0]
         for i in range(1, len(meta.levels))
     ]
     name = name or _display_name(url)
@@ -172,7 +177,9 @@ def ome_zarr_layers(
         "units": [u or "pixel" for u in meta.units],
         "axis_labels": list(axes),
     }
-    label_image = _has_image_label(meta.url, storage_options) if is_label is None else is_label
+    if is_label is None:
+        is_label = meta.format == "ome-zarr" and _has_image_label(meta.url, storage_options)
+    label_image = is_label
     data = pyramid if len(pyramid) > 1 else pyramid[0]
     kwargs: dict[str, Any] = {"name": name, "multiscale": len(pyramid) > 1}
     c = axes.index("c") if "c" in axes else None
@@ -194,7 +201,7 @@ def ome_zarr_layers(
         kwargs.update(geometry, contrast_limits=contrast_limits(pyramid[-1]))
         out = [(data, kwargs, "image")]
     if labels and not label_image and meta.labels:
-        from voxelflow.ome_zarr.stores import is_zip
+        from voxelflow.io.ome_zarr.stores import is_zip
         from voxelflow.paths import as_vpath
 
         if is_zip(as_vpath(meta.url, storage_options)):
@@ -213,8 +220,8 @@ def ome_zarr_layers(
 
 def _has_image_label(base_url: str, storage_options: dict | None) -> bool:
     """True if the NGFF metadata marks the image as a label image (``image-label``)."""
-    from voxelflow.ome_zarr.metadata import ome_section
-    from voxelflow.ome_zarr.read import open_group
+    from voxelflow.io.ome_zarr.metadata import ome_section
+    from voxelflow.io.ome_zarr.read import open_group
     from voxelflow.paths import as_vpath
 
     group = open_group(as_vpath(base_url, storage_options))
@@ -224,14 +231,14 @@ def _has_image_label(base_url: str, storage_options: dict | None) -> bool:
 
 def _labels_url(meta, label_name: str, storage_options: dict | None) -> str:
     """URL of ``labels/<label_name>`` of an image, keeping its crop but not its channel pick."""
-    from voxelflow.ome_zarr.slices import parse_slices, resolve_slices
+    from voxelflow.io.ome_zarr.slices import parse_slices, resolve_slices
     from voxelflow.paths import as_vpath
 
     label_url = (as_vpath(meta.url) / "labels" / label_name).url
     if meta.slices is None:
         return label_url
     # meta.axes lost any axis an integer index dropped; the stored metadata has them all.
-    from voxelflow.ome_zarr.read import read_metadata
+    from voxelflow.io.ome_zarr.read import read_metadata
 
     full_axes = tuple(read_metadata(as_vpath(meta.url, storage_options))[0]["axes"])
     label_axes = tuple(read_metadata(as_vpath(label_url, storage_options))[0]["axes"])

@@ -5,7 +5,7 @@ A path given to ``voxelflow view`` or to the napari reader is one of:
 ``image``
     An OME-Zarr image (folder or ``.zip``, optional ``?slices=[...]``).
 ``run``
-    A pipeline run folder: ``run.json`` and/or ``objects.parquet``, with the
+    A pipeline run folder: a run description and/or an object table, with the
     OME-Zarr outputs (density map) next to them and the intermediates in the
     run's cache.
 ``cache``
@@ -19,7 +19,6 @@ tuples (see :mod:`voxelflow.viewer.layers`).
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,8 +26,9 @@ from datetime import datetime
 
 import numpy as np
 
-from voxelflow.errors import InvalidInputError, InvalidPathError, OmeZarrError
+from voxelflow.errors import ImageFormatError, InvalidInputError, InvalidPathError, OmeZarrError
 from voxelflow.paths import VPath, as_vpath
+from voxelflow.steps import node as step_node
 from voxelflow.viewer.layers import LayerData, object_layer, ome_zarr_layers, result_layers
 
 __all__ = [
@@ -44,7 +44,6 @@ log = logging.getLogger(__name__)
 
 _IMAGE_SUFFIXES = (".ome.zarr", ".ome.zarr.zip", ".zarr", ".zarr.zip")
 _ZARR_META = ("zarr.json", ".zattrs", ".zgroup")
-_STEP_FILE = "step.json"  # written by voxelflow.steps into each step node
 _LABEL_TYPES = ("OS", "BS")  # DESIGN.md data types shown as labels layers
 _HIDDEN_TYPES = ("BS",)  # shown, but switched off: the OS layer covers it
 
@@ -63,7 +62,7 @@ class CachedStep:
     committed : datetime
         Commit time (UTC).
     from_step : bool
-        True for nodes written by :mod:`voxelflow.steps` (with ``step.json``).
+        True for step nodes (see :mod:`voxelflow.steps.node`).
     kind : str or None
         The step's data types (``"BS->OS"``) if the step declared them.
     outputs : tuple of str
@@ -95,6 +94,8 @@ def classify_path(url, storage_options: dict | None = None) -> str:
     """
     base = str(url).partition("?")[0]
     path = as_vpath(base, storage_options)
+    if _other_image_format(path, storage_options):
+        return "image"
     if not path.exists():
         raise InvalidPathError(f"cannot view {base}: nothing exists there")
     if path.isfile():
@@ -108,14 +109,27 @@ def classify_path(url, storage_options: dict | None = None) -> str:
     names = set(path.ls())
     if names & set(_ZARR_META):
         return _checked_image(path)
-    if "run.json" in names or "objects.parquet" in names:
+    if step_node.is_run_folder(names):
         return "run"
     if _holds_nodes(path, depth=2) and list_cached_steps(path):
         return "cache"
     raise InvalidPathError(
-        f"cannot view {base}: it is not an OME-Zarr image, a run folder (run.json, objects.parquet) "
+        f"cannot view {base}: it is not an OME-Zarr image, a run folder "
+        f"({step_node.RUN_FILE}, {step_node.OBJECTS_TABLE}) "
         "or a cache root with committed results"
     )
+
+
+def _other_image_format(path: VPath, storage_options: dict | None) -> bool:
+    """True for an input image that is not OME-Zarr (TIFF planes or stack, Imaris, N5, BigStitcher XML)."""
+    from voxelflow.io.open import detect_format
+
+    if path.isdir() and (set(path.ls()) & set(_ZARR_META) or step_node.is_run_folder(set(path.ls()))):
+        return False
+    try:
+        return detect_format(path, storage_options) != "ome-zarr"
+    except InvalidPathError:
+        return False
 
 
 def _holds_nodes(folder: VPath, depth: int) -> bool:
@@ -124,7 +138,7 @@ def _holds_nodes(folder: VPath, depth: int) -> bool:
     napari asks the reader about every folder a user opens; walking a large
     foreign tree to the bottom would stall it.
     """
-    from voxelflow.cache_marker import is_node
+    from voxelflow.cache import is_node
 
     if is_node(folder):
         return True
@@ -134,7 +148,7 @@ def _holds_nodes(folder: VPath, depth: int) -> bool:
 
 
 def _checked_image(path: VPath) -> str:
-    from voxelflow.ome_zarr.read import read_metadata
+    from voxelflow.io.ome_zarr.read import read_metadata
 
     try:
         read_metadata(path)
@@ -146,15 +160,15 @@ def _checked_image(path: VPath) -> str:
 def list_cached_steps(root, storage_options: dict | None = None) -> list[CachedStep]:
     """The committed results below a cache root, depth first.
 
-    The per-output child nodes of a step (``out0``, ...) belong to their step
-    and are not listed on their own.
+    The per-output child nodes of a step belong to their step and are not
+    listed on their own.
 
     Parameters
     ----------
     root : str or VPath
         A cache root or any folder with cache nodes below it.
     """
-    from voxelflow.cache_tree import iter_tree
+    from voxelflow.cache import iter_tree
 
     root = as_vpath(root, storage_options)
     out: list[CachedStep] = []
@@ -164,12 +178,11 @@ def list_cached_steps(root, storage_options: dict | None = None) -> list[CachedS
         if node is None or node.commit is None:
             continue
         path = entry.path
-        if any(path.path.startswith(d + "/") for d in step_dirs):
+        if step_node.is_step_output(path, step_dirs):
             continue
         name = path.path[len(root.path):].strip("/") or path.name
-        step_file = path / _STEP_FILE
-        if step_file.isfile():
-            desc = json.loads(step_file.read_text())
+        desc = step_node.read_step(path)
+        if desc is not None:
             step_dirs.append(path.path)
             outputs = tuple(desc.get("outputs", ()))
             out.append(CachedStep(name, path.url, node.commit, True, desc.get("kind"), outputs))
@@ -208,13 +221,13 @@ def step_layers(step: CachedStep, *, scale: Sequence[float] | None = None) -> li
     out_type = _output_type(step.kind)
     layers: list[LayerData] = []
     if step.from_step:
-        shown = [k for k in step.outputs if k in ("image", "table")]
-        for i, kind in enumerate(step.outputs):
-            child = node / f"out{i}"
+        shown = [k for k in step.outputs if k in ("image", "array", "table")]
+        outputs = step_node.step_output_paths(node, {"outputs": step.outputs})
+        for i, (kind, where) in enumerate(outputs):
             name = step.name if len(shown) == 1 else f"{step.name}[{i}]"
             if kind == "image":
                 for data, kwargs, layer_type in ome_zarr_layers(
-                    (child / "data.ome.zarr").url, is_label=False, name=name, labels=False
+                    where.url, is_label=False, name=name, labels=False
                 ):
                     typed = i == 0 and out_type is not None
                     if (out_type in _LABEL_TYPES) if typed else _looks_like_labels(_dtype(data)):
@@ -223,7 +236,10 @@ def step_layers(step: CachedStep, *, scale: Sequence[float] | None = None) -> li
                             kwargs["visible"] = False
                     layers.append((data, kwargs, layer_type))
             elif kind == "table":
-                layers += _table_layers(load(child.url), name, scale)
+                layers += _table_layers(load(where.url), name, scale)
+            elif kind == "array":
+                value = load(where.url)
+                layers += result_layers(value, name, is_label=_looks_like_labels(value.dtype), scale=scale)
         return layers
     if step.outputs == ("ome-zarr",):
         for image in _ome_zarr_children(node):
@@ -281,22 +297,22 @@ def _select(steps: list[CachedStep], wanted: Sequence[str] | None) -> list[Cache
 def run_folder_layers(url, storage_options: dict | None = None) -> list[LayerData]:
     """Layer data for a pipeline run folder.
 
-    In drawing order: the input image (``run.json`` ``outputs.image``), the
+    In drawing order: the input image (the run description's ``outputs.image``), the
     OME-Zarr images in the folder (density map; hidden, as a heat map), the
     label (``OS``) and mask (``BS``, hidden) steps of the run's cache, and the
-    objects of ``objects.parquet`` as points placed on the input image's voxel grid.
+    objects of the object table as points placed on the input image's voxel grid.
     """
     folder = as_vpath(url, storage_options)
-    run = {}
-    if (folder / "run.json").isfile():
-        run = json.loads((folder / "run.json").read_text())
+    run = step_node.read_run(folder)
     layers: list[LayerData] = []
     image_geometry: dict = {}
     image_url = _in_run(folder, (run.get("outputs") or {}).get("image"))
     if image_url:
+        # A scan without a stated voxel size was run with input.scale_um: the run records it.
+        scan_scale = None if _is_ome_zarr(image_url) else (run.get("input") or {}).get("scale_um")
         try:
-            image_layers = ome_zarr_layers(image_url, labels=False)
-        except (OmeZarrError, InvalidPathError) as exc:
+            image_layers = ome_zarr_layers(image_url, labels=False, scale_um=scan_scale)
+        except (OmeZarrError, InvalidPathError, InvalidInputError, ImageFormatError) as exc:
             log.warning("run input image %s cannot be opened (%s); showing the results only", image_url, exc)
         else:
             layers += image_layers
@@ -308,15 +324,15 @@ def run_folder_layers(url, storage_options: dict | None = None) -> list[LayerDat
                 # Coarse maps would hide the scan: shown on request, drawn as a heat map.
                 kwargs.update(colormap="inferno", blending="additive", opacity=0.6, visible=False)
             layers.append((data, kwargs, layer_type))
-    cache = as_vpath(_in_run(folder, run.get("cache")) or (folder / "cache").url, storage_options)
+    cache = as_vpath(_in_run(folder, run.get("cache")) or (folder / step_node.CACHE_FOLDER).url, storage_options)
     if cache.isdir():
         for step in list_cached_steps(cache):
             if _output_type(step.kind) in _LABEL_TYPES:
                 layers += step_layers(step)
-    if (folder / "objects.parquet").isfile():
+    if (folder / step_node.OBJECTS_TABLE).isfile():
         import pandas as pd
 
-        with (folder / "objects.parquet").open("rb") as f:
+        with (folder / step_node.OBJECTS_TABLE).open("rb") as f:
             objects = pd.read_parquet(f)
         if len(objects):
             scale = image_geometry.get("scale") or (run.get("input") or {}).get("scale_um")
@@ -327,12 +343,22 @@ def run_folder_layers(url, storage_options: dict | None = None) -> list[LayerDat
     return layers
 
 
+def _is_ome_zarr(url) -> bool:
+    """True if ``url`` (a run's input image) is OME-Zarr or cannot be told apart."""
+    from voxelflow.io.open import detect_format
+
+    try:
+        return detect_format(str(url).partition("?")[0]) == "ome-zarr"
+    except InvalidPathError:
+        return True
+
+
 def _size(data) -> int:
     return int((data[0] if isinstance(data, list) else data).size)
 
 
 def _in_run(folder: VPath, value) -> str | None:
-    """A run.json location: absolute paths and URLs as they are, others relative to the run folder."""
+    """A location in a run description: absolute paths and URLs as they are, others relative to the run folder."""
     if not isinstance(value, str) or not value:
         return None
     if "://" in value or value.startswith("/"):
@@ -346,13 +372,15 @@ def layers_for_path(
     steps: Sequence[str] | None = None,
     split_channels: bool = True,
     storage_options: dict | None = None,
+    scale_um=None,
 ) -> list[LayerData]:
     """Layer data for whatever ``url`` is (see :func:`classify_path`).
 
     Parameters
     ----------
     url : str or VPath
-        An OME-Zarr image, a run folder, a cache root or a ``.parquet`` table.
+        An image (OME-Zarr, TIFF planes or stack, Imaris, N5, BigStitcher XML), a
+        run folder, a cache root or a ``.parquet`` table.
     steps : sequence of str, optional
         For a cache root: the step names (relative paths, or their last part) to
         open; default every committed result that is an array or a table.
@@ -360,6 +388,8 @@ def layers_for_path(
         One layer per channel of multi-channel images.
     storage_options : dict, optional
         fsspec options.
+    scale_um : optional
+        Voxel size in micrometres of an image that does not state one.
 
     Raises
     ------
@@ -370,7 +400,8 @@ def layers_for_path(
     """
     what = classify_path(url, storage_options)
     if what == "image":
-        return ome_zarr_layers(url, split_channels=split_channels, storage_options=storage_options)
+        return ome_zarr_layers(url, split_channels=split_channels, storage_options=storage_options,
+                               scale_um=scale_um)
     if what == "table":
         import pandas as pd
 

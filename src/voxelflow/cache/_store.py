@@ -1,0 +1,254 @@
+"""Write and read the payload of a cache node (no caching logic here).
+
+==================  ==================  =====================================================
+object              file in the node    loaded back as
+==================  ==================  =====================================================
+numpy.ndarray       ``result.npy``      numpy.ndarray (same shape and dtype)
+dask.array.Array    ``result.zarr``     lazy dask array with the chunks it was saved with
+                    (zarr 3)
+pandas.DataFrame    ``result.parquet``  pandas.DataFrame (index, dtypes and column order kept)
+pandas.Series       ``result.parquet``  pandas.Series (stored as a one-column table)
+JSON value          ``result.json``     the value after a JSON round trip (tuples -> lists)
+:class:`Image`      ``data.ome.zarr``   lazy dask array of its full-resolution level
+:class:`ChildNodes` (child nodes)       the results of the child nodes (a tuple, or the one)
+==================  ==================  =====================================================
+
+:class:`Image` is an array written as an OME-Zarr image (with a pyramid, voxel
+size and axes) by a writer of a higher layer; this module only reads its
+full-resolution level, with zarr. :class:`ChildNodes` makes a node whose
+result is made of committed child nodes (a step with several outputs).
+
+Dask arrays are written block by block straight into the zarr array, so their
+graph is computed once and never held in memory whole. Zarr needs a regular
+chunk grid; a dask array with irregular chunks is rechunked to its largest
+chunk size for storage and the original chunks are recorded, so loading
+returns the same chunking.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from voxelflow.errors import UnsupportedObjectError
+from voxelflow.paths import VPath
+
+__all__ = ["PAYLOAD_NAMES", "ChildNodes", "Image", "prepare_payload", "read_payload", "write_payload"]
+
+PAYLOAD_NAMES = {
+    "numpy": "result.npy",
+    "dask": "result.zarr",
+    "dataframe": "result.parquet",
+    "series": "result.parquet",
+    "json": "result.json",
+    "ome-zarr": "data.ome.zarr",
+}
+
+
+@dataclass(frozen=True)
+class Image:
+    """An array to store as an OME-Zarr image folder (``data.ome.zarr``) in a node.
+
+    Attributes
+    ----------
+    write : callable
+        ``write(target: VPath) -> None`` writes the OME-Zarr image at ``target``
+        (with its pyramid, voxel size and axes); level 0 is the result.
+    """
+
+    write: Callable[[VPath], None]
+
+
+@dataclass(frozen=True)
+class ChildNodes:
+    """A node result made of the results of committed child nodes.
+
+    Attributes
+    ----------
+    names : sequence of str
+        Child folder names, in order.
+    as_tuple : bool
+        Load as a tuple (else the single child's result).
+    """
+
+    names: Sequence[str]
+    as_tuple: bool
+
+_SUPPORTED = "numpy arrays, dask arrays, pandas DataFrames and JSON values (dict, list, str, int, float, bool, None)"
+
+
+def prepare_payload(obj: Any) -> tuple[str, Any]:
+    """Check that ``obj`` can be stored and convert what can be converted up front.
+
+    Everything that can fail because of the object itself fails here, before a
+    node is touched, so a bad ``save`` never costs an already committed result.
+
+    Returns
+    -------
+    kind : str
+        A key of :data:`PAYLOAD_NAMES`.
+    data
+        What :func:`write_payload` writes: the array, a ``pyarrow.Table`` for a
+        DataFrame, the JSON text for a JSON value.
+
+    Raises
+    ------
+    UnsupportedObjectError
+        For other types, object dtypes, dask arrays of unknown shape or with
+        non-numeric dtypes, masked arrays, DataFrames Parquet cannot hold, and
+        values that are not strict JSON.
+    """
+    import dask.array as da
+    import pandas as pd
+
+    if isinstance(obj, Image):
+        return "ome-zarr", obj
+    if isinstance(obj, ChildNodes):
+        if not obj.as_tuple and len(obj.names) != 1:
+            raise UnsupportedObjectError(f"ChildNodes without as_tuple needs one child, got {list(obj.names)}")
+        return "children", obj
+    if isinstance(obj, np.ma.MaskedArray):
+        raise UnsupportedObjectError("cannot save a numpy masked array; save .data and .mask separately")
+    if isinstance(obj, np.ndarray):
+        if obj.dtype.hasobject:
+            raise UnsupportedObjectError(f"cannot save a numpy array of dtype {obj.dtype} (holds Python objects)")
+        return "numpy", obj
+    if isinstance(obj, da.Array):
+        if any(math.isnan(c) for dim in obj.chunks for c in dim):
+            raise UnsupportedObjectError(
+                "cannot save a dask array with unknown chunk sizes; call .compute_chunk_sizes() first"
+            )
+        if obj.dtype.kind not in "biufc":
+            raise UnsupportedObjectError(
+                f"cannot save a dask array of dtype {obj.dtype}: zarr storage supports bool, integer, "
+                "float and complex dtypes"
+            )
+        return "dask", obj
+    if isinstance(obj, (pd.DataFrame, pd.Series)):
+        import pyarrow as pa
+
+        kind = "dataframe"
+        if isinstance(obj, pd.Series):
+            kind, obj = "series", obj.to_frame(name=obj.name if obj.name is not None else 0)
+        try:
+            return kind, pa.Table.from_pandas(obj)
+        except (pa.ArrowException, ValueError, TypeError) as exc:
+            raise UnsupportedObjectError(f"cannot store this {type(obj).__name__} as Parquet: {exc}") from exc
+    try:
+        return "json", json.dumps(obj, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise UnsupportedObjectError(
+            f"cannot save {type(obj).__module__}.{type(obj).__qualname__}: supported are {_SUPPORTED} ({exc})"
+        ) from exc
+
+
+def write_payload(folder: VPath, kind: str, data: Any) -> dict:
+    """Write a prepared payload into ``folder`` and return the description kept in the commit marker.
+
+    Parameters
+    ----------
+    folder : VPath
+        The node folder (must exist).
+    kind, data
+        The output of :func:`prepare_payload`.
+
+    Returns
+    -------
+    dict
+        ``kind`` and ``name`` of the payload, plus ``shape``, ``dtype`` and ``chunks``
+        for arrays and ``rows`` and ``columns`` for tables.
+    """
+    if kind == "children":
+        return {"kind": kind, "name": None, "children": list(data.names), "tuple": bool(data.as_tuple)}
+    target = folder / PAYLOAD_NAMES[kind]
+    target.rm()
+    info: dict[str, Any] = {"kind": kind, "name": target.name}
+    if kind == "ome-zarr":
+        data.write(target)
+    elif kind == "numpy":
+        with target.open("wb") as f:
+            np.save(f, data, allow_pickle=False)
+        info.update(shape=list(data.shape), dtype=data.dtype.str)
+    elif kind == "dask":
+        _write_dask(target, data)
+        info.update(shape=list(data.shape), dtype=data.dtype.str, chunks=[list(d) for d in data.chunks])
+    elif kind in ("dataframe", "series"):
+        import pyarrow.parquet as pq
+
+        with target.open("wb") as f:
+            pq.write_table(data, f)
+        info.update(rows=data.num_rows, columns=[c for c in data.column_names if not c.startswith("__index_level_")])
+    else:
+        target.write_text(data)
+    return info
+
+
+def _write_dask(target: VPath, arr) -> None:
+    import dask.array as da
+    import zarr
+
+    # zarr chunks must be >= 1 even along empty axes
+    zchunks = tuple(max(max(dim), 1) for dim in arr.chunks)
+    regular = all(all(c == dim[0] for c in dim[:-1]) and dim[-1] <= dim[0] for dim in arr.chunks)
+    source = arr if regular else arr.rechunk(zchunks)
+    z = zarr.create_array(
+        store=target.zarr_store(), shape=arr.shape, dtype=arr.dtype, chunks=zchunks, overwrite=True
+    )
+    # Each dask block maps onto whole zarr chunks, so block writes never overlap and need no lock.
+    da.store(source, z, lock=False)
+
+
+def read_payload(folder: VPath, payload: dict, token: str) -> Any:
+    """Load what :func:`write_payload` stored in ``folder``.
+
+    Parameters
+    ----------
+    folder : VPath
+    payload : dict
+        The description returned by :func:`write_payload`.
+    token : str
+        Identifies this commit; names the dask graph of a loaded dask array so
+        loading the same commit twice gives the same keys.
+    """
+    target = folder / payload["name"]
+    kind = payload["kind"]
+    if kind == "numpy":
+        with target.open("rb") as f:
+            return np.load(f, allow_pickle=False)
+    if kind == "dask":
+        import dask.array as da
+        import zarr
+
+        z = zarr.open_array(store=target.zarr_store(read_only=True), mode="r")
+        chunks = tuple(tuple(dim) for dim in payload["chunks"])
+        return da.from_zarr(z, chunks=chunks, name=f"voxelflow-load-{token}")
+    if kind in ("dataframe", "series"):
+        import pandas as pd
+
+        with target.open("rb") as f:
+            table = pd.read_parquet(f, engine="pyarrow")
+        return table.iloc[:, 0] if kind == "series" else table
+    if kind == "ome-zarr":
+        return _read_image_level0(target, token)
+    return json.loads(target.read_text())
+
+
+def _read_image_level0(target: VPath, token: str):
+    """The full-resolution level of an OME-Zarr image (NGFF 0.4 or 0.5) as a lazy dask array."""
+    import dask.array as da
+    import zarr
+
+    group = zarr.open_group(store=target.zarr_store(read_only=True), mode="r")
+    attrs = dict(group.attrs)
+    section = attrs.get("ome", attrs)
+    try:
+        level0 = section["multiscales"][0]["datasets"][0]["path"]
+    except (KeyError, IndexError, TypeError) as exc:
+        raise UnsupportedObjectError(f"{target} has no OME-Zarr multiscales metadata") from exc
+    z = group[level0]
+    return da.from_zarr(z, chunks=z.chunks, name=f"voxelflow-load-{token}")

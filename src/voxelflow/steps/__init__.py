@@ -1,0 +1,77 @@
+"""Cached, viewable steps: an op plus a cache node plus a run record.
+
+* :mod:`~voxelflow.steps.step`: the :class:`Step` class and the ``@step`` decorator;
+* :mod:`~voxelflow.steps.builtin`: one step per op (``threshold``, ``label``, ...);
+* :mod:`~voxelflow.steps.runner`: :class:`Runner` (cache root, storage defaults,
+  records, ``on_result`` hooks), :func:`record_steps`, :func:`subscribe`;
+* :mod:`~voxelflow.steps.node`: the on-disk layout of step nodes and run folders;
+* :mod:`~voxelflow.steps.fingerprint`, :mod:`~voxelflow.steps.keys`: cache keys.
+
+Examples
+--------
+>>> import numpy as np, dask.array as da
+>>> from voxelflow.steps import step
+>>> @step(kind="IN->BS")
+... def bright(img, value=10):
+...     return img > value
+>>> out = bright(da.arange(20, chunks=5), value=12, cache_url=None)
+>>> int(out.sum().compute())
+7
+"""
+
+from voxelflow.steps.builtin import (
+    add_regions,
+    apply_bias_field,
+    assign_regions,
+    auto_negative_mask,
+    blob_detect,
+    count_by_region,
+    density_map,
+    downsample,
+    estimate_bias_field,
+    filter_by_size,
+    foreground,
+    label,
+    object_table,
+    physical_coordinates,
+    relative_threshold,
+    threshold,
+    watershed_split,
+)
+from voxelflow.steps.fingerprint import fingerprint
+from voxelflow.steps.keys import keyed, step_key
+from voxelflow.steps.node import STEP_FILE
+from voxelflow.steps.runner import Runner, StepRecord, StepResult, record_steps, subscribe, unsubscribe
+from voxelflow.steps.step import Step, step
+
+__all__ = [
+    "Runner",
+    "STEP_FILE",
+    "Step",
+    "StepRecord",
+    "StepResult",
+    "add_regions",
+    "apply_bias_field",
+    "assign_regions",
+    "auto_negative_mask",
+    "blob_detect",
+    "count_by_region",
+    "density_map",
+    "downsample",
+    "estimate_bias_field",
+    "filter_by_size",
+    "fingerprint",
+    "foreground",
+    "keyed",
+    "label",
+    "object_table",
+    "physical_coordinates",
+    "record_steps",
+    "relative_threshold",
+    "step",
+    "step_key",
+    "subscribe",
+    "threshold",
+    "unsubscribe",
+    "watershed_split",
+]

@@ -1,0 +1,210 @@
+"""Chunked pre-filters equal scipy.ndimage on the whole array, for any chunking and voxel size."""
+
+import dask.array as da
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import ndimage as ndi
+
+from voxelflow.errors import InvalidInputError
+from voxelflow.ops import (
+    channel_background,
+    dog_filter,
+    estimate_channel_factor,
+    gaussian,
+    log_filter,
+    plane_tile_median,
+    remove_plane_background,
+    white_tophat,
+)
+
+
+@st.composite
+def split(draw, n):
+    """Chunk sizes summing to ``n`` (1-voxel chunks included)."""
+    parts = draw(st.integers(1, min(n, 4)))
+    if parts == 1:
+        return (n,)
+    cuts = sorted(draw(st.lists(st.integers(1, n - 1), min_size=parts - 1, max_size=parts - 1, unique=True)))
+    bounds = [0, *cuts, n]
+    return tuple(b - a for a, b in zip(bounds, bounds[1:]))
+
+
+@st.composite
+def cases(draw, ndim=3):
+    shape = tuple(draw(st.integers(4, 12 if ax == 0 and ndim == 3 else 24)) for ax in range(ndim))
+    chunks = tuple(draw(split(n)) for n in shape)
+    spacing = tuple(draw(st.sampled_from([0.7, 1.0, 2.0, 3.5, 5.0])) for _ in range(ndim))
+    seed = draw(st.integers(0, 2**16))
+    img = np.random.default_rng(seed).normal(100.0, 30.0, shape).astype(np.float32)
+    return img, chunks, spacing
+
+
+modes = st.sampled_from(["reflect", "mirror", "nearest"])
+
+
+def _close(got, ref, img=None):
+    """Equal up to float32 rounding of values of the size of the input and output."""
+    scale = max(float(np.abs(ref).max()), 0.0 if img is None else float(np.abs(img).max()), 1.0)
+    np.testing.assert_allclose(got, ref, rtol=0, atol=2e-5 * scale)
+
+
+def _sigmas(sigma_um, spacing, per_plane):
+    s = np.asarray([sigma_um / v for v in spacing])
+    if per_plane and len(s) == 3:
+        s[0] = 0.0
+    return s
+
+
+@settings(max_examples=25)
+@given(cases(), st.floats(0.8, 6.0), st.booleans(), modes)
+def test_gaussian_equals_scipy_on_the_whole_array(case, sigma_um, per_plane, mode):
+    img, chunks, spacing = case
+    got = gaussian(da.from_array(img, chunks=chunks), sigma_um, spacing, per_plane=per_plane, mode=mode)
+    assert got.chunks == da.from_array(img, chunks=chunks).chunks and got.dtype == np.float32
+    ref = ndi.gaussian_filter(img, _sigmas(sigma_um, spacing, per_plane), mode=mode)
+    _close(got.compute(), ref)
+
+
+def _log_reference(img, sigma_um, spacing, per_plane, mode, truncate=4.0):
+    s = _sigmas(sigma_um, spacing, per_plane)
+    ref = np.zeros(img.shape, np.float64)
+    for ax in range(img.ndim):
+        if s[ax] > 0:
+            order = [2 if a == ax else 0 for a in range(img.ndim)]
+            # sigma 0 on the other skipped axis: scipy skips it too
+            ref += ndi.gaussian_filter(img.astype(np.float64), s, order=order, mode=mode, truncate=truncate) / spacing[ax] ** 2
+    return -(sigma_um**2) * ref
+
+
+@settings(max_examples=25)
+@given(cases(), st.floats(0.8, 6.0), st.booleans(), modes)
+def test_log_equals_scipy_second_derivatives_in_micrometres(case, sigma_um, per_plane, mode):
+    img, chunks, spacing = case
+    got = log_filter(da.from_array(img, chunks=chunks), sigma_um, spacing, per_plane=per_plane, mode=mode)
+    _close(got.compute(), _log_reference(img, sigma_um, spacing, per_plane, mode))
+
+
+@settings(max_examples=15)
+@given(cases(ndim=2), st.floats(0.8, 6.0), modes)
+def test_2d_images_are_filtered_like_scipy(case, sigma_um, mode):
+    img, chunks, spacing = case
+    arr = da.from_array(img, chunks=chunks)
+    _close(log_filter(arr, sigma_um, spacing, mode=mode).compute(), _log_reference(img, sigma_um, spacing, False, mode))
+    s = _sigmas(sigma_um, spacing, False)
+    _close(gaussian(arr, sigma_um, spacing, mode=mode).compute(), ndi.gaussian_filter(img, s, mode=mode))
+
+
+@settings(max_examples=20)
+@given(cases(), st.floats(0.8, 4.0), st.floats(1.2, 2.5), st.booleans(), modes)
+def test_dog_equals_difference_of_scipy_gaussians(case, sigma_um, ratio, per_plane, mode):
+    img, chunks, spacing = case
+    got = dog_filter(da.from_array(img, chunks=chunks), sigma_um, spacing, ratio=ratio, per_plane=per_plane, mode=mode)
+    s = _sigmas(sigma_um, spacing, per_plane)
+    ref = ndi.gaussian_filter(img, s, mode=mode) - ndi.gaussian_filter(img, s * ratio, mode=mode)
+    _close(got.compute(), ref, img)
+
+
+@settings(max_examples=25)
+@given(cases(), st.floats(0.5, 8.0), st.booleans(), modes)
+def test_white_tophat_equals_scipy_with_a_box(case, radius_um, per_plane, mode):
+    img, chunks, spacing = case
+    got = white_tophat(da.from_array(img, chunks=chunks), radius_um, spacing, per_plane=per_plane, mode=mode)
+    r = [int(round(radius_um / v)) for v in spacing]
+    if per_plane:
+        r[0] = 0
+    ref = ndi.white_tophat(img, size=tuple(2 * v + 1 for v in r), mode=mode)
+    np.testing.assert_array_equal(got.compute(), ref)
+
+
+def test_log_peaks_at_the_centre_of_a_bright_ball_on_anisotropic_voxels():
+    spacing = (5.0, 2.0, 2.0)
+    shape = (24, 60, 60)
+    z, y, x = np.indices(shape).astype(float)
+    centre = (11.0, 31.0, 28.0)
+    d = np.sqrt(((z - centre[0]) * spacing[0]) ** 2 + ((y - centre[1]) * 2.0) ** 2 + ((x - centre[2]) * 2.0) ** 2)
+    img = (d <= 5.0).astype(np.float32) * 100.0
+    resp = log_filter(da.from_array(img, chunks=(7, 17, 13)), 10.0 / (2 * np.sqrt(3)), spacing).compute()
+    assert np.unravel_index(np.argmax(resp), shape) == tuple(int(c) for c in centre)
+    assert resp.max() > 0 and resp.min() < 0
+
+
+def test_plane_tile_median_equals_numpy_on_the_sub_grid():
+    rng = np.random.default_rng(3)
+    img = rng.integers(0, 1000, size=(5, 37, 41)).astype(np.uint16)
+    mask = rng.random(img.shape) > 0.3
+    spacing = (5.0, 2.0, 2.0)
+    got = plane_tile_median(da.from_array(img, chunks=(2, 10, 9)), spacing, tile_um=30.0, step=3,
+                            mask=da.from_array(mask, chunks=(3, 7, 11)))
+    tile = 15  # 30 um / 2 um
+    assert got.shape == (5, 3, 3)
+    for z in range(5):
+        for a in range(3):
+            for b in range(3):
+                ys = [y for y in range(0, 37, 3) if y // tile == a]
+                xs = [x for x in range(0, 41, 3) if x // tile == b]
+                vals = img[z][np.ix_(ys, xs)][mask[z][np.ix_(ys, xs)]]
+                assert got[z, a, b] == pytest.approx(np.median(vals))
+    whole = plane_tile_median(img, spacing, step=1)
+    np.testing.assert_allclose(whole[:, 0, 0], np.median(img.reshape(5, -1), axis=1))
+
+
+def test_remove_plane_background_divides_each_plane_and_tile():
+    rng = np.random.default_rng(4)
+    img = rng.uniform(50, 150, size=(4, 20, 30)).astype(np.float32)
+    medians = rng.uniform(10, 100, size=(4, 2, 3))
+    medians[1, 0, 2] = np.nan  # filled with the plane's median
+    got = remove_plane_background(da.from_array(img, chunks=(3, 7, 8)), medians, (5.0, 2.0, 2.0), tile_um=20.0).compute()
+    filled = medians.copy()
+    filled[1, 0, 2] = np.nanmedian(medians[1])
+    level = np.repeat(np.repeat(filled, 10, axis=1), 10, axis=2)[:, :20, :30]
+    np.testing.assert_allclose(got, img / level, rtol=1e-6)
+    sub = remove_plane_background(img, medians, (5.0, 2.0, 2.0), tile_um=20.0, how="subtract").compute()
+    np.testing.assert_allclose(sub, img - level, rtol=1e-5, atol=1e-4)
+
+
+def test_plane_steps_vanish_after_background_division():
+    rng = np.random.default_rng(5)
+    gains = np.array([1.0, 1.8, 0.6, 1.3])
+    img = (rng.normal(200, 5, size=(4, 32, 32)) * gains[:, None, None]).astype(np.float32)
+    flat = remove_plane_background(img, plane_tile_median(img, (5, 2, 2), step=1), (5, 2, 2)).compute()
+    np.testing.assert_allclose(np.median(flat.reshape(4, -1), axis=1), 1.0, atol=1e-6)
+
+
+def test_channel_background_recovers_the_planted_autofluorescence_factor():
+    rng = np.random.default_rng(6)
+    shape = (6, 64, 64)
+    auto = np.zeros(shape, np.float32)
+    auto[:, 20:24, :] = 400.0  # a vessel in both channels
+    auto[:, :, 40:42] = 300.0
+    cells = np.zeros(shape, np.float32)
+    cells[2:4, 50:54, 10:14] = 900.0  # only in the signal channel
+    bg = 100.0 + auto + rng.normal(0, 3, shape)
+    img = 120.0 + 0.6 * auto + cells + rng.normal(0, 3, shape)
+    factor = estimate_channel_factor(img, bg, step=1)
+    assert factor == pytest.approx(0.6, abs=0.05)
+    clean = channel_background(da.from_array(img, chunks=(4, 30, 30)), bg, factor=factor).compute()
+    np.testing.assert_allclose(clean, (img.astype(np.float32) - np.float32(factor) * bg.astype(np.float32)), rtol=1e-5)
+    assert abs(np.median(clean[:, 20:24, :]) - np.median(clean)) < 15  # the vessel is gone
+    assert clean[2:4, 50:54, 10:14].min() > np.median(clean) + 800  # the cell is kept
+    ratio = channel_background(img, bg, how="ratio").compute()
+    np.testing.assert_allclose(ratio, img.astype(np.float32) / np.maximum(bg.astype(np.float32), 1.0), rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda a: gaussian(a, -1.0, (5, 2, 2)),
+        lambda a: gaussian(a, 2.0, (5, 2)),
+        lambda a: log_filter(a, 2.0, (5, 0, 2)),
+        lambda a: gaussian(a, 2.0, (5, 2, 2), mode="wrap"),
+        lambda a: dog_filter(a, 2.0, (5, 2, 2), ratio=1.0),
+        lambda a: white_tophat(a, "big", (5, 2, 2)),
+        lambda a: channel_background(a, a[:, :2], factor=1.0),
+        lambda a: remove_plane_background(a, np.ones((1, 1, 1)), (5, 2, 2)),
+    ],
+)
+def test_bad_arguments_raise_a_clear_error(call):
+    with pytest.raises(InvalidInputError):
+        call(da.zeros((4, 8, 8), chunks=4))

@@ -1,0 +1,55 @@
+"""find_peaks: the local maxima scipy's maximum_filter finds on the whole array, for any chunking."""
+
+import dask.array as da
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import ndimage as ndi
+
+from voxelflow.errors import InvalidInputError
+from voxelflow.ops import find_peaks, peak_box
+
+
+@st.composite
+def split(draw, n):
+    parts = draw(st.integers(1, min(n, 4)))
+    if parts == 1:
+        return (n,)
+    cuts = sorted(draw(st.lists(st.integers(1, n - 1), min_size=parts - 1, max_size=parts - 1, unique=True)))
+    bounds = [0, *cuts, n]
+    return tuple(b - a for a, b in zip(bounds, bounds[1:]))
+
+
+@settings(max_examples=30)
+@given(st.integers(0, 2**16), st.data(), st.floats(0.0, 9.0), st.booleans())
+def test_peaks_equal_scipy_maximum_filter_on_the_whole_array(seed, data, radius_um, with_fg):
+    rng = np.random.default_rng(seed)
+    shape = (9, 20, 17)
+    resp = ndi.gaussian_filter(rng.normal(size=shape), 1.0).astype(np.float32)
+    fg = resp > np.quantile(resp, 0.6) if with_fg else np.ones(shape, bool)
+    chunks = tuple(data.draw(split(n)) for n in shape)
+    spacing = (5.0, 2.0, 2.0)
+    got = find_peaks(da.from_array(resp, chunks=chunks), spacing, radius_um,
+                     foreground=da.from_array(fg, chunks=chunks[::-1][::-1]) if with_fg else None)
+    box = peak_box(radius_um, spacing)
+    m = np.where(fg, resp, -np.inf)
+    ref = np.argwhere((ndi.maximum_filter(m, size=tuple(2 * b + 1 for b in box), mode="nearest") == m) & fg)
+    np.testing.assert_array_equal(got[["z", "y", "x"]].to_numpy(), ref.astype(float))
+    np.testing.assert_array_equal(got["response"].to_numpy(), resp[tuple(ref.T)].astype(float))
+    assert list(got["id"]) == list(range(1, len(ref) + 1))
+
+
+def test_peak_box_is_in_micrometres_and_compares_neighbouring_planes():
+    assert peak_box(2.0, (5.0, 2.0, 2.0)) == (1, 1, 1)
+    assert peak_box(6.0, (5.0, 2.0, 1.0)) == (1, 3, 6)
+    assert peak_box(0.0, (1.0, 1.0, 1.0)) == (1, 0, 0)
+
+
+def test_bad_input():
+    with pytest.raises(InvalidInputError):
+        find_peaks(np.zeros((4, 4)), (1, 1), 1.0)
+    with pytest.raises(InvalidInputError):
+        find_peaks(np.zeros((4, 4, 4)), (1, 1, 1), 1.0, foreground=np.zeros((4, 4, 3), bool))
+    with pytest.raises(InvalidInputError):
+        find_peaks(np.zeros((4, 4, 4)), (1, 1, 1), -1.0)
