@@ -28,9 +28,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from voxelflow.atlas_io import read_region_table, validate_region_table
 from voxelflow.errors import AtlasError, InvalidInputError, InvalidPathError, VoxelflowError
-from voxelflow.ops._orientation import parse_orientation
+from voxelflow.io.atlas_files import read_region_table
+from voxelflow.io.orientation_code import parse_orientation
+from voxelflow.io.regions import validate_region_table
 from voxelflow.paths import VPath, as_vpath
 
 __all__ = [
@@ -171,7 +172,7 @@ def read_atlas_files(
         ``.tif``/``.tiff`` files or OME-Zarr images (folders or ``.zip``) of the
         same shape.
     regions : str, os.PathLike or pandas.DataFrame
-        Region table (see :func:`voxelflow.atlas_io.read_region_table`).
+        Region table (see :func:`voxelflow.io.atlas_files.read_region_table`).
     orientation : str
         Orientation code of the images.
     resolution : sequence of 3 float, optional
@@ -313,7 +314,7 @@ def _read_any(path) -> tuple[np.ndarray, tuple | None]:
         import tifffile
 
         return tifffile.imread(io.BytesIO(p.read_bytes())), None
-    from voxelflow.ome_zarr import open_ome_zarr
+    from voxelflow.io.ome_zarr import open_ome_zarr
 
     try:
         arr, meta = open_ome_zarr(p.url)

@@ -16,19 +16,17 @@ atlas orientation code and registered to the atlas template
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import dask.array as da
 import numpy as np
 
-from voxelflow.errors import InvalidInputError, InvalidPathError
+from voxelflow.errors import InvalidInputError
 from voxelflow.ops._orientation import parse_orientation, reorient_points, reorient_scale, reorient_volume
 from voxelflow.ops._register import Registration, RegistrationParameters, register, transform_points, warp_image
 from voxelflow.ops._register import warp_labels as _warp_labels
-from voxelflow.ops.resample import affine_nearest
-from voxelflow.paths import as_vpath
+from voxelflow.ops._resample import affine_nearest
 
 __all__ = ["ScanAtlasMap", "registration_factors", "register_scan", "upsample_labels"]
 
@@ -69,21 +67,20 @@ class ScanAtlasMap:
         warped = warp_image(image, self.registration)
         return np.ascontiguousarray(reorient_volume(warped, self.atlas_orientation, self.scan_orientation))
 
-    def save(self, folder) -> None:
-        """Transforms (``affine.tfm``, ``deformable.h5``), ``registration.json`` and ``mapping.json``."""
-        self.registration.save(folder)
-        meta = {"scan_orientation": self.scan_orientation, "atlas_orientation": self.atlas_orientation,
-                "grid_shape": list(self.grid_shape), "grid_scale_um": list(self.grid_scale)}
-        (as_vpath(folder) / "mapping.json").write_text(json.dumps(meta, indent=1))
+    def to_meta(self) -> dict:
+        """JSON-ready description (the registration's plus orientation and grid)."""
+        return dict(self.registration.to_meta(), scan_orientation=self.scan_orientation,
+                    atlas_orientation=self.atlas_orientation, grid_shape=[int(n) for n in self.grid_shape],
+                    grid_scale_um=[float(s) for s in self.grid_scale])
 
     @classmethod
-    def load(cls, folder) -> ScanAtlasMap:
-        root = as_vpath(folder)
-        if not (root / "mapping.json").isfile():
-            raise InvalidPathError(f"{root.url!r} holds no scan-atlas mapping (mapping.json)")
-        meta = json.loads((root / "mapping.json").read_text())
-        return cls(Registration.load(root), meta["scan_orientation"], meta["atlas_orientation"],
-                   tuple(meta["grid_shape"]), tuple(meta["grid_scale_um"]))
+    def from_parts(cls, affine, deformable, meta: dict) -> ScanAtlasMap:
+        """Rebuild a mapping from its transforms and :meth:`to_meta`."""
+        try:
+            return cls(Registration.from_parts(affine, deformable, meta), meta["scan_orientation"],
+                       meta["atlas_orientation"], tuple(meta["grid_shape"]), tuple(meta["grid_scale_um"]))
+        except KeyError as exc:
+            raise InvalidInputError(f"scan-atlas mapping description lacks {exc}") from None
 
 
 def registration_factors(scan_scale: Sequence[float], scan_orientation: str, atlas_resolution: Sequence[float],

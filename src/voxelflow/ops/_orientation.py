@@ -35,12 +35,12 @@ True
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 
 import numpy as np
 
 from voxelflow.errors import OrientationError
+from voxelflow.io.orientation_code import ORIENTATION_CODES, PAIR_OF, parse_orientation
 
 __all__ = [
     "ORIENTATION_CODES",
@@ -52,55 +52,6 @@ __all__ = [
     "reorient_points",
     "orientation_matrix",
 ]
-
-_PAIRS = (("a", "p"), ("s", "i"), ("l", "r"))
-_OPPOSITE = {a: b for pair in _PAIRS for a, b in (pair, pair[::-1])}
-_PAIR_OF = {letter: k for k, pair in enumerate(_PAIRS) for letter in pair}
-
-#: All 48 valid codes, sorted.
-ORIENTATION_CODES = tuple(sorted(
-    "".join(pair[flip] for pair, flip in zip((_PAIRS[i] for i in perm), flips))
-    for perm in itertools.permutations(range(3))
-    for flips in itertools.product((0, 1), repeat=3)
-))
-
-
-def parse_orientation(code, what: str = "orientation") -> str:
-    """Check an orientation code and return it in lower case.
-
-    Parameters
-    ----------
-    code : str
-        Three letters, one of ``a/p``, ``s/i``, ``l/r`` each (any case).
-    what : str
-        Name of the setting, used in the error message.
-
-    Returns
-    -------
-    str
-        The lower-case code.
-
-    Raises
-    ------
-    OrientationError
-        If ``code`` is not a string of three letters naming each anatomical
-        axis exactly once.
-    """
-    if not isinstance(code, str):
-        raise OrientationError(f"{what} must be a 3-letter orientation code such as 'asr', got {code!r}")
-    low = code.strip().lower()
-    if len(low) != 3 or any(c not in _PAIR_OF for c in low):
-        raise OrientationError(
-            f"{what} = {code!r} is not an orientation code: expected 3 letters from a/p, s/i, l/r, "
-            "each naming where its axis starts (e.g. 'asr': axis 0 from anterior, axis 1 from superior, "
-            "axis 2 from right)"
-        )
-    if len({_PAIR_OF[c] for c in low}) != 3:
-        raise OrientationError(
-            f"{what} = {code!r} names an anatomical axis twice; each of a/p, s/i, l/r must appear once"
-        )
-    return low
-
 
 def orientation_map(source: str, target: str) -> tuple[tuple[int, ...], tuple[bool, ...]]:
     """Axis order and flips taking an array in ``source`` orientation to ``target``.
@@ -115,8 +66,8 @@ def orientation_map(source: str, target: str) -> tuple[tuple[int, ...], tuple[bo
     """
     src = parse_orientation(source, "source orientation")
     tgt = parse_orientation(target, "target orientation")
-    src_axis = {_PAIR_OF[c]: k for k, c in enumerate(src)}
-    order = tuple(src_axis[_PAIR_OF[c]] for c in tgt)
+    src_axis = {PAIR_OF[c]: k for k, c in enumerate(src)}
+    order = tuple(src_axis[PAIR_OF[c]] for c in tgt)
     flips = tuple(src[order[k]] != tgt[k] for k in range(3))
     return order, flips
 

@@ -29,7 +29,6 @@ SimpleITK is the optional ``bias`` extra; it is imported on first use.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -37,8 +36,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
-from voxelflow.errors import InvalidInputError, InvalidPathError, OptionalDependencyError, RegistrationError
-from voxelflow.paths import as_vpath
+from voxelflow.errors import InvalidInputError, OptionalDependencyError, RegistrationError
 
 __all__ = [
     "RegistrationParameters",
@@ -167,45 +165,23 @@ class Registration:
             return sitk.AffineTransform(self.affine)
         return sitk.CompositeTransform([sitk.AffineTransform(self.affine), sitk.BSplineTransform(self.deformable)])
 
-    def save(self, folder) -> None:
-        """Write ``affine.tfm``, ``deformable.h5`` (if any) and ``registration.json`` into ``folder`` (local)."""
-        sitk = _simpleitk()
-        root = as_vpath(folder)
-        root.mkdirs()
-        sitk.WriteTransform(self.affine, str(root / "affine.tfm"))
-        if self.deformable is not None:
-            sitk.WriteTransform(self.deformable, str(root / "deformable.h5"))
-        meta = {
-            "fixed_shape": list(self.fixed_shape), "fixed_spacing_um": list(self.fixed_spacing),
-            "moving_shape": list(self.moving_shape), "moving_spacing_um": list(self.moving_spacing),
-            "deformable": self.deformable is not None, "qc": self.qc, "parameters": self.parameters,
+    def to_meta(self) -> dict:
+        """Everything but the transforms, as JSON-ready values (see :meth:`from_parts`)."""
+        return {
+            "fixed_shape": [int(n) for n in self.fixed_shape], "fixed_spacing_um": list(self.fixed_spacing),
+            "moving_shape": [int(n) for n in self.moving_shape], "moving_spacing_um": list(self.moving_spacing),
+            "qc": self.qc, "parameters": self.parameters,
         }
-        (root / "registration.json").write_text(json.dumps(meta, indent=1, default=_jsonable))
 
     @classmethod
-    def load(cls, folder) -> Registration:
-        """Read what :meth:`save` wrote.
-
-        Raises
-        ------
-        InvalidPathError
-            If a file is missing or unreadable.
-        """
-        sitk = _simpleitk()
-        root = as_vpath(folder)
-        if not (root / "registration.json").isfile() or not (root / "affine.tfm").isfile():
-            raise InvalidPathError(f"{root.url!r} holds no saved registration (registration.json, affine.tfm)")
-        meta = json.loads((root / "registration.json").read_text())
+    def from_parts(cls, affine, deformable, meta: dict) -> Registration:
+        """Rebuild a registration from its transforms and :meth:`to_meta`."""
         try:
-            affine = sitk.AffineTransform(sitk.ReadTransform(str(root / "affine.tfm")))
-            deformable = None
-            if meta.get("deformable"):
-                deformable = sitk.BSplineTransform(sitk.ReadTransform(str(root / "deformable.h5")))
-        except RuntimeError as exc:
-            raise InvalidPathError(f"cannot read the transforms in {root.url!r}: {exc}") from None
-        return cls(affine, deformable, tuple(meta["fixed_shape"]), tuple(meta["fixed_spacing_um"]),
-                   tuple(meta["moving_shape"]), tuple(meta["moving_spacing_um"]), meta.get("qc", {}),
-                   meta.get("parameters", {}))
+            return cls(affine, deformable, tuple(meta["fixed_shape"]), tuple(meta["fixed_spacing_um"]),
+                       tuple(meta["moving_shape"]), tuple(meta["moving_spacing_um"]), dict(meta.get("qc", {})),
+                       dict(meta.get("parameters", {})))
+        except (KeyError, TypeError) as exc:
+            raise InvalidInputError(f"registration description lacks {exc}") from None
 
 
 def register(
@@ -403,14 +379,6 @@ def _simpleitk():
     except ImportError as exc:
         raise OptionalDependencyError("atlas registration needs SimpleITK: pip install 'voxelflow[bias]'") from exc
     return SimpleITK
-
-
-def _jsonable(value):
-    if isinstance(value, (np.integer, np.floating)):
-        return value.item()
-    if isinstance(value, tuple):
-        return list(value)
-    return str(value)
 
 
 def _as_volume(arr, what: str) -> np.ndarray:
