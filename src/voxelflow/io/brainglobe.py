@@ -257,7 +257,7 @@ def write_brainglobe_folder(atlas: Atlas, folder, structures: list[dict] | None 
     for fname, arr in (("reference.tiff", atlas.reference), ("annotation.tiff", atlas.annotation),
                        ("hemispheres.tiff", atlas.hemispheres)):
         buf = io.BytesIO()
-        tifffile.imwrite(buf, np.ascontiguousarray(arr))
+        tifffile.imwrite(buf, np.ascontiguousarray(arr), photometric="minisblack")
         (root / fname).write_bytes(buf.getvalue())
     return root
 
