@@ -86,5 +86,5 @@ def _simpleitk():
     try:
         import SimpleITK
     except ImportError as exc:
-        raise OptionalDependencyError("registration transforms need SimpleITK: pip install 'voxelflow[bias]'") from exc
+        raise OptionalDependencyError("registration transforms need SimpleITK: pip install 'voxelflow[registration]'") from exc
     return SimpleITK
