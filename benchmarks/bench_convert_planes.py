@@ -162,7 +162,7 @@ def case_run(url: str, out: str, scale: bool) -> dict:
     from voxelflow.cli import main
 
     shutil.rmtree(out, ignore_errors=True)
-    argv = ["run", "-", "--set", f'input.url="{url}"', "--out", out, "--no-report", "--quiet",
+    argv = ["run", os.devnull, "--set", f'input.url="{url}"', "--out", out, "--no-report", "--quiet",
             "--set", "pipeline.bias=false", "--set", "pipeline.mask=\"none\"", "--set", "pipeline.threshold=2000"]
     if scale:
         argv += ["--set", f"input.scale_um={list(SCALE_UM)}"]

@@ -1,4 +1,4 @@
-"""Running a workflow: the run folder, the step runner, progress, outputs and ``run.json``.
+"""Running a workflow: the run folder, the step runner, progress, outputs and the run record.
 
 :func:`run_pipeline` is the same for every workflow kind: it opens the scan
 (and atlas), makes a :class:`~voxelflow.steps.Runner` on the run's cache with
@@ -31,13 +31,14 @@ from voxelflow.steps import node as layout
 __all__ = ["OBJECT_COLUMNS", "RECIPES", "Outputs", "PipelineResult", "run_pipeline"]
 
 #: Recipe of every ``pipeline.kind``: ``"module:function"`` taking ``(run, config, inputs)``, returning Outputs.
-RECIPES = {"plaque": "voxelflow.pipelines.plaque:plaque"}
+RECIPES = {"plaque": "voxelflow.pipelines.plaque:plaque", "cells": "voxelflow.pipelines.cells:cells"}
 
 #: Columns of ``objects.csv`` (those present; intensity stats need the scan).
 OBJECT_COLUMNS = (
     "id", "z", "y", "x", "z_um", "y_um", "x_um", "voxels", "volume_um3",
     "intensity_mean", "intensity_max", "intensity_sum", "region_id", "region_acronym",
     "touches_border", "z0", "y0", "x0", "z1", "y1", "x1",
+    "response", "component_volume_um3", "component_elongation",
 )
 
 
@@ -54,7 +55,7 @@ class Inputs:
 
 @dataclass
 class Outputs:
-    """What a recipe returns: the tables and maps written into the run folder, and facts for ``run.json``."""
+    """What a recipe returns: the tables and maps written into the run folder, and facts for the run record."""
 
     objects: pd.DataFrame
     density: da.Array
@@ -76,7 +77,7 @@ class PipelineResult:
     density : dask.array.Array
         Density map (CD): objects per coarse voxel.
     run : dict
-        The contents of ``run.json``.
+        The run record (written by :func:`voxelflow.steps.node.write_run`).
     out_dir : VPath
         The run folder.
     records : list of StepRecord
@@ -173,7 +174,7 @@ def _write_outputs(out_dir: VPath, config: Config, outputs: Outputs) -> dict:
 
 
 def _record(config: Config, run: Runner, t_start: float, *, status: str, **facts) -> dict:
-    """The contents of ``run.json``: status, configuration, versions, steps, timings, memory, facts."""
+    """The run record: status, configuration, versions, steps, timings, memory, facts."""
     return {
         "status": status,
         **({"error": facts.pop("error")} if "error" in facts else {}),
