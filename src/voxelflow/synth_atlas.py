@@ -27,7 +27,7 @@ Examples
 >>> from voxelflow.synth_atlas import make_synthetic_atlas, make_synthetic_scan
 >>> atlas = make_synthetic_atlas(resolution=400.0)
 >>> atlas.shape, atlas.orientation
-((33, 20, 29), 'asr')
+((33, 20, 28), 'asr')
 >>> scan = make_synthetic_scan(atlas, seed=1, orientation="psl", factors=(2.0, 2.0, 2.0))
 >>> scan.image.dtype.name, scan.orientation
 ('uint16', 'psl')
