@@ -218,3 +218,15 @@ def test_progress_bar_on_the_threaded_scheduler(tmp_path, monkeypatch, capsys):
     assert main(["convert", str(folder), str(tmp_path / "p.ome.zarr"), "--scale-um", "1", "--levels", "2",
                  "--chunks", "4,16,16"]) == 0
     assert "100% Completed" in capsys.readouterr().err
+
+
+def test_bigstitcher_channel_named_by_number(tmp_path):
+    from test_open_n5 import write_bigstitcher
+
+    vols = [[lightsheet_volume((4, 16, 16), seed=c) for c in range(2)]]
+    xml = write_bigstitcher(tmp_path / "bs", vols, channel_names=("1", "0"))  # names that look like indexes
+    out = tmp_path / "c.ome.zarr"
+    assert main(["convert", str(xml), str(out), "--channel", "0", "--levels", "2", "--quiet"]) == 0
+    arr, meta = open_ome_zarr(str(out))
+    assert meta.axes == ("z", "y", "x") and meta.scale == (2.0, 0.5, 0.5)
+    np.testing.assert_array_equal(arr.compute(), vols[0][1])  # the channel named "0", not index 0
