@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from voxelflow.cache._folder import clear_partial, prepare_folder, require_node, wipe
 from voxelflow.cache._lock import (
     is_live,
     is_mine,
@@ -21,15 +22,12 @@ from voxelflow.cache._lock import (
     try_acquire,
 )
 from voxelflow.cache._marker import (
-    BOOKKEEPING_PREFIX,
     IDENTITY_NAME,
     LOCK_NAME,
-    MARKER_NAME,
     is_node,
     marker_commit_time,
     normalise_key,
     read_marker,
-    write_identity,
     write_marker,
 )
 from voxelflow.cache._store import PAYLOAD_NAMES, prepare_payload, read_payload, write_payload
@@ -185,7 +183,7 @@ def cdir_commit(url: str | VPath, key: Any = None, *, storage_options: dict | No
     path = _as_path(url, storage_options)
     key_value, key_hash = normalise_key(key)
     with _path_errors(path):
-        _require_node(path)
+        require_node(path)
         if owned_lock(path) is None:
             marker = read_marker(path, warn=False)
             if marker is not None:
@@ -266,7 +264,7 @@ def load(url: str | VPath, *, storage_options: dict | None = None) -> Any:
     with _path_errors(path):
         if not path.exists():
             raise NotCommittedError(f"cannot load {path}: it does not exist")
-        _require_node(path)
+        require_node(path)
         marker = read_marker(path)
         if marker is None:
             raise NotCommittedError(
@@ -346,7 +344,7 @@ def cached(
 
 
 def _init(path: VPath, key_value: Any, key_hash: str | None, timeout: float | None, *, replace: bool) -> CacheNode:
-    _prepare_folder(path)
+    prepare_folder(path)
     start = time.monotonic()
     poll, next_log, warn = _POLL_FIRST, start, True
     while True:
@@ -384,9 +382,9 @@ def _start_computing(path: VPath, key_value: Any, key_hash: str | None, replace:
                 _short_key(marker.get("key")),
                 _short_key(key_value),
             )
-        _wipe(path)
+        wipe(path)
     else:
-        _clear_partial(path, keep=(IDENTITY_NAME,), keep_prefix=LOCK_NAME)
+        clear_partial(path, keep=(IDENTITY_NAME,), keep_prefix=LOCK_NAME)
     return CacheNode(path.url, path, None, key_value, "computing")
 
 
@@ -417,98 +415,6 @@ def _key_matches(marker: dict, key_hash: str | None) -> bool:
 
 def _short_key(key: Any) -> str:
     return "none" if key is None else repr(key)
-
-
-def _prepare_folder(path: VPath) -> None:
-    """Make ``path`` a node folder, refusing files and foreign folders."""
-    if path.isfile():
-        raise NotACacheNodeError(f"{path} is a file, not a cache node folder")
-    if path.isdir():
-        if is_node(path):
-            return
-        foreign = _foreign_entries(path)
-        if foreign:
-            raise NotACacheNodeError(
-                f"refusing to use {path} as a cache node: it is a non-empty folder that was never a "
-                f"voxelflow cache node (it holds {', '.join(foreign)}); use a new or empty folder"
-            )
-    else:
-        path.mkdirs()
-    write_identity(path)
-
-
-def _foreign_entries(folder: VPath, limit: int = 3) -> list[str]:
-    """Up to ``limit`` entries below ``folder`` that voxelflow did not create."""
-    found: list[str] = []
-    for name, is_dir in _entries(folder):
-        child = folder / name
-        if is_dir:
-            if not is_node(child):
-                found += _foreign_entries(child, limit - len(found))
-        elif not name.startswith(BOOKKEEPING_PREFIX):
-            found.append(child.url)
-        if len(found) >= limit:
-            break
-    return found
-
-
-def _entries(folder: VPath) -> list[tuple[str, bool]]:
-    """(name, is_folder) of each entry of ``folder``."""
-    out = []
-    for entry in folder.fs.ls(folder.path, detail=True):
-        name = entry["name"].rstrip("/").rsplit("/", 1)[-1]
-        if name:
-            out.append((name, entry["type"] == "directory"))
-    return out
-
-
-def _clear_partial(folder: VPath, keep: tuple[str, ...], keep_prefix: str | None = None) -> bool:
-    """Delete everything in ``folder`` except nodes worth keeping; True if something was kept.
-
-    Worth keeping: committed nodes, nodes a live other process is computing, and
-    folders leading to them. Uncommitted child nodes are cleared recursively.
-    """
-    kept = False
-    for name, is_dir in _entries(folder):
-        if name in keep or (keep_prefix and name.startswith(keep_prefix)):
-            continue
-        child = folder / name
-        if is_dir and _keep_subtree(child):
-            kept = True
-        else:
-            child.rm()
-    return kept
-
-
-def _keep_subtree(folder: VPath) -> bool:
-    names = folder.ls()
-    if IDENTITY_NAME in names:
-        if read_marker(folder, warn=False) is not None:
-            return True
-        lock = read_lock(folder)
-        if lock and is_live(lock) and not is_mine(lock):
-            return True
-        return _clear_partial(folder, keep=(IDENTITY_NAME,))
-    if {"zarr.json", ".zgroup", ".zarray"} & set(names):
-        return False  # a zarr payload: delete it whole rather than chunk by chunk
-    return _clear_partial(folder, keep=())
-
-
-def _wipe(path: VPath) -> None:
-    """Uncommit ``path`` and delete its payload and children (lock and identity stay)."""
-    (path / MARKER_NAME).rm()  # first, so an interruption leaves the node uncommitted
-    for name, _ in _entries(path):
-        if name != IDENTITY_NAME and not name.startswith(LOCK_NAME):
-            (path / name).rm()
-
-
-def _require_node(path: VPath) -> None:
-    if path.isfile():
-        raise NotACacheNodeError(f"{path} is a file, not a cache node folder")
-    if not path.isdir():
-        raise NotACacheNodeError(f"{path} does not exist; open it with cdir_init first")
-    if not is_node(path):
-        raise NotACacheNodeError(f"{path} is not a voxelflow cache node (no {IDENTITY_NAME})")
 
 
 def _as_path(url: Any, storage_options: dict | None) -> VPath:

@@ -38,6 +38,11 @@ def _tag_ratio(page, name: str) -> float | None:
     return num / den if num and den else None
 
 
+def _inverse(resolution: float) -> float:
+    """Pixel size from pixels per unit; the rational tags approximate, so 12 digits are kept."""
+    return float(f"{1.0 / resolution:.12g}")
+
+
 def ome_pixels(tif, where: str, image: int = 0) -> dict | None:
     """The ``Pixels`` element of OME-XML image ``image`` as a dict, or None if not OME-TIFF.
 
@@ -102,12 +107,12 @@ def tiff_calibration(tif, page, where: str) -> TiffCalibration:
         unit = ij.get("unit")
         if isinstance(unit, str):
             unit = unit.encode().decode("unicode_escape") if "\\u" in unit else unit
-        x = length_in_um(1.0 / xres, unit, f"{where} XResolution") if xres and unit else None
-        y = length_in_um(1.0 / yres, unit, f"{where} YResolution") if yres and unit else None
+        x = length_in_um(_inverse(xres), unit, f"{where} XResolution") if xres and unit else None
+        y = length_in_um(_inverse(yres), unit, f"{where} YResolution") if yres and unit else None
         z = length_in_um(ij["spacing"], unit, f"{where} ImageJ spacing") if ij.get("spacing") and unit else None
         return TiffCalibration(z, y, x, "the ImageJ metadata (unit, spacing, resolution tags)")
     resunit = page.tags.get("ResolutionUnit")
     factor = _RESUNIT_UM.get(int(resunit.value)) if resunit is not None else None
     if factor and xres and yres:
-        return TiffCalibration(None, factor / yres, factor / xres, "the TIFF resolution tags")
+        return TiffCalibration(None, factor * _inverse(yres), factor * _inverse(xres), "the TIFF resolution tags")
     return TiffCalibration(None, None, None, "the TIFF metadata")

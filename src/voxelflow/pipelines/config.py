@@ -94,6 +94,16 @@ def _bool(v):
     return v
 
 
+def _scale_um(v):
+    if v is None:
+        return None
+    if isinstance(v, (list, tuple)):
+        if len(v) != 3:
+            raise _Bad
+        return [_number(lo=1e-9)(x) for x in v]
+    return _number(lo=1e-9)(v)
+
+
 def _maybe_int(v):
     return None if v is None or v == "" else _number(lo=0, integer=True)(v)
 
@@ -111,8 +121,13 @@ def key(default: Any, check: Callable[[Any], Any], expected: str, help: str = ""
 class InputSection:
     """``[input]``: the scan."""
 
-    url: str = key(None, _string(), "an OME-Zarr path or URL (optionally with ?slices=[...])",
-                   "the scan; ?slices=[c, ...] picks the channel", required=True, path=True)
+    url: str = key(None, _string(), "an image path or URL: OME-Zarr (optionally with ?slices=[...]), a folder or "
+                   "glob of TIFF planes, a TIFF stack, an Imaris .ims, an N5 dataset or a BigStitcher dataset.xml",
+                   "the scan; ?slices=[c, ...] picks the channel of an OME-Zarr", required=True, path=True)
+    scale_um: float | list[float] | None = key(None, _scale_um, "a voxel size in micrometres: one number or "
+                                               "[z, y, x] (or leave unset)",
+                                               "required when the scan's files state no voxel size; "
+                                               "overrides the file's")
     channel: int | None = key(None, _maybe_int, "a channel index >= 0 (or leave unset)",
                               "channel index when the image has a c axis and no ?slices=")
     level: int = key(0, _number(lo=0, integer=True), "an integer pyramid level >= 0")
@@ -201,7 +216,7 @@ class Config:
         return getattr(getattr(self, section), name)
 
     def as_dict(self) -> dict[str, Any]:
-        """Every key as ``{"section.key": value}`` (what ``run.json`` records)."""
+        """Every key as ``{"section.key": value}`` (what the run record keeps)."""
         return {f"{s}.{f.name}": getattr(getattr(self, s), f.name)
                 for s, cls in _SECTIONS.items() for f in dataclasses.fields(cls)}
 

@@ -1,7 +1,8 @@
 """The inputs of a workflow: scan, atlas and user mask, opened lazily and keyed by their source.
 
-Every input is checked to exist, opened with :func:`voxelflow.io.open_ome_zarr`,
-and named after its URL and the modification stamp of its metadata
+Every input is checked to exist, opened with :func:`voxelflow.io.open_image` (OME-Zarr,
+TIFF planes or stacks, Imaris, N5), and named after its URL and the modification stamp of
+its metadata (for other formats: of the files it reads)
 (:func:`voxelflow.steps.keyed`), so a rewritten input is a new input for the
 cache while an unchanged one keeps every downstream result.
 """
@@ -16,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from voxelflow.errors import ConfigError, InvalidInputError, InvalidPathError
-from voxelflow.io import open_ome_zarr
+from voxelflow.io import open_image
 from voxelflow.io.atlas_files import read_region_table
 from voxelflow.paths import VPath, as_vpath
 from voxelflow.steps import keyed
@@ -65,8 +66,8 @@ def _stamp(path: VPath) -> str:
     return ""
 
 
-def open_keyed(url: str, what: str, *extra, level: int = 0, storage_options: dict | None = None):
-    """Open an OME-Zarr input, keyed by its URL, ``extra`` and its metadata stamp.
+def open_keyed(url: str, what: str, *extra, level: int = 0, storage_options: dict | None = None, scale_um=None):
+    """Open an input image, keyed by its URL, ``extra`` and its metadata stamp.
 
     Parameters
     ----------
@@ -89,15 +90,20 @@ def open_keyed(url: str, what: str, *extra, level: int = 0, storage_options: dic
         If nothing exists at ``url``.
     """
     path = as_vpath(url.split("?", 1)[0], storage_options)
-    if not path.exists():
+    if not path.exists() and not any(ch in path.path for ch in "*?["):  # a glob of planes is no path
         raise InvalidPathError(f"{what} {url!r} does not exist")
-    arr, meta = open_ome_zarr(url, level=level, storage_options=storage_options)
-    stamp = _stamp(path)
+    arr, meta = open_image(url, level=level, scale_um=scale_um, storage_options=storage_options)
+    # Readers of other formats name their arrays after the files' sizes and modification times.
+    stamp = _stamp(path) if meta.format == "ome-zarr" else arr.name
     return arr, meta, stamp
 
 
-def open_scan(url: str, channel: int | None = None, level: int = 0, storage_options: dict | None = None) -> Scan:
+def open_scan(url: str, channel: int | None = None, level: int = 0, storage_options: dict | None = None,
+              scale_um=None) -> Scan:
     """Open one channel of a scan as a (z, y, x) dask array keyed by its source.
+
+    ``scale_um`` (micrometres, one number or ``(z, y, x)``) supplies or overrides the
+    voxel size (see :func:`voxelflow.io.open_image`).
 
     Raises
     ------
@@ -107,7 +113,7 @@ def open_scan(url: str, channel: int | None = None, level: int = 0, storage_opti
         If the channel is missing, out of range or needed but not given, or the
         image is not 3-D after picking it.
     """
-    arr, meta, stamp = open_keyed(url, "input scan", level=level, storage_options=storage_options)
+    arr, meta, stamp = open_keyed(url, "input scan", level=level, storage_options=storage_options, scale_um=scale_um)
     axes = [a.lower() for a in meta.axes]
     scale = list(meta.scale)
     translation = list(getattr(meta, "translation", None) or [0.0] * len(axes))
@@ -137,7 +143,8 @@ def open_scan(url: str, channel: int | None = None, level: int = 0, storage_opti
         raise InvalidInputError(
             f"input {url!r} must be a 3-D (z, y, x) image after picking the channel; axes are {tuple(axes)}"
         )
-    arr = keyed(arr, json.dumps([url, level, channel, arr.shape, str(arr.dtype), stamp]))
+    arr = keyed(arr, json.dumps([url, level, channel, arr.shape, str(arr.dtype), stamp]
+                                + ([scale_um] if scale_um is not None else [])))
     return Scan(arr, meta, tuple(float(s) for s in scale), tuple(float(t) for t in translation))
 
 

@@ -1,4 +1,4 @@
-"""Running a workflow: the run folder, the step runner, progress, outputs and ``run.json``.
+"""Running a workflow: the run folder, the step runner, progress, outputs and the run record.
 
 :func:`run_pipeline` is the same for every workflow kind: it opens the scan
 (and atlas), makes a :class:`~voxelflow.steps.Runner` on the run's cache with
@@ -54,7 +54,7 @@ class Inputs:
 
 @dataclass
 class Outputs:
-    """What a recipe returns: the tables and maps written into the run folder, and facts for ``run.json``."""
+    """What a recipe returns: the tables and maps written into the run folder, and facts for the run record."""
 
     objects: pd.DataFrame
     density: da.Array
@@ -76,7 +76,7 @@ class PipelineResult:
     density : dask.array.Array
         Density map (CD): objects per coarse voxel.
     run : dict
-        The contents of ``run.json``.
+        The run record (written by :func:`voxelflow.steps.node.write_run`).
     out_dir : VPath
         The run folder.
     records : list of StepRecord
@@ -123,7 +123,7 @@ def run_pipeline(
     t_start = time.perf_counter()
     out_dir = VPath(config.output.folder)
     cache = VPath(config.output.cache or (out_dir / layout.CACHE_FOLDER).url)
-    scan = open_scan(config.input.url, config.input.channel, config.input.level)
+    scan = open_scan(config.input.url, config.input.channel, config.input.level, scale_um=config.input.scale_um)
     atlas = open_atlas(config.atlas.url, config.atlas.regions, scan.image.shape, scan.scale) \
         if config.atlas.url else None
     out_dir.mkdirs()
@@ -173,7 +173,7 @@ def _write_outputs(out_dir: VPath, config: Config, outputs: Outputs) -> dict:
 
 
 def _record(config: Config, run: Runner, t_start: float, *, status: str, **facts) -> dict:
-    """The contents of ``run.json``: status, configuration, versions, steps, timings, memory, facts."""
+    """The run record: status, configuration, versions, steps, timings, memory, facts."""
     return {
         "status": status,
         **({"error": facts.pop("error")} if "error" in facts else {}),
