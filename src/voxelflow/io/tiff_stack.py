@@ -169,7 +169,7 @@ class TiffSeriesArray:
             if arr is None:
                 fh = self.fs.open(self.name, "rb")
                 tif = tifffile.TiffFile(fh)
-                store = tif.series[self.series].aszarr(level=self.level)
+                store = tif.series[self.series].aszarr(level=self.level, read_only=True)
                 arr = _OPEN[key] = zarr.open_array(store, mode="r")
                 while len(_OPEN) > MAX_OPEN:
                     _OPEN.popitem(last=False)
@@ -254,7 +254,7 @@ def open_tiff_stack(url, level: int = 0, *, storage_options: dict | None = None,
             if not 0 <= level < len(levels):
                 raise InvalidInputError(f"{where}: level {level} is out of range; the file has {len(levels)} "
                                         "level(s)")
-            store_chunks = zarr.open_array(series.aszarr(level=level), mode="r").chunks
+            store_chunks = zarr.open_array(series.aszarr(level=level, read_only=True), mode="r").chunks
     except (ImageFormatError, InvalidInputError):
         raise
     except (tifffile.TiffFileError, ValueError, IndexError, KeyError, OSError) as exc:

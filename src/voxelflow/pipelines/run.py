@@ -31,13 +31,14 @@ from voxelflow.steps import node as layout
 __all__ = ["OBJECT_COLUMNS", "RECIPES", "Outputs", "PipelineResult", "run_pipeline"]
 
 #: Recipe of every ``pipeline.kind``: ``"module:function"`` taking ``(run, config, inputs)``, returning Outputs.
-RECIPES = {"plaque": "voxelflow.pipelines.plaque:plaque"}
+RECIPES = {"plaque": "voxelflow.pipelines.plaque:plaque", "cells": "voxelflow.pipelines.cells:cells"}
 
 #: Columns of ``objects.csv`` (those present; intensity stats need the scan).
 OBJECT_COLUMNS = (
     "id", "z", "y", "x", "z_um", "y_um", "x_um", "voxels", "volume_um3",
     "intensity_mean", "intensity_max", "intensity_sum", "region_id", "region_acronym",
     "touches_border", "z0", "y0", "x0", "z1", "y1", "x1",
+    "response", "component_volume_um3", "component_elongation",
 )
 
 
