@@ -7,7 +7,7 @@ run); the cvpl-tools venv is created on first use. Usage::
 
     python benchmarks/run_all.py            # full run (~20 min on 2 cores)
     python benchmarks/run_all.py --quick    # small sizes, checks that everything runs (~3 min)
-    python benchmarks/run_all.py --with-team   # + bench_label.py and bench_ome_zarr.py
+    python benchmarks/run_all.py --with-team   # + bench_label.py, bench_ome_zarr.py, bench_convert_planes.py
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ GRAPH_COLUMNS = [("chunks", "chunks"), ("provisional_labels", "chunk labels"), (
                  ("graph_pickled_mb", "graph MB"), ("max_spec_bytes", "max remap/task B"), ("error", "error")]
 
 
-TEAM_BENCHMARKS = ("bench_label.py", "bench_ome_zarr.py")
+TEAM_BENCHMARKS = ("bench_label.py", "bench_ome_zarr.py", "bench_convert_planes.py")
 
 
 def run_team_benchmarks(out: Path, quick: bool) -> None:
@@ -62,7 +62,7 @@ def run_team_benchmarks(out: Path, quick: bool) -> None:
     for name in TEAM_BENCHMARKS:
         argv = [sys.executable, str(here / name)]
         if quick:
-            argv += ["--quick"] if name == "bench_label.py" else ["--size", "128"]
+            argv += ["--size", "128"] if name == "bench_ome_zarr.py" else ["--quick"]
         done = subprocess.run(argv, capture_output=True, text=True, check=False)
         text = done.stdout + (f"\nexit code {done.returncode}\n{done.stderr[-3000:]}" if done.returncode else "")
         (out / f"{Path(name).stem}.txt").write_text(text)

@@ -83,3 +83,29 @@ class SchedulerError(VoxelflowError, ConnectionError):
 
 class EmptyResultError(VoxelflowError, ValueError):
     """A pipeline stage produced nothing where something was required."""
+
+
+# --- atlas registration ------------------------------------------------------
+
+
+class OrientationError(InvalidInputError):
+    """An anatomical orientation code is malformed or does not fit the data."""
+
+
+class AtlasError(VoxelflowError, ValueError):
+    """An atlas folder or atlas file set is incomplete or inconsistent."""
+
+
+class RegistrationError(VoxelflowError, RuntimeError):
+    """Registration failed: it diverged, folded the deformation or had nothing to register.
+
+    Attributes
+    ----------
+    result : object or None
+        The failed registration (transforms and QC metrics) when there is one,
+        so callers can still write QC images.
+    """
+
+    def __init__(self, message: str, result=None):
+        super().__init__(message)
+        self.result = result

@@ -173,3 +173,15 @@ def test_clear_error_without_h5py(tmp_path, two_channels, monkeypatch):
     monkeypatch.setitem(sys.modules, "h5py", None)
     with pytest.raises(OptionalDependencyError, match=r"pip install 'voxelflow\[imaris\]'"):
         open_image(str(path))
+
+
+def test_rewritten_file_is_read_anew(tmp_path):
+    path = tmp_path / "s.ims"
+    first = [[lightsheet_volume((4, 16, 16), seed=1)]]
+    write_ims(path, first, n_levels=1)
+    arr, _ = open_image(str(path))
+    np.testing.assert_array_equal(arr.compute(), first[0][0])
+    second = [[lightsheet_volume((5, 16, 16), seed=2)]]
+    write_ims(path, second, n_levels=1)
+    arr2, _ = open_image(str(path))
+    np.testing.assert_array_equal(arr2.compute(), second[0][0])

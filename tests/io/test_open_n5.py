@@ -8,6 +8,8 @@ import fsspec.implementations.local as fs_local
 import numpy as np
 import pytest
 import tensorstore as ts
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from io_volumes import lightsheet_volume
 
 from voxelflow.errors import ImageFormatError, InvalidInputError
@@ -110,6 +112,19 @@ def test_corrupt_and_truncated_blocks_are_named(tmp_path):
     arr, _ = open_image(str(raw))
     with pytest.raises(ImageFormatError, match=r"r.n5/0/0/0: N5 block .* holds \d+ bytes"):
         arr.compute()
+
+
+@settings(max_examples=8, deadline=None)
+@given(shape=st.tuples(st.integers(1, 9), st.integers(1, 21), st.integers(1, 21)),
+       block=st.tuples(st.integers(1, 4), st.integers(1, 8), st.integers(1, 8)),
+       dtype=st.sampled_from([np.uint8, np.uint16, np.int32, np.float32]))
+def test_any_block_shape_reads_the_same_voxels(tmp_path_factory, shape, block, dtype):
+    vol = lightsheet_volume(shape, dtype=dtype, seed=sum(shape))
+    path = ts_write(tmp_path_factory.mktemp("n5") / "h.n5", vol, block=block, extra={"resolution": [1, 1, 1]})
+    arr, _ = open_image(str(path))
+    assert arr.dtype == vol.dtype
+    np.testing.assert_array_equal(arr.compute(), vol)
+    np.testing.assert_array_equal(arr[:, 1:, :-1].compute(), vol[:, 1:, :-1])
 
 
 # --- BigStitcher XML ----------------------------------------------------------------

@@ -135,3 +135,16 @@ def test_not_a_tiff(tmp_path):
         open_image(str(tmp_path / "x.tif"))
     with pytest.raises(InvalidPathError, match="does not exist"):
         open_image(str(tmp_path / "missing.tif"))
+
+
+def test_rewritten_file_is_read_anew(tmp_path):
+    path = tmp_path / "s.tif"
+    first = lightsheet_volume((8, 16, 16), seed=1)
+    tifffile.imwrite(path, first)
+    arr, _ = open_image(str(path), scale_um=1.0)
+    np.testing.assert_array_equal(arr.compute(), first)  # the file is now open in this process
+    second = lightsheet_volume((9, 16, 16), seed=2)
+    tifffile.imwrite(path, second)
+    arr2, _ = open_image(str(path), scale_um=1.0)
+    assert arr2.name != arr.name
+    np.testing.assert_array_equal(arr2.compute(), second)

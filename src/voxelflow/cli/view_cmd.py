@@ -91,7 +91,7 @@ def run(args) -> int:
         return 1
 
     from voxelflow.viewer._deps import require_napari
-    from voxelflow.viewer.layers import add_layers
+    from voxelflow.viewer.add import add_layers
 
     napari = require_napari()
     headless = args.no_show

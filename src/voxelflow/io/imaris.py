@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 from dataclasses import dataclass
 
 import dask.array as da
@@ -78,25 +77,12 @@ def _numbered(group, prefix: str, where: str) -> int:
     return len(found)
 
 
-_OPEN: dict = {}
-_OPEN_LOCK = threading.Lock()
-
-
-def _forget_open_files() -> None:
-    # HDF5 file handles must not be shared with a forked child.
-    global _OPEN_LOCK
-    _OPEN.clear()
-    _OPEN_LOCK = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_forget_open_files)
-
-
 @dataclass(frozen=True)
 class ImarisArray:
     """Array-like view of one resolution level: ``(T?, C?, Z, Y, X)``, cropped to the real size.
 
-    Picklable (holds only the file name); each process opens the file once.
+    Picklable (holds only the file name). Each read opens the file for its own duration, so
+    nothing stays open between reads (another writer, or a forked worker, is never blocked).
 
     Attributes
     ----------
@@ -113,6 +99,8 @@ class ImarisArray:
         Voxel dtype.
     keep_t, keep_c : bool
         Whether the array has a time / channel axis.
+    stamp : str
+        Size and modification time of the file when opened (part of the dask name).
     """
 
     path: str
@@ -123,6 +111,7 @@ class ImarisArray:
     dtype: np.dtype
     keep_t: bool
     keep_c: bool
+    stamp: str
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -131,13 +120,6 @@ class ImarisArray:
     @property
     def ndim(self) -> int:
         return len(self.shape)
-
-    def _file(self):
-        with _OPEN_LOCK:
-            f = _OPEN.get(self.path)
-            if f is None:
-                f = _OPEN[self.path] = _h5py().File(self.path, "r")
-        return f
 
     def __getitem__(self, key) -> np.ndarray:
         key = key if isinstance(key, tuple) else (key,)
@@ -149,15 +131,15 @@ class ImarisArray:
         ts, cs = range(self.n_t)[t_sel], range(self.n_c)[c_sel]
         sizes = tuple(len(range(n)[s]) for n, s in zip(self.zyx, zyx_sel))
         out = np.empty((len(ts), len(cs), *sizes), dtype=self.dtype)
-        f = self._file()
-        for ti, t in enumerate(ts):
-            for ci, c in enumerate(cs):
-                name = f"DataSet/ResolutionLevel {self.level}/TimePoint {t}/Channel {c}/Data"
-                try:
-                    out[ti, ci] = f[name][zyx_sel]
-                except (OSError, KeyError, ValueError, TypeError) as exc:
-                    raise ImageFormatError(f"{self.path}: cannot read {name} {zyx_sel} ({exc}); "
-                                           "the HDF5 dataset is corrupt or missing") from exc
+        with _h5py().File(self.path, "r") as f:
+            for ti, t in enumerate(ts):
+                for ci, c in enumerate(cs):
+                    name = f"DataSet/ResolutionLevel {self.level}/TimePoint {t}/Channel {c}/Data"
+                    try:
+                        out[ti, ci] = f[name][zyx_sel]
+                    except (OSError, KeyError, ValueError, TypeError) as exc:
+                        raise ImageFormatError(f"{self.path}: cannot read {name} {zyx_sel} ({exc}); "
+                                               "the HDF5 dataset is corrupt or missing") from exc
         if not self.keep_c:
             out = out[:, 0]
         if not self.keep_t:
@@ -264,10 +246,11 @@ def open_imaris(url, level: int = 0, *, storage_options: dict | None = None):
         name = attr_text(image.attrs["Name"]).strip() if "Name" in image.attrs else None
     keep_t, keep_c = n_t > 1, n_c > 1
     zyx, dtype, h5chunks = levels[level]
-    reader = ImarisArray(where, level, n_t, n_c, zyx, dtype, keep_t, keep_c)
-    chunks = (*((1,) if keep_t else ()), *((1,) if keep_c else ()), *_dask_chunks(zyx, h5chunks, dtype.itemsize))
     stat = os.stat(where)
-    token = tokenize(where, stat.st_size, stat.st_mtime_ns, level, chunks)
+    stamp = f"{stat.st_size}-{stat.st_mtime_ns}"
+    reader = ImarisArray(where, level, n_t, n_c, zyx, dtype, keep_t, keep_c, stamp)
+    chunks = (*((1,) if keep_t else ()), *((1,) if keep_c else ()), *_dask_chunks(zyx, h5chunks, dtype.itemsize))
+    token = tokenize(where, stamp, level, chunks)
     arr = da.from_array(reader, chunks=chunks, name=f"imaris-{token}", asarray=False, fancy=False,
                         meta=np.empty((0,) * len(chunks), dtype=dtype))
     axes = (*(("t",) if keep_t else ()), *(("c",) if keep_c else ()), "z", "y", "x")

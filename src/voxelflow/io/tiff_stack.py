@@ -18,6 +18,7 @@ import math
 import os
 import struct
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import dask.array as da
@@ -108,14 +109,17 @@ def _check_complete(tif, series, warnings: list[str], where: str) -> None:
         raise ImageFormatError(f"{where}: pixel data extends to byte {end} but the file has {size} bytes: truncated")
 
 
-_OPEN: dict = {}
+#: Open files kept per process (parsing a large file's pages is too slow to repeat per chunk);
+#: the least recently used is dropped (and closed once no read holds it) beyond this many.
+MAX_OPEN = 16
+_OPEN: OrderedDict = OrderedDict()
 _OPEN_LOCK = threading.Lock()
 
 
 def _forget_open_files() -> None:
     # A forked child must not share its parent's file positions.
-    global _OPEN_LOCK
-    _OPEN.clear()
+    global _OPEN, _OPEN_LOCK
+    _OPEN = OrderedDict()
     _OPEN_LOCK = threading.Lock()
 
 
@@ -126,7 +130,8 @@ os.register_at_fork(after_in_child=_forget_open_files)
 class TiffSeriesArray:
     """Array-like view of one level of one TIFF series, read through tifffile's zarr store.
 
-    Picklable (holds only the file name); each process opens the file once.
+    Picklable (holds only the file name); each process keeps the file open between reads
+    (at most :data:`MAX_OPEN` files).
 
     Attributes
     ----------
@@ -140,6 +145,8 @@ class TiffSeriesArray:
         Shape in the file's axis order.
     dtype : numpy.dtype
         Pixel dtype.
+    stamp : str
+        Size and modification time of the file when opened: a rewritten file gets a new handle.
     """
 
     fs: object
@@ -148,6 +155,7 @@ class TiffSeriesArray:
     level: int
     shape: tuple[int, ...]
     dtype: np.dtype
+    stamp: str
 
     @property
     def ndim(self) -> int:
@@ -156,14 +164,17 @@ class TiffSeriesArray:
     def _zarr(self):
         import zarr
 
-        key = (self.fs.unstrip_protocol(self.name), self.series, self.level)
+        key = (self.fs.unstrip_protocol(self.name), self.series, self.level, self.stamp)
         with _OPEN_LOCK:
             arr = _OPEN.get(key)
             if arr is None:
                 fh = self.fs.open(self.name, "rb")
                 tif = tifffile.TiffFile(fh)
-                store = tif.series[self.series].aszarr(level=self.level)
+                store = tif.series[self.series].aszarr(level=self.level, read_only=True)
                 arr = _OPEN[key] = zarr.open_array(store, mode="r")
+                while len(_OPEN) > MAX_OPEN:
+                    _OPEN.popitem(last=False)
+            _OPEN.move_to_end(key)
         return arr
 
     def __getitem__(self, key) -> np.ndarray:
@@ -244,7 +255,7 @@ def open_tiff_stack(url, level: int = 0, *, storage_options: dict | None = None,
             if not 0 <= level < len(levels):
                 raise InvalidInputError(f"{where}: level {level} is out of range; the file has {len(levels)} "
                                         "level(s)")
-            store_chunks = zarr.open_array(series.aszarr(level=level), mode="r").chunks
+            store_chunks = zarr.open_array(series.aszarr(level=level, read_only=True), mode="r").chunks
     except (ImageFormatError, InvalidInputError):
         raise
     except (tifffile.TiffFileError, ValueError, IndexError, KeyError, OSError, struct.error) as exc:
@@ -254,10 +265,11 @@ def open_tiff_stack(url, level: int = 0, *, storage_options: dict | None = None,
         raise InvalidInputError(f"{where}: TIFF axes {tiff_axes!r} cannot be mapped to OME-Zarr axes t, c, z, y, x")
     order = sorted(range(len(names)), key=lambda i: _ORDER.index(names[i]))
     axes = tuple(names[i] for i in order)
-    reader = TiffSeriesArray(path.fs, path.path, 0, level, shapes_raw[level], dtype)
-    chunks = _dask_chunks(shapes_raw[level], tiff_axes, store_chunks, dtype.itemsize, planes_per_chunk)
     info = path.fs.info(path.path)
-    token = tokenize(where, info.get("size"), str(info.get("mtime")), level, chunks)
+    stamp = f"{info.get('size')}-{info.get('mtime')}"
+    reader = TiffSeriesArray(path.fs, path.path, 0, level, shapes_raw[level], dtype, stamp)
+    chunks = _dask_chunks(shapes_raw[level], tiff_axes, store_chunks, dtype.itemsize, planes_per_chunk)
+    token = tokenize(where, stamp, level, chunks)
     arr = da.from_array(reader, chunks=chunks, name=f"tiff-{token}", asarray=False, fancy=False,
                         meta=np.empty((0,) * len(chunks), dtype=dtype)).transpose(order)
     shapes = tuple(tuple(s[i] for i in order) for s in shapes_raw)

@@ -5,7 +5,9 @@ Each stage is one cached step of the run (cache node name in brackets):
 1. max-pool the scan to a coarse level [``coarse``];
 2. a negative mask on the coarse grid [``negative_mask``]: by default the
    outside of the tissue plus a shell of ``edge_um`` micrometres along its edge
-   (where lightsheet scans show bright artefacts); or a user mask OME-Zarr
+   (where lightsheet scans show bright artefacts; the volume border is such an
+   edge only with ``mask.whole_brain``, so crops keep their border objects);
+   or a user mask OME-Zarr
    (any resolution covering the scan), or a user function of the coarse image,
    or (``pipeline.mask = "model:PATH"``) the foreground of a segmentation model
    run on the coarse level in 3-D, per plane or tri-planar (``pipeline.mask_mode``);
@@ -37,7 +39,8 @@ from voxelflow.errors import ConfigError, EmptyResultError, InvalidInputError, O
 from voxelflow.io.models import load_model
 from voxelflow.ops import model_mask, scale_nearest
 from voxelflow.pipelines.config import Config
-from voxelflow.pipelines.inputs import open_user_mask
+from voxelflow.pipelines.detector import check_detector, detector_foreground, split_distance_voxels, uses_detector
+from voxelflow.pipelines.inputs import background_scan, open_user_mask
 from voxelflow.pipelines.run import Inputs, Outputs, PipelineResult, run_pipeline
 from voxelflow.steps import Runner, Step
 
@@ -58,15 +61,24 @@ def plaque(run: Runner, config: Config, inputs: Inputs) -> Outputs:
     coarse = run.step(steps.downsample, img, cf, method="max", name="coarse", storage=coarse_store,
                       viewer_args=_HIDDEN)
     _require_finite(coarse, config.input.url)
-    negative = _negative_mask(run, inputs.mask, coarse, coarse_store["scale"], p, coarse_store)
+    negative = _negative_mask(run, inputs.mask, coarse, coarse_store["scale"], p, coarse_store,
+                              whole_brain=config.mask.whole_brain)
+    masked = report_masked_fraction(run, negative, config, inputs)
     field = _bias_field(run, p.bias, coarse, negative, coarse_store, inputs)
     value = p.threshold
-    if value is None:
+    if value is None and p.threshold_mode == "factor":
         value = run.step(steps.relative_threshold, coarse, negative, p.threshold_factor, field=field,
                          name="threshold_value")
-    bs = run.step(steps.foreground, img, value, negative, cf, field=field, name="foreground", storage=full_store)
+    if uses_detector(p):
+        bg = background_scan(config, img)
+        check_detector(p, bg is not None)
+        bs = run.step(_detector_foreground, img, bg, negative, cf, field, scale, p.prefilter, p.prefilter_um,
+                      p.threshold_mode, p.threshold, p.threshold_k, p.tile_um, p.window_um, name="foreground",
+                      storage=full_store)
+    else:
+        bs = run.step(steps.foreground, img, value, negative, cf, field=field, name="foreground", storage=full_store)
     if p.split == "watershed":
-        labels = run.step(steps.watershed_split, bs, p.split_min_distance, connectivity=p.connectivity,
+        labels = run.step(steps.watershed_split, bs, split_distance_voxels(p, scale), connectivity=p.connectivity,
                           sampling=scale, name="watershed", storage=full_store)
     else:
         labels, _ = run.step(steps.label, bs, connectivity=p.connectivity, name="label", storage=full_store)
@@ -76,7 +88,8 @@ def plaque(run: Runner, config: Config, inputs: Inputs) -> Outputs:
     objects = run.step(steps.physical_coordinates, kept, scale, scan.translation, name="objects")
     if len(objects) == 0:
         raise EmptyResultError(
-            f"no objects found: {len(raw)} above the threshold {value:.6g}, none of size "
+            f"no objects found: {len(raw)} above the threshold "
+            f"({p.threshold_mode}: {value if value is not None else f'k = {p.threshold_k}'}), none of size "
             f">= pipeline.min_voxels = {p.min_voxels}; lower pipeline.threshold "
             "(or pipeline.threshold_factor) or pipeline.min_voxels"
         )
@@ -90,7 +103,8 @@ def plaque(run: Runner, config: Config, inputs: Inputs) -> Outputs:
     df = tuple(p.density_factors)
     density = run.step(steps.density_map, objects, img.shape, df, name="density",
                        storage={"scale": tuple(s * f for s, f in zip(scale, df))}, viewer_args=_HIDDEN)
-    facts = {"threshold": value, "bias_corrected": field is not None, "objects_above_threshold": int(len(raw))}
+    facts = {"threshold": value, "bias_corrected": field is not None, "objects_above_threshold": int(len(raw)),
+             "masked_fraction": round(masked, 6), "mask_warning": masked > config.mask.warn_fraction}
     return Outputs(objects, density, regions, run.node("density"), facts)
 
 
@@ -115,6 +129,25 @@ def run_plaque_pipeline(config: Config, *, mask: str | Callable | None = None, v
 # --- the negative mask and the bias field: the choices the configuration offers ------------------
 
 
+def masked_fraction(negative) -> float:
+    """Fraction of the volume a (coarse) negative mask removes."""
+    neg = np.asarray(negative)
+    return float(neg.mean()) if neg.size else 0.0
+
+
+_masked_fraction = Step(masked_fraction, name="masked_fraction")
+
+
+def report_masked_fraction(run: Runner, negative, config: Config, inputs: Inputs) -> float:
+    """The masked fraction (a cached step, so a rerun reads it), with a warning above ``mask.warn_fraction``."""
+    masked = run.step(_masked_fraction, negative, name="masked_fraction")
+    if masked > config.mask.warn_fraction and inputs.progress:
+        print(f"  warning: the mask removes {masked:.0%} of the volume (more than mask.warn_fraction = "
+              f"{config.mask.warn_fraction:.0%}); check pipeline.mask, the edge shell (pipeline.edge_um, "
+              "cells.edge_um) and mask.whole_brain (false for a crop or partial brain)", file=inputs.stream)
+    return masked
+
+
 def call_mask_function(fn: Callable, coarse, scale) -> np.ndarray:
     """Run a user mask function ``fn(coarse, scale) -> bool array of coarse's shape``."""
     out = np.asarray(fn(np.asarray(coarse), tuple(scale)))
@@ -131,6 +164,7 @@ def user_mask_on_grid(mask, shape) -> da.Array:
     return scale_nearest(da.asarray(mask) != 0, output_shape=tuple(shape))
 
 
+_detector_foreground = Step(detector_foreground, kind="IN->BS", name="detector_foreground")
 _mask_function = Step(call_mask_function, kind="IN->BS", name="negative_mask")
 _user_mask = Step(user_mask_on_grid, kind="BS->BS", name="negative_mask")
 _model_mask = Step(model_mask, kind="IN->BS", name="negative_mask")
@@ -152,12 +186,13 @@ def _require_finite(coarse, url: str) -> None:
         )
 
 
-def _negative_mask(run: Runner, setting, coarse, coarse_scale, p, store: dict):
+def _negative_mask(run: Runner, setting, coarse, coarse_scale, p, store: dict, *, whole_brain: bool = False):
     kwargs = {}
     if setting in (None, "none"):
         return da.zeros(coarse.shape, dtype=bool, chunks=coarse.chunks)
     if setting == "auto":
         op, args = steps.auto_negative_mask, (coarse, coarse_scale, p.edge_um)
+        kwargs = {"whole_brain": whole_brain}
     elif callable(setting):
         op, args = _mask_function, (setting, coarse, coarse_scale)
     elif str(setting).startswith("model:"):

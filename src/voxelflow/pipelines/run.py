@@ -1,4 +1,4 @@
-"""Running a workflow: the run folder, the step runner, progress, outputs and ``run.json``.
+"""Running a workflow: the run folder, the step runner, progress, outputs and the run record.
 
 The run folder holds the outputs of one run, or of none: a finished run's
 outputs are written into a hidden staging folder first, then ``run.json`` is
@@ -42,13 +42,14 @@ from voxelflow.steps import node as layout
 __all__ = ["OBJECT_COLUMNS", "RECIPES", "Outputs", "PipelineResult", "run_pipeline"]
 
 #: Recipe of every ``pipeline.kind``: ``"module:function"`` taking ``(run, config, inputs)``, returning Outputs.
-RECIPES = {"plaque": "voxelflow.pipelines.plaque:plaque"}
+RECIPES = {"plaque": "voxelflow.pipelines.plaque:plaque", "cells": "voxelflow.pipelines.cells:cells"}
 
 #: Columns of ``objects.csv`` (those present; intensity stats need the scan).
 OBJECT_COLUMNS = (
     "id", "z", "y", "x", "z_um", "y_um", "x_um", "voxels", "volume_um3",
     "intensity_mean", "intensity_max", "intensity_sum", "region_id", "region_acronym",
     "touches_border", "z0", "y0", "x0", "z1", "y1", "x1",
+    "response", "component_volume_um3", "component_elongation",
 )
 
 
@@ -65,7 +66,7 @@ class Inputs:
 
 @dataclass
 class Outputs:
-    """What a recipe returns: the tables and maps written into the run folder, and facts for ``run.json``."""
+    """What a recipe returns: the tables and maps written into the run folder, and facts for the run record."""
 
     objects: pd.DataFrame
     density: da.Array
@@ -87,7 +88,7 @@ class PipelineResult:
     density : dask.array.Array
         Density map (CD): objects per coarse voxel.
     run : dict
-        The contents of ``run.json``.
+        The run record (written by :func:`voxelflow.steps.node.write_run`).
     out_dir : VPath
         The run folder.
     records : list of StepRecord
@@ -220,7 +221,7 @@ def _publish(staging: VPath, out_dir: VPath, files: dict, record: dict) -> None:
 
 
 def _record(config: Config, run: Runner, t_start: float, *, status: str, **facts) -> dict:
-    """The contents of ``run.json``: status, configuration, versions, steps, timings, memory, facts."""
+    """The run record: status, configuration, versions, steps, timings, memory, facts."""
     return {
         "status": status,
         **({"error": facts.pop("error")} if "error" in facts else {}),

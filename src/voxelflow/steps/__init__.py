@@ -7,16 +7,7 @@
 * :mod:`~voxelflow.steps.node`: the on-disk layout of step nodes and run folders;
 * :mod:`~voxelflow.steps.fingerprint`, :mod:`~voxelflow.steps.keys`: cache keys.
 
-Examples
---------
->>> import numpy as np, dask.array as da
->>> from voxelflow.steps import step
->>> @step(kind="IN->BS")
-... def bright(img, value=10):
-...     return img > value
->>> out = bright(da.arange(20, chunks=5), value=12, cache_url=None)
->>> int(out.sum().compute())
-7
+See :mod:`voxelflow.steps.step` for an example.
 """
 
 from voxelflow.steps.builtin import (

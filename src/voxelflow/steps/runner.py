@@ -41,7 +41,7 @@ class StepRecord:
     outputs: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
-        """The record as written into ``run.json``."""
+        """The record as kept in the run record of a pipeline."""
         return {"name": self.name, "cached": self.cached, "seconds": round(self.seconds, 4), "node": self.node,
                 "outputs": self.outputs}
 

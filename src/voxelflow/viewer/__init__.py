@@ -15,11 +15,8 @@ a missing extra raises :class:`voxelflow.errors.OptionalDependencyError`.
 
 from voxelflow.steps import StepResult, subscribe
 from voxelflow.steps.node import output_image
+from voxelflow.viewer.add import add_layers, add_objects, add_ome_zarr, add_result
 from voxelflow.viewer.layers import (
-    add_layers,
-    add_objects,
-    add_ome_zarr,
-    add_result,
     contrast_limits,
     object_layer,
     ome_zarr_layers,
