@@ -175,11 +175,13 @@ def test_any_byte_of_a_checksummed_chunk(tmp_path_factory, data):
         "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1.0, 1.0, 1.0]}]}],
     }]}
     victim = data.draw(st.sampled_from(chunk_files(url)))
-    raw = bytearray(victim.read_bytes())
+    original = victim.read_bytes()
+    raw = bytearray(original)
     for _ in range(data.draw(st.integers(1, 3))):
         raw[data.draw(st.integers(0, len(raw) - 1))] ^= data.draw(st.integers(1, 255))
     victim.write_bytes(bytes(raw))
-    assert _check(url, vol) == "error"
+    outcome = _check(url, vol)
+    assert outcome == "error" or bytes(raw) == original  # flips that cancel out leave the chunk intact
 
 
 def test_fuzz_checker_catches_wrong_voxels(tmp_path):
