@@ -181,6 +181,22 @@ class PlaqueSection:
                                   "watershed: minimum distance between two seeds")
     density_factors: list[int] = key([4, 8, 8], _triple, "three integers >= 1 (z, y, x)",
                                      "voxels per density-map voxel")
+    prefilter: str = key("none", _string(choices=("none", "log", "dog", "tophat", "background")),
+                         "'none', 'log', 'dog', 'tophat' or 'background'",
+                         "filter before the threshold; background = subtract the scaled background channel")
+    prefilter_um: float = key(10.0, _number(lo=0.01), "a number > 0 (micrometres)",
+                              "LoG / DoG sigma or top-hat box half-width")
+    threshold_mode: str = key("factor", _string(choices=("absolute", "factor", "plane", "tile", "local")),
+                              "'absolute', 'factor', 'plane', 'tile' or 'local'",
+                              "factor x median tissue (or pipeline.threshold when set), an absolute value, "
+                              "mean + k SD per plane / tile inside the tissue, or local mean + k SD")
+    threshold_k: float = key(3.0, _number(), "a number (standard deviations)", "k of mean + k SD")
+    tile_um: float = key(250.0, _number(lo=1), "a number > 0 (micrometres)", "tile edge for threshold_mode = 'tile'")
+    window_um: float = key(50.0, _number(lo=0.1), "a number > 0 (micrometres)",
+                           "half-width of the local threshold window")
+    split_min_distance_um: float | None = key(None, _number(lo=0.01, allow_none=True),
+                                              "a number > 0 (micrometres, or unset)",
+                                              "watershed seed distance in micrometres (wins over split_min_distance)")
 
 
 @dataclass
@@ -190,7 +206,7 @@ class MaskSection:
     whole_brain: bool = key(False, _bool, "true or false",
                             "the scan is a whole brain: the volume border counts as a tissue edge (false: a crop "
                             "or partial brain, tissue runs on past the border)")
-    warn_fraction: float = key(0.5, _number(lo=0, hi=1), "a fraction between 0 and 1",
+    warn_fraction: float = key(0.8, _number(lo=0, hi=1), "a fraction between 0 and 1",
                                "warn when the mask removes more than this fraction of the volume")
 
 
