@@ -22,11 +22,12 @@ LAYERS = {
     "voxelflow.steps": 5,
     "voxelflow.pipelines": 6,
     "voxelflow.cli": 7, "voxelflow.viewer": 7, "voxelflow.report": 7, "voxelflow.synth": 7,
-    "voxelflow.synth_cells": 7, "voxelflow.__main__": 7,
+    "voxelflow.synth_cells": 7, "voxelflow.synth_atlas": 7, "voxelflow.__main__": 7,
 }
 #: io modules without file access that ops may use: pyramid block reduction, the region-table
-#: schema, the definition of a trained cell classifier.
-PURE_IO = {"voxelflow.io.blockreduce", "voxelflow.io.blockmean", "voxelflow.io.regions", "voxelflow.io.cell_classifier"}
+#: schema, the definition of a trained cell classifier, the orientation-code schema.
+PURE_IO = {"voxelflow.io.blockreduce", "voxelflow.io.blockmean", "voxelflow.io.regions", "voxelflow.io.cell_classifier",
+           "voxelflow.io.orientation_code"}
 FILE_ACCESS = ("voxelflow.paths", "fsspec", "zarr", "tifffile", "ome_zarr", "voxelflow.io.ome_zarr")
 
 

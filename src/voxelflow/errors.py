@@ -77,5 +77,35 @@ class ConfigError(VoxelflowError, ValueError):
     """A pipeline configuration key is missing or has a bad value."""
 
 
+class SchedulerError(VoxelflowError, ConnectionError):
+    """A Dask scheduler address cannot be reached (nothing listening, refused, timed out)."""
+
+
 class EmptyResultError(VoxelflowError, ValueError):
     """A pipeline stage produced nothing where something was required."""
+
+
+# --- atlas registration ------------------------------------------------------
+
+
+class OrientationError(InvalidInputError):
+    """An anatomical orientation code is malformed or does not fit the data."""
+
+
+class AtlasError(VoxelflowError, ValueError):
+    """An atlas folder or atlas file set is incomplete or inconsistent."""
+
+
+class RegistrationError(VoxelflowError, RuntimeError):
+    """Registration failed: it diverged, folded the deformation or had nothing to register.
+
+    Attributes
+    ----------
+    result : object or None
+        The failed registration (transforms and QC metrics) when there is one,
+        so callers can still write QC images.
+    """
+
+    def __init__(self, message: str, result=None):
+        super().__init__(message)
+        self.result = result

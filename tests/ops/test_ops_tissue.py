@@ -38,12 +38,14 @@ def test_shell_follows_the_physical_depth(seed, edge_um):
         assert neg[(depth >= 0) & (depth < edge_um)].all()
 
 
-def test_tissue_touching_the_border_gets_a_shell_there():
+def test_whole_brain_tissue_touching_the_border_gets_a_shell_there():
     rng = np.random.default_rng(1)
     shape, scale = (10, 20, 20), (4.0, 2.0, 2.0)
     img, depth = _ball(shape, scale, centre=(20.0, 20.0, 0.0), radius=25.0, rng=rng)  # cut by the x = 0 face
-    neg = auto_negative_mask(img, scale, 6.0)
-    assert neg[:, :, :3].all()  # within 6 um + one voxel of the border, where the crop cut the tissue
+    neg = auto_negative_mask(img, scale, 6.0, whole_brain=True)
+    assert neg[:, :, :3].all()  # within 6 um + one voxel of the border, where the brain was cut
+    crop = auto_negative_mask(img, scale, 6.0)  # a crop: the border is no tissue edge
+    assert not crop[:, 8:12, :3].any()
 
 
 def test_flat_image_and_bad_input():

@@ -2,13 +2,14 @@
 
 import dask.array as da
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import ndimage as ndi
 
 from voxelflow.errors import InvalidInputError
-from voxelflow.ops import find_peaks, peak_box
+from voxelflow.ops import find_peaks, peak_box, thin_peaks
 
 
 @st.composite
@@ -53,3 +54,25 @@ def test_bad_input():
         find_peaks(np.zeros((4, 4, 4)), (1, 1, 1), 1.0, foreground=np.zeros((4, 4, 3), bool))
     with pytest.raises(InvalidInputError):
         find_peaks(np.zeros((4, 4, 4)), (1, 1, 1), -1.0)
+
+
+@settings(max_examples=30)
+@given(st.integers(0, 2**16), st.floats(0.0, 15.0), st.booleans())
+def test_thin_peaks_keeps_the_strongest_within_the_distance_like_brute_force(seed, reach, per_peak):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(0, 60))
+    table = pd.DataFrame({"id": np.arange(1, n + 1), "z": rng.integers(0, 10, n).astype(float),
+                          "y": rng.integers(0, 40, n).astype(float), "x": rng.integers(0, 40, n).astype(float),
+                          "response": rng.integers(0, 5, n).astype(float),  # ties are frequent
+                          "own": rng.uniform(0, 20, n)})
+    spacing = (5.0, 2.0, 1.0)
+    got = thin_peaks(table, spacing, reach, radius_column="own" if per_peak else None)
+    pos = table[["z", "y", "x"]].to_numpy() * np.asarray(spacing)
+    d = np.linalg.norm(pos[:, None] - pos[None], axis=2)
+    v = table.response.to_numpy()
+    own = np.maximum(reach, table.own.to_numpy()) if per_peak else np.full(n, reach)
+    stronger_near = ((d < own[:, None]) & (v[None, :] > v[:, None])).any(axis=1)
+    expected = table[~stronger_near]
+    np.testing.assert_array_equal(got[["z", "y", "x", "response"]].to_numpy(),
+                                  expected[["z", "y", "x", "response"]].to_numpy())
+    assert list(got["id"]) == list(range(1, len(got) + 1))

@@ -77,7 +77,7 @@ def test_numbers_must_be_finite(tmp_path, text, key):
     (["nosuch.key=1"], "unknown key 'nosuch.key'"),
     (["pipeline.nosuch=1"], "unknown key 'pipeline.nosuch'"),
     (["pipeline.min_voxels"], "key=value"),
-    (["pipeline.kind=cells"], "'pipeline.kind': expected one of plaque"),
+    (["pipeline.kind=spines"], "'pipeline.kind': expected one of plaque, cells"),
 ])
 def test_errors_name_the_key(overrides, message):
     with pytest.raises(ConfigError, match=message):

@@ -1,4 +1,4 @@
-"""``voxelflow run CONFIG.toml``: the plaque pipeline on a scan, as a configuration says.
+"""``voxelflow run CONFIG.toml``: the plaque or cell pipeline (``pipeline.kind``) on a scan, as a configuration says.
 
 Settings come from the TOML file (see ``examples/plaque.toml`` and
 ``docs/pipeline.md``), then ``--set section.key=value`` overrides, then the
@@ -13,7 +13,7 @@ import time
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("run", help="run the plaque pipeline from a TOML configuration", description=__doc__)
+    p = subparsers.add_parser("run", help="run the plaque or cell pipeline from a TOML configuration", description=__doc__)
     p.add_argument("config", help="TOML configuration file")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting, e.g. pipeline.threshold=900 (repeatable)")
@@ -35,8 +35,11 @@ def run(args) -> int:
     done = run_and_report(config, progress=not args.quiet, report=not args.no_report, stream=sys.stderr)
     result = done.result
     n_regions = 0 if result.regions is None else int((result.regions["count_self"] > 0).sum())
+    what = "cells" if config.pipeline.kind == "cells" else "objects"
+    masked = result.run.get("masked_fraction")
+    masked_note = "" if masked is None else f", {100 * masked:.1f} % of the volume masked"
     print(
-        f"voxelflow run: {len(result.objects)} objects in {n_regions} regions, "
+        f"voxelflow run: {len(result.objects)} {what} in {n_regions} regions{masked_note}, "
         f"{done.steps_line()}, {time.perf_counter() - t0:.1f} s -> {result.out_dir.url}"
     )
     return 0

@@ -55,7 +55,8 @@ function                      types      what
 ``tile_stats``,               IN -> BS   per-plane / per-tile mean + k SD threshold (in a mask)
 ``tile_threshold``,
 ``local_threshold``                      local (Niblack / adaptive mean) threshold
-``find_peaks``, ``peak_box``  IN -> LC   local maxima of a response inside a foreground
+``find_peaks``, ``peak_box``, IN -> LC   local maxima of a response inside a foreground;
+``thin_peaks``                           the strongest within a distance in um
 ``shape_table``,              OS -> LC   volume, equivalent diameter, axes, elongation,
 ``shape_filter``                         sphericity in micrometres; shape filters
 ``pair_points``,              LC, LC     one-to-one matching in um; precision / recall / F1
@@ -99,7 +100,7 @@ from voxelflow.ops._match import detection_scores, pair_points, points_to_um
 from voxelflow.ops._model_mask import MASK_MODES, PerPlane, model_mask
 from voxelflow.ops._normalize import percentile_range, rescale_intensity
 from voxelflow.ops._objects import object_table
-from voxelflow.ops._peaks import find_peaks, peak_box
+from voxelflow.ops._peaks import find_peaks, peak_box, thin_peaks
 from voxelflow.ops._predict import predict, resolve_halo
 from voxelflow.ops._resample import DOWNSAMPLE_METHODS, affine_nearest, budget_factors, downsample, scale_nearest
 from voxelflow.ops._resume import ChunkResults, pass_results, resumable_passes
@@ -176,6 +177,7 @@ __all__ = [
     "shape_filter",
     "shape_table",
     "stitch",
+    "thin_peaks",
     "threshold",
     "threshold_corrected",
     "tile_stats",

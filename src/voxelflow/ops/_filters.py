@@ -35,7 +35,7 @@ import numpy as np
 
 from voxelflow.errors import InvalidInputError
 from voxelflow.ops._halo import iter_blocks, map_regions, padded_region
-from voxelflow.ops._kernels import MODES, correlate_axis, extremum_axis, gaussian_weights
+from voxelflow.ops._kernels import MODES, by_tile, correlate_axis, extremum_axis, gaussian_weights
 
 __all__ = [
     "gaussian",
@@ -415,15 +415,7 @@ def _gather_blocks(img: da.Array, mask, func, args) -> list:
 
 
 def _background_block(block, start, medians, tile, how, floor):
-    z0, y0, x0 = start
-    nz, ny, nx = block.shape
-    ty = (np.arange(y0, y0 + ny) // tile[0])
-    tx = (np.arange(x0, x0 + nx) // tile[1])
-    bg = medians[z0:z0 + nz][:, ty][:, :, tx].astype(np.float32)
-    data = np.asarray(block, dtype=np.float32)
-    if how == "subtract":
-        return data - bg
-    return data / np.maximum(bg, np.float32(floor))
+    return by_tile(np.asarray(block), medians, start, tile, "divide" if how == "divide" else "subtract", floor)
 
 
 def remove_plane_background(img, medians, spacing, *, tile_um: float | None = None, how: str = "divide",

@@ -19,7 +19,7 @@ import logging
 import numba
 import numpy as np
 
-__all__ = ["index_map", "gaussian_weights", "correlate_axis", "extremum_axis", "MODES"]
+__all__ = ["index_map", "gaussian_weights", "correlate_axis", "extremum_axis", "MODES", "by_tile"]
 
 MODES = ("reflect", "mirror", "nearest")
 
@@ -248,4 +248,51 @@ def extremum_axis(src: np.ndarray, radius: int, axis: int, mode: str, is_max: bo
         return src.copy()
     out = np.empty(src.shape, dtype=np.float32)
     _EXT[axis](src, out, index_map(src.shape[axis], radius, mode), is_max)
+    return out
+
+
+@_compile
+def _by_tile(data, levels, z0, y0, x0, ty, tx, op, floor, out):
+    nz, ny, nx = data.shape
+    for z in range(nz):
+        for y in range(ny):
+            a = (y0 + y) // ty
+            for x in range(nx):
+                lv = levels[z0 + z, a, (x0 + x) // tx]
+                v = np.float32(data[z, y, x])
+                if op == 0:
+                    out[z, y, x] = v / max(lv, floor)
+                elif op == 1:
+                    out[z, y, x] = v - lv
+                else:
+                    out[z, y, x] = v > lv
+
+
+def by_tile(data: np.ndarray, levels: np.ndarray, start, tile, op: str, floor: float = 1.0) -> np.ndarray:
+    """Combine a 3-D block with one level per (plane, tile): ``divide``, ``subtract`` (float32) or ``greater`` (bool).
+
+    Parameters
+    ----------
+    data : numpy.ndarray, shape (Z, Y, X), any real dtype
+        A chunk whose first voxel sits at ``start`` in the whole array.
+    levels : numpy.ndarray, shape (Z_all, n_tiles_y, n_tiles_x)
+        One value per plane and tile of the whole array.
+    start : tuple of 3 int
+    tile : tuple of 2 int
+        Tile size (y, x) in voxels.
+    op : {'divide', 'subtract', 'greater'}
+    floor : float
+        Levels below it are raised to it before dividing.
+    """
+    code = {"divide": 0, "subtract": 1, "greater": 2}[op]
+    lv = np.ascontiguousarray(levels, dtype=np.float32)
+    if lv.shape[1:] == (1, 1):  # one level per plane: a broadcast does it
+        level = lv[int(start[0]):int(start[0]) + data.shape[0]]
+        values = data.astype(np.float32, copy=False)
+        if code == 0:
+            return values / np.maximum(level, np.float32(floor))
+        return values - level if code == 1 else values > level
+    out = np.empty(data.shape, dtype=bool if code == 2 else np.float32)
+    _by_tile(np.ascontiguousarray(data), lv, int(start[0]), int(start[1]), int(start[2]), int(tile[0]),
+             int(tile[1]), code, np.float32(floor), out)
     return out

@@ -24,7 +24,7 @@ import numpy as np
 from voxelflow.errors import InvalidInputError
 from voxelflow.ops._filters import _image, _length, _map_filter, _mode, _spacing, _tile_shape, voxel_lengths
 from voxelflow.ops._halo import iter_blocks
-from voxelflow.ops._kernels import _compile, correlate_axis
+from voxelflow.ops._kernels import _compile, by_tile, correlate_axis
 
 __all__ = ["TileStats", "tile_stats", "tile_threshold", "local_threshold"]
 
@@ -161,12 +161,8 @@ def tile_threshold(img, stats: TileStats, k: float, *, min_voxels: int = 1) -> d
 
     def run(block, block_info=None):
         loc = block_info[0]["chunk-location"]
-        z0, y0, x0 = (int(starts[a][i]) for a, i in enumerate(loc))
-        nz, ny, nx = block.shape
-        ty = np.arange(y0, y0 + ny) // tile[0]
-        tx = np.arange(x0, x0 + nx) // tile[1]
-        level = thr[z0:z0 + nz][:, ty][:, :, tx]
-        return np.asarray(block) > level
+        start = tuple(int(starts[a][i]) for a, i in enumerate(loc))
+        return by_tile(np.asarray(block), thr, start, tile, "greater")
 
     return img.map_blocks(run, dtype=bool)
 

@@ -17,7 +17,7 @@ from voxelflow.ops._filters import _length, _spacing, voxel_lengths
 from voxelflow.ops._halo import iter_blocks, map_regions, padded_region
 from voxelflow.ops._kernels import extremum_axis
 
-__all__ = ["find_peaks", "peak_box"]
+__all__ = ["find_peaks", "peak_box", "thin_peaks"]
 
 
 def peak_box(radius_um: float, spacing) -> tuple[int, int, int]:
@@ -95,3 +95,61 @@ def find_peaks(response, spacing, radius_um: float, foreground=None) -> pd.DataF
         "z": pos[:, 0].astype(np.float64), "y": pos[:, 1].astype(np.float64), "x": pos[:, 2].astype(np.float64),
         "response": val.astype(np.float64),
     })
+
+
+def thin_peaks(table: pd.DataFrame, spacing, min_distance_um: float, column: str = "response", *,
+               radius_column: str | None = None) -> pd.DataFrame:
+    """Keep the peaks that are the strongest within a ball of ``min_distance_um`` (LC -> LC).
+
+    A peak is dropped when another peak closer than ``min_distance_um``
+    (Euclidean, in micrometres) has a larger ``column`` value, whether or not
+    that one is kept itself; equal values keep both. So the result depends on
+    each peak's neighbourhood only, not on an order of processing. This
+    removes the second maximum a large or irregular object can show, while
+    touching objects farther apart than ``min_distance_um`` keep one peak each.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Peaks with ``z, y, x`` (voxels) and ``column``.
+    spacing : sequence of 3 float
+        Voxel size in um.
+    min_distance_um : float
+    column : str
+        Strength of a peak.
+    radius_column : str, optional
+        A column of per-peak distances in um: a peak is then dropped when a
+        stronger one lies closer than ``max(min_distance_um, its own value)``
+        (e.g. half the size of the object it sits in).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The kept rows, in their order, with ``id`` renumbered 1..n when present.
+    """
+    sp = _spacing(spacing, 3)
+    reach = _length(min_distance_um, "min_distance_um", allow_zero=True)
+    if column not in table.columns or not {"z", "y", "x"} <= set(table.columns):
+        raise InvalidInputError(f"the peak table needs columns z, y, x and {column!r}")
+    if len(table) < 2 or (reach == 0 and radius_column is None):
+        return table.reset_index(drop=True)
+    from scipy.spatial import cKDTree
+
+    pos = table[["z", "y", "x"]].to_numpy(np.float64) * sp
+    val = table[column].to_numpy(np.float64)
+    own = np.full(len(table), reach)
+    if radius_column is not None:
+        if radius_column not in table.columns:
+            raise InvalidInputError(f"the peak table has no {radius_column!r} column")
+        own = np.maximum(own, np.nan_to_num(table[radius_column].to_numpy(np.float64)))
+    pairs = cKDTree(pos).query_pairs(float(own.max()), output_type="ndarray")
+    drop = np.zeros(len(table), bool)
+    if len(pairs):
+        a, b = pairs[:, 0], pairs[:, 1]
+        dist = np.linalg.norm(pos[a] - pos[b], axis=1)
+        drop[a[(val[a] < val[b]) & (dist < own[a])]] = True
+        drop[b[(val[b] < val[a]) & (dist < own[b])]] = True
+    out = table[~drop].reset_index(drop=True)
+    if "id" in out.columns:
+        out["id"] = np.arange(1, len(out) + 1, dtype=np.int64)
+    return out

@@ -32,10 +32,14 @@ from dataclasses import dataclass
 from voxelflow.errors import ConfigError
 from voxelflow.ops import budget_factors
 
-__all__ = ["CoarsePlan", "DEFAULT_MAX_VOXELS", "READ_CAP", "coarse_source", "level_shapes", "plan_coarse"]
+__all__ = ["CoarsePlan", "DEFAULT_MAX_VOXELS", "LEGACY_FACTORS", "READ_CAP", "coarse_source", "legacy_factors",
+           "level_shapes", "plan_coarse"]
 
 #: Default voxel budget of the coarse grid: 2**23 (8.4 M) voxels, e.g. 128 x 256 x 256.
 DEFAULT_MAX_VOXELS = 2**23
+
+#: Max-pooling factors of the old fixed coarse level, for workflows that still use one.
+LEGACY_FACTORS = (2, 4, 4)
 
 #: A stored level is read (and reduced) only if it has at most this many times the budget.
 READ_CAP = 16
@@ -211,3 +215,9 @@ def coarse_source(config, scan) -> tuple:
     shape = [-(-n // f) for n, f in zip(src.shape, plan.factors)]  # a crop rounds at each level
     return src, plan.factors, "mean", {**plan.as_dict(), "level": first + plan.level, "shape": shape,
                                        "voxels": math.prod(shape), "method": "mean"}
+
+
+def legacy_factors(config) -> tuple[int, int, int]:
+    """``pipeline.coarse_factors`` when set, else :data:`LEGACY_FACTORS` (the cell workflow's coarse level)."""
+    f = config.pipeline.coarse_factors
+    return tuple(f) if f is not None else LEGACY_FACTORS

@@ -1,15 +1,17 @@
 """Pipeline configuration: a typed tree read from TOML, ``--set key=value`` overrides, validation.
 
 A configuration file has one ``[section]`` per dataclass of :class:`Config`
-(``input``, ``atlas``, ``pipeline``, ``output``, ``compute``). Every key has a
+(``input``, ``atlas``, ``pipeline``, ``mask``, ``cells``, ``output``, ``compute``). Every key has a
 type, a default and a check; errors name the dotted key and what was expected,
 e.g. ``pipeline.threshold: expected a number > 0, got 'high'``. Numbers must
 be finite (TOML's ``nan`` and ``inf`` are refused).
 
-``pipeline.kind`` picks the workflow (``"plaque"``); the ``[pipeline]`` section
-holds the plaque parameters. A workflow of another kind adds its own section
-dataclass (``[cells]``) to :class:`Config` and its recipe to
-:data:`voxelflow.pipelines.RECIPES`.
+``pipeline.kind`` picks the workflow: ``"plaque"`` (parameters in
+``[pipeline]``) or ``"cells"`` (parameters in ``[cells]``, every length in
+micrometres with defaults from ``cells.diameter_um``). ``[mask]`` holds what
+both share about the tissue mask. A workflow of another kind adds its own
+section dataclass to :class:`Config` and its recipe to
+:data:`voxelflow.pipelines.run.RECIPES`.
 
 Paths
 -----
@@ -38,12 +40,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from voxelflow.errors import ConfigError
+from voxelflow.errors import ConfigError, InvalidInputError
+from voxelflow.runtime.compute import DEFAULT_CONNECT_TIMEOUT, check_memory_limit, check_scheduler_address
 
 __all__ = ["Config", "KINDS", "load_config", "parse_override", "to_toml"]
 
 #: Workflow kinds ``pipeline.kind`` may name.
-KINDS = ("plaque",)
+KINDS = ("plaque", "cells")
 
 
 class _Bad(Exception):
@@ -112,6 +115,48 @@ def _maybe_positive_int(v):
     return None if v is None or v == "" else _number(lo=1, integer=True)(v)
 
 
+def _scheduler(v):
+    if v == "":
+        return v
+    try:
+        return check_scheduler_address(v)
+    except InvalidInputError:
+        raise _Bad from None
+
+
+def _memory(v):
+    try:
+        return check_memory_limit(v)
+    except InvalidInputError:
+        raise _Bad from None
+
+
+def _positive(v):
+    value = _number(lo=0)(v)
+    if value <= 0:
+        raise _Bad
+    return value
+
+
+_SECURITY_FILES = ("tls_ca_file", "tls_client_cert", "tls_client_key")
+
+
+def _security(v):
+    if v is None or v == "" or v == {}:
+        return None
+    from distributed.security import Security
+
+    if isinstance(v, Security):
+        return v
+    if not isinstance(v, dict) or not set(v) <= {*_SECURITY_FILES, "require_encryption"}:
+        raise _Bad
+    if not isinstance(v.get("require_encryption", True), bool):
+        raise _Bad
+    if not all(isinstance(v[k], str) and os.path.isfile(v[k]) for k in _SECURITY_FILES if k in v):
+        raise _Bad
+    return Security(**v)
+
+
 def _maybe_int(v):
     return None if v is None or v == "" else _number(lo=0, integer=True)(v)
 
@@ -139,6 +184,10 @@ class InputSection:
     channel: int | None = key(None, _maybe_int, "a channel index >= 0 (or leave unset)",
                               "channel index when the image has a c axis and no ?slices=")
     level: int = key(0, _number(lo=0, integer=True), "an integer pyramid level >= 0")
+    background_channel: int | None = key(None, _maybe_int, "a channel index >= 0 (or leave unset)",
+                                         "autofluorescence channel of the same scan (cell pipeline)")
+    background_url: str = key("", _string(allow_empty=True), "an OME-Zarr path or URL (or empty)",
+                              "autofluorescence channel stored as its own image (cell pipeline)", path=True)
 
 
 @dataclass
@@ -193,6 +242,77 @@ class PlaqueSection:
                                   "watershed: minimum distance between two seeds")
     density_factors: list[int] = key([4, 8, 8], _triple, "three integers >= 1 (z, y, x)",
                                      "voxels per density-map voxel")
+    prefilter: str = key("none", _string(choices=("none", "log", "dog", "tophat", "background")),
+                         "'none', 'log', 'dog', 'tophat' or 'background'",
+                         "filter before the threshold; background = subtract the scaled background channel")
+    prefilter_um: float = key(10.0, _number(lo=0.01), "a number > 0 (micrometres)",
+                              "LoG / DoG sigma or top-hat box half-width")
+    threshold_mode: str = key("factor", _string(choices=("absolute", "factor", "plane", "tile", "local")),
+                              "'absolute', 'factor', 'plane', 'tile' or 'local'",
+                              "factor x median tissue (or pipeline.threshold when set), an absolute value, "
+                              "mean + k SD per plane / tile inside the tissue, or local mean + k SD")
+    threshold_k: float = key(3.0, _number(), "a number (standard deviations)", "k of mean + k SD")
+    tile_um: float = key(250.0, _number(lo=1), "a number > 0 (micrometres)", "tile edge for threshold_mode = 'tile'")
+    window_um: float = key(50.0, _number(lo=0.1), "a number > 0 (micrometres)",
+                           "half-width of the local threshold window")
+    split_min_distance_um: float | None = key(None, _number(lo=0.01, allow_none=True),
+                                              "a number > 0 (micrometres, or unset)",
+                                              "watershed seed distance in micrometres (wins over split_min_distance)")
+
+
+@dataclass
+class MaskSection:
+    """``[mask]``: how the automatic tissue mask treats the scan (both workflows)."""
+
+    whole_brain: bool = key(False, _bool, "true or false",
+                            "the scan is a whole brain: the volume border counts as a tissue edge (false: a crop "
+                            "or partial brain, tissue runs on past the border)")
+    warn_fraction: float = key(0.8, _number(lo=0, hi=1), "a fraction between 0 and 1",
+                               "warn when the mask removes more than this fraction of the volume")
+
+
+def _positive_or_unset(lo):
+    return _number(lo=lo, allow_none=True)
+
+
+@dataclass
+class CellsSection:
+    """``[cells]``: the cell pipeline; every length in micrometres, unset ones follow ``diameter_um``."""
+
+    diameter_um: float = key(10.0, _number(lo=0.1), "a number > 0 (micrometres)",
+                             "expected nucleus diameter; sets the defaults of every length below")
+    prefilter: str = key("log", _string(choices=("none", "log", "dog", "tophat")),
+                         "'none', 'log', 'dog' or 'tophat'", "filter before thresholding")
+    per_plane: bool = key(False, _bool, "true or false", "filter each z plane in 2-D")
+    sigma_um: float | None = key(None, _positive_or_unset(0.01), "a number > 0 (micrometres, or unset)",
+                                 "filter scale; default 0.9 x diameter / (2 sqrt 3), per plane / (2 sqrt 2)")
+    background: str = key("plane", _string(choices=("none", "plane", "tile")), "'none', 'plane' or 'tile'",
+                          "divide each plane (or tile of it) by its median inside the tissue")
+    tile_um: float | None = key(None, _positive_or_unset(1), "a number > 0 (micrometres, or unset)",
+                                "tile size for background / threshold = 'tile'; default 25 x diameter")
+    threshold: str = key("plane", _string(choices=("absolute", "plane", "tile", "local")),
+                         "'absolute', 'plane', 'tile' or 'local'",
+                         "absolute value, mean + k SD per plane / per tile (inside the tissue), or local mean + k SD")
+    threshold_k: float = key(3.0, _number(), "a number (standard deviations)", "k of mean + k SD")
+    threshold_value: float | None = key(None, _number(allow_none=True), "a number (or unset)",
+                                        "threshold on the filtered image when threshold = 'absolute'")
+    window_um: float | None = key(None, _positive_or_unset(0.1), "a number > 0 (micrometres, or unset)",
+                                  "half-width of the local threshold window; default 2 x diameter")
+    peak_radius_um: float | None = key(None, _positive_or_unset(0), "a number >= 0 (micrometres, or unset)",
+                                       "box half-width in which a cell centre is the maximum; default 0.2 x diameter")
+    min_distance_um: float | None = key(None, _positive_or_unset(0), "a number >= 0 (micrometres, or unset)",
+                                        "a weaker maximum this close to a stronger one is dropped; default 0.5 x "
+                                        "diameter (up to 0.7 x inside large objects)")
+    edge_um: float = key(0.0, _number(lo=0), "a number >= 0 (micrometres)",
+                         "shell along the tissue edge where no cell is kept")
+    shape_filter: bool = key(True, _bool, "true or false",
+                             "drop cells whose foreground object is too large or too elongated for a cell")
+    min_volume_um3: float | None = key(None, _positive_or_unset(0), "a number >= 0 (um^3, or unset)",
+                                       "shape filter: smallest foreground object")
+    max_volume_um3: float | None = key(None, _positive_or_unset(0), "a number >= 0 (um^3, or unset)",
+                                       "shape filter: largest foreground object; default 40 cell volumes")
+    max_elongation: float | None = key(None, _positive_or_unset(1), "a number >= 1 (or unset)",
+                                       "shape filter: most elongated foreground object (vessels, fibres); default 6")
 
 
 @dataclass
@@ -216,10 +336,16 @@ class OutputSection:
 class ComputeSection:
     """``[compute]``: where the Dask work runs."""
 
-    scheduler: str = key("", _string(allow_empty=True), "a scheduler address like tcp://host:8786 (or empty)")
+    scheduler: str = key("", _scheduler, "a scheduler address like tcp://host:8786 (or empty)",
+                         "a running Dask scheduler; it runs code in this process, so only use trusted ones")
     workers: int = key(0, _number(lo=0, integer=True), "an integer >= 0 (0 = threaded scheduler in-process)")
     threads_per_worker: int = key(1, _number(lo=1, integer=True), "an integer >= 1")
-    memory_limit: str = key("4GB", _string(), "a memory size such as '4GB'")
+    memory_limit: str = key("4GB", _memory, "a memory size > 0 such as '4GB' or '512 MiB' (or 'auto')")
+    connect_timeout: float = key(DEFAULT_CONNECT_TIMEOUT, _positive, "a number of seconds > 0",
+                                 "how long to wait for compute.scheduler to answer")
+    security: Any = key(None, _security, "a distributed.security.Security or a table with tls_ca_file, "
+                        "tls_client_cert, tls_client_key (files) and require_encryption (bool)",
+                        "TLS certificates for a tls:// scheduler")
 
 
 @dataclass
@@ -229,6 +355,8 @@ class Config:
     input: InputSection
     atlas: AtlasSection
     pipeline: PlaqueSection
+    mask: MaskSection
+    cells: CellsSection
     output: OutputSection
     compute: ComputeSection
 
@@ -244,7 +372,8 @@ class Config:
 
 
 _SECTIONS: dict[str, type] = {"input": InputSection, "atlas": AtlasSection, "pipeline": PlaqueSection,
-             "output": OutputSection, "compute": ComputeSection}
+                              "mask": MaskSection, "cells": CellsSection, "output": OutputSection,
+                              "compute": ComputeSection}
 
 
 def _fields(section: str) -> dict[str, dataclasses.Field]:
@@ -383,8 +512,12 @@ def load_config(
                 doc = tomllib.load(f)
         except FileNotFoundError:
             raise ConfigError(f"config file {where!r} does not exist") from None
-        except tomllib.TOMLDecodeError as exc:
+        except IsADirectoryError:
+            raise ConfigError(f"config file {where!r} is a folder; expected a TOML file") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config file {where!r} is not valid TOML: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"config file {where!r} cannot be read: {exc}") from None
         merged.update(_values_of(doc, where, Path(os.path.abspath(where)).parent))
     for text in overrides:
         dotted, value = parse_override(text)
@@ -406,6 +539,10 @@ def to_toml(config: Config) -> str:
 
 
 def _toml_value(v) -> str:
+    if type(v).__name__ == "Security":
+        v = {k: getattr(v, k) for k in (*_SECURITY_FILES, "require_encryption") if getattr(v, k, None) is not None}
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + "}"
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, (int, float)):

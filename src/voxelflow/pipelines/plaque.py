@@ -7,7 +7,9 @@ Each stage is one cached step of the run (cache node name in brackets):
    block means only when no level fits (:mod:`voxelflow.pipelines.coarse`);
 2. a negative mask on the coarse grid [``negative_mask``]: by default the
    outside of the tissue plus a shell of ``edge_um`` micrometres along its edge
-   (where lightsheet scans show bright artefacts); or a user mask OME-Zarr
+   (where lightsheet scans show bright artefacts; the volume border is such an
+   edge only with ``mask.whole_brain``, so crops keep their border objects);
+   or a user mask OME-Zarr
    (any resolution covering the scan), or a user function of the coarse image,
    or (``pipeline.mask = "model:PATH"``) the foreground of a segmentation model
    run on the coarse level in 3-D, per plane or tri-planar (``pipeline.mask_mode``);
@@ -44,7 +46,8 @@ from voxelflow.io.models import load_model
 from voxelflow.ops import model_mask, scale_nearest
 from voxelflow.pipelines.coarse import coarse_source
 from voxelflow.pipelines.config import Config
-from voxelflow.pipelines.inputs import open_user_mask
+from voxelflow.pipelines.detector import check_detector, detector_foreground, split_distance_voxels, uses_detector
+from voxelflow.pipelines.inputs import background_scan, open_user_mask
 from voxelflow.pipelines.run import Inputs, Outputs, PipelineResult, run_pipeline
 from voxelflow.steps import Runner, Step
 
@@ -68,17 +71,31 @@ def plaque(run: Runner, config: Config, inputs: Inputs) -> Outputs:
 
     coarse = run.step(steps.downsample, source, factors, method=method, name="coarse", storage=coarse_store,
                       viewer_args=_HIDDEN)
-    negative = _negative_mask(run, inputs.mask, coarse, coarse_store["scale"], p, coarse_store)
+    _require_finite(coarse, config.input.url)
+    negative = _negative_mask(run, inputs.mask, coarse, coarse_store["scale"], p, coarse_store,
+                              whole_brain=config.mask.whole_brain)
+    masked = report_masked_fraction(run, negative, config, inputs)
     field = _bias_field(run, p, coarse, negative, coarse_store, inputs)
     value = p.threshold
-    if value is None:
+    if value is None and p.threshold_mode == "factor":
         value = run.step(steps.relative_threshold, coarse, negative, p.threshold_factor, field=field,
                          name="threshold_value")
     stored = config.output.full_res == "all" or (config.output.full_res == "auto" and img.size <= AUTO_FULL_RES)
-    if stored or p.split == "watershed":
-        bs = run.step(steps.threshold_corrected, img, value, field, negative, name="foreground", storage=full_store)
+    detector = uses_detector(p)
+    if detector or stored or p.split == "watershed":
+        if detector:
+            bg = background_scan(config, img)
+            check_detector(p, bg is not None)
+            # the detector's mask and field are up-sampled by whole factors of the coarse grid
+            cf = tuple(max(1, round(c / s)) for c, s in zip(coarse_store["scale"], scale))
+            bs = run.step(_detector_foreground, img, bg, negative, cf, field, scale, p.prefilter, p.prefilter_um,
+                          p.threshold_mode, p.threshold, p.threshold_k, p.tile_um, p.window_um, name="foreground",
+                          storage=full_store)
+        else:
+            bs = run.step(steps.threshold_corrected, img, value, field, negative, name="foreground",
+                          storage=full_store)
         if p.split == "watershed":
-            labels = run.step(steps.watershed_split, bs, p.split_min_distance, connectivity=p.connectivity,
+            labels = run.step(steps.watershed_split, bs, split_distance_voxels(p, scale), connectivity=p.connectivity,
                               sampling=scale, name="watershed", storage=full_store)
         else:
             labels, _ = run.step(steps.label, bs, connectivity=p.connectivity, name="label", storage=full_store)
@@ -91,7 +108,8 @@ def plaque(run: Runner, config: Config, inputs: Inputs) -> Outputs:
     objects = run.step(steps.physical_coordinates, kept, scale, scan.translation, name="objects")
     if len(objects) == 0:
         raise EmptyResultError(
-            f"no objects found: {len(raw)} above the threshold {value:.6g}, none of size "
+            f"no objects found: {len(raw)} above the threshold "
+            f"({p.threshold_mode}: {value if value is not None else f'k = {p.threshold_k}'}), none of size "
             f">= pipeline.min_voxels = {p.min_voxels}; lower pipeline.threshold "
             "(or pipeline.threshold_factor) or pipeline.min_voxels"
         )
@@ -106,6 +124,7 @@ def plaque(run: Runner, config: Config, inputs: Inputs) -> Outputs:
     density = run.step(steps.density_map, objects, img.shape, df, name="density",
                        storage={"scale": tuple(s * f for s, f in zip(scale, df))}, viewer_args=_HIDDEN)
     facts = {"threshold": value, "bias_corrected": field is not None, "objects_above_threshold": int(len(raw)),
+             "masked_fraction": round(masked, 6), "mask_warning": masked > config.mask.warn_fraction,
              "coarse": coarse_info, "full_res_stored": bool(stored)}
     return Outputs(objects, density, regions, run.node("density"), facts)
 
@@ -131,6 +150,25 @@ def run_plaque_pipeline(config: Config, *, mask: str | Callable | None = None, v
 # --- the negative mask and the bias field: the choices the configuration offers ------------------
 
 
+def masked_fraction(negative) -> float:
+    """Fraction of the volume a (coarse) negative mask removes."""
+    neg = np.asarray(negative)
+    return float(neg.mean()) if neg.size else 0.0
+
+
+_masked_fraction = Step(masked_fraction, name="masked_fraction")
+
+
+def report_masked_fraction(run: Runner, negative, config: Config, inputs: Inputs) -> float:
+    """The masked fraction (a cached step, so a rerun reads it), with a warning above ``mask.warn_fraction``."""
+    masked = run.step(_masked_fraction, negative, name="masked_fraction")
+    if masked > config.mask.warn_fraction and inputs.progress:
+        print(f"  warning: the mask removes {masked:.0%} of the volume (more than mask.warn_fraction = "
+              f"{config.mask.warn_fraction:.0%}); check pipeline.mask, the edge shell (pipeline.edge_um, "
+              "cells.edge_um) and mask.whole_brain (false for a crop or partial brain)", file=inputs.stream)
+    return masked
+
+
 def call_mask_function(fn: Callable, coarse, scale) -> np.ndarray:
     """Run a user mask function ``fn(coarse, scale) -> bool array of coarse's shape``."""
     out = np.asarray(fn(np.asarray(coarse), tuple(scale)))
@@ -147,17 +185,35 @@ def user_mask_on_grid(mask, shape) -> da.Array:
     return scale_nearest(da.asarray(mask) != 0, output_shape=tuple(shape))
 
 
+_detector_foreground = Step(detector_foreground, kind="IN->BS", name="detector_foreground")
 _mask_function = Step(call_mask_function, kind="IN->BS", name="negative_mask")
 _user_mask = Step(user_mask_on_grid, kind="BS->BS", name="negative_mask")
 _model_mask = Step(model_mask, kind="IN->BS", name="negative_mask")
 
 
-def _negative_mask(run: Runner, setting, coarse, coarse_scale, p, store: dict):
+def _require_finite(coarse, url: str) -> None:
+    """Refuse a scan with NaN or +inf voxels (max pooling carries them into the coarse level).
+
+    Thresholds, Otsu's method and intensity statistics are meaningless on them; a
+    clear error beats a mask or a table computed from NaN.
+    """
+    if np.dtype(coarse.dtype).kind != "f":
+        return
+    bad = int(da.count_nonzero(~da.isfinite(da.asarray(coarse))).compute())
+    if bad:
+        raise InvalidInputError(
+            f"input {url!r} has NaN or inf voxels (in {bad} coarse blocks of the scan); replace them "
+            "(e.g. by 0) before running the pipeline"
+        )
+
+
+def _negative_mask(run: Runner, setting, coarse, coarse_scale, p, store: dict, *, whole_brain: bool = False):
     kwargs = {}
     if setting in (None, "none"):
         return da.zeros(coarse.shape, dtype=bool, chunks=coarse.chunks)
     if setting == "auto":
         op, args = steps.auto_negative_mask, (coarse, coarse_scale, p.edge_um)
+        kwargs = {"whole_brain": whole_brain}
     elif callable(setting):
         op, args = _mask_function, (setting, coarse, coarse_scale)
     elif str(setting).startswith("model:"):

@@ -1,0 +1,169 @@
+"""Scan <-> atlas mapping: a registration plus the scan's orientation and coarse grid.
+
+The scan's registration channel is block-averaged to about the atlas
+resolution (:func:`registration_factors`, integer factors, so the coarse grid
+keeps the exact physical scale ``factors * scan_scale``), reoriented to the
+atlas orientation code and registered to the atlas template
+(:func:`voxelflow.ops._register.register`). :class:`ScanAtlasMap` then maps
+
+- scan points (micrometres, scan axes, voxel ``i`` spanning
+  ``[i s, (i + 1) s)``) to atlas points (micrometres, atlas axes);
+- atlas label images (annotation, hemispheres) onto the coarse scan grid, in
+  the scan's orientation; :func:`upsample_labels` takes them lazily to the
+  full scan grid by nearest neighbour (coarse voxel ``floor((i + 0.5) / f)``
+  for scan voxel ``i``), chunk by chunk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import dask.array as da
+import numpy as np
+
+from voxelflow.errors import InvalidInputError
+from voxelflow.ops._orientation import parse_orientation, reorient_points, reorient_scale, reorient_volume
+from voxelflow.ops._register import Registration, RegistrationParameters, register, transform_points, warp_image
+from voxelflow.ops._register import warp_labels as _warp_labels
+from voxelflow.ops._resample import affine_nearest
+
+__all__ = ["ScanAtlasMap", "registration_factors", "register_scan", "upsample_labels"]
+
+
+@dataclass
+class ScanAtlasMap:
+    """A registered scan: its coarse grid, its orientation and the transform to the atlas.
+
+    Attributes
+    ----------
+    registration : Registration
+        Fixed = coarse scan in the atlas orientation, moving = atlas.
+    scan_orientation, atlas_orientation : str
+    grid_shape : tuple of 3 int
+        Coarse scan grid (scan orientation).
+    grid_scale : tuple of 3 float
+        Its voxel size in micrometres (scan orientation).
+    """
+
+    registration: Registration
+    scan_orientation: str
+    atlas_orientation: str
+    grid_shape: tuple[int, int, int]
+    grid_scale: tuple[float, float, float]
+
+    def scan_to_atlas(self, points_um) -> np.ndarray:
+        """Atlas position (um, atlas axes) of scan points (um, scan axes), shape (N, 3) float64."""
+        q = reorient_points(points_um, self.scan_orientation, self.atlas_orientation, self.grid_shape, self.grid_scale)
+        return transform_points(q, self.registration)
+
+    def labels_to_scan(self, labels) -> np.ndarray:
+        """An atlas label image (atlas grid) resampled onto the coarse scan grid (scan orientation), nearest."""
+        warped = _warp_labels(labels, self.registration)
+        return np.ascontiguousarray(reorient_volume(warped, self.atlas_orientation, self.scan_orientation))
+
+    def image_to_scan(self, image) -> np.ndarray:
+        """An atlas intensity image resampled (linear) onto the coarse scan grid, float32."""
+        warped = warp_image(image, self.registration)
+        return np.ascontiguousarray(reorient_volume(warped, self.atlas_orientation, self.scan_orientation))
+
+    def to_meta(self) -> dict:
+        """JSON-ready description (the registration's plus orientation and grid)."""
+        return dict(self.registration.to_meta(), scan_orientation=self.scan_orientation,
+                    atlas_orientation=self.atlas_orientation, grid_shape=[int(n) for n in self.grid_shape],
+                    grid_scale_um=[float(s) for s in self.grid_scale])
+
+    @classmethod
+    def from_parts(cls, affine, deformable, meta: dict) -> ScanAtlasMap:
+        """Rebuild a mapping from its transforms and :meth:`to_meta`."""
+        try:
+            return cls(Registration.from_parts(affine, deformable, meta), meta["scan_orientation"],
+                       meta["atlas_orientation"], tuple(meta["grid_shape"]), tuple(meta["grid_scale_um"]))
+        except KeyError as exc:
+            raise InvalidInputError(f"scan-atlas mapping description lacks {exc}") from None
+
+
+def registration_factors(scan_scale: Sequence[float], scan_orientation: str, atlas_resolution: Sequence[float],
+                         atlas_orientation: str) -> tuple[int, ...]:
+    """Integer block sizes taking the scan (scan axes) to about the atlas voxel size.
+
+    Returns
+    -------
+    tuple of 3 int, each ``max(1, round(atlas voxel size along that anatomical axis / scan voxel size))``
+    """
+    res_in_scan_axes = reorient_scale(atlas_resolution, atlas_orientation, scan_orientation)
+    out = []
+    for s, r in zip(scan_scale, res_in_scan_axes):
+        if not s > 0:
+            raise InvalidInputError(f"scan voxel size must be positive, got {tuple(scan_scale)}")
+        out.append(max(1, int(round(r / s))))
+    return tuple(out)
+
+
+def register_scan(coarse, coarse_scale, scan_orientation: str, atlas,
+                  parameters: RegistrationParameters | None = None, *, check: bool = True) -> ScanAtlasMap:
+    """Register a coarse scan (scan orientation) to an :class:`~voxelflow.io.brainglobe.Atlas`.
+
+    Parameters
+    ----------
+    coarse : numpy.ndarray, shape (Z, Y, X), numeric
+        The registration channel block-averaged by :func:`registration_factors`.
+    coarse_scale : sequence of 3 float
+        Its voxel size (micrometres, scan axes).
+    scan_orientation : str
+        Orientation code of the scan.
+    atlas : Atlas
+    parameters : RegistrationParameters, optional
+    check : bool
+        See :func:`voxelflow.ops._register.register`.
+
+    Returns
+    -------
+    ScanAtlasMap
+    """
+    scan_orientation = parse_orientation(scan_orientation, "scan orientation")
+    coarse = np.asarray(coarse)
+    fixed = reorient_volume(coarse, scan_orientation, atlas.orientation)
+    fixed_scale = reorient_scale(coarse_scale, scan_orientation, atlas.orientation)
+    grid = (tuple(int(n) for n in coarse.shape), tuple(float(s) for s in coarse_scale))
+    try:
+        reg = register(np.ascontiguousarray(fixed), atlas.reference, fixed_scale, atlas.resolution, parameters,
+                       check=check)
+    except Exception as exc:
+        result = getattr(exc, "result", None)
+        if result is not None:
+            exc.result = ScanAtlasMap(result, scan_orientation, atlas.orientation, *grid)
+        raise
+    return ScanAtlasMap(reg, scan_orientation, atlas.orientation, *grid)
+
+
+def upsample_labels(coarse_labels, factors: Sequence[int], shape: Sequence[int], chunks=None) -> da.Array:
+    """Lazy nearest-neighbour up-sampling of a coarse label image to the scan grid.
+
+    Scan voxel ``i`` takes coarse voxel ``floor((i + 0.5) / f)`` (the block it
+    was averaged into), computed per output chunk.
+
+    Parameters
+    ----------
+    coarse_labels : numpy.ndarray or dask.array.Array, shape ``ceil(shape / factors)``
+    factors : sequence of 3 int
+    shape : sequence of 3 int
+        Full scan shape.
+    chunks : dask chunks, optional
+        Output chunking (default: the coarse chunk size times ``factors``).
+
+    Returns
+    -------
+    dask.array.Array, shape ``shape``, dtype of ``coarse_labels``
+    """
+    f = np.asarray(factors, dtype=np.float64)
+    shape = tuple(int(n) for n in shape)
+    expect = tuple(int(np.ceil(n / k)) for n, k in zip(shape, f))
+    if tuple(coarse_labels.shape) != expect:
+        raise InvalidInputError(f"coarse labels of shape {tuple(coarse_labels.shape)} do not fit a scan of shape "
+                                f"{shape} block-reduced by {tuple(int(k) for k in f)} (expected {expect})")
+    arr = da.asarray(coarse_labels)
+    if chunks is None:
+        chunks = tuple(int(c * k) for c, k in zip(arr.chunksize, f))
+    return affine_nearest(arr, 1.0 / f, offset=0.5 / f - 0.5, output_shape=shape, output_chunks=chunks,
+                          mode="nearest")

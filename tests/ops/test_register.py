@@ -1,0 +1,176 @@
+"""Registration on a small synthetic pair with known truth; QC, failures and transform files."""
+
+import dask.array as da
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from voxelflow.errors import InvalidInputError, RegistrationError
+from voxelflow.io.blockreduce import block_reduce
+from voxelflow.io.registration_files import read_registration, write_registration
+from voxelflow.ops._atlas_map import ScanAtlasMap, register_scan, registration_factors, upsample_labels
+from voxelflow.ops._register import (
+    Registration,
+    RegistrationParameters,
+    check_registration,
+    jacobian_determinant,
+    register,
+    transform_points,
+)
+from voxelflow.synth_atlas import dice_per_region, make_synthetic_atlas, make_synthetic_scan
+
+pytest.importorskip("SimpleITK")
+
+FAST = RegistrationParameters(affine_iterations=120, deformable_iterations=15, affine_shrink=(2, 1),
+                              affine_smoothing_vox=(1.0, 0.0))
+
+
+@pytest.fixture(scope="module")
+def pair():
+    atlas = make_synthetic_atlas(resolution=300.0)
+    scan = make_synthetic_scan(atlas, seed=3, orientation="psl", factors=(2.0, 2.5, 2.5))
+    f = registration_factors(scan.scale, scan.orientation, atlas.resolution, atlas.orientation)
+    coarse = block_reduce(da.from_array(scan.image, chunks=32), f, "mean").compute()
+    cscale = tuple(s * k for s, k in zip(scan.scale, f))
+    mapping = register_scan(coarse, cscale, scan.orientation, atlas, FAST)
+    return atlas, scan, coarse, cscale, f, mapping
+
+
+def test_registration_recovers_the_known_transform(pair):
+    atlas, scan, coarse, cscale, f, mapping = pair
+    truth, truth_hemi = scan.truth_on_grid(coarse.shape, cscale)
+    warped = mapping.labels_to_scan(atlas.annotation)
+    dice = dice_per_region(truth, warped)
+    big = dice[dice.voxels >= 300]
+    assert len(big) >= 6
+    assert big.dice.mean() >= 0.85, dice
+    # the start (centres of mass matched) is far worse: the test can fail
+    assert mapping.registration.qc["metric_final"] < mapping.registration.qc["metric_start"]
+    brain = truth > 0
+    hemi = mapping.labels_to_scan(atlas.hemispheres)
+    assert (hemi[brain] == truth_hemi[brain]).mean() >= 0.97
+    rng = np.random.default_rng(1)
+    inside = np.argwhere(brain)
+    pts = (inside[rng.choice(len(inside), 300)] + rng.uniform(0, 1, (300, 3))) * np.asarray(cscale)
+    err = np.linalg.norm(mapping.scan_to_atlas(pts) - scan.scan_to_atlas(pts), axis=1) / atlas.resolution[0]
+    assert err.mean() <= 1.0, err.mean()
+
+
+def test_points_agree_with_the_warped_images(pair):
+    atlas, scan, coarse, cscale, f, mapping = pair
+    # atlas coordinate images, warped like any image, must hold where the points go
+    grids = np.indices(atlas.shape).astype(np.float32)
+    centres = (np.indices(coarse.shape).reshape(3, -1).T + 0.5) * np.asarray(cscale)
+    mapped = mapping.scan_to_atlas(centres)
+    res = np.asarray(atlas.resolution)
+    for axis in range(3):
+        coord_um = (grids[axis] + 0.5) * res[axis]
+        warped = mapping.image_to_scan(coord_um).reshape(-1)
+        inner = warped > 2 * res[axis]  # away from the zero fill outside the atlas box
+        inner &= np.all((mapped > 2 * res) & (mapped < (np.asarray(atlas.shape) - 2) * res), axis=1)
+        assert np.abs(warped[inner] - mapped[inner, axis]).max() <= 0.5 * res[axis]
+    labels = mapping.labels_to_scan(atlas.annotation).reshape(-1)
+    vox = np.floor(mapped / res).astype(int)
+    ok = np.all((vox >= 0) & (vox < atlas.shape), axis=1)
+    agree = atlas.annotation[tuple(vox[ok].T)] == labels[ok]
+    assert agree.mean() >= 0.99
+
+
+def test_transform_files_round_trip(pair, tmp_path):
+    atlas, scan, coarse, cscale, f, mapping = pair
+    write_registration(tmp_path / "reg", mapping.registration.affine, mapping.registration.deformable,
+                       mapping.to_meta())
+    affine, deformable, meta = read_registration(tmp_path / "reg")
+    back = ScanAtlasMap.from_parts(affine, deformable, meta)
+    pts = np.random.default_rng(2).uniform(0, 5000, (50, 3))
+    np.testing.assert_allclose(back.scan_to_atlas(pts), mapping.scan_to_atlas(pts), atol=1e-6)
+    np.testing.assert_array_equal(back.labels_to_scan(atlas.annotation), mapping.labels_to_scan(atlas.annotation))
+    assert back.registration.qc == mapping.registration.qc
+    import SimpleITK as sitk  # the files are plain ITK transforms
+
+    assert sitk.ReadTransform(str(tmp_path / "reg" / "deformable.h5")).GetNumberOfParameters() > 0
+
+
+def test_upsampled_labels_are_the_block_they_were_reduced_into():
+    rng = np.random.default_rng(0)
+    shape, f = (13, 10, 17), (3, 2, 4)
+    coarse = rng.integers(0, 50, tuple(-(-n // k) for n, k in zip(shape, f))).astype(np.uint32)
+    up = upsample_labels(da.from_array(coarse, chunks=2), f, shape, chunks=(5, 4, 6))
+    expect = coarse
+    for axis, k in enumerate(f):
+        expect = np.repeat(expect, k, axis=axis)
+    np.testing.assert_array_equal(up.compute(), expect[: shape[0], : shape[1], : shape[2]])
+    with pytest.raises(InvalidInputError, match="do not fit"):
+        upsample_labels(coarse, f, (20, 10, 17))
+
+
+@given(shape=st.tuples(*[st.integers(1, 12)] * 3), f=st.tuples(*[st.integers(1, 4)] * 3),
+       chunks=st.integers(1, 7))
+def test_upsampling_any_chunking(shape, f, chunks):
+    coarse = np.arange(np.prod([-(-n // k) for n, k in zip(shape, f)]), dtype=np.int64).reshape(
+        tuple(-(-n // k) for n, k in zip(shape, f)))
+    got = upsample_labels(coarse, f, shape, chunks=chunks).compute()
+    idx = np.ix_(*[np.arange(n) // k for n, k in zip(shape, f)])
+    np.testing.assert_array_equal(got, coarse[idx])
+
+
+def folded(pair):
+    """A copy of the registration whose B-spline coefficients fold space."""
+    import SimpleITK as sitk
+
+    reg = pair[-1].registration
+    bs = sitk.BSplineTransform(reg.deformable)
+    params = np.asarray(bs.GetParameters())
+    rng = np.random.default_rng(0)
+    bs.SetParameters(tuple(params + rng.normal(0, 20000.0, params.shape)))
+    return Registration(reg.affine, bs, reg.fixed_shape, reg.fixed_spacing, reg.moving_shape, reg.moving_spacing,
+                        dict(reg.qc), dict(reg.parameters))
+
+
+def test_jacobian_matches_finite_differences_and_folding_is_caught(pair):
+    bad = folded(pair)
+    det = jacobian_determinant(bad)
+    # independent reference: numpy gradient of the mapped voxel centres
+    shape, sp = bad.fixed_shape, np.asarray(bad.fixed_spacing)
+    centres = (np.indices(shape).reshape(3, -1).T + 0.5) * sp
+    mapped = transform_points(centres, bad).reshape(*shape, 3)
+    jac = np.stack([np.stack(np.gradient(mapped[..., i], *sp), axis=-1) for i in range(3)], axis=-2)
+    ref = np.linalg.det(jac[2:-2, 2:-2, 2:-2])
+    inner = det[2:-2, 2:-2, 2:-2]
+    assert np.corrcoef(ref.ravel(), inner.ravel())[0, 1] > 0.9
+    assert ((ref <= 0) == (inner <= 0)).mean() > 0.9
+    folded_fraction = float((det <= 0).mean())
+    assert folded_fraction > 0.01
+    bad.qc.update(folded_fraction=folded_fraction, jacobian_min=float(det.min()), jacobian_max=float(det.max()))
+    with pytest.raises(RegistrationError, match="folds") as info:
+        check_registration(bad)
+    assert info.value.result is bad
+
+
+def test_divergence_is_caught(pair):
+    reg = pair[-1].registration
+    worse = Registration(reg.affine, reg.deformable, reg.fixed_shape, reg.fixed_spacing, reg.moving_shape,
+                         reg.moving_spacing, dict(reg.qc, metric_final=reg.qc["metric_affine"] + 0.01), reg.parameters)
+    with pytest.raises(RegistrationError, match="deformable registration diverged"):
+        check_registration(worse)
+    worse.qc.update(metric_affine=reg.qc["metric_start"] + 0.01)
+    with pytest.raises(RegistrationError, match="affine registration diverged"):
+        check_registration(worse)
+
+
+def test_empty_channel_is_a_clear_error(pair):
+    atlas = pair[0]
+    with pytest.raises(RegistrationError, match="no contrast"):
+        register(np.zeros((20, 20, 20), np.uint16), atlas.reference, (300.0,) * 3, atlas.resolution, FAST)
+    with pytest.raises(InvalidInputError, match="3-D"):
+        register(np.zeros((20, 20), np.uint16), atlas.reference, (300.0,) * 3, atlas.resolution, FAST)
+
+
+def test_parameters_from_a_config_table():
+    p = RegistrationParameters.from_dict({"grid_spacing_um": 1500, "affine_shrink": [4, 2, 1]})
+    assert p.grid_spacing_um == 1500 and p.affine_shrink == (4, 2, 1)
+    with pytest.raises(InvalidInputError, match="unknown registration parameters"):
+        RegistrationParameters.from_dict({"grid_spacing": 1})
+    with pytest.raises(InvalidInputError, match="sampling_fraction"):
+        RegistrationParameters.from_dict({"sampling_fraction": 0})
