@@ -1,9 +1,10 @@
 """The coarse grid of the plaque pipeline: budget/resolution knobs, pyramid levels, old settings.
 
-* with the old grid (``coarse_factors=[2, 4, 4]``, N4 on that grid) the objects equal
-  those the previous pipeline wrote for the same scan (``tests/fixtures/plaque_previous``,
-  made by commit b1f9df4 with the configuration of ``small_overrides``), both when
-  the full-resolution volumes are stored and when objects come from the streaming pass;
+* with the old grid (``coarse_factors=[2, 4, 4]``, N4 on that grid, the same edge
+  shell depth) the objects equal those the previous pipeline wrote for the same scan
+  (``tests/fixtures/plaque_previous``, made by commit b1f9df4 with the configuration
+  of ``small_overrides``), both when the full-resolution volumes are stored and when
+  objects come from the streaming pass;
 * with a budget that a stored pyramid level fits, the mask, N4 fit and threshold
   read that level and no level-0 chunk (chunk reads counted);
 * the old key together with the new ones is a clear configuration error.
@@ -34,8 +35,10 @@ def scan(tmp_path_factory):
 @pytest.mark.parametrize("full_res", ["all", "none"])
 def test_old_coarse_grid_gives_the_previous_objects(scan, tmp_path, full_res):
     brain, paths = scan
+    # the edge shell is now edge_um plus two coarse voxels (4 um here) instead of one: 4 um now is 8 um before
     config = load_config(None, small_overrides(paths, tmp_path / "run") + [
-        "pipeline.coarse_factors=[2, 4, 4]", "pipeline.bias_max_voxels=1000000", f'output.full_res="{full_res}"'])
+        "pipeline.coarse_factors=[2, 4, 4]", "pipeline.bias_max_voxels=1000000", f'output.full_res="{full_res}"',
+        "pipeline.edge_um=4.0"])
     result = run_plaque_pipeline(config, progress=False)
     previous = pd.read_parquet(PREVIOUS)
     got = pd.read_parquet(tmp_path / "run" / "objects.parquet")
