@@ -16,6 +16,7 @@ import contextlib
 import logging
 import math
 import os
+import struct
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -257,7 +258,7 @@ def open_tiff_stack(url, level: int = 0, *, storage_options: dict | None = None,
             store_chunks = zarr.open_array(series.aszarr(level=level, read_only=True), mode="r").chunks
     except (ImageFormatError, InvalidInputError):
         raise
-    except (tifffile.TiffFileError, ValueError, IndexError, KeyError, OSError) as exc:
+    except (tifffile.TiffFileError, ValueError, IndexError, KeyError, OSError, struct.error) as exc:
         raise InvalidPathError(f"cannot read {where} as TIFF: {exc}") from exc
     names = [_AXIS_NAMES.get(a) for a in tiff_axes]
     if None in names or len(set(names)) != len(names):

@@ -60,6 +60,7 @@ def plaque(run: Runner, config: Config, inputs: Inputs) -> Outputs:
 
     coarse = run.step(steps.downsample, img, cf, method="max", name="coarse", storage=coarse_store,
                       viewer_args=_HIDDEN)
+    _require_finite(coarse, config.input.url)
     negative = _negative_mask(run, inputs.mask, coarse, coarse_store["scale"], p, coarse_store,
                               whole_brain=config.mask.whole_brain)
     masked = report_masked_fraction(run, negative, config, inputs)
@@ -167,6 +168,22 @@ _detector_foreground = Step(detector_foreground, kind="IN->BS", name="detector_f
 _mask_function = Step(call_mask_function, kind="IN->BS", name="negative_mask")
 _user_mask = Step(user_mask_on_grid, kind="BS->BS", name="negative_mask")
 _model_mask = Step(model_mask, kind="IN->BS", name="negative_mask")
+
+
+def _require_finite(coarse, url: str) -> None:
+    """Refuse a scan with NaN or +inf voxels (max pooling carries them into the coarse level).
+
+    Thresholds, Otsu's method and intensity statistics are meaningless on them; a
+    clear error beats a mask or a table computed from NaN.
+    """
+    if np.dtype(coarse.dtype).kind != "f":
+        return
+    bad = int(da.count_nonzero(~da.isfinite(da.asarray(coarse))).compute())
+    if bad:
+        raise InvalidInputError(
+            f"input {url!r} has NaN or inf voxels (in {bad} coarse blocks of the scan); replace them "
+            "(e.g. by 0) before running the pipeline"
+        )
 
 
 def _negative_mask(run: Runner, setting, coarse, coarse_scale, p, store: dict, *, whole_brain: bool = False):
