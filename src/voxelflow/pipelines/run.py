@@ -20,6 +20,7 @@ import dask.array as da
 import numpy as np
 import pandas as pd
 
+from voxelflow.errors import ConfigError
 from voxelflow.paths import VPath
 from voxelflow.pipelines.config import Config
 from voxelflow.pipelines.inputs import Atlas, Scan, open_atlas, open_scan
@@ -39,6 +40,7 @@ OBJECT_COLUMNS = (
     "intensity_mean", "intensity_max", "intensity_sum", "region_id", "region_acronym",
     "touches_border", "z0", "y0", "x0", "z1", "y1", "x1",
     "response", "component_volume_um3", "component_elongation",
+    "hemisphere", "atlas_z_um", "atlas_y_um", "atlas_x_um",
 )
 
 
@@ -125,6 +127,9 @@ def run_pipeline(
     out_dir = VPath(config.output.folder)
     cache = VPath(config.output.cache or (out_dir / layout.CACHE_FOLDER).url)
     scan = open_scan(config.input.url, config.input.channel, config.input.level, scale_um=config.input.scale_um)
+    if config.atlas.url and config.atlas.brainglobe:
+        raise ConfigError("set atlas.url (an atlas already registered to the scan) or atlas.brainglobe (an atlas "
+                          "voxelflow registers), not both")
     atlas = open_atlas(config.atlas.url, config.atlas.regions, scan.image.shape, scan.scale) \
         if config.atlas.url else None
     out_dir.mkdirs()
@@ -136,6 +141,10 @@ def run_pipeline(
     inputs = Inputs(scan, atlas, config.pipeline.mask if mask is None else mask, stream, progress)
     try:
         with bar:
+            if config.atlas.brainglobe:
+                from voxelflow.pipelines.registration import register_atlas
+
+                inputs.atlas = register_atlas(run, config, scan, out_dir, stream, progress)
             outputs = recipe(run, config, inputs)
     except BaseException as exc:
         layout.write_run(out_dir, _record(config, run, t_start, status="failed", error=f"{type(exc).__name__}: {exc}"))
