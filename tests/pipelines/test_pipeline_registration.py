@@ -104,3 +104,30 @@ def test_atlas_url_and_brainglobe_together_are_refused(experiment, tmp_path, cap
     code = main(["run", str(experiment["config"]), "--quiet", "--no-report", "--set",
                  f"atlas.url={experiment['scan']}", "--out", str(tmp_path / "run")])
     assert code == 2 and "not both" in capsys.readouterr().err
+
+
+def test_atlas_settings_are_checked_and_round_trip(tmp_path):
+    from voxelflow.errors import ConfigError
+    from voxelflow.pipelines.config import load_config, to_toml
+
+    base = ["input.url=scan.ome.zarr", "output.folder=run", "atlas.brainglobe=atlas"]
+    cfg = load_config(None, base + ["atlas.orientation=PSL", "atlas.registration_channel=0"])
+    assert cfg.atlas.orientation == "psl" and cfg.atlas.registration == {}
+    with pytest.raises(ConfigError, match="atlas.orientation"):
+        load_config(None, base + ["atlas.orientation=abc"])
+    text = '[input]\nurl = "s.ome.zarr"\n[output]\nfolder = "r"\n[atlas]\nbrainglobe = "a"\norientation = "asl"\n' \
+           '[atlas.registration]\ngrid_spacing_um = 2500.0\naffine_shrink = [2, 1]\naffine_smoothing_vox = [1.0, 0.0]\n'
+    (tmp_path / "c.toml").write_text(text)
+    cfg = load_config(tmp_path / "c.toml")
+    assert cfg.atlas.registration["grid_spacing_um"] == 2500.0
+    (tmp_path / "d.toml").write_text(to_toml(cfg))
+    assert load_config(tmp_path / "d.toml").atlas.registration == cfg.atlas.registration
+    (tmp_path / "e.toml").write_text(text.replace("grid_spacing_um", "grid_spacing"))
+    with pytest.raises(ConfigError, match="atlas.registration"):
+        load_config(tmp_path / "e.toml")
+
+
+def test_missing_orientation_is_a_config_error(experiment, tmp_path, capsys):
+    code = main(["register", str(experiment["config"]), "--quiet", "--set", "atlas.orientation=",
+                 "--out", str(tmp_path / "run")])
+    assert code == 2 and "atlas.orientation" in capsys.readouterr().err

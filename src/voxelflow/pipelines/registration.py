@@ -80,10 +80,15 @@ def mapping_from_result(result: dict) -> ScanAtlasMap:
     return ScanAtlasMap.from_parts(affine, deformable, result["mapping"])
 
 
-def warp_atlas_image(result: dict, atlas_folder: str, atlas_stamp: str, which: str) -> np.ndarray:
-    """The atlas ``annotation`` or ``hemispheres`` on the coarse scan grid (nearest), scan orientation."""
+def warp_atlas_image(result: dict, atlas_folder: str, atlas_stamp: str, which: str) -> da.Array:
+    """The atlas ``annotation`` or ``hemispheres`` on the coarse scan grid (nearest), scan orientation.
+
+    Returned as a dask array so the cache stores it as a labels OME-Zarr with its voxel size
+    (the viewer shows it over the scan).
+    """
     atlas = read_brainglobe_folder(atlas_folder)
-    return mapping_from_result(result).labels_to_scan(getattr(atlas, which))
+    warped = mapping_from_result(result).labels_to_scan(getattr(atlas, which))
+    return da.from_array(warped, chunks=tuple(min(64, n) for n in warped.shape))
 
 
 _register = Step(register_coarse, kind="IN->JSON", name="registration")
@@ -134,9 +139,7 @@ def register_atlas(run: Runner, config, scan, out_dir: VPath, stream=None, progr
         raise RegistrationError(f"{exc} (QC pictures in {qc_dir.url})", mapping) from None
     labels = run.step(_warp, result, a.brainglobe, stamp, "annotation", name="atlas_labels", storage=store)
     hemis = run.step(_warp, result, a.brainglobe, stamp, "hemispheres", name="atlas_hemispheres", storage=store)
-    chunks = tuple(min(64, n) for n in np.shape(labels))
-    return Atlas(da.from_array(np.asarray(labels), chunks=chunks), cscale, atlas.regions,
-                 hemispheres=da.from_array(np.asarray(hemis), chunks=chunks), registration=result)
+    return Atlas(da.asarray(labels), cscale, atlas.regions, hemispheres=da.asarray(hemis), registration=result)
 
 
 def _write_qc(folder: VPath, coarse, template, result) -> None:
