@@ -126,7 +126,8 @@ sig = np.load({os.path.join(tmp, 'signal.npy')!r}); bg = np.load({os.path.join(t
 t0 = time.perf_counter()
 cells = detect.main(sig, start_plane=0, end_plane=-1, voxel_sizes={list(SPACING)}, soma_diameter={DIAMETER},
                     max_cluster_size=100000, ball_xy_size=6, ball_z_size=15, ball_overlap_fraction=0.6,
-                    soma_spread_factor=1.4, n_free_cpus=0, log_sigma_size=0.2, n_sds_above_mean_thresh=10)
+                    soma_spread_factor=1.4, n_free_cpus=0, log_sigma_size=0.2, n_sds_above_mean_thresh=10,
+                    torch_device="cpu")
 dt = time.perf_counter() - t0
 pts = [[c.z, c.y, c.x] for c in cells]
 print(json.dumps({{"seconds": dt, "points": pts}}))

@@ -77,6 +77,10 @@ class ConfigError(VoxelflowError, ValueError):
     """A pipeline configuration key is missing or has a bad value."""
 
 
+class SchedulerError(VoxelflowError, ConnectionError):
+    """A Dask scheduler address cannot be reached (nothing listening, refused, timed out)."""
+
+
 class EmptyResultError(VoxelflowError, ValueError):
     """A pipeline stage produced nothing where something was required."""
 

@@ -45,9 +45,8 @@ def test_lock_of_a_crashed_process_is_taken_over(tmp_path, caplog):
     stale = read_lock(VPath(url))
     assert isinstance(stale, LockInfo)
     with caplog.at_level(logging.INFO, logger="voxelflow.cache"):
-        t0 = time.monotonic()
-        node = cdir_init(url, timeout=10)
-    assert node.status == "computing" and time.monotonic() - t0 < 5
+        node = cdir_init(url, timeout=10)  # a wait for the dead holder would end in CacheLockedError
+    assert node.status == "computing"
     assert read_lock(VPath(url)).token != stale.token
     assert any("stale lock" in r.getMessage() for r in caplog.records)
 
@@ -85,10 +84,9 @@ def test_live_holder_is_protected_until_it_dies(tmp_path, holder):
 def test_waiting_process_gets_the_commit_of_the_holder(tmp_path, holder, caplog):
     url = tmp_path / "node"
     holder(url, "commit", 1.0)
-    t0 = time.monotonic()
     with caplog.at_level(logging.INFO, logger="voxelflow.cache"):
         node = cdir_init(url, timeout=60)
-    assert node.commit is not None and time.monotonic() - t0 > 0.3
+    assert node.commit is not None
     assert load(url) == 42
     assert any("waiting for" in r.getMessage() for r in caplog.records)
 
@@ -121,9 +119,8 @@ def test_unparsable_lock_is_taken_over(root):
 def test_same_process_reinitialises_its_own_node_without_waiting(root):
     url = f"{root}/node"
     first = read_lock(VPath(cdir_init(url).path))
-    t0 = time.monotonic()
-    assert cdir_init(url, timeout=0).status == "computing"
-    assert time.monotonic() - t0 < 1 and read_lock(VPath(url)).token != first.token
+    assert cdir_init(url, timeout=0).status == "computing"  # timeout=0: any wait would raise
+    assert read_lock(VPath(url)).token != first.token
 
 
 def test_heartbeat_renews_held_locks(root):

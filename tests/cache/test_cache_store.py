@@ -16,6 +16,7 @@ from hypothesis.extra import numpy as hnp
 from hypothesis.extra import pandas as hpd
 
 from voxelflow.cache import load, save
+from voxelflow.errors import CacheError
 from voxelflow.paths import VPath
 
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -148,7 +149,7 @@ def test_load_of_a_dask_array_reads_no_data(tmp_path):
             chunk.write_bytes(b"corrupt")
     back = load(tmp_path / "n")  # lazy: the damaged chunks are not read yet
     assert back.chunks == ((4, 4), (4, 4))
-    with pytest.raises(RuntimeError):  # the codec rejects the damaged bytes once they are read
+    with pytest.raises(CacheError, match="damaged payload chunk"):  # once the damaged bytes are read
         back.compute()
 
 

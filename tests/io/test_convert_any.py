@@ -205,3 +205,28 @@ def test_default_chunks_bound_the_input_slab():
     assert chunks[0] * 4096 * 4096 * 2 <= convert_module.SLAB_BYTES and chunks[0] >= 2
     assert np.prod(chunks) * 2 <= convert_module.CHUNK_BYTES
     assert all(c % 2 == 0 for c in chunks)
+
+
+def test_progress_bar_on_the_threaded_scheduler(tmp_path, monkeypatch, capsys):
+    import time
+
+    vol = lightsheet_volume((16, 16, 16), seed=9)
+    folder = write_planes(tmp_path / "planes", vol)
+    real = planes_module.PlaneStack.read_plane
+    monkeypatch.setattr(planes_module.PlaneStack, "read_plane",
+                        lambda self, name: time.sleep(0.12) or real(self, name))
+    assert main(["convert", str(folder), str(tmp_path / "p.ome.zarr"), "--scale-um", "1", "--levels", "2",
+                 "--chunks", "4,16,16"]) == 0
+    assert "100% Completed" in capsys.readouterr().err
+
+
+def test_bigstitcher_channel_named_by_number(tmp_path):
+    from test_open_n5 import write_bigstitcher
+
+    vols = [[lightsheet_volume((4, 16, 16), seed=c) for c in range(2)]]
+    xml = write_bigstitcher(tmp_path / "bs", vols, channel_names=("1", "0"))  # names that look like indexes
+    out = tmp_path / "c.ome.zarr"
+    assert main(["convert", str(xml), str(out), "--channel", "0", "--levels", "2", "--quiet"]) == 0
+    arr, meta = open_ome_zarr(str(out))
+    assert meta.axes == ("z", "y", "x") and meta.scale == (2.0, 0.5, 0.5)
+    np.testing.assert_array_equal(arr.compute(), vols[0][1])  # the channel named "0", not index 0

@@ -94,3 +94,31 @@ def test_slices_only_on_ome_zarr_and_bad_scale(tmp_path):
         open_image(str(tmp_path / "s.tif"), scale_um=-1)
     with pytest.raises(InvalidInputError, match="level 1 is out of range"):
         open_image(str(tmp_path / "s.tif"), level=1, scale_um=1.0)
+
+
+def test_remote_planes_stack_and_n5_over_fsspec(tmp_path, memory_url):
+    import fsspec
+    from test_open_n5 import ts_write
+
+    vol = lightsheet_volume((6, 16, 20), seed=9)
+    fs = fsspec.filesystem("memory")
+    root = memory_url.removeprefix("memory://")
+    for z, plane in enumerate(vol):
+        tifffile.imwrite(tmp_path / f"p{z}.tif", plane)
+        fs.put_file(str(tmp_path / f"p{z}.tif"), f"{root}/planes/p{z}.tif")
+    tifffile.imwrite(tmp_path / "stack.tif", vol, imagej=True, resolution=(2.0, 2.0),
+                     metadata={"axes": "ZYX", "spacing": 3.0, "unit": "um"})
+    fs.put_file(str(tmp_path / "stack.tif"), f"{root}/stack.tif")
+    ts_write(tmp_path / "v.n5", vol, block=(2, 8, 8), extra={"resolution": [0.5, 0.5, 3.0]})
+    fs.put(str(tmp_path / "v.n5"), f"{root}/v.n5", recursive=True)
+    planes, meta = open_image(f"{memory_url}/planes", scale_um=(3.0, 0.5, 0.5))
+    assert meta.format == "tiff-planes"
+    np.testing.assert_array_equal(planes.compute(), vol)
+    globbed, _ = open_image(f"{memory_url}/planes/p*.tif", scale_um=(3.0, 0.5, 0.5))
+    np.testing.assert_array_equal(globbed.compute(), vol)
+    stack, meta = open_image(f"{memory_url}/stack.tif")
+    assert meta.format == "tiff" and meta.scale == (3.0, 0.5, 0.5)
+    np.testing.assert_array_equal(stack.compute(), vol)
+    n5, meta = open_image(f"{memory_url}/v.n5")
+    assert meta.format == "n5" and meta.scale == (3.0, 0.5, 0.5)
+    np.testing.assert_array_equal(n5.compute(), vol)

@@ -128,3 +128,33 @@ def test_contradicting_settings_name_the_key(crop_files, tmp_path):
     with pytest.raises(ConfigError, match="pipeline.kind"):
         run_cell_pipeline(load_config(None, [f"input.url={urls['scan']}", f"output.folder={tmp_path}"]),
                           progress=False)
+
+
+def test_sweep_reuses_the_upstream_cache_and_tabulates_scores(crop_files, default_run, tmp_path):
+    from voxelflow.cli.sweep_cmd import parse_vary, sweep
+    from voxelflow.pipelines.config import to_toml
+
+    crop, urls, folder = crop_files
+    config = _config(urls, folder / "run")
+    path = tmp_path / "cells.toml"
+    path.write_text(to_toml(config))
+    pts = tmp_path / "pts.csv"
+    crop.truth[crop.truth.inside][["z", "y", "x"]].to_csv(pts, index=False)
+    table = sweep(str(path), parse_vary(["cells.threshold_k=2.5,5"]), points=str(pts))
+    assert list(table["cells.threshold_k"]) == [2.5, 5.0]
+    # the levels, response and threshold statistics come from the base run's cache
+    assert (table.steps_cached >= 5).all()
+    assert table.objects.iloc[0] > table.objects.iloc[1]
+    assert table.recall.iloc[0] > table.recall.iloc[1]
+    assert (folder / "run" / "sweep.csv").exists()
+    with pytest.raises(ConfigError, match="--vary"):
+        parse_vary(["cells.threshold_k"])
+
+
+def test_the_example_configuration_is_a_cell_run():
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "cells.toml"
+    config = load_config(example)
+    assert config.pipeline.kind == "cells" and config.cells.diameter_um == 10.0
+    assert config.input.background_channel == 1 and config.mask.whole_brain is False

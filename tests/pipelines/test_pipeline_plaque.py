@@ -129,7 +129,7 @@ def test_interrupted_run_resumes_from_its_cache(base, tmp_path, monkeypatch):
         m.setattr(steps.count_by_region, "_fn", crash)
         with pytest.raises(RuntimeError, match="worker lost"):
             run_plaque_pipeline(config, progress=False)
-    failed = json.loads((run / "run.json").read_text())
+    failed = json.loads((run / "run-failed.json").read_text())  # the earlier run stays whole
     assert failed["status"] == "failed" and "worker lost" in failed["error"]
     assert [s["name"] for s in failed["steps"]][-2:] == ["physical_coordinates", "add_regions"]
     resumed = run_plaque_pipeline(config, progress=False)

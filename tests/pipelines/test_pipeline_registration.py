@@ -82,7 +82,7 @@ def test_wrong_orientation_is_a_clear_error_with_qc_pictures(experiment, tmp_pat
     err = capsys.readouterr().err
     assert "does not look like orientation 'asr'" in err and "psl" in err
     assert (tmp_path / "run" / "registration" / "qc_scan_axis0.png").is_file()
-    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    record = json.loads((tmp_path / "run" / "run-failed.json").read_text())
     assert record["status"] == "failed" and not (tmp_path / "run" / "regions.csv").exists()
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import atexit
 import json
 import logging
+import math
 import os
 import socket
 import threading
@@ -101,7 +102,8 @@ def is_mine(info: LockInfo) -> bool:
 def is_live(info: LockInfo) -> bool:
     """True if the owner of ``info`` is (probably) still computing."""
     if info.host != socket.gethostname():
-        return time.time() - info.heartbeat < LEASE_SECONDS
+        # a heartbeat from the future (clock skew, or an edited file) cannot hold a node for ever
+        return -LEASE_SECONDS < time.time() - info.heartbeat < LEASE_SECONDS
     try:
         proc = psutil.Process(info.pid)
         return proc.status() != psutil.STATUS_ZOMBIE and abs(proc.create_time() - info.pid_created) < 1.0
@@ -112,14 +114,25 @@ def is_live(info: LockInfo) -> bool:
 
 
 def read_lock(node: VPath) -> LockInfo | None | bool:
-    """The lock of ``node``: a LockInfo, None if unlocked, False if unparsable."""
+    """The lock of ``node``: a LockInfo, None if unlocked, False if unparsable or of wrong field types."""
     try:
         data = json.loads((node / LOCK_NAME).read_bytes())
-        return LockInfo(**data)
+        info = LockInfo(**data)
     except FileNotFoundError:
         return None
     except (OSError, ValueError, TypeError):
         return False
+    return info if _well_typed(info) else False
+
+
+def _well_typed(info: LockInfo) -> bool:
+    def number(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    return (isinstance(info.host, str) and isinstance(info.pid, int) and not isinstance(info.pid, bool)
+            and info.pid > 0 and isinstance(info.token, str) and all(
+                number(v) for v in (info.pid_created, info.started, info.heartbeat))
+            and isinstance(info.key_hash, (str, type(None))))
 
 
 # --- locks held by this process ----------------------------------------------

@@ -27,7 +27,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from voxelflow.errors import CacheKeyError
+from voxelflow.errors import CacheError, CacheKeyError
 from voxelflow.paths import VPath
 
 __all__ = [
@@ -134,9 +134,16 @@ def write_identity(folder: VPath) -> None:
 def read_marker(folder: VPath, *, warn: bool = True) -> dict | None:
     """The commit marker of a node, or None if the node is not committed.
 
-    A marker that is missing, unreadable, not JSON or not a voxelflow marker counts
-    as not committed; unless ``warn`` is False the last three cases are logged as
-    warnings, because they mean something interrupted or tampered with the node.
+    A marker that is missing, unreadable, not JSON or not a voxelflow marker (a
+    field missing or of the wrong type) counts as not committed; unless ``warn`` is
+    False the last three cases are logged as warnings, because they mean something
+    interrupted or tampered with the node.
+
+    Raises
+    ------
+    CacheError
+        The marker has a format version newer than this voxelflow reads: the node
+        must be neither read nor cleared.
     """
     path = folder / MARKER_NAME
     try:
@@ -149,14 +156,38 @@ def read_marker(folder: VPath, *, warn: bool = True) -> dict | None:
         return None
     try:
         marker = json.loads(raw)
-        if marker.get("format") != _MARKER_FORMAT:
-            raise ValueError(f"format is {marker.get('format')!r}, expected {_MARKER_FORMAT!r}")
-        marker_commit_time(marker)
+        _check_marker(marker)
     except (ValueError, AttributeError, TypeError, KeyError) as exc:
         if warn:
             log.warning("commit marker %s is corrupt (%s); treating the node as not committed", path, exc)
         return None
+    if marker["version"] > _FORMAT_VERSION:
+        raise CacheError(
+            f"commit marker {path} has format version {marker['version']}, written by a newer voxelflow; this "
+            f"one reads version {_FORMAT_VERSION}. Upgrade voxelflow to use the node (it is left untouched), "
+            "or remove it with `voxelflow cache rm`"
+        )
     return marker
+
+
+def _check_marker(marker: Any) -> None:
+    """Raise ValueError unless ``marker`` has the fields of a commit marker with their types."""
+    if not isinstance(marker, dict) or marker.get("format") != _MARKER_FORMAT:
+        raise ValueError(f"not a voxelflow commit marker (format {marker.get('format') if isinstance(marker, dict) else marker!r})")
+    version = marker.get("version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ValueError(f"version must be an integer >= 1, got {version!r}")
+    if not isinstance(marker.get("committed"), str):
+        raise ValueError(f"committed must be a time stamp, got {marker.get('committed')!r}")
+    marker_commit_time(marker)
+    if not isinstance(marker.get("key_hash"), (str, type(None))):
+        raise ValueError(f"key_hash must be a string or null, got {marker.get('key_hash')!r}")
+    payload = marker.get("payload")
+    if payload is not None and not (isinstance(payload, dict) and isinstance(payload.get("kind"), str) and (
+            isinstance(payload.get("name"), str) or payload.get("kind") == "children")):
+        raise ValueError(f"payload must be null or an object with a kind and a name, got {payload!r:.200}")
+    if not isinstance(marker.get("versions", {}), dict):
+        raise ValueError(f"versions must be an object, got {marker.get('versions')!r}")
 
 
 def write_marker(

@@ -30,7 +30,7 @@ from voxelflow.cache._marker import (
     read_marker,
     write_marker,
 )
-from voxelflow.cache._store import PAYLOAD_NAMES, prepare_payload, read_payload, write_payload
+from voxelflow.cache._store import PAYLOAD_NAMES, plain_entry, prepare_payload, read_payload, write_payload
 from voxelflow.errors import (
     CacheError,
     CacheLockedError,
@@ -273,9 +273,13 @@ def load(url: str | VPath, *, storage_options: dict | None = None) -> Any:
         payload = marker.get("payload") or _undescribed_payload(path)
         if not payload:
             raise CacheError(f"{path} was committed without a save() result; read the files in that folder directly")
-        if payload["kind"] == "children":
-            results = [load(path / name) for name in payload["children"]]
-            return tuple(results) if payload["tuple"] else results[0]
+        if payload.get("kind") == "children":
+            names = payload.get("children")
+            if not isinstance(names, list) or not names or not all(plain_entry(n) for n in names):
+                raise CacheError(f"{path}: the commit marker's child payload names {names!r:.200} are not "
+                                 "entries of the node")
+            results = [load(path / name) for name in names]
+            return tuple(results) if payload.get("tuple") else results[0]
         token = hashlib.sha256(f"{path.url}|{marker['committed']}".encode()).hexdigest()[:16]
         try:
             return read_payload(path, payload, token)

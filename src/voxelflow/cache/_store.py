@@ -29,16 +29,20 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from voxelflow.errors import UnsupportedObjectError
+from voxelflow.cache._gate import GuardedTargets, in_process_scheduler
+from voxelflow.cache._marker import BOOKKEEPING_PREFIX
+from voxelflow.errors import CacheError, UnsupportedObjectError
 from voxelflow.paths import VPath
 
-__all__ = ["PAYLOAD_NAMES", "ChildNodes", "Image", "prepare_payload", "read_payload", "write_payload"]
+__all__ = ["PAYLOAD_NAMES", "ChildNodes", "Image", "payload_path", "plain_entry", "prepare_payload", "read_payload",
+           "write_payload"]
 
 PAYLOAD_NAMES = {
     "numpy": "result.npy",
@@ -200,7 +204,50 @@ def _write_dask(target: VPath, arr) -> None:
         store=target.zarr_store(), shape=arr.shape, dtype=arr.dtype, chunks=zchunks, overwrite=True
     )
     # Each dask block maps onto whole zarr chunks, so block writes never overlap and need no lock.
-    da.store(source, z, lock=False)
+    if not in_process_scheduler([source]):
+        da.store(source, z, lock=False)
+        return
+    # a failed store must not keep writing into a node that is being cleared or retried
+    guarded = GuardedTargets([z])
+    try:
+        da.store(source, guarded.targets[0], lock=False)
+    except BaseException:
+        guarded.close_and_wait()
+        raise
+
+
+def payload_path(folder: VPath, payload: Any) -> VPath:
+    """The payload entry a marker's description names, proved to lie inside ``folder``.
+
+    Raises
+    ------
+    CacheError
+        The description is not an object, names an unknown kind, or a name that
+        is not a plain entry of the node (``..``, a path, a bookkeeping file) or
+        that is a link leading out of the node.
+    """
+    if not isinstance(payload, dict):
+        raise CacheError(f"{folder}: the commit marker's payload description is not an object: {payload!r:.200}")
+    kind, name = payload.get("kind"), payload.get("name")
+    if kind not in PAYLOAD_NAMES:
+        raise CacheError(f"{folder}: unknown payload kind {kind!r} in the commit marker; this voxelflow reads "
+                         f"{', '.join(sorted(PAYLOAD_NAMES))}")
+    if not plain_entry(name):
+        raise CacheError(f"{folder}: the commit marker names the payload {name!r}, which is not an entry of the "
+                         "node; refusing to read outside it")
+    target = folder / name
+    if target.is_local:
+        real_folder = os.path.realpath(folder.path)
+        if os.path.commonpath([real_folder, os.path.realpath(target.path)]) != real_folder:
+            raise CacheError(f"{folder}: payload {name!r} is a link to {os.path.realpath(target.path)}, outside "
+                             "the node; refusing to read it")
+    return target
+
+
+def plain_entry(name: Any) -> bool:
+    """True if ``name`` is one entry of a folder (no path, not ``..``, not a bookkeeping file)."""
+    return (isinstance(name, str) and name not in ("", ".", "..") and "/" not in name and "\\" not in name
+            and not name.startswith(BOOKKEEPING_PREFIX))
 
 
 def read_payload(folder: VPath, payload: dict, token: str) -> Any:
@@ -214,19 +261,25 @@ def read_payload(folder: VPath, payload: dict, token: str) -> Any:
     token : str
         Identifies this commit; names the dask graph of a loaded dask array so
         loading the same commit twice gives the same keys.
+
+    Raises
+    ------
+    CacheError
+        The description does not name a payload inside ``folder`` (see
+        :func:`payload_path`); reading a lazily loaded array's damaged chunk raises
+        it too, naming the node.
     """
-    target = folder / payload["name"]
+    target = payload_path(folder, payload)
     kind = payload["kind"]
     if kind == "numpy":
         with target.open("rb") as f:
             return np.load(f, allow_pickle=False)
     if kind == "dask":
-        import dask.array as da
         import zarr
 
         z = zarr.open_array(store=target.zarr_store(read_only=True), mode="r")
         chunks = tuple(tuple(dim) for dim in payload["chunks"])
-        return da.from_zarr(z, chunks=chunks, name=f"voxelflow-load-{token}")
+        return _lazy(z, chunks, f"voxelflow-load-{token}", folder)
     if kind in ("dataframe", "series"):
         import pandas as pd
 
@@ -234,13 +287,12 @@ def read_payload(folder: VPath, payload: dict, token: str) -> Any:
             table = pd.read_parquet(f, engine="pyarrow")
         return table.iloc[:, 0] if kind == "series" else table
     if kind == "ome-zarr":
-        return _read_image_level0(target, token)
+        return _read_image_level0(target, token, folder)
     return json.loads(target.read_text())
 
 
-def _read_image_level0(target: VPath, token: str):
+def _read_image_level0(target: VPath, token: str, folder: VPath):
     """The full-resolution level of an OME-Zarr image (NGFF 0.4 or 0.5) as a lazy dask array."""
-    import dask.array as da
     import zarr
 
     group = zarr.open_group(store=target.zarr_store(read_only=True), mode="r")
@@ -250,5 +302,37 @@ def _read_image_level0(target: VPath, token: str):
         level0 = section["multiscales"][0]["datasets"][0]["path"]
     except (KeyError, IndexError, TypeError) as exc:
         raise UnsupportedObjectError(f"{target} has no OME-Zarr multiscales metadata") from exc
+    if not isinstance(level0, str) or not all(plain_entry(part) for part in level0.split("/")):
+        raise CacheError(f"{target}: level path {level0!r} is not inside the image")
     z = group[level0]
-    return da.from_zarr(z, chunks=z.chunks, name=f"voxelflow-load-{token}")
+    return _lazy(z, z.chunks, f"voxelflow-load-{token}", folder)
+
+
+def _lazy(z, chunks, name: str, folder: VPath):
+    import dask.array as da
+
+    return da.from_array(CheckedPayload(z, folder), chunks=chunks, name=name, lock=False, asarray=False,
+                         meta=np.empty((0,) * z.ndim, z.dtype))
+
+
+class CheckedPayload:
+    """A stored zarr array whose reads report damaged chunks as :class:`CacheError` naming the node.
+
+    Attributes
+    ----------
+    zarray : zarr.Array
+    node : VPath
+    """
+
+    def __init__(self, zarray, node: VPath):
+        self.zarray, self.node = zarray, node
+        self.shape, self.dtype, self.ndim = zarray.shape, zarray.dtype, zarray.ndim
+
+    def __getitem__(self, key) -> np.ndarray:
+        try:
+            return self.zarray[key]
+        except Exception as exc:  # noqa: BLE001  any failure below zarr means damaged stored bytes
+            raise CacheError(
+                f"committed node {self.node} has a damaged payload chunk ({self.zarray.path or 'array'} at "
+                f"{key!r:.120}): {type(exc).__name__}: {exc}"
+            ) from exc

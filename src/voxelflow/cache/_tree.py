@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -65,27 +66,58 @@ def _walk(folder: VPath, depth: int, force: bool = False) -> list[TreeEntry]:
     below: list[TreeEntry] = []
     for name in names:
         child = folder / name
-        if child.isdir():
+        # links are not followed: nodes are real folders, and a link may loop back up the tree
+        if not _is_link(child) and child.isdir():
             below += _walk(child, depth + 1)
     if node is None and not below and not force:
         return []
-    return [TreeEntry(depth, folder, node, folder.size()), *below]
+    return [TreeEntry(depth, folder, node, _size(folder)), *below]
 
 
-def remove_node(url: str | VPath, *, storage_options: dict | None = None) -> None:
-    """Delete a cache node and everything below it.
+def _is_link(path: VPath) -> bool:
+    return path.is_local and os.path.islink(path.path)
+
+
+def _size(folder: VPath) -> int:
+    """Bytes of the files below ``folder``, not following links."""
+    if not folder.is_local:
+        return folder.size()
+    total = 0
+    for dirpath, _, files in os.walk(folder.path):
+        for name in files:
+            full = os.path.join(dirpath, name)
+            if not os.path.islink(full):
+                total += os.path.getsize(full)
+    return total
+
+
+def remove_node(url: str | VPath, *, storage_options: dict | None = None) -> str:
+    """Delete a cache node and everything below it; a link to a node loses only the link.
+
+    Links inside the node are removed, never followed.
+
+    Returns
+    -------
+    str
+        What was removed, e.g. ``"node /data/cache/a"`` or ``"link /x/a (the node it points to,
+        /data/cache/a, is kept)"``.
 
     Raises
     ------
     NotACacheNodeError
-        ``url`` is missing, a file, or a folder that is not a cache node.
+        ``url`` is missing, a file, or a folder that is not a cache node (also through a link).
     CacheLockedError
         Another live process is computing the node.
     """
     path = as_vpath(url, storage_options)
     if not path.isdir() or not is_node(path):
         raise NotACacheNodeError(f"refusing to remove {path}: it is not a voxelflow cache node")
+    if _is_link(path):
+        target = os.path.realpath(path.path)
+        os.unlink(path.path)
+        return f"link {path} (the node it points to, {target}, is kept)"
     lock = read_lock(path)
     if lock and is_live(lock) and not is_mine(lock):
         raise CacheLockedError(f"refusing to remove {path}: it is being computed by {lock.describe()}")
     path.rm()
+    return f"node {path}"

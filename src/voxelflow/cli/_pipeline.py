@@ -43,7 +43,8 @@ def run_and_report(config: Config, *, progress: bool, report: bool, truth=None, 
 
     stream = stream or sys.stderr
     c = config.compute
-    with compute_context(c.scheduler, c.workers, c.threads_per_worker, c.memory_limit):
+    with compute_context(c.scheduler, c.workers, c.threads_per_worker, c.memory_limit,
+                         connect_timeout=c.connect_timeout, security=c.security):
         result = run_pipeline(config, progress=progress, stream=stream)
     done = Finished(result, sum(r.cached for r in result.records), len(result.records))
     out = result.out_dir

@@ -78,8 +78,7 @@ def _info(args) -> int:
 
 
 def _rm(args) -> int:
-    remove_node(args.node)
-    print(f"removed {args.node}")
+    print(f"removed {remove_node(args.node)}")
     return 0
 
 

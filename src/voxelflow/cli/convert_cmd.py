@@ -57,7 +57,8 @@ def register(subparsers) -> None:
     p.add_argument("--scale-um", "--scale", dest="scale_um", type=_floats, default=None,
                    help="voxel size in micrometres: z,y,x (or one number for every space axis); "
                         "overrides the input's, required when the input has none")
-    p.add_argument("--channel", default=None, help="convert only this channel (index or name)")
+    p.add_argument("--channel", default=None,
+                   help="convert only this channel: its name, or its index when no channel has that name")
     p.add_argument("--level", type=int, default=0, help="input pyramid level to convert (default 0)")
     p.add_argument("--zip", action="store_true", help="write a .zip archive")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OME-Zarr image at OUTPUT")
@@ -92,11 +93,10 @@ def run(args) -> int:
     output = args.output
     if args.zip and not is_zip(as_vpath(output)):
         raise InvalidInputError(f"zip output needs a path ending in '.zip', got {output}")
-    channel = int(args.channel) if args.channel is not None and args.channel.isdigit() else args.channel
     with compute_context(args.scheduler, args.workers, 1, args.memory_limit) as client, \
             _progress(client, args.quiet):
         out = convert_to_ome_zarr(
-            args.input, output, level=args.level, scale_um=args.scale_um, channel=channel, levels=args.levels,
+            args.input, output, level=args.level, scale_um=args.scale_um, channel=args.channel, levels=args.levels,
             factors=args.factors, method=args.method, chunks=args.chunks,
             shards=args.shards if args.shard is None else args.shard, version=args.version,
             overwrite=args.overwrite,

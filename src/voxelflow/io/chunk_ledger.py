@@ -78,10 +78,6 @@ class ChunkLedger:
         finally:
             os.close(fd)
 
-    def finished(self) -> set[tuple[int, ...]]:
-        """Every index recorded so far (including by other processes)."""
-        return _read_done(os.path.join(self.folder, DONE))
-
     def remove(self) -> None:
         """Delete the ledger files (the job is complete)."""
         for name in (DONE, META):

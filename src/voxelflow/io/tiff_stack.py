@@ -16,6 +16,7 @@ import contextlib
 import logging
 import math
 import os
+import struct
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -169,7 +170,7 @@ class TiffSeriesArray:
             if arr is None:
                 fh = self.fs.open(self.name, "rb")
                 tif = tifffile.TiffFile(fh)
-                store = tif.series[self.series].aszarr(level=self.level)
+                store = tif.series[self.series].aszarr(level=self.level, read_only=True)
                 arr = _OPEN[key] = zarr.open_array(store, mode="r")
                 while len(_OPEN) > MAX_OPEN:
                     _OPEN.popitem(last=False)
@@ -254,10 +255,10 @@ def open_tiff_stack(url, level: int = 0, *, storage_options: dict | None = None,
             if not 0 <= level < len(levels):
                 raise InvalidInputError(f"{where}: level {level} is out of range; the file has {len(levels)} "
                                         "level(s)")
-            store_chunks = zarr.open_array(series.aszarr(level=level), mode="r").chunks
+            store_chunks = zarr.open_array(series.aszarr(level=level, read_only=True), mode="r").chunks
     except (ImageFormatError, InvalidInputError):
         raise
-    except (tifffile.TiffFileError, ValueError, IndexError, KeyError, OSError) as exc:
+    except (tifffile.TiffFileError, ValueError, IndexError, KeyError, OSError, struct.error) as exc:
         raise InvalidPathError(f"cannot read {where} as TIFF: {exc}") from exc
     names = [_AXIS_NAMES.get(a) for a in tiff_axes]
     if None in names or len(set(names)) != len(names):

@@ -52,7 +52,10 @@ def auto_negative_mask(coarse, scale: Sequence[float], edge_um: float, *, whole_
     """
     from skimage.filters import threshold_otsu
 
-    img = np.log1p(np.asarray(coarse, dtype=np.float32))
+    img = np.asarray(coarse, dtype=np.float32)
+    if img.size and float(img.min()) < 0:
+        img = img - float(img.min())  # signed scans (background-subtracted): log of a non-negative shift
+    img = np.log1p(img)
     if img.ndim != 3 or len(scale) != 3:
         raise InvalidInputError(f"auto_negative_mask needs a 3-D image and 3 voxel sizes, got {img.shape}, {scale}")
     if not edge_um >= 0:

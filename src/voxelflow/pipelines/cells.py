@@ -37,9 +37,9 @@ import numpy as np
 import pandas as pd
 
 from voxelflow import ops, steps
-from voxelflow.errors import ConfigError, InvalidInputError
+from voxelflow.errors import ConfigError
 from voxelflow.pipelines.config import Config
-from voxelflow.pipelines.inputs import open_scan
+from voxelflow.pipelines.inputs import background_scan
 from voxelflow.pipelines.plaque import _negative_mask, report_masked_fraction
 from voxelflow.pipelines.run import Inputs, Outputs, PipelineResult, run_pipeline
 from voxelflow.steps import Runner, Step
@@ -242,21 +242,6 @@ _filter_cells = Step(filter_cells, kind="LC->LC", name="filter_cells")
 # --- the recipe ----------------------------------------------------------------------------
 
 
-def _background_scan(config: Config, img):
-    """The background (autofluorescence) channel: another channel of the scan, or its own image; or None."""
-    i = config.input
-    if i.background_url:
-        bg, where = open_scan(i.background_url, None, i.level).image, "input.background_url"
-    elif i.background_channel is not None:
-        bg = open_scan(i.url.split("?", 1)[0], i.background_channel, i.level).image
-        where = "input.background_channel"
-    else:
-        return None
-    if bg.shape != img.shape:
-        raise InvalidInputError(f"{where}: the background channel has shape {bg.shape}, the scan {img.shape}")
-    return bg.rechunk(img.chunks)
-
-
 def _check(c):
     if c.threshold == "absolute" and c.threshold_value is None:
         raise ConfigError("cells.threshold_value: expected a number when cells.threshold = 'absolute'")
@@ -277,7 +262,7 @@ def cells(run: Runner, config: Config, inputs: Inputs) -> Outputs:
     c, scan = config.cells, inputs.scan
     _check(c)
     img, spacing, cf = scan.image, scan.scale, tuple(config.pipeline.coarse_factors)
-    bg = _background_scan(config, img)
+    bg = background_scan(config, img)
     params = cell_parameters(c, spacing)
     coarse_store = {"scale": tuple(s * f for s, f in zip(spacing, cf))}
     full_store = {"chunks": tuple(min(k, s) for k, s in zip(config.output.chunks, img.shape)),

@@ -40,7 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from voxelflow.errors import ConfigError
+from voxelflow.errors import ConfigError, InvalidInputError
+from voxelflow.runtime.compute import DEFAULT_CONNECT_TIMEOUT, check_memory_limit, check_scheduler_address
 
 __all__ = ["Config", "KINDS", "load_config", "parse_override", "to_toml"]
 
@@ -104,6 +105,48 @@ def _scale_um(v):
             raise _Bad
         return [_number(lo=1e-9)(x) for x in v]
     return _number(lo=1e-9)(v)
+
+
+def _scheduler(v):
+    if v == "":
+        return v
+    try:
+        return check_scheduler_address(v)
+    except InvalidInputError:
+        raise _Bad from None
+
+
+def _memory(v):
+    try:
+        return check_memory_limit(v)
+    except InvalidInputError:
+        raise _Bad from None
+
+
+def _positive(v):
+    value = _number(lo=0)(v)
+    if value <= 0:
+        raise _Bad
+    return value
+
+
+_SECURITY_FILES = ("tls_ca_file", "tls_client_cert", "tls_client_key")
+
+
+def _security(v):
+    if v is None or v == "" or v == {}:
+        return None
+    from distributed.security import Security
+
+    if isinstance(v, Security):
+        return v
+    if not isinstance(v, dict) or not set(v) <= {*_SECURITY_FILES, "require_encryption"}:
+        raise _Bad
+    if not isinstance(v.get("require_encryption", True), bool):
+        raise _Bad
+    if not all(isinstance(v[k], str) and os.path.isfile(v[k]) for k in _SECURITY_FILES if k in v):
+        raise _Bad
+    return Security(**v)
 
 
 def _maybe_int(v):
@@ -219,6 +262,22 @@ class PlaqueSection:
                                   "watershed: minimum distance between two seeds")
     density_factors: list[int] = key([4, 8, 8], _triple, "three integers >= 1 (z, y, x)",
                                      "voxels per density-map voxel")
+    prefilter: str = key("none", _string(choices=("none", "log", "dog", "tophat", "background")),
+                         "'none', 'log', 'dog', 'tophat' or 'background'",
+                         "filter before the threshold; background = subtract the scaled background channel")
+    prefilter_um: float = key(10.0, _number(lo=0.01), "a number > 0 (micrometres)",
+                              "LoG / DoG sigma or top-hat box half-width")
+    threshold_mode: str = key("factor", _string(choices=("absolute", "factor", "plane", "tile", "local")),
+                              "'absolute', 'factor', 'plane', 'tile' or 'local'",
+                              "factor x median tissue (or pipeline.threshold when set), an absolute value, "
+                              "mean + k SD per plane / tile inside the tissue, or local mean + k SD")
+    threshold_k: float = key(3.0, _number(), "a number (standard deviations)", "k of mean + k SD")
+    tile_um: float = key(250.0, _number(lo=1), "a number > 0 (micrometres)", "tile edge for threshold_mode = 'tile'")
+    window_um: float = key(50.0, _number(lo=0.1), "a number > 0 (micrometres)",
+                           "half-width of the local threshold window")
+    split_min_distance_um: float | None = key(None, _number(lo=0.01, allow_none=True),
+                                              "a number > 0 (micrometres, or unset)",
+                                              "watershed seed distance in micrometres (wins over split_min_distance)")
 
 
 @dataclass
@@ -228,7 +287,7 @@ class MaskSection:
     whole_brain: bool = key(False, _bool, "true or false",
                             "the scan is a whole brain: the volume border counts as a tissue edge (false: a crop "
                             "or partial brain, tissue runs on past the border)")
-    warn_fraction: float = key(0.5, _number(lo=0, hi=1), "a fraction between 0 and 1",
+    warn_fraction: float = key(0.8, _number(lo=0, hi=1), "a fraction between 0 and 1",
                                "warn when the mask removes more than this fraction of the volume")
 
 
@@ -293,10 +352,16 @@ class OutputSection:
 class ComputeSection:
     """``[compute]``: where the Dask work runs."""
 
-    scheduler: str = key("", _string(allow_empty=True), "a scheduler address like tcp://host:8786 (or empty)")
+    scheduler: str = key("", _scheduler, "a scheduler address like tcp://host:8786 (or empty)",
+                         "a running Dask scheduler; it runs code in this process, so only use trusted ones")
     workers: int = key(0, _number(lo=0, integer=True), "an integer >= 0 (0 = threaded scheduler in-process)")
     threads_per_worker: int = key(1, _number(lo=1, integer=True), "an integer >= 1")
-    memory_limit: str = key("4GB", _string(), "a memory size such as '4GB'")
+    memory_limit: str = key("4GB", _memory, "a memory size > 0 such as '4GB' or '512 MiB' (or 'auto')")
+    connect_timeout: float = key(DEFAULT_CONNECT_TIMEOUT, _positive, "a number of seconds > 0",
+                                 "how long to wait for compute.scheduler to answer")
+    security: Any = key(None, _security, "a distributed.security.Security or a table with tls_ca_file, "
+                        "tls_client_cert, tls_client_key (files) and require_encryption (bool)",
+                        "TLS certificates for a tls:// scheduler")
 
 
 @dataclass
@@ -455,8 +520,12 @@ def load_config(
                 doc = tomllib.load(f)
         except FileNotFoundError:
             raise ConfigError(f"config file {where!r} does not exist") from None
-        except tomllib.TOMLDecodeError as exc:
+        except IsADirectoryError:
+            raise ConfigError(f"config file {where!r} is a folder; expected a TOML file") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config file {where!r} is not valid TOML: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"config file {where!r} cannot be read: {exc}") from None
         merged.update(_values_of(doc, where, Path(os.path.abspath(where)).parent))
     for text in overrides:
         dotted, value = parse_override(text)
@@ -478,6 +547,10 @@ def to_toml(config: Config) -> str:
 
 
 def _toml_value(v) -> str:
+    if type(v).__name__ == "Security":
+        v = {k: getattr(v, k) for k in (*_SECURITY_FILES, "require_encryption") if getattr(v, k, None) is not None}
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + "}"
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, (int, float)):

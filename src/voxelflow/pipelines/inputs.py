@@ -22,7 +22,7 @@ from voxelflow.io.atlas_files import read_region_table
 from voxelflow.paths import VPath, as_vpath
 from voxelflow.steps import keyed
 
-__all__ = ["Atlas", "Scan", "open_atlas", "open_keyed", "open_scan", "open_user_mask"]
+__all__ = ["Atlas", "Scan", "background_scan", "open_atlas", "open_keyed", "open_scan", "open_user_mask"]
 
 
 @dataclass(frozen=True)
@@ -191,3 +191,18 @@ def open_user_mask(url: str) -> da.Array:
     if mask.ndim != 3:
         raise InvalidInputError(f"pipeline.mask must be a 3-D image, got shape {mask.shape}")
     return keyed(mask, json.dumps([url, stamp]))
+
+
+def background_scan(config, img):
+    """The background (autofluorescence) channel: another channel of the scan, or its own image; or None."""
+    i = config.input
+    if i.background_url:
+        bg, where = open_scan(i.background_url, None, i.level).image, "input.background_url"
+    elif i.background_channel is not None:
+        bg = open_scan(i.url.split("?", 1)[0], i.background_channel, i.level).image
+        where = "input.background_channel"
+    else:
+        return None
+    if bg.shape != img.shape:
+        raise InvalidInputError(f"{where}: the background channel has shape {bg.shape}, the scan {img.shape}")
+    return bg.rechunk(img.chunks)

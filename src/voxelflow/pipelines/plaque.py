@@ -43,7 +43,8 @@ from voxelflow.errors import ConfigError, EmptyResultError, InvalidInputError, O
 from voxelflow.io.models import load_model
 from voxelflow.ops import model_mask, scale_nearest
 from voxelflow.pipelines.config import Config
-from voxelflow.pipelines.inputs import open_user_mask
+from voxelflow.pipelines.detector import check_detector, detector_foreground, split_distance_voxels, uses_detector
+from voxelflow.pipelines.inputs import background_scan, open_user_mask
 from voxelflow.pipelines.registration import atlas_space_columns
 from voxelflow.pipelines.run import Inputs, Outputs, PipelineResult, run_pipeline
 from voxelflow.steps import Runner, Step
@@ -64,17 +65,25 @@ def plaque(run: Runner, config: Config, inputs: Inputs) -> Outputs:
 
     coarse = run.step(steps.downsample, img, cf, method="max", name="coarse", storage=coarse_store,
                       viewer_args=_HIDDEN)
+    _require_finite(coarse, config.input.url)
     negative = _negative_mask(run, inputs.mask, coarse, coarse_store["scale"], p, coarse_store,
                               whole_brain=config.mask.whole_brain)
     masked = report_masked_fraction(run, negative, config, inputs)
     field = _bias_field(run, p.bias, coarse, negative, coarse_store, inputs)
     value = p.threshold
-    if value is None:
+    if value is None and p.threshold_mode == "factor":
         value = run.step(steps.relative_threshold, coarse, negative, p.threshold_factor, field=field,
                          name="threshold_value")
-    bs = run.step(steps.foreground, img, value, negative, cf, field=field, name="foreground", storage=full_store)
+    if uses_detector(p):
+        bg = background_scan(config, img)
+        check_detector(p, bg is not None)
+        bs = run.step(_detector_foreground, img, bg, negative, cf, field, scale, p.prefilter, p.prefilter_um,
+                      p.threshold_mode, p.threshold, p.threshold_k, p.tile_um, p.window_um, name="foreground",
+                      storage=full_store)
+    else:
+        bs = run.step(steps.foreground, img, value, negative, cf, field=field, name="foreground", storage=full_store)
     if p.split == "watershed":
-        labels = run.step(steps.watershed_split, bs, p.split_min_distance, connectivity=p.connectivity,
+        labels = run.step(steps.watershed_split, bs, split_distance_voxels(p, scale), connectivity=p.connectivity,
                           sampling=scale, name="watershed", storage=full_store)
     else:
         labels, _ = run.step(steps.label, bs, connectivity=p.connectivity, name="label", storage=full_store)
@@ -84,7 +93,8 @@ def plaque(run: Runner, config: Config, inputs: Inputs) -> Outputs:
     objects = run.step(steps.physical_coordinates, kept, scale, scan.translation, name="objects")
     if len(objects) == 0:
         raise EmptyResultError(
-            f"no objects found: {len(raw)} above the threshold {value:.6g}, none of size "
+            f"no objects found: {len(raw)} above the threshold "
+            f"({p.threshold_mode}: {value if value is not None else f'k = {p.threshold_k}'}), none of size "
             f">= pipeline.min_voxels = {p.min_voxels}; lower pipeline.threshold "
             "(or pipeline.threshold_factor) or pipeline.min_voxels"
         )
@@ -140,8 +150,8 @@ def report_masked_fraction(run: Runner, negative, config: Config, inputs: Inputs
     masked = run.step(_masked_fraction, negative, name="masked_fraction")
     if masked > config.mask.warn_fraction and inputs.progress:
         print(f"  warning: the mask removes {masked:.0%} of the volume (more than mask.warn_fraction = "
-              f"{config.mask.warn_fraction:.0%}); a crop or partial brain needs mask.whole_brain = false",
-              file=inputs.stream)
+              f"{config.mask.warn_fraction:.0%}); check pipeline.mask, the edge shell (pipeline.edge_um, "
+              "cells.edge_um) and mask.whole_brain (false for a crop or partial brain)", file=inputs.stream)
     return masked
 
 
@@ -161,9 +171,26 @@ def user_mask_on_grid(mask, shape) -> da.Array:
     return scale_nearest(da.asarray(mask) != 0, output_shape=tuple(shape))
 
 
+_detector_foreground = Step(detector_foreground, kind="IN->BS", name="detector_foreground")
 _mask_function = Step(call_mask_function, kind="IN->BS", name="negative_mask")
 _user_mask = Step(user_mask_on_grid, kind="BS->BS", name="negative_mask")
 _model_mask = Step(model_mask, kind="IN->BS", name="negative_mask")
+
+
+def _require_finite(coarse, url: str) -> None:
+    """Refuse a scan with NaN or +inf voxels (max pooling carries them into the coarse level).
+
+    Thresholds, Otsu's method and intensity statistics are meaningless on them; a
+    clear error beats a mask or a table computed from NaN.
+    """
+    if np.dtype(coarse.dtype).kind != "f":
+        return
+    bad = int(da.count_nonzero(~da.isfinite(da.asarray(coarse))).compute())
+    if bad:
+        raise InvalidInputError(
+            f"input {url!r} has NaN or inf voxels (in {bad} coarse blocks of the scan); replace them "
+            "(e.g. by 0) before running the pipeline"
+        )
 
 
 def _negative_mask(run: Runner, setting, coarse, coarse_scale, p, store: dict, *, whole_brain: bool = False):

@@ -1,5 +1,11 @@
 """Running a workflow: the run folder, the step runner, progress, outputs and the run record.
 
+The run folder holds the outputs of one run, or of none: a finished run's
+outputs are written into a hidden staging folder first, then ``run.json`` is
+removed, the old outputs are replaced (and those the new run does not make
+removed), and the new ``run.json`` is written last. A failed run leaves the
+folder's previous run whole and describes itself in ``run-failed.json``.
+
 :func:`run_pipeline` is the same for every workflow kind: it opens the scan
 (and atlas), makes a :class:`~voxelflow.steps.Runner` on the run's cache with
 progress and viewer hooks, calls the recipe that ``pipeline.kind`` names in
@@ -9,9 +15,13 @@ and records the run (also when it fails: finished steps resume from the cache).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import os
+import shutil
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +30,7 @@ import dask.array as da
 import numpy as np
 import pandas as pd
 
-from voxelflow.errors import ConfigError
+from voxelflow.errors import ConfigError, InvalidPathError, VoxelflowError
 from voxelflow.paths import VPath
 from voxelflow.pipelines.config import Config
 from voxelflow.pipelines.inputs import Atlas, Scan, open_atlas, open_scan
@@ -125,6 +135,8 @@ def run_pipeline(
     stream = stream or sys.stderr
     t_start = time.perf_counter()
     out_dir = VPath(config.output.folder)
+    if out_dir.isfile():
+        raise ConfigError(f"output.folder: {out_dir.url} is a file; expected a folder (new or of an earlier run)")
     cache = VPath(config.output.cache or (out_dir / layout.CACHE_FOLDER).url)
     scan = open_scan(config.input.url, config.input.channel, config.input.level, scale_um=config.input.scale_um)
     if config.atlas.url and config.atlas.brainglobe:
@@ -146,40 +158,74 @@ def run_pipeline(
 
                 inputs.atlas = register_atlas(run, config, scan, out_dir, stream, progress)
             outputs = recipe(run, config, inputs)
+        staging = out_dir / f".run-staging-{uuid.uuid4().hex[:12]}"
+        try:
+            files = _write_outputs(staging, config, outputs)
+            shape, chunks = scan.image.shape, scan.image.chunks
+            record = _record(
+                config, run, t_start, status="ok",
+                input={"url": config.input.url, "shape": list(shape), "dtype": str(scan.image.dtype),
+                       "scale_um": list(scan.scale), "chunks": [list(c[:1]) for c in chunks]},
+                **outputs.facts, objects=int(len(outputs.objects)), cache=cache.url, outputs=files,
+            )
+            _publish(staging, out_dir, files, record)
+        finally:
+            with contextlib.suppress(OSError):
+                staging.rm()
     except BaseException as exc:
-        layout.write_run(out_dir, _record(config, run, t_start, status="failed", error=f"{type(exc).__name__}: {exc}"))
+        failed = _record(config, run, t_start, status="failed", error=f"{type(exc).__name__}: {exc}")
+        with contextlib.suppress(OSError):  # the run's own error matters more than its record
+            layout.write_run(out_dir, failed, layout.FAILED_RUN_FILE)
+        if isinstance(exc, OSError) and not isinstance(exc, VoxelflowError):
+            raise InvalidPathError(f"cannot write the outputs of the run into {out_dir.url}: {exc}; the "
+                                   "previous run there is unchanged") from exc
         raise
-    files = _write_outputs(out_dir, config, outputs)
-    shape, chunks = scan.image.shape, scan.image.chunks
-    record = _record(
-        config, run, t_start, status="ok",
-        input={"url": config.input.url, "shape": list(shape), "dtype": str(scan.image.dtype),
-               "scale_um": list(scan.scale), "chunks": [list(c[:1]) for c in chunks]},
-        **outputs.facts, objects=int(len(outputs.objects)), cache=cache.url, outputs=files,
-    )
-    layout.write_run(out_dir, record)
     return PipelineResult(outputs.objects, outputs.regions, outputs.density, record, out_dir, run.records)
 
 
-def _write_outputs(out_dir: VPath, config: Config, outputs: Outputs) -> dict:
+def _write_outputs(folder: VPath, config: Config, outputs: Outputs) -> dict:
+    """Write the output files into ``folder``; returns the ``outputs`` section of ``run.json``."""
     objects = outputs.objects
-    (out_dir / layout.OBJECTS_TABLE).write_bytes(objects.to_parquet(index=False))
+    (folder / layout.OBJECTS_TABLE).write_bytes(objects.to_parquet(index=False))
     cols = [c for c in OBJECT_COLUMNS if c in objects.columns]
-    (out_dir / layout.OBJECTS_CSV).write_text(objects[cols].to_csv(index=False))
+    (folder / layout.OBJECTS_CSV).write_text(objects[cols].to_csv(index=False))
     base, _, query = config.input.url.partition("?")
     # absolute, so the run folder can be opened from anywhere (viewer, report)
     image = VPath(base).url + (f"?{query}" if query else "")
     files = {"objects": layout.OBJECTS_TABLE, "objects_csv": layout.OBJECTS_CSV, "image": image}
     if outputs.regions is not None:
-        (out_dir / layout.REGIONS_CSV).write_text(outputs.regions.to_csv(index=False))
+        (folder / layout.REGIONS_CSV).write_text(outputs.regions.to_csv(index=False))
         files["regions"] = layout.REGIONS_CSV
     if outputs.density_node is not None:
-        src, dst = layout.output_image(outputs.density_node), out_dir / layout.DENSITY_IMAGE
+        src, dst = layout.output_image(outputs.density_node), folder / layout.DENSITY_IMAGE
         if src.exists():
-            dst.rm()
             src.fs.copy(src.path, dst.path, recursive=True)
             files["density"] = layout.DENSITY_IMAGE
     return files
+
+
+#: Every file a run may write into its folder besides ``run.json``.
+_OUTPUT_NAMES = (layout.OBJECTS_TABLE, layout.OBJECTS_CSV, layout.REGIONS_CSV, layout.DENSITY_IMAGE)
+
+
+def _publish(staging: VPath, out_dir: VPath, files: dict, record: dict) -> None:
+    """Replace the previous run's outputs by the staged ones; ``run.json`` goes first and comes back last."""
+    new = {name for key, name in files.items() if key != "image"}
+    (out_dir / layout.RUN_FILE).rm()
+    for name in _OUTPUT_NAMES:
+        if name not in new:
+            (out_dir / name).rm()
+    for name in sorted(new):
+        src, dst = staging / name, out_dir / name
+        if dst.is_local:
+            if os.path.isdir(dst.path) and not os.path.islink(dst.path):
+                shutil.rmtree(dst.path)
+            os.replace(src.path, dst.path)
+        else:
+            dst.rm()
+            dst.fs.mv(src.path, dst.path, recursive=True)
+    layout.write_run(out_dir, record)
+    (out_dir / layout.FAILED_RUN_FILE).rm()
 
 
 def _record(config: Config, run: Runner, t_start: float, *, status: str, **facts) -> dict:

@@ -11,18 +11,73 @@
 from __future__ import annotations
 
 import contextlib
+import math
+import re
 import resource
 import sys
 
 import dask
 
+from voxelflow.errors import InvalidInputError, SchedulerError
+
 __all__ = [
+    "DEFAULT_CONNECT_TIMEOUT",
+    "check_memory_limit",
+    "check_scheduler_address",
     "compute_context",
     "distributed_client",
     "process_peak_memory_mb",
     "start_local_cluster",
     "worker_peak_memory_mb",
 ]
+
+#: Seconds to wait for a scheduler to answer before giving up (Dask's own default is 30).
+DEFAULT_CONNECT_TIMEOUT = 5.0
+
+_ADDRESS = re.compile(r"(?:(?P<scheme>[a-z]+)://)?(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(?P<port>[0-9]{1,5})")
+_SCHEMES = ("tcp", "tls", "ucx", "ws", "wss")
+
+
+def check_scheduler_address(address: str) -> str:
+    """``address`` if it is a Dask scheduler address (``tcp://host:port``, ``tls://...``, ``host:port``).
+
+    Raises
+    ------
+    InvalidInputError
+        For anything else (no host, no or bad port, unknown scheme, a path after the port).
+    """
+    if not isinstance(address, str):
+        raise InvalidInputError(f"a scheduler address must be a string, got {address!r}")
+    if address.startswith("inproc://"):
+        return address
+    m = _ADDRESS.fullmatch(address)
+    if m is None or (m["scheme"] is not None and m["scheme"] not in _SCHEMES) or not 1 <= int(m["port"]) <= 65535:
+        raise InvalidInputError(
+            f"{address!r} is not a scheduler address; expected SCHEME://HOST:PORT with SCHEME one of "
+            f"{', '.join(_SCHEMES)} and PORT 1..65535, e.g. tcp://10.0.0.5:8786"
+        )
+    return address
+
+
+def check_memory_limit(limit) -> str:
+    """``limit`` if it is ``'auto'`` or a memory size > 0 that Dask understands (``'4GB'``, ``'512 MiB'``).
+
+    Raises
+    ------
+    InvalidInputError
+        For anything else.
+    """
+    from dask.utils import parse_bytes
+
+    if isinstance(limit, str) and limit == "auto":
+        return limit
+    try:
+        size = parse_bytes(limit) if isinstance(limit, str) and limit.strip() else None
+    except (ValueError, TypeError):
+        size = None
+    if size is None or not math.isfinite(size) or size <= 0:
+        raise InvalidInputError(f"expected a memory size > 0 such as '4GB' or '512 MiB' (or 'auto'), got {limit!r}")
+    return limit
 
 
 def start_local_cluster(n_workers: int, threads_per_worker: int, memory_limit: str | int | float,
@@ -57,8 +112,14 @@ def start_local_cluster(n_workers: int, threads_per_worker: int, memory_limit: s
 
 
 @contextlib.contextmanager
-def compute_context(scheduler: str = "", workers: int = 0, threads_per_worker: int = 1, memory_limit: str = "4GB"):
+def compute_context(scheduler: str = "", workers: int = 0, threads_per_worker: int = 1, memory_limit: str = "4GB",
+                    *, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, security=None):
     """Make every Dask computation inside the block run where the configuration says.
+
+    Only connect to schedulers you trust: a Dask scheduler sends the code its
+    workers and clients run (pickled functions), so a hostile scheduler can run
+    code in this process. Use ``tls://`` with ``security`` across networks you do
+    not control.
 
     Parameters
     ----------
@@ -70,18 +131,41 @@ def compute_context(scheduler: str = "", workers: int = 0, threads_per_worker: i
         Threads of each local worker.
     memory_limit : str
         Memory limit of each local worker, e.g. ``"4GB"``.
+    connect_timeout : float
+        Seconds to wait for ``scheduler`` to answer.
+    security : distributed.security.Security, optional
+        TLS certificates for ``tls://`` schedulers.
 
     Yields
     ------
     distributed.Client or None
         The client, or None for the in-process threaded scheduler.
+
+    Raises
+    ------
+    SchedulerError
+        ``scheduler`` did not answer within ``connect_timeout`` seconds.
+    InvalidInputError
+        ``scheduler`` is not an address or ``memory_limit`` not a size.
     """
     if scheduler:
+        check_scheduler_address(scheduler)
+        if isinstance(connect_timeout, bool) or not isinstance(connect_timeout, (int, float)) \
+                or not math.isfinite(connect_timeout) or connect_timeout <= 0:
+            raise InvalidInputError(f"connect_timeout must be a number of seconds > 0, got {connect_timeout!r}")
         from distributed import Client
 
-        with Client(scheduler, set_as_default=True) as client:
+        try:
+            client = Client(scheduler, set_as_default=True, timeout=connect_timeout, security=security)
+        except (OSError, TimeoutError) as exc:
+            raise SchedulerError(
+                f"cannot reach the Dask scheduler at {scheduler} within {connect_timeout:g} s "
+                f"(is it running and reachable from here?): {type(exc).__name__}: {exc}"
+            ) from exc
+        with client:
             yield client
     elif workers > 0:
+        check_memory_limit(memory_limit)
         client, cluster = start_local_cluster(workers, threads_per_worker, memory_limit)
         with cluster, client:
             yield client

@@ -2,6 +2,7 @@
 
 * :mod:`~voxelflow.steps.step`: the :class:`Step` class and the ``@step`` decorator;
 * :mod:`~voxelflow.steps.builtin`: one step per op (``threshold``, ``label``, ...);
+* :mod:`~voxelflow.steps.models`: ``predict``, ``predict_instances``, ``classify_cells`` (learned models);
 * :mod:`~voxelflow.steps.runner`: :class:`Runner` (cache root, storage defaults,
   records, ``on_result`` hooks), :func:`record_steps`, :func:`subscribe`;
 * :mod:`~voxelflow.steps.node`: the on-disk layout of step nodes and run folders;
@@ -31,6 +32,7 @@ from voxelflow.steps.builtin import (
 )
 from voxelflow.steps.fingerprint import fingerprint
 from voxelflow.steps.keys import keyed, step_key
+from voxelflow.steps.models import classify_cells, predict, predict_instances
 from voxelflow.steps.node import STEP_FILE
 from voxelflow.steps.runner import Runner, StepRecord, StepResult, record_steps, subscribe, unsubscribe
 from voxelflow.steps.step import Step, step
@@ -46,6 +48,7 @@ __all__ = [
     "assign_regions",
     "auto_negative_mask",
     "blob_detect",
+    "classify_cells",
     "count_by_region",
     "density_map",
     "downsample",
@@ -57,6 +60,8 @@ __all__ = [
     "label",
     "object_table",
     "physical_coordinates",
+    "predict",
+    "predict_instances",
     "record_steps",
     "relative_threshold",
     "step",

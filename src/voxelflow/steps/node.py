@@ -44,6 +44,7 @@ __all__ = [
     "OBJECTS_CSV",
     "OBJECTS_TABLE",
     "REGIONS_CSV",
+    "FAILED_RUN_FILE",
     "RUN_FILE",
     "STEP_FILE",
     "is_run_folder",
@@ -59,6 +60,8 @@ __all__ = [
 STEP_FILE = "step.json"
 #: Description of a pipeline run, in its run folder.
 RUN_FILE = "run.json"
+#: What the last failed run of a folder did (its finished steps resume from the cache).
+FAILED_RUN_FILE = "run-failed.json"
 OBJECTS_TABLE = "objects.parquet"
 OBJECTS_CSV = "objects.csv"
 REGIONS_CSV = "regions.csv"
@@ -203,6 +206,6 @@ def read_run(folder: str | VPath) -> dict:
         raise InvalidInputError(f"{path.url!r} is not valid JSON: {exc}") from exc
 
 
-def write_run(folder: str | VPath, run: dict) -> None:
-    """Write ``run.json`` into a run folder."""
-    (as_vpath(folder) / RUN_FILE).write_text(json.dumps(run, indent=1, default=str))
+def write_run(folder: str | VPath, run: dict, name: str = RUN_FILE) -> None:
+    """Write ``run.json`` (or the failure record ``run-failed.json``) into a run folder, atomically."""
+    (as_vpath(folder) / name).write_text(json.dumps(run, indent=1, default=str))

@@ -11,12 +11,20 @@ dask workers.
 Only layouts whose decoding is fully understood take this path (see
 :func:`chunk_reader`); everything else (remote stores, zip archives, sharding,
 checksums, unknown codecs, non-numeric dtypes) stays on zarr's own reader.
+
+Every chunk is proved to be what the metadata declares before it is returned:
+an empty file, a blosc frame whose header disagrees with the file size or the
+chunk's byte size, a decoding error or a decoded size other than the chunk's
+raises :class:`~voxelflow.errors.OmeZarrError` naming the chunk file (blosc
+itself does not check that a frame is whole, and a reused buffer must never
+stand in for missing bytes).
 """
 
 from __future__ import annotations
 
 import math
 import os
+import struct
 import threading
 from dataclasses import dataclass
 from functools import cached_property
@@ -34,8 +42,8 @@ from voxelflow.errors import OmeZarrError
 
 __all__ = ["ChunkReader", "chunk_reader", "read_dask_array"]
 
-#: Decompressors that can write into a caller's buffer.
-_DECOMPRESS_INTO = (numcodecs.Blosc, numcodecs.Zstd, numcodecs.GZip)
+#: Size of the header of a blosc frame (version, flags, typesize, nbytes, blocksize, cbytes).
+_BLOSC_HEADER = 16
 
 
 @dataclass(frozen=True)
@@ -97,13 +105,14 @@ class ChunkReader:
         part = tuple(
             slice(0, min(c, s - i * c)) for i, c, s in zip(block_id, self.chunks, self.shape)
         )
+        where = os.path.join(self.root, key)
         try:
-            with open(os.path.join(self.root, key), "rb", buffering=0) as f:
+            with open(where, "rb", buffering=0) as f:
                 size = os.fstat(f.fileno()).st_size
                 # undecoded chunks go straight into their own array; encoded ones into a
                 # reused per-thread buffer (fresh buffers cost page faults, not reads)
                 raw = np.empty(size, np.uint8) if not self.decoders else _scratch(size)
-                _read_fully(f, raw, self.url)
+                _read_fully(f, raw, where)
         except FileNotFoundError:
             if self.strict:
                 name = f"{self.label}/{key}" if self.label else key
@@ -111,7 +120,11 @@ class ChunkReader:
                     f"chunk {name!r} of {self.url} is missing (deleted or never written)"
                 ) from None
             return np.full(tuple(p.stop for p in part), self.fill_value, dtype=self.dtype)
-        chunk = self._decode(raw)
+        except OSError as exc:
+            raise OmeZarrError(f"{self.url}: cannot read chunk file {where!r}: {exc}") from exc
+        if size == 0:
+            raise OmeZarrError(f"{self.url}: chunk file {where!r} is empty (0 bytes; truncated or damaged)")
+        chunk = self._decode(raw, where)
         if any(p.stop != c for p, c in zip(part, self.chunks)):
             chunk = np.ascontiguousarray(chunk[part])
         return chunk
@@ -122,21 +135,31 @@ class ChunkReader:
         shape = self.chunks if self.transpose is None else tuple(self.chunks[i] for i in self.transpose)
         return shape, math.prod(shape) * self.stored_dtype.itemsize
 
-    def _decode(self, raw: np.ndarray) -> np.ndarray:
+    def _decode(self, raw: np.ndarray, where: str) -> np.ndarray:
         stored_shape, nbytes = self._stored
         data = raw
         last = len(self.decoders) - 1
-        for i, codec in enumerate(self.decoders):
-            if i == last and isinstance(codec, _DECOMPRESS_INTO):
-                # decompress straight into a fresh writeable buffer (no copy afterwards)
-                data = codec.decode(data, out=np.empty(nbytes, np.uint8))
-            else:
+        try:
+            for i, codec in enumerate(self.decoders):
+                if isinstance(codec, numcodecs.Blosc):
+                    _check_blosc_frame(data, nbytes if i == last else None, where)
+                    if i == last:
+                        # the header was checked: decompress straight into a fresh writeable buffer
+                        data = codec.decode(data, out=np.empty(nbytes, np.uint8))
+                        continue
                 data = codec.decode(data)
+        except OmeZarrError:
+            raise
+        except Exception as exc:  # noqa: BLE001  any codec failure means damaged bytes
+            raise OmeZarrError(
+                f"{self.url}: chunk file {where!r} cannot be decoded (damaged?): {type(exc).__name__}: {exc}"
+            ) from exc
         flat = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else data
         flat = flat.reshape(-1).view(np.uint8)
         if flat.size != nbytes:
             raise OmeZarrError(
-                f"{self.url}: a chunk decoded to {flat.size} bytes, expected {nbytes}"
+                f"{self.url}: chunk file {where!r} decoded to {flat.size} bytes, expected {nbytes} "
+                f"({stored_shape} of {self.stored_dtype})"
             )
         chunk = flat.view(self.stored_dtype).reshape(stored_shape, order=self.order)
         if self.transpose is not None:
@@ -162,14 +185,36 @@ def _scratch(size: int) -> np.ndarray:
     return buf[:size]
 
 
-def _read_fully(f, out: np.ndarray, url: str) -> None:
+def _read_fully(f, out: np.ndarray, where: str) -> None:
     view = memoryview(out)
     done = 0
     while done < out.size:
         got = f.readinto(view[done:])
         if not got:
-            raise OmeZarrError(f"{url}: chunk file {f.name!r} ended early (truncated?)")
+            raise OmeZarrError(f"chunk file {where!r} ended early (truncated while being read?)")
         done += got
+
+
+def _check_blosc_frame(data, nbytes: int | None, where: str) -> None:
+    """Refuse a blosc frame that is not whole or does not hold ``nbytes`` decoded bytes.
+
+    The 16-byte blosc header records the decoded size and the frame's own size;
+    blosc decompresses a cut frame without noticing, so both are checked here.
+    """
+    buf = memoryview(data).cast("B")
+    if buf.nbytes < _BLOSC_HEADER:
+        raise OmeZarrError(f"chunk file {where!r} holds {buf.nbytes} bytes: too short for a blosc frame")
+    decoded, _, frame = struct.unpack_from("<III", buf, 4)
+    if frame != buf.nbytes:
+        raise OmeZarrError(
+            f"chunk file {where!r} holds {buf.nbytes} bytes but its blosc header says the frame has {frame} "
+            "(truncated or damaged)"
+        )
+    if nbytes is not None and decoded != nbytes:
+        raise OmeZarrError(
+            f"chunk file {where!r} decodes to {decoded} bytes but a chunk of this array has {nbytes} "
+            "(the file belongs to another array, or the metadata was changed)"
+        )
 
 
 def _v3_plan(meta) -> tuple[np.dtype, str, tuple[int, ...] | None, tuple] | None:

@@ -8,6 +8,7 @@ of the zarr v3 ``zarr.json`` with one ``version`` for the group.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -138,11 +139,18 @@ def _scale_and_translation(transforms: Any, ndim: int, where: str) -> tuple[tupl
             raise OmeZarrError(f"{where}: {kind} transformation without inline values: {t!r}")
         if len(values) != ndim:
             raise OmeZarrError(f"{where}: {kind} has {len(values)} values but the image has {ndim} axes")
+        if not all(_is_finite_number(v) for v in values) or (kind == "scale" and not all(v > 0 for v in values)):
+            expected = "finite numbers > 0" if kind == "scale" else "finite numbers"
+            raise OmeZarrError(f"{where}: {kind} values must be {expected}, got {values!r}")
         if kind == "scale":
             scale = tuple(float(v) for v in values)
         else:
             translation = tuple(float(v) for v in values)
     return scale, translation
+
+
+def _is_finite_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _compose(outer: tuple, inner: tuple) -> tuple:

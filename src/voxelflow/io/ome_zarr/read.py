@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dask.array as da
+import numpy as np
 import zarr
+from dask.base import tokenize
 
-from voxelflow.errors import OmeZarrError, SliceSyntaxError
+from voxelflow.errors import InvalidInputError, OmeZarrError, SliceSyntaxError
 from voxelflow.io.ome_zarr.fastread import chunk_reader, read_dask_array
 from voxelflow.io.ome_zarr.metadata import OmeMeta, ome_section, parse_image
 from voxelflow.io.ome_zarr.slices import (
@@ -71,6 +73,11 @@ def read_metadata(path: VPath, group: zarr.Group | None = None) -> tuple[dict, z
             raise OmeZarrError(
                 f"{path.url}: pyramid level {name!r} is listed in the metadata but missing from the store"
             ) from None
+        except Exception as exc:  # noqa: BLE001  zarr reports damaged array metadata in many ways
+            raise OmeZarrError(
+                f"{path.url}: the array metadata of pyramid level {name!r} is unreadable or malformed: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
         if not isinstance(arr, zarr.Array):
             raise OmeZarrError(f"{path.url}: pyramid level {name!r} is a group, not an array")
         if arr.ndim != len(info["axes"]):
@@ -107,7 +114,52 @@ def _level_array(zarray: zarr.Array, path: VPath, strict: bool) -> da.Array:
         reader = chunk_reader(zarray, path.path, path.url, strict)
     if reader is not None:
         return read_dask_array(reader)
-    return da.from_zarr(zarray, chunks=zarray.shards or zarray.chunks)
+    level = CheckedLevel(zarray, path.url)
+    token = tokenize(path.url, zarray.path, zarray.shape, zarray.chunks, str(zarray.dtype), strict, _stamp(path))
+    return da.from_array(level, chunks=zarray.shards or zarray.chunks, name=f"vf-zarr-{token}", lock=False,
+                         asarray=False, meta=np.empty((0,) * zarray.ndim, zarray.dtype))
+
+
+def _stamp(path: VPath) -> str:
+    """Size and time stamp of the stored image (a rewritten image gets new dask keys)."""
+    try:
+        info = path.fs.info(path.path)
+    except (OSError, ValueError):
+        return ""
+    return f"{info.get('size')}-{info.get('mtime') or info.get('LastModified') or info.get('created')}"
+
+
+class CheckedLevel:
+    """A zarr array whose reads report damaged chunks as :class:`OmeZarrError`.
+
+    zarr raises whatever its store or codec raises (``BadZipFile`` for a bad CRC in a
+    zip member, ``ValueError`` for a crc32c mismatch, ``RuntimeError`` from blosc);
+    here each becomes an error naming the image and the region read.
+
+    Attributes
+    ----------
+    zarray : zarr.Array
+        The level.
+    url : str
+        Image location for messages.
+    """
+
+    def __init__(self, zarray: zarr.Array, url: str):
+        self.zarray, self.url = zarray, url
+        self.shape, self.dtype, self.ndim = zarray.shape, zarray.dtype, zarray.ndim
+
+    def __getitem__(self, key) -> np.ndarray:
+        try:
+            return self.zarray[key]
+        except OmeZarrError:
+            raise
+        except Exception as exc:  # noqa: BLE001  any failure below zarr means the stored bytes are damaged
+            where = ", ".join(f"{k.start}:{k.stop}" if isinstance(k, slice) else str(k) for k in key) \
+                if isinstance(key, tuple) else str(key)
+            raise OmeZarrError(
+                f"{self.url}: level {self.zarray.path!r} cannot be read at [{where}] (damaged chunk?): "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
 
 
 def open_ome_zarr(
@@ -158,6 +210,8 @@ def open_ome_zarr(
     >>> meta.axes, meta.scale  # doctest: +SKIP
     (('z', 'y', 'x'), (4.0, 1.0, 1.0))
     """
+    if storage_options is not None and not isinstance(storage_options, dict):
+        raise InvalidInputError(f"storage_options must be a dict, got {type(storage_options).__name__}")
     if missing_chunks not in ("auto", "error", "fill"):
         raise OmeZarrError(f"missing_chunks must be 'auto', 'error' or 'fill', got {missing_chunks!r}")
     base, slice_text = split_slices(str(url) if not isinstance(url, VPath) else url.url)

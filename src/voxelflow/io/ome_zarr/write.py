@@ -4,7 +4,9 @@ All levels are stored by ONE ``dask.array.store`` call over one graph: level k i
 ``block_reduce`` of level k-1, so the upstream graph of the array being written
 runs exactly once and each input voxel is computed once for the whole pyramid.
 The group metadata that makes the folder an OME-Zarr image is written last, so
-an interrupted write never looks like a valid image.
+an interrupted write never looks like a valid image; the image is written beside
+its target and swapped in at the end (:mod:`voxelflow.io.ome_zarr.replace`), so an
+image it replaces stays whole until then.
 """
 
 from __future__ import annotations
@@ -23,11 +25,13 @@ import dask.array as da
 import numpy as np
 import zarr
 
-from voxelflow.errors import InvalidInputError, OmeZarrError
+from voxelflow.cache._gate import GuardedTargets, in_process_scheduler
+from voxelflow.errors import InvalidInputError, InvalidPathError, OmeZarrError, VoxelflowError
 from voxelflow.io.blockreduce import METHODS, block_reduce, block_reduce_numpy, normalize_factors
 from voxelflow.io.ome_zarr import metadata as md
 from voxelflow.io.ome_zarr.fastread import ChunkReader
 from voxelflow.io.ome_zarr.read import read_metadata
+from voxelflow.io.ome_zarr.replace import check_replaceable, write_beside
 from voxelflow.io.ome_zarr.slices import split_slices
 from voxelflow.io.ome_zarr.stores import is_zip
 from voxelflow.paths import VPath, as_vpath
@@ -94,6 +98,22 @@ def _positive_float(v) -> float:
     if not math.isfinite(f) or f <= 0:
         raise InvalidInputError(f"scale values must be positive and finite, got {v!r}")
     return f
+
+
+def _finite_float(v) -> float:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"translation values must be numbers, got {v!r}") from None
+    if not math.isfinite(f):
+        raise InvalidInputError(f"translation values must be finite, got {v!r}")
+    return f
+
+
+def _unit(v) -> str:
+    if not isinstance(v, str) or not v:
+        raise InvalidInputError(f"units must be unit names such as 'micrometer', got {v!r}")
+    return v
 
 
 def _level_factors(factors, levels: int, axes: tuple[str, ...]) -> list[tuple[int, ...]]:
@@ -165,10 +185,6 @@ def _compressor(zarr_format: int):
     return numcodecs.Blosc(cname="lz4", clevel=5, shuffle=numcodecs.Blosc.SHUFFLE)
 
 
-def _is_zarr_group(path: VPath) -> bool:
-    return any((path / name).exists() for name in ("zarr.json", ".zgroup", ".zattrs"))
-
-
 def _store_root(store) -> str | None:
     store = getattr(store, "_store", store)  # unwrap StrictChunkStore
     if isinstance(store, zarr.storage.LocalStore):
@@ -185,6 +201,8 @@ def _reads_from(arr: da.Array, path: VPath) -> bool:
     prefix = path.path.rstrip("/")
     for node in dict(arr.__dask_graph__()).values():
         obj = getattr(node, "value", node)
+        if isinstance(getattr(obj, "zarray", None), zarr.Array):  # reads checked by io or the cache
+            obj = obj.zarray
         if isinstance(obj, (zarr.Array, ChunkReader)):
             root = obj.root if isinstance(obj, ChunkReader) else _store_root(obj.store)
             if root is not None and (root.rstrip("/") + "/").startswith(prefix + "/"):
@@ -192,65 +210,12 @@ def _reads_from(arr: da.Array, path: VPath) -> bool:
     return False
 
 
-def _clear_target(path: VPath, overwrite: bool, arr: da.Array) -> None:
-    """Make ``path`` free for a new image; never deletes anything that is not an image."""
-    if not path.exists():
-        return
-    if not overwrite:
-        raise OmeZarrError(f"{path.url} already exists; pass overwrite=True to replace it")
-    if _reads_from(arr, path):
+def _check_target(path: VPath, overwrite: bool, arr: da.Array) -> None:
+    """Refuse a target that may not be replaced (see :func:`check_replaceable`) or that ``arr`` reads from."""
+    if check_replaceable(path, overwrite) and _reads_from(arr, path):
         raise OmeZarrError(
             f"cannot overwrite {path.url}: the array being written is computed from it; write to a new path"
         )
-    if path.isfile():
-        if not is_zip(path):
-            raise OmeZarrError(f"refusing to overwrite {path.url}: it is a file, not an OME-Zarr image")
-        return  # replaced atomically by the zip writer
-    if path.ls() and not _is_zarr_group(path):
-        raise OmeZarrError(f"refusing to overwrite {path.url}: it is a non-empty folder that is not a zarr group")
-    # Metadata first: if the removal is interrupted, what is left is not a valid image.
-    for name in ("zarr.json", ".zattrs", ".zgroup"):
-        (path / name).rm()
-    path.rm()
-
-
-class _GuardedTargets:
-    """Write gates for ``da.store`` targets that can be closed after a failure.
-
-    The threaded scheduler re-raises the first task error while other tasks are
-    still running; closing the gates and waiting for in-flight writes ensures no
-    chunk lands in the target after it has been cleaned up.
-    """
-
-    def __init__(self, arrays):
-        self._cond = threading.Condition()
-        self._busy = 0
-        self._closed = False
-        self.targets = [_Gate(self, a) for a in arrays]
-
-    def close_and_wait(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.wait_for(lambda: self._busy == 0)
-
-
-class _Gate:
-    def __init__(self, owner: _GuardedTargets, array):
-        self._owner, self._array = owner, array
-        self.shape, self.dtype, self.ndim = array.shape, array.dtype, array.ndim
-
-    def __setitem__(self, key, value) -> None:
-        owner = self._owner
-        with owner._cond:
-            if owner._closed:
-                return
-            owner._busy += 1
-        try:
-            self._array[key] = value
-        finally:
-            with owner._cond:
-                owner._busy -= 1
-                owner._cond.notify_all()
 
 
 _STORE_POOL: ThreadPoolExecutor | None = None
@@ -431,9 +396,9 @@ def _write_arrays(arr: da.Array, root: VPath, *, version, axes, chunks, shards, 
                 **kwargs,
             )
         )
-    in_process = _in_process_scheduler([arr])
+    in_process = in_process_scheduler([arr])
     # Gates hold a lock and cannot travel to distributed workers.
-    guarded = _GuardedTargets(targets) if in_process else None
+    guarded = GuardedTargets(targets) if in_process else None
     writable = guarded.targets if in_process else targets
     fused = _fused_level0(arr, factors, method, grids, writable[0], ledger=ledger, stored=targets[0])
     if fused is None:
@@ -452,14 +417,6 @@ def _write_arrays(arr: da.Array, root: VPath, *, version, axes, chunks, shards, 
         guarded.close_and_wait()
         raise
     return shapes
-
-
-def _in_process_scheduler(collections) -> bool:
-    import dask.base
-    import dask.local
-    import dask.threaded
-
-    return dask.base.get_scheduler(collections=collections) in (dask.threaded.get, dask.local.get_sync)
 
 
 def _level_geometry(scale0, translation0, factors, method):
@@ -482,7 +439,7 @@ def _write_group(arr, target: VPath, attrs_for, *, version, axes, chunks, shards
         # The metadata that makes this an OME-Zarr image goes last.
         group.attrs.update(attrs_for([str(k) for k in range(len(shapes))]))
     except BaseException:
-        # Only the target is removed; it held nothing valid (it was cleared first).
+        # Only the folder being written is removed; it holds nothing valid yet.
         target.rm()
         raise
 
@@ -580,7 +537,9 @@ def write_ome_zarr(
     zip : bool
         Write a zip archive (``url`` must end in ``.zip``; a ``.zip`` url implies it).
     overwrite : bool
-        Replace an existing image at ``url`` (never a folder that is not a zarr group).
+        Replace an existing image at ``url`` (never a folder that is not a zarr group, nor a
+        zip that is not an OME-Zarr archive). The new image is written beside the old one
+        and swapped in at the end, so a failure leaves the old image whole.
     storage_options : dict, optional
         fsspec options for remote URLs.
     translation : float, sequence or dict, optional
@@ -621,8 +580,8 @@ def write_ome_zarr(
         raise InvalidInputError(f"unknown method {method!r}; expected one of {METHODS}")
     axes = _check_axes(axes, arr.ndim)
     scale0 = _per_axis(scale, axes, "scale", lambda a: 1.0, _positive_float)
-    translation0 = _per_axis(translation, axes, "translation", lambda a: 0.0, float)
-    units_ = _per_axis(units, axes, "units", lambda a: None, str)
+    translation0 = _per_axis(translation, axes, "translation", lambda a: 0.0, _finite_float)
+    units_ = _per_axis(units, axes, "units", lambda a: None, _unit)
     level_factors = _level_factors(factors, levels, axes)
     chunk_shape = _chunk_shape(chunks, arr, axes, from_dask)
     shard_shape = _shard_shape(shards, chunk_shape, axes, version)
@@ -639,7 +598,7 @@ def write_ome_zarr(
         zip = True
     elif zip:
         raise InvalidInputError(f"zip output needs a URL ending in '.zip', got {target.url}")
-    _clear_target(target, overwrite, arr)
+    _check_target(target, overwrite, arr)
 
     scales, translations = _level_geometry(scale0, translation0, level_factors, method)
 
@@ -650,10 +609,15 @@ def write_ome_zarr(
         _write_group(arr, folder, attrs_for, version=version, axes=axes, chunks=chunk_shape,
                      shards=shard_shape, factors=level_factors, method=method)
 
-    if zip:
-        _write_zip(target, write_into)
-    else:
-        write_into(target)
+    try:
+        if zip:
+            _write_zip(target, write_into)
+        else:
+            write_beside(target, write_into)
+    except OSError as exc:
+        if isinstance(exc, VoxelflowError):
+            raise
+        raise InvalidPathError(f"cannot write {target.url}: {exc}; an image that was there is unchanged") from exc
     return target
 
 
@@ -692,7 +656,7 @@ def write_labels(
     chunks, shards : optional
         As in :func:`write_ome_zarr`; default the image's level-0 chunking.
     overwrite : bool
-        Replace an existing label image of that name.
+        Replace an existing label image of that name (written beside it, swapped in at the end).
     storage_options : dict, optional
         fsspec options.
 
@@ -751,7 +715,7 @@ def write_labels(
 
     labels_dir = image / "labels"
     target = labels_dir / name
-    _clear_target(target, overwrite, arr)
+    _check_target(target, overwrite, arr)
     scale0 = tuple(info["scales"][0][i] for i in keep)
     translation0 = tuple(info["translations"][0][i] for i in keep)
     units = tuple(info["units"][i] for i in keep)
@@ -760,8 +724,11 @@ def write_labels(
     def attrs_for(paths):
         return md.label_attrs(version, axes, units, paths, scales, translations, name, method)
 
-    _write_group(arr, target, attrs_for, version=version, axes=axes, chunks=chunk_shape,
-                 shards=shard_shape, factors=level_factors, method=method)
+    def write_into(folder: VPath):
+        _write_group(arr, folder, attrs_for, version=version, axes=axes, chunks=chunk_shape,
+                     shards=shard_shape, factors=level_factors, method=method)
+
+    write_beside(target, write_into)
     _register_label(labels_dir, name, version)
     return target
 

@@ -1,0 +1,114 @@
+"""Replacing an OME-Zarr image: check that the target may be replaced, write beside it, swap at the end.
+
+A new image is written into a hidden sibling folder (``.<name>.tmp-<id>``) and
+moved into place only once it is complete; an old image at the target is moved
+aside first and deleted last. A failure at any point before the swap leaves the
+old image exactly as it was, and removes the partial new one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import uuid
+import zipfile
+from collections.abc import Callable
+
+from voxelflow.errors import InvalidPathError, OmeZarrError, VoxelflowError
+from voxelflow.io.ome_zarr.stores import is_zip
+from voxelflow.paths import VPath
+
+__all__ = ["check_replaceable", "write_beside"]
+
+_GROUP_FILES = ("zarr.json", ".zattrs", ".zgroup")
+
+
+def check_replaceable(path: VPath, overwrite: bool) -> bool:
+    """Whether an image exists at ``path`` that ``overwrite`` allows replacing.
+
+    Returns
+    -------
+    bool
+        False if nothing is there, True if an OME-Zarr image (folder or zip) is.
+
+    Raises
+    ------
+    OmeZarrError
+        Something exists and ``overwrite`` is False, or it is not an OME-Zarr image
+        (a file, a zip of other things, a non-empty folder that is not a zarr group):
+        voxelflow never deletes what it cannot prove to be an image.
+    """
+    if not path.exists():
+        return False
+    if not overwrite:
+        raise OmeZarrError(f"{path.url} already exists; pass overwrite=True to replace it")
+    if path.isfile():
+        if not is_zip(path):
+            raise OmeZarrError(f"refusing to overwrite {path.url}: it is a file, not an OME-Zarr image")
+        if not _is_image_zip(path):
+            raise OmeZarrError(f"refusing to overwrite {path.url}: it is not an OME-Zarr zip archive "
+                               "(no zarr group metadata at its root, or not a readable zip)")
+        return True
+    if path.ls() and not any((path / name).exists() for name in _GROUP_FILES):
+        raise OmeZarrError(f"refusing to overwrite {path.url}: it is a non-empty folder that is not a zarr group")
+    return True
+
+
+def _is_image_zip(path: VPath) -> bool:
+    try:
+        with path.open("rb") as f, zipfile.ZipFile(f) as zf:
+            names = set(zf.namelist())
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+        return False
+    return any(name in names for name in _GROUP_FILES)
+
+
+def write_beside(target: VPath, write_into: Callable[[VPath], None]) -> None:
+    """Run ``write_into(folder)`` on a sibling folder of ``target``, then swap it into place.
+
+    Raises
+    ------
+    InvalidPathError
+        The file system failed (full disk, no permission); the old image is whole.
+    """
+    work = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:12]}"
+    try:
+        write_into(work)
+        _swap(work, target)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            work.rm()
+        if isinstance(exc, OSError) and not isinstance(exc, VoxelflowError):
+            raise InvalidPathError(f"cannot write {target.url}: {exc}; an image that was there is unchanged") \
+                from exc
+        raise
+
+
+def _swap(work: VPath, target: VPath) -> None:
+    """Move ``work`` to ``target``; an old ``target`` is moved aside first and removed only after."""
+    old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:12]}" if target.exists() else None
+    if target.is_local:
+        if old is not None:
+            os.replace(target.path, old.path)
+        try:
+            os.replace(work.path, target.path)
+        except BaseException:
+            if old is not None:
+                os.replace(old.path, target.path)
+            raise
+        if old is not None:
+            shutil.rmtree(old.path, ignore_errors=True)
+        return
+    fs = target.fs
+    if old is not None:
+        fs.mv(target.path, old.path, recursive=True)
+    try:
+        fs.mv(work.path, target.path, recursive=True)
+    except BaseException:
+        if old is not None:
+            fs.mv(old.path, target.path, recursive=True)
+        raise
+    if old is not None:
+        with contextlib.suppress(OSError):
+            fs.rm(old.path, recursive=True)
