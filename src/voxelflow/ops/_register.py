@@ -12,8 +12,8 @@ Geometry: arrays are (z, y, x); voxel ``i`` of size ``s`` micrometres spans
 ``origin = s / 2`` and reversed axes, x first). Point arrays here are (z, y, x)
 micrometres in those frames.
 
-Stages: (1) a translation that matches the centres of mass of the two tissue
-masks (Otsu); (2) an affine transform, multi-resolution, Mattes mutual
+Stages: (1) a start from the two tissue masks (Otsu): centres of mass matched,
+and principal axes and extents too when that fits better; (2) an affine transform, multi-resolution, Mattes mutual
 information, gradient descent with scales from physical shifts; (3) a cubic
 B-spline on top of the affine (``CompositeTransform([affine, bspline])``: the
 B-spline acts first), on two resolution levels, L-BFGS-B.
@@ -40,6 +40,8 @@ from voxelflow.errors import InvalidInputError, OptionalDependencyError, Registr
 
 __all__ = [
     "RegistrationParameters",
+    "start_metric",
+    "check_registration",
     "Registration",
     "register",
     "warp_labels",
@@ -145,8 +147,8 @@ class Registration:
     fixed_spacing, moving_spacing : tuple of 3 float
         Voxel sizes (z, y, x) in micrometres.
     qc : dict
-        ``metric_start``, ``metric_affine``, ``metric_final`` (Mattes MI on
-        every fixed voxel, lower is better), ``jacobian_min``, ``jacobian_max``,
+        ``metric_start`` (tissue centres of mass matched), ``metric_affine``,
+        ``metric_final`` (Mattes MI on every fixed voxel, lower is better), ``jacobian_min``, ``jacobian_max``,
         ``folded_fraction``, ``seconds_affine``, ``seconds_deformable``,
         ``stop_affine``, ``stop_deformable``.
     parameters : dict
@@ -237,8 +239,8 @@ def register(
     f_img = _to_sitk(sitk, _normalise(fixed, "fixed image (the scan's registration channel)"), fixed_spacing)
     m_img = _to_sitk(sitk, _normalise(moving, "moving image (the atlas template)"), moving_spacing)
 
-    start = _moments_start(sitk, f_img, m_img)
-    metric_start = _metric(sitk, f_img, m_img, start, params)
+    start, baseline = _moments_start(sitk, f_img, m_img)
+    metric_start = _metric(sitk, f_img, m_img, baseline, params)
 
     t0 = time.perf_counter()
     affine = sitk.AffineTransform(start)
@@ -287,6 +289,20 @@ def register(
     if check:
         check_registration(result)
     return result
+
+
+def start_metric(fixed, moving, fixed_spacing, moving_spacing, shrink: int = 2, bins: int = 32) -> float:
+    """Mattes MI after matching the tissue centres of mass only (on images shrunk by ``shrink``).
+
+    Cheap (one metric evaluation): used to compare candidate orientations of the fixed image.
+    """
+    sitk = _simpleitk()
+    f_img = sitk.Shrink(_to_sitk(sitk, _normalise(_as_volume(fixed, "fixed image"), "fixed image"),
+                                 _spacing(fixed_spacing, "fixed_spacing")), [shrink] * 3)
+    m_img = sitk.Shrink(_to_sitk(sitk, _normalise(_as_volume(moving, "moving image"), "moving image"),
+                                 _spacing(moving_spacing, "moving_spacing")), [shrink] * 3)
+    _, centred = _moments_start(sitk, f_img, m_img, axes=False)
+    return _metric(sitk, f_img, m_img, centred, RegistrationParameters(histogram_bins=bins))
 
 
 def check_registration(result: Registration) -> None:
@@ -432,17 +448,52 @@ def _reference(sitk, shape, spacing):
     return img
 
 
-def _moments_start(sitk, f_img, m_img):
-    """Affine identity with the translation matching the centres of mass of the Otsu tissue masks."""
+def _moments_start(sitk, f_img, m_img, axes: bool = True):
+    """Affine start from the tissue masks (Otsu): centres of mass matched, and, when it fits better,
+    the principal axes and extents matched too (rotation and per-axis scale).
+
+    The eigenvector signs are chosen closest to the identity: the orientation
+    codes already put the anatomical axes in place, so only a moderate rotation
+    is left to find.
+    """
     f_mask = sitk.OtsuThreshold(f_img, 0, 1)
     m_mask = sitk.OtsuThreshold(m_img, 0, 1)
     for what, mask in (("fixed image (the scan's registration channel)", f_mask),
                        ("moving image (the atlas template)", m_mask)):
         if sitk.GetArrayViewFromImage(mask).max() == 0:
             raise RegistrationError(f"{what} has no tissue above its Otsu threshold")
-    return sitk.CenteredTransformInitializer(sitk.Cast(f_mask, sitk.sitkFloat32), sitk.Cast(m_mask, sitk.sitkFloat32),
-                                             sitk.AffineTransform(3),
-                                             sitk.CenteredTransformInitializerFilter.MOMENTS)
+    centred = sitk.CenteredTransformInitializer(
+        sitk.Cast(f_mask, sitk.sitkFloat32), sitk.Cast(m_mask, sitk.sitkFloat32), sitk.AffineTransform(3),
+        sitk.CenteredTransformInitializerFilter.MOMENTS)
+    if not axes:
+        return centred, centred
+    (cf, vf, lf), (cm, vm, lm) = _principal_axes(sitk, f_mask), _principal_axes(sitk, m_mask)
+    for i in range(3):
+        if np.dot(vm[:, i], vf[:, i]) < 0:
+            vm[:, i] = -vm[:, i]
+    a = vm @ np.diag(np.sqrt(lm / np.maximum(lf, 1e-12))) @ vf.T
+    matched = sitk.AffineTransform(3)
+    matched.SetCenter(tuple(float(v) for v in cf))
+    matched.SetMatrix(tuple(float(v) for v in a.ravel()))
+    matched.SetTranslation(tuple(float(v) for v in cm - cf))
+    params = RegistrationParameters()
+    m_small = sitk.Shrink(m_img, [2, 2, 2])
+    f_small = sitk.Shrink(f_img, [2, 2, 2])
+    if _metric(sitk, f_small, m_small, matched, params) < _metric(sitk, f_small, m_small, centred, params):
+        return matched, centred
+    return centred, centred
+
+
+def _principal_axes(sitk, mask):
+    """Centre (x, y, z um), eigenvectors (columns) and eigenvalues of a mask's physical second moments."""
+    arr = sitk.GetArrayViewFromImage(mask)
+    idx = np.argwhere(arr > 0)[:, ::-1].astype(np.float64)  # x, y, z voxel indices
+    if len(idx) > 200_000:
+        idx = idx[np.random.default_rng(0).choice(len(idx), 200_000, replace=False)]
+    pts = idx * np.asarray(mask.GetSpacing()) + np.asarray(mask.GetOrigin())
+    centre = pts.mean(axis=0)
+    values, vectors = np.linalg.eigh(np.cov((pts - centre).T))
+    return centre, vectors, values
 
 
 def _method(sitk, params: RegistrationParameters, shrink, smoothing):

@@ -161,12 +161,39 @@ def _maybe_int(v):
     return None if v is None or v == "" else _number(lo=0, integer=True)(v)
 
 
+def _orientation(v):
+    if v == "":
+        return v
+    from voxelflow.errors import VoxelflowError
+    from voxelflow.io.orientation_code import parse_orientation
+
+    try:
+        return parse_orientation(v)
+    except VoxelflowError:
+        raise _Bad from None
+
+
+def _registration(v):
+    if not isinstance(v, Mapping):
+        raise _Bad
+    from voxelflow.errors import VoxelflowError
+    from voxelflow.ops._register import RegistrationParameters
+
+    try:
+        RegistrationParameters.from_dict(dict(v))
+    except (VoxelflowError, TypeError):
+        raise _Bad from None
+    return dict(v)
+
+
 def key(default: Any, check: Callable[[Any], Any], expected: str, help: str = "", *,
         required: bool = False, path: bool = False):
     """A configuration key: a dataclass field carrying its check and description."""
     meta = {"check": check, "expected": expected, "help": help, "required": required, "path": path}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
+    if isinstance(default, dict):
+        return field(default_factory=lambda: dict(default), metadata=meta)
     return field(default=default, metadata=meta)
 
 
@@ -198,6 +225,17 @@ class AtlasSection:
                    "atlas labels at any resolution covering the same physical extent", path=True)
     regions: str = key("", _string(allow_empty=True), "a CSV/JSON region table or BrainGlobe folder (or empty)",
                        path=True)
+    brainglobe: str = key("", _string(allow_empty=True), "a local BrainGlobe atlas folder (or empty)",
+                          "an atlas voxelflow registers to the scan (instead of a pre-registered atlas.url)",
+                          path=True)
+    orientation: str = key("", _orientation, "a 3-letter orientation code such as 'psl' (or empty)",
+                           "the scan's orientation, brainglobe-space style: each letter is where its axis starts")
+    registration_channel: int | None = key(None, _maybe_int, "a channel index >= 0 (or leave unset)",
+                                           "channel registered to the atlas template (autofluorescence); "
+                                           "default input.channel")
+    registration: dict = key({}, _registration, "a table of registration parameters (grid_spacing_um, "
+                             "affine_iterations, deformable_iterations, deformable, ...)",
+                             "see docs/registration.md")
 
 
 @dataclass
@@ -549,4 +587,6 @@ def _toml_value(v) -> str:
         return repr(v)
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, Mapping):
+        return "{" + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + "}"
     return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'

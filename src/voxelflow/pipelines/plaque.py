@@ -25,7 +25,11 @@ Each stage is one cached step of the run (cache node name in brackets):
    group by chunk group after a kill; the size filter [``objects_kept``] and physical
    coordinates [``objects``];
 5. atlas regions of every object [``objects_regions``], per-region counts,
-   volumes and densities [``region_counts``], and a density map [``density``].
+   volumes and densities [``region_counts``], and a density map [``density``];
+   with an atlas registered by voxelflow (``atlas.brainglobe``, see
+   :mod:`voxelflow.pipelines.registration`) also the hemisphere and atlas-space
+   position of every object [``objects_atlas``] and left/right counts
+   [``region_counts_lr``].
 
 :func:`voxelflow.pipelines.run.run_pipeline` runs it and writes the run folder
 (layout: :mod:`voxelflow.steps.node`).
@@ -48,6 +52,7 @@ from voxelflow.pipelines.coarse import coarse_source
 from voxelflow.pipelines.config import Config
 from voxelflow.pipelines.detector import check_detector, detector_foreground, split_distance_voxels, uses_detector
 from voxelflow.pipelines.inputs import background_scan, open_user_mask
+from voxelflow.pipelines.registration import atlas_space_columns
 from voxelflow.pipelines.run import Inputs, Outputs, PipelineResult, run_pipeline
 from voxelflow.steps import Runner, Step
 
@@ -120,6 +125,8 @@ def plaque(run: Runner, config: Config, inputs: Inputs) -> Outputs:
                            image_shape=img.shape, name="objects_regions")
         regions = run.step(steps.count_by_region, objects, atlas.labels, atlas.scale, atlas.regions,
                            name="region_counts")
+        if atlas.registration is not None:
+            objects, regions = atlas_space_columns(run, objects, regions, atlas, scale)
     df = tuple(p.density_factors)
     density = run.step(steps.density_map, objects, img.shape, df, name="density",
                        storage={"scale": tuple(s * f for s, f in zip(scale, df))}, viewer_args=_HIDDEN)

@@ -50,6 +50,7 @@ OBJECT_COLUMNS = (
     "intensity_mean", "intensity_max", "intensity_sum", "region_id", "region_acronym",
     "touches_border", "z0", "y0", "x0", "z1", "y1", "x1",
     "response", "component_volume_um3", "component_elongation",
+    "hemisphere", "atlas_z_um", "atlas_y_um", "atlas_x_um",
 )
 
 
@@ -138,6 +139,9 @@ def run_pipeline(
         raise ConfigError(f"output.folder: {out_dir.url} is a file; expected a folder (new or of an earlier run)")
     cache = VPath(config.output.cache or (out_dir / layout.CACHE_FOLDER).url)
     scan = open_scan(config.input.url, config.input.channel, config.input.level, scale_um=config.input.scale_um)
+    if config.atlas.url and config.atlas.brainglobe:
+        raise ConfigError("set atlas.url (an atlas already registered to the scan) or atlas.brainglobe (an atlas "
+                          "voxelflow registers), not both")
     atlas = open_atlas(config.atlas.url, config.atlas.regions, scan.image.shape, scan.scale) \
         if config.atlas.url else None
     out_dir.mkdirs()
@@ -149,6 +153,10 @@ def run_pipeline(
     inputs = Inputs(scan, atlas, config.pipeline.mask if mask is None else mask, stream, progress)
     try:
         with bar, (PartsProgress(cache, stream) if progress else contextlib.nullcontext()):
+            if config.atlas.brainglobe:
+                from voxelflow.pipelines.registration import register_atlas
+
+                inputs.atlas = register_atlas(run, config, scan, out_dir, stream, progress)
             outputs = recipe(run, config, inputs)
         staging = out_dir / f".run-staging-{uuid.uuid4().hex[:12]}"
         try:
