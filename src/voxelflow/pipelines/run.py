@@ -34,7 +34,7 @@ from voxelflow.errors import ConfigError, InvalidPathError, VoxelflowError
 from voxelflow.paths import VPath
 from voxelflow.pipelines.config import Config
 from voxelflow.pipelines.inputs import Atlas, Scan, open_atlas, open_scan
-from voxelflow.pipelines.progress import progress_bar, progress_printer
+from voxelflow.pipelines.progress import PartsProgress, progress_bar, progress_printer
 from voxelflow.runtime.compute import process_peak_memory_mb, worker_peak_memory_mb
 from voxelflow.steps import Runner, StepRecord
 from voxelflow.steps import node as layout
@@ -152,7 +152,7 @@ def run_pipeline(
     recipe = getattr(importlib.import_module(module), attr)
     inputs = Inputs(scan, atlas, config.pipeline.mask if mask is None else mask, stream, progress)
     try:
-        with bar:
+        with bar, (PartsProgress(cache, stream) if progress else contextlib.nullcontext()):
             if config.atlas.brainglobe:
                 from voxelflow.pipelines.registration import register_atlas
 
