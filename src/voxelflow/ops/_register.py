@@ -29,6 +29,7 @@ SimpleITK is the optional ``bias`` extra; it is imported on first use.
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -37,6 +38,10 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from voxelflow.errors import InvalidInputError, OptionalDependencyError, RegistrationError
+
+#: Largest rotation (degrees) accepted from the principal-axes start: the orientation codes
+#: already align the anatomical axes, so a larger one means two axes were paired wrongly.
+MAX_START_ROTATION_DEG = 30.0
 
 __all__ = [
     "RegistrationParameters",
@@ -81,6 +86,9 @@ class RegistrationParameters:
         Run the B-spline stage (False: affine only).
     max_folded_fraction : float
         Largest accepted fraction of fixed voxels with Jacobian determinant <= 0.
+    max_rotation_deg : float
+        Largest accepted rotation of the affine transform: the orientation code
+        already aligns the axes, so a larger one is a wrong code or a wrong optimum.
     seed : int
         Seed of the metric sampling.
     threads : int
@@ -98,6 +106,7 @@ class RegistrationParameters:
     sampling_fraction: float = 0.1
     deformable: bool = True
     max_folded_fraction: float = 1e-3
+    max_rotation_deg: float = 45.0
     seed: int = 0
     threads: int = 2
 
@@ -283,6 +292,7 @@ def register(
         "metric_start": metric_start, "metric_affine": metric_affine, "metric_final": metric_final,
         "jacobian_min": float(det.min()), "jacobian_max": float(det.max()),
         "folded_fraction": float(np.count_nonzero(det <= 0) / det.size),
+        "rotation_deg": rotation_angle_deg(affine.GetMatrix()),
         "seconds_affine": round(seconds_affine, 3), "seconds_deformable": round(seconds_def, 3),
         "stop_affine": stop_affine, "stop_deformable": stop_def,
     }
@@ -309,8 +319,9 @@ def check_registration(result: Registration) -> None:
     """Raise :class:`RegistrationError` if the QC figures of ``result`` show divergence or folding.
 
     Divergence: the affine metric is worse (higher) than the start, or the
-    final metric is worse than the affine one. Folding: more than
-    ``max_folded_fraction`` of the fixed voxels have a Jacobian determinant <= 0.
+    final metric is worse than the affine one. Implausible: the affine rotation
+    exceeds ``max_rotation_deg``. Folding: more than ``max_folded_fraction`` of
+    the fixed voxels have a Jacobian determinant <= 0.
     """
     qc = result.qc
     limit = float(result.parameters.get("max_folded_fraction", RegistrationParameters.max_folded_fraction))
@@ -324,6 +335,12 @@ def check_registration(result: Registration) -> None:
             f"deformable registration diverged: Mattes MI {qc['metric_final']:.4f} is worse than the affine "
             f"result {qc['metric_affine']:.4f}; try a larger grid_spacing_um or fewer deformable_iterations",
             result)
+    max_rot = float(result.parameters.get("max_rotation_deg", RegistrationParameters.max_rotation_deg))
+    if qc.get("rotation_deg", 0.0) > max_rot:
+        raise RegistrationError(
+            f"the affine transform rotates the atlas by {qc['rotation_deg']:.0f} degrees (more than "
+            f"max_rotation_deg = {max_rot:.0f}): the orientation code is wrong or registration found a wrong "
+            "optimum; check atlas.orientation and the QC pictures", result)
     if qc["folded_fraction"] > limit:
         raise RegistrationError(
             f"the deformation folds {qc['folded_fraction']:.2%} of the voxels (Jacobian determinant <= 0, "
@@ -468,10 +485,15 @@ def _moments_start(sitk, f_img, m_img, axes: bool = True):
     if not axes:
         return centred, centred
     (cf, vf, lf), (cm, vm, lm) = _principal_axes(sitk, f_mask), _principal_axes(sitk, m_mask)
+    # pair the axes by direction, not by length: scaling can reorder the lengths
+    best = max(itertools.permutations(range(3)), key=lambda p: sum(abs(vf[:, i] @ vm[:, p[i]]) for i in range(3)))
+    vm, lm = vm[:, list(best)], lm[list(best)]
     for i in range(3):
         if np.dot(vm[:, i], vf[:, i]) < 0:
             vm[:, i] = -vm[:, i]
     a = vm @ np.diag(np.sqrt(lm / np.maximum(lf, 1e-12))) @ vf.T
+    if rotation_angle_deg(a) > MAX_START_ROTATION_DEG:
+        return centred, centred
     matched = sitk.AffineTransform(3)
     matched.SetCenter(tuple(float(v) for v in cf))
     matched.SetMatrix(tuple(float(v) for v in a.ravel()))
@@ -482,6 +504,13 @@ def _moments_start(sitk, f_img, m_img, axes: bool = True):
     if _metric(sitk, f_small, m_small, matched, params) < _metric(sitk, f_small, m_small, centred, params):
         return matched, centred
     return centred, centred
+
+
+def rotation_angle_deg(matrix) -> float:
+    """Angle (degrees) of the rotation part of a 3 x 3 matrix (polar decomposition)."""
+    u, _, vt = np.linalg.svd(np.asarray(matrix, dtype=np.float64).reshape(3, 3))
+    r = u @ vt
+    return float(np.degrees(np.arccos(np.clip((np.trace(r) - 1) / 2, -1.0, 1.0))))
 
 
 def _principal_axes(sitk, mask):
