@@ -5,8 +5,8 @@ helper functions shared by several folders live in ``*_helpers.py`` modules
 here, fixtures in ``conftest.py`` files.
 
 Tests write only inside temporary folders: Hypothesis keeps its example database
-in memory (a failing example is printed with the seed to reproduce it), and
-numba's compile cache and Dask's spill folder ("dask-scratch-space") go to one
+in memory (a failing example is printed with the seed to reproduce it) and its
+other caches, numba's compile cache and Dask's spill folder ("dask-scratch-space") go to one
 scratch folder of the session, removed at its end (worker processes inherit it
 through the environment).
 """
@@ -18,6 +18,7 @@ import uuid
 
 import pytest
 from hypothesis import HealthCheck, settings
+from hypothesis.configuration import set_hypothesis_home_dir
 from hypothesis.database import InMemoryExampleDatabase
 
 _SCRATCH = tempfile.mkdtemp(prefix="voxelflow-tests-")
@@ -30,6 +31,7 @@ import dask  # noqa: E402
 from voxelflow.paths import VPath  # noqa: E402
 
 dask.config.set({"temporary-directory": os.environ["DASK_TEMPORARY_DIRECTORY"]})
+set_hypothesis_home_dir(os.path.join(_SCRATCH, "hypothesis"))  # its caches (constants, unicode data)
 
 settings.register_profile(
     "ci",
