@@ -52,7 +52,8 @@ from voxelflow.ops._orientation import (
     reorient_volume,
 )
 
-__all__ = ["ATLAS_REGIONS", "make_synthetic_atlas", "make_synthetic_scan", "SyntheticScan", "dice_per_region"]
+__all__ = ["ATLAS_REGIONS", "make_synthetic_atlas", "make_synthetic_scan", "SyntheticScan", "dice_per_region",
+           "plant_objects", "write_synthetic_experiment"]
 
 #: The hierarchy (id, acronym, name, parent) with Allen ids; leaves are painted.
 ATLAS_REGIONS = pd.DataFrame(
@@ -418,3 +419,104 @@ def dice_per_region(truth: np.ndarray, predicted: np.ndarray) -> pd.DataFrame:
         p = predicted == rid
         rows.append((int(rid), int(t.sum()), 2.0 * float((t & p).sum()) / float(t.sum() + p.sum())))
     return pd.DataFrame(rows, columns=["id", "voxels", "dice"])
+
+
+def plant_objects(scan: SyntheticScan, n: int, seed: int = 0, *, radius_vox: float = 1.6,
+                  margin_vox: float = 2.0, amplitude: float = 3000.0):
+    """A plaque channel for ``scan``: bright balls with their true atlas region and hemisphere.
+
+    Centres are drawn inside the brain, at least ``margin_vox`` atlas voxels
+    (in atlas space, through the true transform) from any region or hemisphere
+    boundary, and apart from each other, so the truth per region is exact.
+
+    Returns
+    -------
+    image : numpy.ndarray, shape of ``scan.image``, uint16
+        Dim autofluorescence-like background with noise, plus the balls.
+    truth : pandas.DataFrame
+        ``z, y, x`` (scan voxel centre), ``region_id``, ``hemisphere`` (1 left, 2 right),
+        ``atlas_z_um, atlas_y_um, atlas_x_um`` (true atlas position).
+    """
+    rng = np.random.default_rng(seed)
+    atlas = scan.atlas
+    combined = atlas.annotation.astype(np.int64) * 4 + atlas.hemispheres
+    boundary = np.zeros(combined.shape, dtype=bool)
+    for axis in range(3):
+        diff = np.diff(combined, axis=axis) != 0
+        lo = [slice(None)] * 3
+        hi = [slice(None)] * 3
+        lo[axis] = slice(0, -1)
+        hi[axis] = slice(1, None)
+        boundary[tuple(lo)] |= diff
+        boundary[tuple(hi)] |= diff
+    depth = ndi.distance_transform_edt(~boundary)
+    res = np.asarray(atlas.resolution)
+    shape = np.asarray(scan.image.shape)
+    picked: list[np.ndarray] = []
+    rows = []
+    spacing = 4 * radius_vox
+    for _ in range(200):
+        cand = rng.uniform(radius_vox + 1, shape - radius_vox - 1, size=(4 * n, 3)).round()
+        a_um = scan.scan_to_atlas((cand + 0.5) * np.asarray(scan.scale))
+        vox = np.floor(a_um / res).astype(np.int64)
+        ok = np.all((vox >= 0) & (vox < np.asarray(atlas.shape)), axis=1)
+        cand, a_um, vox = cand[ok], a_um[ok], vox[ok]
+        keep = (atlas.annotation[tuple(vox.T)] != 0) & (depth[tuple(vox.T)] >= margin_vox)
+        for c, a, v in zip(cand[keep], a_um[keep], vox[keep]):
+            if picked and np.min(np.linalg.norm(np.asarray(picked) - c, axis=1)) < spacing:
+                continue
+            picked.append(c)
+            rows.append((*c, int(atlas.annotation[tuple(v)]), int(atlas.hemispheres[tuple(v)]), *a))
+            if len(rows) == n:
+                break
+        if len(rows) == n:
+            break
+    truth = pd.DataFrame(rows, columns=["z", "y", "x", "region_id", "hemisphere",
+                                        "atlas_z_um", "atlas_y_um", "atlas_x_um"])
+    img = rng.normal(100.0, 10.0, size=scan.image.shape).astype(np.float32)
+    r = int(np.ceil(radius_vox))
+    offs = np.argwhere(np.ones((2 * r + 1,) * 3, dtype=bool)) - r
+    ball = offs[np.linalg.norm(offs, axis=1) <= radius_vox]
+    for c in truth[["z", "y", "x"]].to_numpy(dtype=np.int64):
+        pts = c + ball
+        img[tuple(pts.T)] += amplitude
+    return np.clip(img, 0, 65535).astype(np.uint16), truth
+
+
+def write_synthetic_experiment(folder, *, resolution: float = 300.0, seed: int = 0, n_objects: int = 200,
+                               orientation: str | None = "psl", factors=(2.0, 2.5, 2.5)) -> dict:
+    """Write a BrainGlobe atlas folder, a 2-channel scan OME-Zarr, the truth and a configuration.
+
+    Channel 0 of ``scan.ome.zarr`` is the autofluorescence (registration)
+    channel, channel 1 the plaques. ``plaque.toml`` runs the plaque pipeline
+    with the atlas registered by voxelflow.
+
+    Returns
+    -------
+    dict with ``atlas``, ``scan``, ``config`` (paths), ``truth`` (DataFrame of
+    :func:`plant_objects`), ``synthetic`` (:class:`SyntheticScan`).
+    """
+    from pathlib import Path
+
+    from voxelflow.io.brainglobe import write_brainglobe_folder
+    from voxelflow.io.ome_zarr import write_ome_zarr
+
+    root = Path(folder)
+    root.mkdir(parents=True, exist_ok=True)
+    atlas = make_synthetic_atlas(resolution=resolution)
+    write_brainglobe_folder(atlas, root / "atlas")
+    scan = make_synthetic_scan(atlas, seed=seed, orientation=orientation, factors=factors)
+    plaques, truth = plant_objects(scan, n_objects, seed=seed + 1)
+    both = np.stack([scan.image, plaques])
+    write_ome_zarr(both, root / "scan.ome.zarr", axes="czyx", scale=(1.0, *scan.scale),
+                   chunks=(1, 32, 64, 64), overwrite=True)
+    truth.to_csv(root / "truth.csv", index=False)
+    config = root / "plaque.toml"
+    config.write_text(
+        "[input]\nurl = \"scan.ome.zarr\"\nchannel = 1\n\n"
+        f"[atlas]\nbrainglobe = \"atlas\"\norientation = \"{scan.orientation}\"\nregistration_channel = 0\n\n"
+        "[pipeline]\nthreshold = 1000\nmin_voxels = 3\nbias = false\nmask = \"none\"\n\n"
+        "[output]\nfolder = \"run\"\n"
+    )
+    return {"atlas": root / "atlas", "scan": root / "scan.ome.zarr", "config": config, "truth": truth,
+            "synthetic": scan}

@@ -136,8 +136,8 @@ def test_example_config_loads_and_round_trips(tmp_path):
     again = tmp_path / "again.toml"
     again.write_text(to_toml(cfg))
     assert load_config(again) == cfg
-    tweaked = load_config(example, ["pipeline.coarse_factors=4", 'compute.scheduler="tcp://h:1"'])
-    assert tweaked.pipeline.coarse_factors == [4, 4, 4] and tweaked.compute.scheduler == "tcp://h:1"
+    tweaked = load_config(example, ["pipeline.coarse_um=25", 'compute.scheduler="tcp://h:1"'])
+    assert tweaked.pipeline.coarse_um == 25.0 and tweaked.compute.scheduler == "tcp://h:1"
 
 
 def test_out_folder_with_quotes_and_spaces(config_file, tmp_path):

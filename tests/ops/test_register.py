@@ -174,3 +174,16 @@ def test_parameters_from_a_config_table():
         RegistrationParameters.from_dict({"grid_spacing": 1})
     with pytest.raises(InvalidInputError, match="sampling_fraction"):
         RegistrationParameters.from_dict({"sampling_fraction": 0})
+
+
+def test_an_implausible_rotation_is_caught(pair):
+    import SimpleITK as sitk
+
+    reg = pair[-1].registration
+    assert reg.qc["rotation_deg"] < 30
+    turned = sitk.AffineTransform(reg.affine)
+    turned.SetMatrix((0.0, 0.0, 1.0, 0.0, 1.0, 0.0, -1.0, 0.0, 0.0))  # 90 degrees about y
+    bad = Registration(turned, reg.deformable, reg.fixed_shape, reg.fixed_spacing, reg.moving_shape,
+                       reg.moving_spacing, dict(reg.qc, rotation_deg=90.0), reg.parameters)
+    with pytest.raises(RegistrationError, match="rotates the atlas by 90 degrees"):
+        check_registration(bad)

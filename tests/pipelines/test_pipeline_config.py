@@ -21,7 +21,7 @@ def test_typed_tree_with_defaults():
     assert isinstance(cfg, Config)
     assert cfg.input.url == "s3://bucket/scan.ome.zarr" and cfg.input.channel is None
     assert cfg.pipeline.kind == "plaque" and cfg.pipeline.threshold_factor == 2.0
-    assert cfg.pipeline.coarse_factors == [2, 4, 4] and cfg.output.levels == 3
+    assert cfg.pipeline.coarse_factors is None and cfg.pipeline.coarse_max_voxels is None and cfg.output.levels == 3
     assert cfg.get("pipeline.min_voxels") == 8
     assert cfg.as_dict()["compute.memory_limit"] == "4GB"
 

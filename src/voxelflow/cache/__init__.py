@@ -22,6 +22,8 @@ Guarantees
 * A node being computed by another live process is never cleared: ``cdir_init``
   waits until that process commits (then returns the commit) or dies (then takes
   over), or raises :class:`~voxelflow.errors.CacheLockedError` after ``timeout``.
+* A pending node may keep finished parts of a long computation in ``parts/``
+  (:func:`part_store`); re-initialising it keeps them, committing deletes them.
 * A file, or a non-empty folder that is neither a node nor a folder holding
   only nodes, is never wiped: :class:`~voxelflow.errors.NotACacheNodeError`.
 
@@ -34,6 +36,7 @@ keys), ``_lock`` (per-process locks), ``_store`` (payload formats), ``_tree``
 from voxelflow.cache._lock import LockInfo, read_lock
 from voxelflow.cache._marker import is_node
 from voxelflow.cache._node import CacheNode, cached, cdir_commit, cdir_init, cdir_query, load, save
+from voxelflow.cache._parts import PartStore, part_store, parts_progress
 from voxelflow.cache._store import PAYLOAD_NAMES, ChildNodes, Image
 from voxelflow.cache._tree import TreeEntry, iter_tree, remove_node
 
@@ -43,6 +46,7 @@ __all__ = [
     "ChildNodes",
     "Image",
     "LockInfo",
+    "PartStore",
     "TreeEntry",
     "cached",
     "cdir_commit",
@@ -51,6 +55,8 @@ __all__ = [
     "is_node",
     "iter_tree",
     "load",
+    "part_store",
+    "parts_progress",
     "read_lock",
     "remove_node",
     "save",

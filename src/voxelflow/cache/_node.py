@@ -30,6 +30,7 @@ from voxelflow.cache._marker import (
     read_marker,
     write_marker,
 )
+from voxelflow.cache._parts import PARTS_NAME
 from voxelflow.cache._store import PAYLOAD_NAMES, plain_entry, prepare_payload, read_payload, write_payload
 from voxelflow.errors import (
     CacheError,
@@ -388,7 +389,8 @@ def _start_computing(path: VPath, key_value: Any, key_hash: str | None, replace:
             )
         wipe(path)
     else:
-        clear_partial(path, keep=(IDENTITY_NAME,), keep_prefix=LOCK_NAME)
+        # finished parts of a long computation survive the restart (see _parts)
+        clear_partial(path, keep=(IDENTITY_NAME, PARTS_NAME), keep_prefix=LOCK_NAME)
     return CacheNode(path.url, path, None, key_value, "computing")
 
 
@@ -400,6 +402,7 @@ def _commit(path: VPath, key_value: Any, key_hash: str | None, key_given: bool, 
     if not key_given and mine is not None:
         key_value, key_hash = mine.key, mine.key_hash
     wall = time.time() - mine.started if mine is not None else None
+    (path / PARTS_NAME).rm()  # a committed node holds only its result
     marker = write_marker(path, key=key_value, key_hash=key_hash, wall_seconds=wall, payload=payload)
     if mine is not None:
         release(path)

@@ -13,7 +13,7 @@ import sys
 
 from voxelflow.errors import VoxelflowError
 
-_COMMANDS = ("demo", "run", "evaluate", "sweep", "cache", "convert", "view", "train", "export")
+_COMMANDS = ("demo", "run", "register", "evaluate", "sweep", "cache", "convert", "view", "train", "export")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -16,7 +16,7 @@ import numpy as np
 from voxelflow.errors import InvalidPathError, OptionalDependencyError
 from voxelflow.paths import as_vpath
 
-__all__ = ["write_registration", "read_registration"]
+__all__ = ["write_registration", "read_registration", "transforms_to_text", "transforms_from_text", "write_png"]
 
 
 def write_registration(folder, affine, deformable, meta: dict) -> None:
@@ -72,6 +72,69 @@ def read_registration(folder):
     except RuntimeError as exc:
         raise InvalidPathError(f"cannot read the transforms in {root.url!r}: {exc}") from None
     return affine, deformable, meta
+
+
+def transforms_to_text(affine, deformable) -> dict:
+    """The transforms as ITK text-format strings (``{"affine": str, "deformable": str or None}``).
+
+    JSON-storable (a cache payload) and readable back by :func:`transforms_from_text`
+    or, written to a ``.tfm`` file, by any ITK tool.
+    """
+    import tempfile
+    from pathlib import Path
+
+    sitk = _simpleitk()
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, transform in (("affine", affine), ("deformable", deformable)):
+            if transform is None:
+                out[name] = None
+                continue
+            path = Path(tmp) / f"{name}.tfm"
+            sitk.WriteTransform(transform, str(path))
+            out[name] = path.read_text()
+    return out
+
+
+def transforms_from_text(texts: dict):
+    """Inverse of :func:`transforms_to_text`: ``(AffineTransform, BSplineTransform or None)``.
+
+    Raises
+    ------
+    InvalidPathError
+        If a text is not an ITK transform of the expected kind.
+    """
+    import tempfile
+    from pathlib import Path
+
+    sitk = _simpleitk()
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, kind in (("affine", sitk.AffineTransform), ("deformable", sitk.BSplineTransform)):
+            text = texts.get(name)
+            if text is None:
+                out.append(None)
+                continue
+            path = Path(tmp) / f"{name}.tfm"
+            path.write_text(text)
+            try:
+                out.append(kind(sitk.ReadTransform(str(path))))
+            except RuntimeError as exc:
+                raise InvalidPathError(f"stored {name} transform is not readable: {exc}") from None
+    if out[0] is None:
+        raise InvalidPathError("stored registration has no affine transform")
+    return out[0], out[1]
+
+
+def write_png(path, rgb) -> None:
+    """Write an RGB (H, W, 3) uint8 or grey (H, W) uint8 array as a PNG (local path or URL)."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgb)).save(buf, format="PNG")
+    as_vpath(path).write_bytes(buf.getvalue())
 
 
 def _jsonable(value):

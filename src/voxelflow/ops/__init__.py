@@ -10,6 +10,8 @@ whole array, whatever the chunking.
 function                      types      what
 ============================  =========  ==========================================
 ``threshold``                 IN -> BS   voxels above a value
+``threshold_corrected``,      IN -> BS   above a value x bias field, outside a coarse mask;
+``foreground_objects``        IN -> LC   its object table in one streaming pass
 ``relative_threshold``        IN         factor x median intensity inside the tissue
 ``foreground``                IN -> BS   bias-corrected threshold outside a coarse mask
 ``auto_negative_mask``        IN -> BS   outside the tissue plus an edge shell (coarse)
@@ -31,9 +33,11 @@ function                      types      what
 ``add_regions``,
 ``count_by_region``,
 ``region_volumes``, ``rollup``
-``downsample``,               any        block reduction, nearest resampling
+``downsample``,               any        block reduction, nearest resampling,
+``budget_factors``,                      block factors within a voxel budget
 ``scale_nearest``,
 ``affine_nearest``
+``resumable_passes``          (hook)     chunk passes keep finished groups in a caller's store
 ``estimate_bias_field``,      IN         N4 bias field (``bias`` extra: SimpleITK)
 ``apply_bias_field``
 ``model_mask``                IN -> BS   a segmentation model's foreground (3-D, per plane,
@@ -88,6 +92,7 @@ from voxelflow.ops._filters import (
     white_tophat,
 )
 from voxelflow.ops._foreground import foreground
+from voxelflow.ops._foreground_pass import foreground_objects, threshold_corrected
 from voxelflow.ops._label import label
 from voxelflow.ops._local_threshold import TileStats, local_threshold, tile_stats, tile_threshold
 from voxelflow.ops._masks import apply_negative_mask, upsample_mask
@@ -97,7 +102,8 @@ from voxelflow.ops._normalize import percentile_range, rescale_intensity
 from voxelflow.ops._objects import object_table
 from voxelflow.ops._peaks import find_peaks, peak_box, thin_peaks
 from voxelflow.ops._predict import predict, resolve_halo
-from voxelflow.ops._resample import DOWNSAMPLE_METHODS, affine_nearest, downsample, scale_nearest
+from voxelflow.ops._resample import DOWNSAMPLE_METHODS, affine_nearest, budget_factors, downsample, scale_nearest
+from voxelflow.ops._resume import ChunkResults, pass_results, resumable_passes
 from voxelflow.ops._shape import SHAPE_COLUMNS, shape_filter, shape_table
 from voxelflow.ops._stitch import InstanceTiles, Matches, stitch
 from voxelflow.ops._tables import filter_by_size, physical_coordinates
@@ -110,6 +116,7 @@ __all__ = [
     "BLOB_METHODS",
     "COUNT_METHODS",
     "CellClassifier",
+    "ChunkResults",
     "DOWNSAMPLE_METHODS",
     "InstanceTiles",
     "MASK_MODES",
@@ -125,6 +132,7 @@ __all__ = [
     "assign_regions",
     "auto_negative_mask",
     "blob_detect",
+    "budget_factors",
     "centroid_voxels",
     "channel_background",
     "classify_objects",
@@ -141,6 +149,7 @@ __all__ = [
     "filter_by_size",
     "find_peaks",
     "foreground",
+    "foreground_objects",
     "gaussian",
     "label",
     "local_threshold",
@@ -150,6 +159,7 @@ __all__ = [
     "object_features",
     "object_table",
     "pair_points",
+    "pass_results",
     "peak_box",
     "percentile_range",
     "physical_coordinates",
@@ -161,6 +171,7 @@ __all__ = [
     "remove_plane_background",
     "rescale_intensity",
     "resolve_halo",
+    "resumable_passes",
     "rollup",
     "scale_nearest",
     "shape_filter",
@@ -168,6 +179,7 @@ __all__ = [
     "stitch",
     "thin_peaks",
     "threshold",
+    "threshold_corrected",
     "tile_stats",
     "tile_threshold",
     "train_classifier",

@@ -22,13 +22,26 @@ from dataclasses import dataclass
 import dask.array as da
 import numpy as np
 
-from voxelflow.errors import InvalidInputError
-from voxelflow.ops._orientation import parse_orientation, reorient_points, reorient_scale, reorient_volume
-from voxelflow.ops._register import Registration, RegistrationParameters, register, transform_points, warp_image
+from voxelflow.errors import InvalidInputError, OrientationError
+from voxelflow.ops._orientation import (
+    ORIENTATION_CODES,
+    parse_orientation,
+    reorient_points,
+    reorient_scale,
+    reorient_volume,
+)
+from voxelflow.ops._register import (
+    Registration,
+    RegistrationParameters,
+    register,
+    start_metric,
+    transform_points,
+    warp_image,
+)
 from voxelflow.ops._register import warp_labels as _warp_labels
 from voxelflow.ops._resample import affine_nearest
 
-__all__ = ["ScanAtlasMap", "registration_factors", "register_scan", "upsample_labels"]
+__all__ = ["ScanAtlasMap", "registration_factors", "register_scan", "upsample_labels", "check_orientation"]
 
 
 @dataclass
@@ -100,8 +113,50 @@ def registration_factors(scan_scale: Sequence[float], scan_orientation: str, atl
     return tuple(out)
 
 
+def check_orientation(coarse, coarse_scale, scan_orientation: str, atlas, margin: float = 0.03) -> list:
+    """Raise :class:`OrientationError` if another orientation code fits the atlas clearly better.
+
+    Every one of the 48 codes is tried: the coarse scan is reoriented from it
+    to the atlas code, the tissue centres of mass are matched and Mattes MI is
+    measured once (:func:`voxelflow.ops._register.start_metric`). The given
+    code passes if its value is within ``margin`` (relative) of the best one,
+    or if the best one differs from it only by left/right (a symmetric brain
+    cannot tell those apart; the atlas hemispheres then decide left and right).
+
+    Returns
+    -------
+    list of (float, str)
+        ``(metric, code)`` sorted best first.
+
+    Raises
+    ------
+    OrientationError
+        Naming the given code and the codes that fit better.
+    """
+    scan_orientation = parse_orientation(scan_orientation, "scan orientation")
+    coarse = np.asarray(coarse)
+    scores = []
+    for code in ORIENTATION_CODES:
+        fixed = np.ascontiguousarray(reorient_volume(coarse, code, atlas.orientation))
+        scale = reorient_scale(coarse_scale, code, atlas.orientation)
+        scores.append((start_metric(fixed, atlas.reference, scale, atlas.resolution), code))
+    scores.sort()
+    given = dict((c, m) for m, c in scores)[scan_orientation]
+    best_metric, best = scores[0]
+    mirror = scan_orientation.translate(str.maketrans("lr", "rl"))
+    if best not in (scan_orientation, mirror) and given > best_metric + margin * abs(best_metric):
+        better = [c for m, c in scores if m < given and c != mirror][:3]
+        raise OrientationError(
+            f"the scan does not look like orientation {scan_orientation!r}: the atlas fits codes {better} better "
+            f"(Mattes MI {best_metric:.3f} vs {given:.3f} after matching centres of mass); check atlas.orientation "
+            "(each letter names where its axis starts: a/p, s/i, l/r)"
+        )
+    return scores
+
+
 def register_scan(coarse, coarse_scale, scan_orientation: str, atlas,
-                  parameters: RegistrationParameters | None = None, *, check: bool = True) -> ScanAtlasMap:
+                  parameters: RegistrationParameters | None = None, *, check: bool = True,
+                  orientation_check: bool = True) -> ScanAtlasMap:
     """Register a coarse scan (scan orientation) to an :class:`~voxelflow.io.brainglobe.Atlas`.
 
     Parameters
@@ -116,13 +171,24 @@ def register_scan(coarse, coarse_scale, scan_orientation: str, atlas,
     parameters : RegistrationParameters, optional
     check : bool
         See :func:`voxelflow.ops._register.register`.
+    orientation_check : bool
+        Run :func:`check_orientation` first.
 
     Returns
     -------
     ScanAtlasMap
+
+    Raises
+    ------
+    OrientationError
+        If the orientation code is malformed or another code fits clearly better.
+    RegistrationError
+        See :func:`voxelflow.ops._register.register`.
     """
     scan_orientation = parse_orientation(scan_orientation, "scan orientation")
     coarse = np.asarray(coarse)
+    if orientation_check:
+        check_orientation(coarse, coarse_scale, scan_orientation, atlas)
     fixed = reorient_volume(coarse, scan_orientation, atlas.orientation)
     fixed_scale = reorient_scale(coarse_scale, scan_orientation, atlas.orientation)
     grid = (tuple(int(n) for n in coarse.shape), tuple(float(s) for s in coarse_scale))

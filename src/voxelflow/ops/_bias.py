@@ -38,6 +38,7 @@ def estimate_bias_field(
     fitting_levels: int = 4,
     control_points: int = 4,
     spacing: Sequence[float] | None = None,
+    max_voxels: int | None = None,
 ) -> np.ndarray:
     """Estimate a smooth multiplicative bias field with N4 on a coarse image.
 
@@ -55,10 +56,17 @@ def estimate_bias_field(
         B-spline control points per axis at the first level (at least 4).
     spacing : sequence of float, optional
         Voxel size per axis (only the relative values matter to N4).
+    max_voxels : int, optional
+        Voxel budget of the fit. N4 fits a smooth B-spline field of a few
+        control points per axis and its time grows with the voxels it is given:
+        a larger image is first reduced by block means (factors from
+        :func:`voxelflow.ops.budget_factors`; a reduced voxel is in the mask when
+        its whole block is, or any of it if that leaves nothing), and the field
+        is returned on that reduced grid, covering the same box.
 
     Returns
     -------
-    numpy.ndarray, shape of ``coarse_img``, float32
+    numpy.ndarray, shape of ``coarse_img`` (or of its reduction, see ``max_voxels``), float32
         The field ``b`` with ``image ~ b * true_image``, scaled to mean 1 inside
         the mask (so correcting keeps the average tissue intensity).
 
@@ -70,6 +78,8 @@ def estimate_bias_field(
         On a negative image, a mask of another shape or an empty mask.
     """
     sitk = _simpleitk()
+    if max_voxels is not None and np.size(coarse_img) > max_voxels:
+        coarse_img, mask, spacing = _reduced_for_fit(coarse_img, mask, spacing, int(max_voxels))
     arr = np.asarray(coarse_img, dtype=np.float32)
     if arr.ndim not in (2, 3):
         raise InvalidInputError(f"coarse_img must be 2-D or 3-D, got shape {arr.shape}")
@@ -98,6 +108,24 @@ def estimate_bias_field(
     field = np.exp(sitk.GetArrayFromImage(n4.GetLogBiasFieldAsImage(image)).astype(np.float64))
     field /= field[mask_arr].mean()
     return field.astype(np.float32)
+
+
+def _reduced_for_fit(img, mask, spacing, max_voxels: int):
+    """Block means of ``img`` (and its mask) within ``max_voxels``; the reduced spacing."""
+    from voxelflow.ops._resample import budget_factors, downsample
+
+    img = np.asarray(img, dtype=np.float32)
+    spacing = tuple(spacing) if spacing is not None else (1.0,) * img.ndim
+    factors = budget_factors(img.shape, spacing, max_voxels)
+    small = np.asarray(downsample(img, factors, method="mean"))
+    if mask is not None:
+        keep = np.asarray(mask).astype(bool)
+        if keep.shape != img.shape:
+            raise InvalidInputError(f"mask shape {keep.shape} differs from coarse_img shape {img.shape}")
+        mask = np.asarray(downsample(keep, factors, method="min"))
+        if not mask.any():
+            mask = np.asarray(downsample(keep, factors, method="max"))
+    return small, mask, tuple(s * f for s, f in zip(spacing, factors))
 
 
 def apply_bias_field(img, field, method: str = "linear", *, dtype=np.float32) -> da.Array:

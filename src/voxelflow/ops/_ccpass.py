@@ -24,6 +24,7 @@ from voxelflow.errors import InvalidInputError
 from voxelflow.ops._faces import block_faces, face_contacts, forward_directions
 from voxelflow.ops._inline import inline_into
 from voxelflow.ops._merge import LabelPlan, plan_labels
+from voxelflow.ops._resume import pass_results, saved
 from voxelflow.ops._stats import chunk_stats
 
 #: Input bytes (binary + intensity) of the chunks one task labels; see :func:`block_groups`.
@@ -226,14 +227,20 @@ def chunk_pass(
     groups = block_groups(grid, max(1, GROUP_BYTES // chunk_bytes))
     where = {idx: (g, p) for g, group in enumerate(groups) for p, idx in enumerate(group)}
 
+    # inside a resumable step, finished groups are read back and the others stored as they finish
+    store = pass_results(token, len(groups))
+    finished = store.done() if store is not None else set()
     dsk = {}
     for g, group in enumerate(groups):
+        if g in finished:
+            dsk[(local_name, g)] = (store.load, g)
+            continue
         origins = [tuple(int(starts[ax][i]) for ax, i in enumerate(idx)) for idx in group]
         task = [_local_group, [(bs.name, *idx) for idx in group], origins, connectivity,
                 bs.shape, want_stats]
         if intensity is not None:
             task.append([(intensity.name, *idx) for idx in group])
-        dsk[(local_name, g)] = tuple(task)
+        dsk[(local_name, g)] = tuple(task) if store is None else (saved, store, g, tuple(task))
     for g, group in enumerate(groups):
         slots, links = [g], []
         for idx in group:
@@ -252,11 +259,26 @@ def chunk_pass(
     dsk[gather_key] = (list, [(pair_name, g) for g in range(len(groups))])
     graph = HighLevelGraph.from_collections(gather_key, dsk, dependencies=inputs)
     local_keys = [(local_name, g) for g in range(len(groups))]
-    grouped = Delayed(gather_key, inline_into(graph, local_keys)).compute()
+    flat = inline_into(graph, local_keys)
+    if finished:
+        flat = cull(flat, gather_key)  # the input chunks of finished groups are not read
+    grouped = Delayed(gather_key, flat).compute()
     results = [r for group in grouped for r in group]  # C order over the block grid
 
     plan = plan_from_chunk_results(results)
     return PassResult(plan, [r[1] for r in results] if want_stats else None)
+
+
+def cull(dsk: dict, key) -> dict:
+    """The part of a flat graph that ``key`` depends on."""
+    keep, todo = set(), [key]
+    while todo:
+        k = todo.pop()
+        if k in keep or k not in dsk:
+            continue
+        keep.add(k)
+        todo.extend(dsk[k].dependencies)
+    return {k: v for k, v in dsk.items() if k in keep}
 
 
 def plan_from_chunk_results(results: list) -> LabelPlan:

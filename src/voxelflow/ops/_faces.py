@@ -56,12 +56,26 @@ def block_faces(labels: np.ndarray) -> Faces:
     -------
     tuple of (low, high) pairs, one per axis
         ``low`` is ``labels`` at index 0 along that axis and ``high`` at index
-        -1, each of shape ``labels.shape`` without that axis. Copies, so the
-        full chunk can be freed.
+        -1, each of shape ``labels.shape`` without that axis, with the same
+        labels in the narrowest unsigned dtype (an empty face is a read-only
+        broadcast zero). Never views of ``labels``, so the full chunk can be freed.
     """
     return tuple(
-        (np.take(labels, 0, axis=ax), np.take(labels, -1, axis=ax)) for ax in range(labels.ndim)
+        (_compact(np.take(labels, 0, axis=ax)), _compact(np.take(labels, -1, axis=ax))) for ax in range(labels.ndim)
     )
+
+
+def _compact(face: np.ndarray) -> np.ndarray:
+    """The face in the narrowest unsigned dtype that holds its labels; an empty face as one broadcast zero.
+
+    A pass keeps every chunk's faces until its neighbours are paired with it, so on
+    a scan of thousands of chunks their size is most of the pass's memory.
+    """
+    top = int(face.max()) if face.size else 0
+    if top == 0:
+        return np.broadcast_to(np.zeros((), np.uint8), face.shape)
+    dtype = np.uint8 if top < 2**8 else np.uint16 if top < 2**16 else face.dtype
+    return face.astype(dtype, copy=True)
 
 
 def _shift_slices(offset: tuple[int, ...]) -> tuple[tuple[slice, ...], tuple[slice, ...]]:

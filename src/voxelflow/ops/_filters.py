@@ -407,10 +407,13 @@ def _gather_blocks(img: da.Array, mask, func, args) -> list:
     """``func(block, start, *args, mask_block)`` for every chunk, computed in one graph."""
     import dask
 
+    # one graph for all chunks (to_delayed), so the upstream work of a chunk is shared, not redone per task
+    parts = img.to_delayed()
+    masks = None if mask is None else mask.to_delayed()
     tasks = []
     for block in iter_blocks(img.chunks):
-        m = None if mask is None else mask.blocks[block.index]
-        tasks.append(dask.delayed(func)(img.blocks[block.index], block.start, *args, m))
+        m = None if masks is None else masks[block.index]
+        tasks.append(dask.delayed(func)(parts[block.index], block.start, *args, m))
     return list(dask.compute(*tasks))
 
 

@@ -107,10 +107,13 @@ def tile_stats(img, spacing, *, tile_um: float | None = None, mask=None) -> Tile
         if mask.shape != img.shape:
             raise InvalidInputError(f"mask shape {mask.shape} differs from the image shape {img.shape}")
         mask = mask.rechunk(img.chunks)
+    # one graph for all chunks (to_delayed), so the upstream work of a chunk is shared, not redone per task
+    parts = img.to_delayed()
+    masks = None if mask is None else mask.to_delayed()
     tasks = []
     for block in iter_blocks(img.chunks):
-        m = None if mask is None else mask.blocks[block.index]
-        tasks.append(dask.delayed(_block_sums)(img.blocks[block.index], block.start, tile, n_tiles, m))
+        m = None if masks is None else masks[block.index]
+        tasks.append(dask.delayed(_block_sums)(parts[block.index], block.start, tile, n_tiles, m))
     shape = (img.shape[0],) + n_tiles
     n = np.zeros(shape, np.int64)
     s = np.zeros(shape, np.float64)

@@ -12,8 +12,8 @@ Geometry: arrays are (z, y, x); voxel ``i`` of size ``s`` micrometres spans
 ``origin = s / 2`` and reversed axes, x first). Point arrays here are (z, y, x)
 micrometres in those frames.
 
-Stages: (1) a translation that matches the centres of mass of the two tissue
-masks (Otsu); (2) an affine transform, multi-resolution, Mattes mutual
+Stages: (1) a start from the two tissue masks (Otsu): centres of mass matched,
+and principal axes and extents too when that fits better; (2) an affine transform, multi-resolution, Mattes mutual
 information, gradient descent with scales from physical shifts; (3) a cubic
 B-spline on top of the affine (``CompositeTransform([affine, bspline])``: the
 B-spline acts first), on two resolution levels, L-BFGS-B.
@@ -29,6 +29,7 @@ SimpleITK is the optional ``bias`` extra; it is imported on first use.
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -38,8 +39,14 @@ from scipy import ndimage as ndi
 
 from voxelflow.errors import InvalidInputError, OptionalDependencyError, RegistrationError
 
+#: Largest rotation (degrees) accepted from the principal-axes start: the orientation codes
+#: already align the anatomical axes, so a larger one means two axes were paired wrongly.
+MAX_START_ROTATION_DEG = 30.0
+
 __all__ = [
     "RegistrationParameters",
+    "start_metric",
+    "check_registration",
     "Registration",
     "register",
     "warp_labels",
@@ -79,6 +86,9 @@ class RegistrationParameters:
         Run the B-spline stage (False: affine only).
     max_folded_fraction : float
         Largest accepted fraction of fixed voxels with Jacobian determinant <= 0.
+    max_rotation_deg : float
+        Largest accepted rotation of the affine transform: the orientation code
+        already aligns the axes, so a larger one is a wrong code or a wrong optimum.
     seed : int
         Seed of the metric sampling.
     threads : int
@@ -96,6 +106,7 @@ class RegistrationParameters:
     sampling_fraction: float = 0.1
     deformable: bool = True
     max_folded_fraction: float = 1e-3
+    max_rotation_deg: float = 45.0
     seed: int = 0
     threads: int = 2
 
@@ -145,8 +156,8 @@ class Registration:
     fixed_spacing, moving_spacing : tuple of 3 float
         Voxel sizes (z, y, x) in micrometres.
     qc : dict
-        ``metric_start``, ``metric_affine``, ``metric_final`` (Mattes MI on
-        every fixed voxel, lower is better), ``jacobian_min``, ``jacobian_max``,
+        ``metric_start`` (tissue centres of mass matched), ``metric_affine``,
+        ``metric_final`` (Mattes MI on every fixed voxel, lower is better), ``jacobian_min``, ``jacobian_max``,
         ``folded_fraction``, ``seconds_affine``, ``seconds_deformable``,
         ``stop_affine``, ``stop_deformable``.
     parameters : dict
@@ -237,8 +248,8 @@ def register(
     f_img = _to_sitk(sitk, _normalise(fixed, "fixed image (the scan's registration channel)"), fixed_spacing)
     m_img = _to_sitk(sitk, _normalise(moving, "moving image (the atlas template)"), moving_spacing)
 
-    start = _moments_start(sitk, f_img, m_img)
-    metric_start = _metric(sitk, f_img, m_img, start, params)
+    start, baseline = _moments_start(sitk, f_img, m_img)
+    metric_start = _metric(sitk, f_img, m_img, baseline, params)
 
     t0 = time.perf_counter()
     affine = sitk.AffineTransform(start)
@@ -281,6 +292,7 @@ def register(
         "metric_start": metric_start, "metric_affine": metric_affine, "metric_final": metric_final,
         "jacobian_min": float(det.min()), "jacobian_max": float(det.max()),
         "folded_fraction": float(np.count_nonzero(det <= 0) / det.size),
+        "rotation_deg": rotation_angle_deg(affine.GetMatrix()),
         "seconds_affine": round(seconds_affine, 3), "seconds_deformable": round(seconds_def, 3),
         "stop_affine": stop_affine, "stop_deformable": stop_def,
     }
@@ -289,12 +301,27 @@ def register(
     return result
 
 
+def start_metric(fixed, moving, fixed_spacing, moving_spacing, shrink: int = 2, bins: int = 32) -> float:
+    """Mattes MI after matching the tissue centres of mass only (on images shrunk by ``shrink``).
+
+    Cheap (one metric evaluation): used to compare candidate orientations of the fixed image.
+    """
+    sitk = _simpleitk()
+    f_img = sitk.Shrink(_to_sitk(sitk, _normalise(_as_volume(fixed, "fixed image"), "fixed image"),
+                                 _spacing(fixed_spacing, "fixed_spacing")), [shrink] * 3)
+    m_img = sitk.Shrink(_to_sitk(sitk, _normalise(_as_volume(moving, "moving image"), "moving image"),
+                                 _spacing(moving_spacing, "moving_spacing")), [shrink] * 3)
+    _, centred = _moments_start(sitk, f_img, m_img, axes=False)
+    return _metric(sitk, f_img, m_img, centred, RegistrationParameters(histogram_bins=bins))
+
+
 def check_registration(result: Registration) -> None:
     """Raise :class:`RegistrationError` if the QC figures of ``result`` show divergence or folding.
 
     Divergence: the affine metric is worse (higher) than the start, or the
-    final metric is worse than the affine one. Folding: more than
-    ``max_folded_fraction`` of the fixed voxels have a Jacobian determinant <= 0.
+    final metric is worse than the affine one. Implausible: the affine rotation
+    exceeds ``max_rotation_deg``. Folding: more than ``max_folded_fraction`` of
+    the fixed voxels have a Jacobian determinant <= 0.
     """
     qc = result.qc
     limit = float(result.parameters.get("max_folded_fraction", RegistrationParameters.max_folded_fraction))
@@ -308,6 +335,12 @@ def check_registration(result: Registration) -> None:
             f"deformable registration diverged: Mattes MI {qc['metric_final']:.4f} is worse than the affine "
             f"result {qc['metric_affine']:.4f}; try a larger grid_spacing_um or fewer deformable_iterations",
             result)
+    max_rot = float(result.parameters.get("max_rotation_deg", RegistrationParameters.max_rotation_deg))
+    if qc.get("rotation_deg", 0.0) > max_rot:
+        raise RegistrationError(
+            f"the affine transform rotates the atlas by {qc['rotation_deg']:.0f} degrees (more than "
+            f"max_rotation_deg = {max_rot:.0f}): the orientation code is wrong or registration found a wrong "
+            "optimum; check atlas.orientation and the QC pictures", result)
     if qc["folded_fraction"] > limit:
         raise RegistrationError(
             f"the deformation folds {qc['folded_fraction']:.2%} of the voxels (Jacobian determinant <= 0, "
@@ -432,17 +465,64 @@ def _reference(sitk, shape, spacing):
     return img
 
 
-def _moments_start(sitk, f_img, m_img):
-    """Affine identity with the translation matching the centres of mass of the Otsu tissue masks."""
+def _moments_start(sitk, f_img, m_img, axes: bool = True):
+    """Affine start from the tissue masks (Otsu): centres of mass matched, and, when it fits better,
+    the principal axes and extents matched too (rotation and per-axis scale).
+
+    The eigenvector signs are chosen closest to the identity: the orientation
+    codes already put the anatomical axes in place, so only a moderate rotation
+    is left to find.
+    """
     f_mask = sitk.OtsuThreshold(f_img, 0, 1)
     m_mask = sitk.OtsuThreshold(m_img, 0, 1)
     for what, mask in (("fixed image (the scan's registration channel)", f_mask),
                        ("moving image (the atlas template)", m_mask)):
         if sitk.GetArrayViewFromImage(mask).max() == 0:
             raise RegistrationError(f"{what} has no tissue above its Otsu threshold")
-    return sitk.CenteredTransformInitializer(sitk.Cast(f_mask, sitk.sitkFloat32), sitk.Cast(m_mask, sitk.sitkFloat32),
-                                             sitk.AffineTransform(3),
-                                             sitk.CenteredTransformInitializerFilter.MOMENTS)
+    centred = sitk.CenteredTransformInitializer(
+        sitk.Cast(f_mask, sitk.sitkFloat32), sitk.Cast(m_mask, sitk.sitkFloat32), sitk.AffineTransform(3),
+        sitk.CenteredTransformInitializerFilter.MOMENTS)
+    if not axes:
+        return centred, centred
+    (cf, vf, lf), (cm, vm, lm) = _principal_axes(sitk, f_mask), _principal_axes(sitk, m_mask)
+    # pair the axes by direction, not by length: scaling can reorder the lengths
+    best = max(itertools.permutations(range(3)), key=lambda p: sum(abs(vf[:, i] @ vm[:, p[i]]) for i in range(3)))
+    vm, lm = vm[:, list(best)], lm[list(best)]
+    for i in range(3):
+        if np.dot(vm[:, i], vf[:, i]) < 0:
+            vm[:, i] = -vm[:, i]
+    a = vm @ np.diag(np.sqrt(lm / np.maximum(lf, 1e-12))) @ vf.T
+    if rotation_angle_deg(a) > MAX_START_ROTATION_DEG:
+        return centred, centred
+    matched = sitk.AffineTransform(3)
+    matched.SetCenter(tuple(float(v) for v in cf))
+    matched.SetMatrix(tuple(float(v) for v in a.ravel()))
+    matched.SetTranslation(tuple(float(v) for v in cm - cf))
+    params = RegistrationParameters()
+    m_small = sitk.Shrink(m_img, [2, 2, 2])
+    f_small = sitk.Shrink(f_img, [2, 2, 2])
+    if _metric(sitk, f_small, m_small, matched, params) < _metric(sitk, f_small, m_small, centred, params):
+        return matched, centred
+    return centred, centred
+
+
+def rotation_angle_deg(matrix) -> float:
+    """Angle (degrees) of the rotation part of a 3 x 3 matrix (polar decomposition)."""
+    u, _, vt = np.linalg.svd(np.asarray(matrix, dtype=np.float64).reshape(3, 3))
+    r = u @ vt
+    return float(np.degrees(np.arccos(np.clip((np.trace(r) - 1) / 2, -1.0, 1.0))))
+
+
+def _principal_axes(sitk, mask):
+    """Centre (x, y, z um), eigenvectors (columns) and eigenvalues of a mask's physical second moments."""
+    arr = sitk.GetArrayViewFromImage(mask)
+    idx = np.argwhere(arr > 0)[:, ::-1].astype(np.float64)  # x, y, z voxel indices
+    if len(idx) > 200_000:
+        idx = idx[np.random.default_rng(0).choice(len(idx), 200_000, replace=False)]
+    pts = idx * np.asarray(mask.GetSpacing()) + np.asarray(mask.GetOrigin())
+    centre = pts.mean(axis=0)
+    values, vectors = np.linalg.eigh(np.cov((pts - centre).T))
+    return centre, vectors, values
 
 
 def _method(sitk, params: RegistrationParameters, shrink, smoothing):

@@ -22,6 +22,7 @@ True
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 
 import dask.array as da
@@ -32,7 +33,7 @@ from voxelflow.errors import InvalidInputError
 from voxelflow.io.blockreduce import block_reduce
 from voxelflow.ops._halo import iter_blocks, map_regions
 
-__all__ = ["downsample", "scale_nearest", "affine_nearest", "DOWNSAMPLE_METHODS"]
+__all__ = ["budget_factors", "downsample", "scale_nearest", "affine_nearest", "DOWNSAMPLE_METHODS"]
 
 DOWNSAMPLE_METHODS = ("max", "mean", "mode", "min", "nearest")
 _MODES = ("constant", "nearest")
@@ -63,6 +64,43 @@ def downsample(arr, factors: int | Sequence[int], method: str = "max") -> da.Arr
     if method not in DOWNSAMPLE_METHODS:
         raise InvalidInputError(f"downsample method must be one of {DOWNSAMPLE_METHODS}, got {method!r}")
     return block_reduce(da.asarray(arr), factors, method)
+
+
+def budget_factors(shape: Sequence[int], scale: Sequence[float], max_voxels: int,
+                   start: Sequence[int] | None = None) -> tuple[int, ...]:
+    """Smallest integer block factors (from ``start``) that bring ``shape`` within ``max_voxels``.
+
+    Grows, one step at a time, the factor of the axis whose reduced voxel is the
+    smallest physically, so the reduced voxels tend towards isotropy.
+
+    Parameters
+    ----------
+    shape : sequence of int
+    scale : sequence of float
+        Voxel size per axis.
+    max_voxels : int
+        Budget, >= 1.
+    start : sequence of int, optional
+        Initial factors (default all 1).
+
+    Returns
+    -------
+    tuple of int
+        Factors ``f`` with ``prod(ceil(shape / f)) <= max_voxels``.
+
+    Examples
+    --------
+    >>> budget_factors((64, 256, 256), (4.0, 2.0, 2.0), 2**15)
+    (3, 7, 7)
+    """
+    f = [int(v) for v in (start or [1] * len(shape))]
+    if max_voxels < 1:
+        raise InvalidInputError(f"max_voxels must be >= 1, got {max_voxels}")
+    while math.prod(-(-int(n) // k) for n, k in zip(shape, f)) > max_voxels:
+        growable = [i for i in range(len(shape)) if f[i] < shape[i]]
+        i = min(growable, key=lambda a: (f[a] * scale[a], -shape[a] / f[a]))
+        f[i] += 1
+    return tuple(f)
 
 
 def scale_nearest(

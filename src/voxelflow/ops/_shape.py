@@ -91,7 +91,8 @@ def shape_table(os_arr, spacing) -> pd.DataFrame:
     if arr.ndim != 3 or arr.dtype.kind not in "iu":
         raise InvalidInputError(f"shape_table needs a 3-D integer OS, got {arr.ndim} axes of {arr.dtype}")
     sp = _spacing(spacing, 3)
-    tasks = [dask.delayed(_block_moments)(arr.blocks[b.index], b.start, tuple(sp)) for b in iter_blocks(arr.chunks)]
+    parts = arr.to_delayed()  # one graph for all chunks: upstream work is shared
+    tasks = [dask.delayed(_block_moments)(parts[b.index], b.start, tuple(sp)) for b in iter_blocks(arr.chunks)]
     parts = dask.compute(*tasks)
     ids = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int64)
     rows = np.concatenate([p[1] for p in parts]) if parts else np.zeros((0, 10))

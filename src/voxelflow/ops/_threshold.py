@@ -6,6 +6,7 @@ import dask.array as da
 import numpy as np
 
 from voxelflow.errors import EmptyResultError, InvalidInputError
+from voxelflow.ops._bias import upsample_field
 
 __all__ = ["relative_threshold", "threshold"]
 
@@ -50,9 +51,10 @@ def relative_threshold(coarse, negative, factor: float, field=None) -> float:
         True where voxels are discarded (outside the tissue).
     factor : float
         Multiple of the median (> 0).
-    field : array, shape (Z, Y, X), optional
-        Bias field of ``coarse``; the median is taken of ``coarse / field``
-        (field clipped below at 1e-6).
+    field : array, shape (Z, Y, X) or any coarser shape over the same box, optional
+        Bias field of ``coarse`` (a coarser one is up-sampled linearly, as
+        :func:`voxelflow.ops.apply_bias_field` does); the median is taken of
+        ``coarse / field`` (field clipped below at 1e-6).
 
     Returns
     -------
@@ -66,7 +68,10 @@ def relative_threshold(coarse, negative, factor: float, field=None) -> float:
     """
     img = np.asarray(coarse, dtype=np.float64)
     if field is not None:
-        img = img / np.maximum(np.asarray(field, dtype=np.float64), 1e-6)
+        field = np.asarray(field, dtype=np.float64)
+        if field.shape != img.shape:  # a field fitted on a coarser grid: linear up-sampling
+            field = upsample_field(field, (0,) * img.ndim, img.shape, img.shape, "linear")
+        img = img / np.maximum(field, 1e-6)
     keep = ~np.asarray(negative, dtype=bool)
     if keep.shape != img.shape:
         raise InvalidInputError(f"negative mask shape {keep.shape} differs from the image shape {img.shape}")

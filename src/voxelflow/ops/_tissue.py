@@ -18,9 +18,9 @@ def auto_negative_mask(coarse, scale: Sequence[float], edge_um: float, *, whole_
 
     The tissue is the largest bright component of the coarse image after an
     Otsu threshold on log intensity (holes filled); the shell is every coarse
-    tissue voxel closer than ``edge_um`` plus one coarse voxel size to the
+    tissue voxel closer than ``edge_um`` plus two coarse voxel sizes to the
     outside, so every full-resolution voxel shallower than ``edge_um`` is
-    removed even though the coarse grid is max-pooled. Lightsheet scans show
+    removed even though a pooled coarse grid widens the tissue by up to a voxel. Lightsheet scans show
     bright artefacts right at the tissue edge, so they fall in the shell.
 
     On a crop or a partial brain the tissue runs on past the volume border, so
@@ -78,7 +78,9 @@ def auto_negative_mask(coarse, scale: Sequence[float], edge_um: float, *, whole_
         depth = ndi.distance_transform_edt(padded, sampling=scale)
         if pad:
             depth = depth[1:-1, 1:-1, 1:-1]
-        # one coarse voxel of slack: max pooling widens the tissue and a coarse
-        # voxel spans full-resolution voxels of many depths
-        tissue &= depth > edge_um + max(scale)
+        # two coarse voxels of slack: a coarse voxel straddling the tissue edge may
+        # count as tissue (pooling widens the tissue by up to one voxel), and a kept
+        # voxel's full-resolution voxels lie up to half a voxel nearer the edge than
+        # its centre, whose distance is measured to the centre of an outside voxel
+        tissue &= depth > edge_um + 2 * max(scale)
     return ~tissue

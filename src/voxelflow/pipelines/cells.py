@@ -38,6 +38,7 @@ import pandas as pd
 
 from voxelflow import ops, steps
 from voxelflow.errors import ConfigError
+from voxelflow.pipelines.coarse import legacy_factors
 from voxelflow.pipelines.config import Config
 from voxelflow.pipelines.inputs import background_scan
 from voxelflow.pipelines.plaque import _negative_mask, report_masked_fraction
@@ -261,7 +262,7 @@ def cells(run: Runner, config: Config, inputs: Inputs) -> Outputs:
     """The cell recipe: the steps of the module docstring, on the runner ``run``."""
     c, scan = config.cells, inputs.scan
     _check(c)
-    img, spacing, cf = scan.image, scan.scale, tuple(config.pipeline.coarse_factors)
+    img, spacing, cf = scan.image, scan.scale, legacy_factors(config)
     bg = background_scan(config, img)
     params = cell_parameters(c, spacing)
     coarse_store = {"scale": tuple(s * f for s, f in zip(spacing, cf))}

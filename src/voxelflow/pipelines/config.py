@@ -107,6 +107,14 @@ def _scale_um(v):
     return _number(lo=1e-9)(v)
 
 
+def _maybe_triple(v):
+    return None if v is None or v == "" else _triple(v)
+
+
+def _maybe_positive_int(v):
+    return None if v is None or v == "" else _number(lo=1, integer=True)(v)
+
+
 def _scheduler(v):
     if v == "":
         return v
@@ -153,12 +161,39 @@ def _maybe_int(v):
     return None if v is None or v == "" else _number(lo=0, integer=True)(v)
 
 
+def _orientation(v):
+    if v == "":
+        return v
+    from voxelflow.errors import VoxelflowError
+    from voxelflow.io.orientation_code import parse_orientation
+
+    try:
+        return parse_orientation(v)
+    except VoxelflowError:
+        raise _Bad from None
+
+
+def _registration(v):
+    if not isinstance(v, Mapping):
+        raise _Bad
+    from voxelflow.errors import VoxelflowError
+    from voxelflow.ops._register import RegistrationParameters
+
+    try:
+        RegistrationParameters.from_dict(dict(v))
+    except (VoxelflowError, TypeError):
+        raise _Bad from None
+    return dict(v)
+
+
 def key(default: Any, check: Callable[[Any], Any], expected: str, help: str = "", *,
         required: bool = False, path: bool = False):
     """A configuration key: a dataclass field carrying its check and description."""
     meta = {"check": check, "expected": expected, "help": help, "required": required, "path": path}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
+    if isinstance(default, dict):
+        return field(default_factory=lambda: dict(default), metadata=meta)
     return field(default=default, metadata=meta)
 
 
@@ -190,6 +225,17 @@ class AtlasSection:
                    "atlas labels at any resolution covering the same physical extent", path=True)
     regions: str = key("", _string(allow_empty=True), "a CSV/JSON region table or BrainGlobe folder (or empty)",
                        path=True)
+    brainglobe: str = key("", _string(allow_empty=True), "a local BrainGlobe atlas folder (or empty)",
+                          "an atlas voxelflow registers to the scan (instead of a pre-registered atlas.url)",
+                          path=True)
+    orientation: str = key("", _orientation, "a 3-letter orientation code such as 'psl' (or empty)",
+                           "the scan's orientation, brainglobe-space style: each letter is where its axis starts")
+    registration_channel: int | None = key(None, _maybe_int, "a channel index >= 0 (or leave unset)",
+                                           "channel registered to the atlas template (autofluorescence); "
+                                           "default input.channel")
+    registration: dict = key({}, _registration, "a table of registration parameters (grid_spacing_um, "
+                             "affine_iterations, deformable_iterations, deformable, ...)",
+                             "see docs/registration.md")
 
 
 @dataclass
@@ -197,8 +243,18 @@ class PlaqueSection:
     """``[pipeline]``: the workflow kind and the plaque parameters."""
 
     kind: str = key("plaque", _string(choices=KINDS), f"one of {', '.join(KINDS)}", "which workflow runs")
-    coarse_factors: list[int] = key([2, 4, 4], _triple, "three integers >= 1 (z, y, x)",
-                                    "max-pooling factors of the coarse level used for mask and bias")
+    coarse_max_voxels: int | None = key(None, _maybe_positive_int, "an integer >= 1 (voxels; or unset)",
+                                        "voxel budget of the coarse grid for mask, bias field and threshold "
+                                        "(unset: 8388608 = 2**23); a stored pyramid level within it is read "
+                                        "as it is")
+    coarse_um: float | None = key(None, _number(lo=1e-9, allow_none=True), "a number > 0 (micrometres; or unset)",
+                                  "voxel size of the coarse grid, e.g. 25 (the budget still caps its size)")
+    coarse_factors: list[int] | None = key(None, _maybe_triple, "three integers >= 1 (z, y, x), or unset",
+                                           "old setting: max-pooling factors of level 0 for the coarse grid; "
+                                           "prefer coarse_max_voxels or coarse_um, which do not grow with the scan")
+    bias_max_voxels: int = key(32768, _number(lo=1, integer=True), "an integer >= 1 (voxels)",
+                               "voxel budget of the N4 fit (block means of the coarse grid); N4 time grows "
+                               "with it, not with the scan")
     bias: bool | str = key("auto", _bias, "'auto', true or false",
                            "N4 bias correction: auto = when SimpleITK is installed")
     mask: str = key("auto", _string(), "'auto', 'none', an OME-Zarr mask path or 'model:PATH'",
@@ -307,6 +363,10 @@ class OutputSection:
                             "chunk shape of stored full-resolution intermediates")
     levels: int = key(3, _number(lo=1, integer=True), "an integer >= 1",
                       "pyramid levels of stored intermediates (viewer-friendly)")
+    full_res: str = key("auto", _string(choices=("auto", "all", "none")), "'auto', 'all' or 'none'",
+                        "store the full-resolution foreground (BS) and labels (OS) in the cache: auto = only "
+                        "for scans of at most 2**26 voxels (67 MVox); otherwise objects come from one "
+                        "streaming pass that stores nothing of full resolution")
     report: bool = key(True, _bool, "true or false", "write report.html when voxelflow.report exists")
 
 
@@ -436,6 +496,14 @@ def _build(values: dict[str, Any], where: str) -> Config:
             except _Bad:
                 raise ConfigError(f"{where}: key {dotted!r}: expected {meta['expected']}, got {raw!r}") from None
         sections[section] = _SECTIONS[section](**kwargs)
+    p = sections["pipeline"]
+    if p.coarse_factors is not None and (p.coarse_max_voxels is not None or p.coarse_um is not None):
+        raise ConfigError(
+            f"{where}: pipeline.coarse_factors (the old fixed max-pooling factors of level 0) cannot be "
+            "combined with pipeline.coarse_max_voxels or pipeline.coarse_um; drop coarse_factors: the "
+            "coarse grid is now chosen by a voxel budget or a voxel size in micrometres, so its cost "
+            "does not grow with the scan"
+        )
     return Config(**sections)
 
 
@@ -519,4 +587,6 @@ def _toml_value(v) -> str:
         return repr(v)
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, Mapping):
+        return "{" + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + "}"
     return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -47,11 +47,18 @@ class Scan:
 
 @dataclass(frozen=True)
 class Atlas:
-    """Region labels registered to the scan, their voxel size and the region table."""
+    """Region labels registered to the scan, their voxel size and the region table.
+
+    ``hemispheres`` (1 left, 2 right, same grid as ``labels``) and
+    ``registration`` (the ``registration`` step result: transforms, grid, QC)
+    are set when the atlas was registered by voxelflow.
+    """
 
     labels: da.Array
     scale: tuple[float, ...]
     regions: pd.DataFrame
+    hemispheres: da.Array | None = None
+    registration: dict | None = None
 
 
 def _stamp(path: VPath) -> str:

@@ -2,7 +2,9 @@
 
 Each stage is one cached step of the run (cache node name in brackets):
 
-1. max-pool the scan to a coarse level [``coarse``];
+1. the coarse grid of all whole-volume work [``coarse``]: a stored pyramid level
+   within ``pipeline.coarse_max_voxels`` (or at ``pipeline.coarse_um``), reduced by
+   block means only when no level fits (:mod:`voxelflow.pipelines.coarse`);
 2. a negative mask on the coarse grid [``negative_mask``]: by default the
    outside of the tissue plus a shell of ``edge_um`` micrometres along its edge
    (where lightsheet scans show bright artefacts; the volume border is such an
@@ -11,15 +13,23 @@ Each stage is one cached step of the run (cache node name in brackets):
    (any resolution covering the scan), or a user function of the coarse image,
    or (``pipeline.mask = "model:PATH"``) the foreground of a segmentation model
    run on the coarse level in 3-D, per plane or tri-planar (``pipeline.mask_mode``);
-3. N4 bias field on the coarse level [``bias_field``] (needs SimpleITK; with
-   ``pipeline.bias = "auto"`` it is skipped cleanly when that is missing);
-4. threshold [``threshold_value`` when relative], foreground at full
-   resolution [``foreground``], exact connected-component labelling
-   [``label``] (or, with ``pipeline.split = "watershed"``, a distance-transform
-   watershed that splits touching plaques [``watershed``]), the object table
-   [``objects_raw``], the size filter [``objects_kept``] and physical coordinates [``objects``];
+3. N4 bias field on block means of the coarse grid within ``pipeline.bias_max_voxels``
+   [``bias_field``] (needs SimpleITK; with ``pipeline.bias = "auto"`` it is skipped
+   cleanly when that is missing);
+4. threshold [``threshold_value`` when relative]; then, when full-resolution
+   intermediates are stored (``output.full_res``), the foreground [``foreground``],
+   exact connected-component labelling [``label``] (or, with ``pipeline.split =
+   "watershed"``, a distance-transform watershed that splits touching plaques
+   [``watershed``]) and the object table [``objects_raw``]; otherwise the object
+   table in one streaming pass over the scan [``objects_raw``], which resumes chunk
+   group by chunk group after a kill; the size filter [``objects_kept``] and physical
+   coordinates [``objects``];
 5. atlas regions of every object [``objects_regions``], per-region counts,
-   volumes and densities [``region_counts``], and a density map [``density``].
+   volumes and densities [``region_counts``], and a density map [``density``];
+   with an atlas registered by voxelflow (``atlas.brainglobe``, see
+   :mod:`voxelflow.pipelines.registration`) also the hemisphere and atlas-space
+   position of every object [``objects_atlas``] and left/right counts
+   [``region_counts_lr``].
 
 :func:`voxelflow.pipelines.run.run_pipeline` runs it and writes the run folder
 (layout: :mod:`voxelflow.steps.node`).
@@ -38,52 +48,67 @@ from voxelflow import steps
 from voxelflow.errors import ConfigError, EmptyResultError, InvalidInputError, OptionalDependencyError
 from voxelflow.io.models import load_model
 from voxelflow.ops import model_mask, scale_nearest
+from voxelflow.pipelines.coarse import coarse_source
 from voxelflow.pipelines.config import Config
 from voxelflow.pipelines.detector import check_detector, detector_foreground, split_distance_voxels, uses_detector
 from voxelflow.pipelines.inputs import background_scan, open_user_mask
+from voxelflow.pipelines.registration import atlas_space_columns
 from voxelflow.pipelines.run import Inputs, Outputs, PipelineResult, run_pipeline
 from voxelflow.steps import Runner, Step
 
 __all__ = ["PlaqueResult", "plaque", "run_plaque_pipeline"]
 
 PlaqueResult = PipelineResult
+
+#: ``output.full_res = "auto"`` stores full-resolution intermediates up to this many voxels (67 M).
+AUTO_FULL_RES = 2**26
 _HIDDEN = {"visible": False}  # coarse maps are shown switched off so they do not cover the scan
 
 
 def plaque(run: Runner, config: Config, inputs: Inputs) -> Outputs:
     """The plaque recipe: the steps of the module docstring, on the runner ``run``."""
     p, scan = config.pipeline, inputs.scan
-    img, scale, cf = scan.image, scan.scale, tuple(p.coarse_factors)
-    coarse_store = {"scale": tuple(s * f for s, f in zip(scale, cf))}
+    img, scale = scan.image, scan.scale
+    source, factors, method, coarse_info = coarse_source(config, scan)
+    coarse_store = {"scale": tuple(coarse_info["scale_um"])}
     full_store = {"chunks": tuple(min(c, s) for c, s in zip(config.output.chunks, img.shape)),
                   "levels": config.output.levels, "scale": scale}
 
-    coarse = run.step(steps.downsample, img, cf, method="max", name="coarse", storage=coarse_store,
+    coarse = run.step(steps.downsample, source, factors, method=method, name="coarse", storage=coarse_store,
                       viewer_args=_HIDDEN)
     _require_finite(coarse, config.input.url)
     negative = _negative_mask(run, inputs.mask, coarse, coarse_store["scale"], p, coarse_store,
                               whole_brain=config.mask.whole_brain)
     masked = report_masked_fraction(run, negative, config, inputs)
-    field = _bias_field(run, p.bias, coarse, negative, coarse_store, inputs)
+    field = _bias_field(run, p, coarse, negative, coarse_store, inputs)
     value = p.threshold
     if value is None and p.threshold_mode == "factor":
         value = run.step(steps.relative_threshold, coarse, negative, p.threshold_factor, field=field,
                          name="threshold_value")
-    if uses_detector(p):
-        bg = background_scan(config, img)
-        check_detector(p, bg is not None)
-        bs = run.step(_detector_foreground, img, bg, negative, cf, field, scale, p.prefilter, p.prefilter_um,
-                      p.threshold_mode, p.threshold, p.threshold_k, p.tile_um, p.window_um, name="foreground",
-                      storage=full_store)
+    stored = config.output.full_res == "all" or (config.output.full_res == "auto" and img.size <= AUTO_FULL_RES)
+    detector = uses_detector(p)
+    if detector or stored or p.split == "watershed":
+        if detector:
+            bg = background_scan(config, img)
+            check_detector(p, bg is not None)
+            # the detector's mask and field are up-sampled by whole factors of the coarse grid
+            cf = tuple(max(1, round(c / s)) for c, s in zip(coarse_store["scale"], scale))
+            bs = run.step(_detector_foreground, img, bg, negative, cf, field, scale, p.prefilter, p.prefilter_um,
+                          p.threshold_mode, p.threshold, p.threshold_k, p.tile_um, p.window_um, name="foreground",
+                          storage=full_store)
+        else:
+            bs = run.step(steps.threshold_corrected, img, value, field, negative, name="foreground",
+                          storage=full_store)
+        if p.split == "watershed":
+            labels = run.step(steps.watershed_split, bs, split_distance_voxels(p, scale), connectivity=p.connectivity,
+                              sampling=scale, name="watershed", storage=full_store)
+        else:
+            labels, _ = run.step(steps.label, bs, connectivity=p.connectivity, name="label", storage=full_store)
+        raw = run.step(steps.object_table, labels, intensity=img, connectivity=p.connectivity, kind="os",
+                       name="objects_raw")
     else:
-        bs = run.step(steps.foreground, img, value, negative, cf, field=field, name="foreground", storage=full_store)
-    if p.split == "watershed":
-        labels = run.step(steps.watershed_split, bs, split_distance_voxels(p, scale), connectivity=p.connectivity,
-                          sampling=scale, name="watershed", storage=full_store)
-    else:
-        labels, _ = run.step(steps.label, bs, connectivity=p.connectivity, name="label", storage=full_store)
-    raw = run.step(steps.object_table, labels, intensity=img, connectivity=p.connectivity, kind="os",
-                   name="objects_raw")
+        # whole brains: one streaming, chunk-resumable pass; nothing of full resolution is written
+        raw = run.step(steps.foreground_objects, img, value, negative, field, p.connectivity, name="objects_raw")
     kept = run.step(steps.filter_by_size, raw, p.min_voxels, p.max_voxels, name="objects_kept")
     objects = run.step(steps.physical_coordinates, kept, scale, scan.translation, name="objects")
     if len(objects) == 0:
@@ -100,11 +125,14 @@ def plaque(run: Runner, config: Config, inputs: Inputs) -> Outputs:
                            image_shape=img.shape, name="objects_regions")
         regions = run.step(steps.count_by_region, objects, atlas.labels, atlas.scale, atlas.regions,
                            name="region_counts")
+        if atlas.registration is not None:
+            objects, regions = atlas_space_columns(run, objects, regions, atlas, scale)
     df = tuple(p.density_factors)
     density = run.step(steps.density_map, objects, img.shape, df, name="density",
                        storage={"scale": tuple(s * f for s, f in zip(scale, df))}, viewer_args=_HIDDEN)
     facts = {"threshold": value, "bias_corrected": field is not None, "objects_above_threshold": int(len(raw)),
-             "masked_fraction": round(masked, 6), "mask_warning": masked > config.mask.warn_fraction}
+             "masked_fraction": round(masked, 6), "mask_warning": masked > config.mask.warn_fraction,
+             "coarse": coarse_info, "full_res_stored": bool(stored)}
     return Outputs(objects, density, regions, run.node("density"), facts)
 
 
@@ -210,12 +238,13 @@ def _bias_available() -> bool:
     return importlib.util.find_spec("SimpleITK") is not None
 
 
-def _bias_field(run: Runner, bias, coarse, negative, store: dict, inputs: Inputs):
+def _bias_field(run: Runner, p, coarse, negative, store: dict, inputs: Inputs):
     skipped = "  bias correction skipped: SimpleITK is not installed"
+    bias = p.bias
     if bias is True or (bias == "auto" and _bias_available()):
         try:
             return run.step(steps.estimate_bias_field, coarse, mask=~negative, spacing=store["scale"],
-                            name="bias_field", storage=store, viewer_args=_HIDDEN)
+                            max_voxels=p.bias_max_voxels, name="bias_field", storage=store, viewer_args=_HIDDEN)
         except OptionalDependencyError:
             if bias is True:
                 raise

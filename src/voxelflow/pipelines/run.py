@@ -34,7 +34,7 @@ from voxelflow.errors import ConfigError, InvalidPathError, VoxelflowError
 from voxelflow.paths import VPath
 from voxelflow.pipelines.config import Config
 from voxelflow.pipelines.inputs import Atlas, Scan, open_atlas, open_scan
-from voxelflow.pipelines.progress import progress_bar, progress_printer
+from voxelflow.pipelines.progress import PartsProgress, progress_bar, progress_printer
 from voxelflow.runtime.compute import process_peak_memory_mb, worker_peak_memory_mb
 from voxelflow.steps import Runner, StepRecord
 from voxelflow.steps import node as layout
@@ -50,6 +50,7 @@ OBJECT_COLUMNS = (
     "intensity_mean", "intensity_max", "intensity_sum", "region_id", "region_acronym",
     "touches_border", "z0", "y0", "x0", "z1", "y1", "x1",
     "response", "component_volume_um3", "component_elongation",
+    "hemisphere", "atlas_z_um", "atlas_y_um", "atlas_x_um",
 )
 
 
@@ -138,6 +139,9 @@ def run_pipeline(
         raise ConfigError(f"output.folder: {out_dir.url} is a file; expected a folder (new or of an earlier run)")
     cache = VPath(config.output.cache or (out_dir / layout.CACHE_FOLDER).url)
     scan = open_scan(config.input.url, config.input.channel, config.input.level, scale_um=config.input.scale_um)
+    if config.atlas.url and config.atlas.brainglobe:
+        raise ConfigError("set atlas.url (an atlas already registered to the scan) or atlas.brainglobe (an atlas "
+                          "voxelflow registers), not both")
     atlas = open_atlas(config.atlas.url, config.atlas.regions, scan.image.shape, scan.scale) \
         if config.atlas.url else None
     out_dir.mkdirs()
@@ -148,7 +152,11 @@ def run_pipeline(
     recipe = getattr(importlib.import_module(module), attr)
     inputs = Inputs(scan, atlas, config.pipeline.mask if mask is None else mask, stream, progress)
     try:
-        with bar:
+        with bar, (PartsProgress(cache, stream) if progress else contextlib.nullcontext()):
+            if config.atlas.brainglobe:
+                from voxelflow.pipelines.registration import register_atlas
+
+                inputs.atlas = register_atlas(run, config, scan, out_dir, stream, progress)
             outputs = recipe(run, config, inputs)
         staging = out_dir / f".run-staging-{uuid.uuid4().hex[:12]}"
         try:

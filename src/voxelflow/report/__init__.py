@@ -12,6 +12,8 @@ in :mod:`voxelflow.steps.node`) and writes
 - ``density.png``: the density map (CD) summed along each axis;
 - ``counts.png``: objects per atlas region, next to the planted truth when given;
 - ``sizes.png``: histogram of object sizes in voxels;
+- the atlas-registration QC pictures of ``registration/`` (checkerboard and edge
+  overlays in three planes) when the run registered an atlas;
 - ``report.html``: all of the above embedded as base64 ``data:`` URIs plus the run
   summary, so the one file can be mailed or archived without its folder.
 
@@ -43,6 +45,20 @@ from voxelflow.report._inputs import (
 from voxelflow.steps.node import REGIONS_CSV, read_run
 
 __all__ = ["DEFAULT_DENSITY_NAMES", "DEFAULT_IMAGE_NAMES", "make_report"]
+
+
+def registration_figures(run: Path) -> list[tuple[str, str, Path]]:
+    """The registration QC pictures of a run (``registration/qc_*.png``), as report figures."""
+    folder = run / "registration"
+    out = []
+    for kind, caption in (("checker", "Checkerboard of the scan and the registered atlas template"),
+                          ("edges", "Edges of the registered atlas template (magenta) on the scan"),
+                          ("scan", "Registration channel (registration did not finish)")):
+        for axis in range(3):
+            path = folder / f"qc_{kind}_axis{axis}.png"
+            if path.is_file():
+                out.append(("Atlas registration", f"{caption}, middle plane along axis {axis}", path))
+    return out
 
 
 def make_report(
@@ -136,6 +152,7 @@ def make_report(
     path = run / "sizes.png"
     plot_sizes(objects, path)
     figures.append(("Object sizes", "Histogram of object sizes", path))
+    figures += registration_figures(run)
 
     out = run / "report.html"
     out.write_text(render_html(title or run.name, objects, meta, figures, table_html, notes), encoding="utf-8")

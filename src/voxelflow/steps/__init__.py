@@ -23,11 +23,13 @@ from voxelflow.steps.builtin import (
     estimate_bias_field,
     filter_by_size,
     foreground,
+    foreground_objects,
     label,
     object_table,
     physical_coordinates,
     relative_threshold,
     threshold,
+    threshold_corrected,
     watershed_split,
 )
 from voxelflow.steps.fingerprint import fingerprint
@@ -56,6 +58,7 @@ __all__ = [
     "filter_by_size",
     "fingerprint",
     "foreground",
+    "foreground_objects",
     "keyed",
     "label",
     "object_table",
@@ -68,6 +71,7 @@ __all__ = [
     "step_key",
     "subscribe",
     "threshold",
+    "threshold_corrected",
     "unsubscribe",
     "watershed_split",
 ]

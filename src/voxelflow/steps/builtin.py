@@ -18,11 +18,13 @@ __all__ = [
     "estimate_bias_field",
     "filter_by_size",
     "foreground",
+    "foreground_objects",
     "label",
     "object_table",
     "physical_coordinates",
     "relative_threshold",
     "threshold",
+    "threshold_corrected",
     "watershed_split",
 ]
 
@@ -39,6 +41,8 @@ assign_regions = Step("voxelflow.ops:assign_regions", kind="LC->LC")  # returns 
 count_by_region = Step("voxelflow.ops:count_by_region", kind="LC->RC")
 relative_threshold = Step("voxelflow.ops:relative_threshold", kind="IN->IN")
 foreground = Step("voxelflow.ops:foreground", kind="IN->BS")
+threshold_corrected = Step("voxelflow.ops:threshold_corrected", kind="IN->BS")
+foreground_objects = Step("voxelflow.ops:foreground_objects", kind="IN->LC")
 auto_negative_mask = Step("voxelflow.ops:auto_negative_mask", kind="IN->BS")
 filter_by_size = Step("voxelflow.ops:filter_by_size", kind="LC->LC")
 physical_coordinates = Step("voxelflow.ops:physical_coordinates", kind="LC->LC")

@@ -3,6 +3,8 @@
 A *step node* is the cache node of one step call (its ``cache_url``)::
 
     <node>/step.json    name, kind ("IN->BS"), key, tuple, outputs, seconds
+    <node>/parts/       while the step is computed: finished chunk groups of its long
+                        passes (one folder per pass), kept across a kill, deleted at commit
     <node>/out0/        one child cache node per output, in order (out0, out1, ...):
                         images (2-5 dimensions) as an OME-Zarr image with a pyramid,
                         other arrays as zarr/npy, tables as parquet, values as JSON
@@ -33,7 +35,7 @@ import dask.array as da
 import numpy as np
 import pandas as pd
 
-from voxelflow.cache import PAYLOAD_NAMES, ChildNodes, Image, cdir_init, load, save
+from voxelflow.cache import PAYLOAD_NAMES, ChildNodes, Image, cdir_init, load, part_store, save
 from voxelflow.errors import InvalidInputError
 from voxelflow.paths import VPath, as_vpath
 from voxelflow.steps.keys import keyed
@@ -142,6 +144,20 @@ def write_step(node_url: str, desc: dict, result: Any, storage: dict) -> None:
     step_file.write_text(json.dumps({k: desc[k] for k in ("step", "kind", "key", "tuple", "outputs", "seconds")},
                                     indent=1))
     save(node_url, ChildNodes([f"out{i}" for i in range(len(items))], as_tuple=isinstance(result, tuple)))
+
+
+def part_factory(node_url: str, key: str):
+    """Part stores for the chunk passes of a step being computed in ``node_url``.
+
+    Each pass gets ``<node>/parts/<key>-<token>/`` (see :func:`voxelflow.cache.part_store`),
+    named after the step key and the pass's graph token, so parts are reused only
+    by the same pass of the same step call.
+    """
+
+    def factory(token: str, total: int):
+        return part_store(node_url, f"{key[:16]}-{token[:32]}", total)
+
+    return factory
 
 
 def read_step(node: str | VPath) -> dict | None:

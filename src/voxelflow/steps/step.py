@@ -58,7 +58,7 @@ from voxelflow.cache import cdir_init
 from voxelflow.errors import InvalidInputError
 from voxelflow.paths import VPath
 from voxelflow.steps.keys import step_key
-from voxelflow.steps.node import read_step, read_step_result, write_step
+from voxelflow.steps.node import part_factory, read_step, read_step_result, write_step
 from voxelflow.steps.runner import StepRecord, StepResult, emit
 
 __all__ = ["Step", "step"]
@@ -158,7 +158,12 @@ class Step:
         # a node committed under another key is wiped by cdir_init and recomputed
         cached = cdir_init(node_url, key=key).commit is not None
         if not cached:
-            result = self.fn(**arguments)
+            # chunk passes inside the step keep finished chunk groups in the pending node,
+            # so a run killed mid-pass recomputes only the unfinished ones
+            from voxelflow.ops import resumable_passes  # ops are imported on first computed step
+
+            with resumable_passes(part_factory(node_url, key)):
+                result = self.fn(**arguments)
             desc = {"step": self.name, "kind": self.kind, "key": key, "seconds": time.perf_counter() - t0}
             write_step(node_url, desc, result, storage)
         desc = read_step(node_url)

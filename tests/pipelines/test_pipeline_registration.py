@@ -1,0 +1,133 @@
+"""``voxelflow run`` / ``voxelflow register`` with an atlas voxelflow registers: counts per region and
+hemisphere against planted truth, atlas-space coordinates, failures with QC pictures."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from voxelflow.cli import main
+from voxelflow.io.ome_zarr import write_ome_zarr
+from voxelflow.synth_atlas import write_synthetic_experiment
+
+pytest.importorskip("SimpleITK")
+
+FAST = """
+[atlas.registration]
+deformable_iterations = 10
+"""
+
+
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory):
+    root = tmp_path_factory.mktemp("experiment")
+    exp = write_synthetic_experiment(root, resolution=300.0, seed=4, n_objects=60, orientation="psl")
+    exp["config"].write_text(exp["config"].read_text() + FAST)
+    assert main(["run", str(exp["config"]), "--no-report", "--quiet"]) == 0
+    return exp
+
+
+def test_counts_per_region_and_hemisphere_match_the_planted_truth(experiment):
+    truth = experiment["truth"]
+    assert len(truth) >= 15
+    regions = pd.read_csv(experiment["config"].parent / "run" / "regions.csv")
+    got = regions.set_index("id")
+    expected = truth.groupby("region_id").size()
+    for rid, n in expected.items():
+        assert abs(got.loc[rid, "count_self"] - n) <= max(0.05 * n, 0), (rid, got.loc[rid, "count_self"], n)
+    for side, value in (("left", 1), ("right", 2)):
+        per_side = truth[truth.hemisphere == value].groupby("region_id").size()
+        for rid, n in per_side.items():
+            assert got.loc[rid, f"count_{side}"] == n
+        assert (got[f"density_{side}_per_mm3"].dropna() >= 0).all()
+    # the left and right counts add up to the count of objects inside the brain
+    assert (got["count_left"] + got["count_right"] == got["count"]).all()
+
+
+def test_objects_carry_atlas_coordinates(experiment):
+    objects = pd.read_csv(experiment["config"].parent / "run" / "objects.csv")
+    truth = experiment["truth"]
+    assert {"atlas_z_um", "atlas_y_um", "atlas_x_um", "hemisphere"} <= set(objects.columns)
+    found = objects[["z", "y", "x"]].to_numpy()
+    planted = truth[["z", "y", "x"]].to_numpy()
+    nearest = np.argmin(np.linalg.norm(found[:, None] - planted[None], axis=2), axis=1)
+    err = np.linalg.norm(objects[["atlas_z_um", "atlas_y_um", "atlas_x_um"]].to_numpy()
+                         - truth[["atlas_z_um", "atlas_y_um", "atlas_x_um"]].to_numpy()[nearest], axis=1)
+    assert err.mean() <= 300.0  # one atlas voxel
+    np.testing.assert_array_equal(objects["hemisphere"].to_numpy(), truth["hemisphere"].to_numpy()[nearest])
+
+
+def test_registration_files_and_qc_pictures(experiment):
+    folder = experiment["config"].parent / "run" / "registration"
+    names = {p.name for p in folder.iterdir()}
+    assert {"affine.tfm", "deformable.tfm", "registration.json", "qc_checker_axis0.png", "qc_edges_axis2.png"} <= names
+    import SimpleITK as sitk
+
+    assert sitk.ReadTransform(str(folder / "affine.tfm")).GetNumberOfParameters() == 12
+    qc = json.loads((folder / "registration.json").read_text())["qc"]
+    assert qc["folded_fraction"] <= 1e-3 and qc["metric_final"] <= qc["metric_affine"]
+
+
+def test_register_only_reuses_the_cache(experiment, capsys):
+    assert main(["register", str(experiment["config"]), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "voxelflow register: Mattes MI" in out
+
+
+def test_wrong_orientation_is_a_clear_error_with_qc_pictures(experiment, tmp_path, capsys):
+    code = main(["run", str(experiment["config"]), "--quiet", "--no-report", "--set", "atlas.orientation=asr",
+                 "--out", str(tmp_path / "run")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "does not look like orientation 'asr'" in err and "psl" in err
+    assert (tmp_path / "run" / "registration" / "qc_scan_axis0.png").is_file()
+    record = json.loads((tmp_path / "run" / "run-failed.json").read_text())
+    assert record["status"] == "failed" and not (tmp_path / "run" / "regions.csv").exists()
+
+
+def test_empty_channel_is_a_clear_error_with_qc_pictures(experiment, tmp_path, capsys):
+    import zarr
+
+    plaques = np.asarray(zarr.open_group(str(experiment["scan"]), mode="r")["0"][1])
+    empty = np.stack([np.zeros_like(plaques), plaques])
+    write_ome_zarr(empty, tmp_path / "empty.ome.zarr", axes="czyx",
+                   scale=(1.0, *experiment["synthetic"].scale), chunks=(1, 32, 64, 64))
+    code = main(["run", str(experiment["config"]), "--quiet", "--no-report", "--set",
+                 f"input.url={tmp_path / 'empty.ome.zarr'}", "--out", str(tmp_path / "run")])
+    assert code == 2
+    assert "no contrast" in capsys.readouterr().err
+    assert (tmp_path / "run" / "registration" / "qc_scan_axis1.png").is_file()
+
+
+def test_atlas_url_and_brainglobe_together_are_refused(experiment, tmp_path, capsys):
+    code = main(["run", str(experiment["config"]), "--quiet", "--no-report", "--set",
+                 f"atlas.url={experiment['scan']}", "--out", str(tmp_path / "run")])
+    assert code == 2 and "not both" in capsys.readouterr().err
+
+
+def test_atlas_settings_are_checked_and_round_trip(tmp_path):
+    from voxelflow.errors import ConfigError
+    from voxelflow.pipelines.config import load_config, to_toml
+
+    base = ["input.url=scan.ome.zarr", "output.folder=run", "atlas.brainglobe=atlas"]
+    cfg = load_config(None, base + ["atlas.orientation=PSL", "atlas.registration_channel=0"])
+    assert cfg.atlas.orientation == "psl" and cfg.atlas.registration == {}
+    with pytest.raises(ConfigError, match="atlas.orientation"):
+        load_config(None, base + ["atlas.orientation=abc"])
+    text = '[input]\nurl = "s.ome.zarr"\n[output]\nfolder = "r"\n[atlas]\nbrainglobe = "a"\norientation = "asl"\n' \
+           '[atlas.registration]\ngrid_spacing_um = 2500.0\naffine_shrink = [2, 1]\naffine_smoothing_vox = [1.0, 0.0]\n'
+    (tmp_path / "c.toml").write_text(text)
+    cfg = load_config(tmp_path / "c.toml")
+    assert cfg.atlas.registration["grid_spacing_um"] == 2500.0
+    (tmp_path / "d.toml").write_text(to_toml(cfg))
+    assert load_config(tmp_path / "d.toml").atlas.registration == cfg.atlas.registration
+    (tmp_path / "e.toml").write_text(text.replace("grid_spacing_um", "grid_spacing"))
+    with pytest.raises(ConfigError, match="atlas.registration"):
+        load_config(tmp_path / "e.toml")
+
+
+def test_missing_orientation_is_a_config_error(experiment, tmp_path, capsys):
+    code = main(["register", str(experiment["config"]), "--quiet", "--set", "atlas.orientation=",
+                 "--out", str(tmp_path / "run")])
+    assert code == 2 and "atlas.orientation" in capsys.readouterr().err

@@ -1,0 +1,97 @@
+"""The coarse grid of the plaque pipeline: budget/resolution knobs, pyramid levels, old settings.
+
+* with the old grid (``coarse_factors=[2, 4, 4]``, N4 on that grid, the same edge
+  shell depth) the objects equal those the previous pipeline wrote for the same scan
+  (``tests/fixtures/plaque_previous``, made by commit b1f9df4 with the configuration
+  of ``small_overrides``), both when the full-resolution volumes are stored and when
+  objects come from the streaming pass;
+* with a budget that a stored pyramid level fits, the mask, N4 fit and threshold
+  read that level and no level-0 chunk (chunk reads counted);
+* the old key together with the new ones is a clear configuration error.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pipeline_helpers import small_overrides, write_small_scan
+from voxelflow import steps
+from voxelflow.errors import ConfigError
+from voxelflow.io.ome_zarr import fastread
+from voxelflow.pipelines.config import load_config
+from voxelflow.pipelines.plaque import run_plaque_pipeline
+
+PREVIOUS = Path(__file__).resolve().parents[1] / "fixtures" / "plaque_previous" / "objects.parquet"
+
+
+@pytest.fixture(scope="module")
+def scan(tmp_path_factory):
+    return write_small_scan(tmp_path_factory.mktemp("scan"))
+
+
+@pytest.mark.parametrize("full_res", ["all", "none"])
+def test_old_coarse_grid_gives_the_previous_objects(scan, tmp_path, full_res):
+    brain, paths = scan
+    # the edge shell is now edge_um plus two coarse voxels (4 um here) instead of one: 4 um now is 8 um before
+    config = load_config(None, small_overrides(paths, tmp_path / "run") + [
+        "pipeline.coarse_factors=[2, 4, 4]", "pipeline.bias_max_voxels=1000000", f'output.full_res="{full_res}"',
+        "pipeline.edge_um=4.0"])
+    result = run_plaque_pipeline(config, progress=False)
+    previous = pd.read_parquet(PREVIOUS)
+    got = pd.read_parquet(tmp_path / "run" / "objects.parquet")
+    pd.testing.assert_frame_equal(got, previous)
+    assert len(result.objects) == len(previous) > 20
+    assert result.run["coarse"]["shape"] == [32, 32, 32]
+
+
+def test_coarse_level_is_read_from_the_pyramid_without_level0(scan, tmp_path, monkeypatch):
+    brain, paths = scan
+    scan_path = Path(paths["scan"])
+    reads: list[str] = []
+    real_call = fastread.ChunkReader.__call__
+
+    def counting(self, block_id):
+        if Path(self.root).parent == scan_path:  # not the cache's own OME-Zarr outputs
+            reads.append(Path(self.root).name)
+        return real_call(self, block_id)
+
+    monkeypatch.setattr(fastread.ChunkReader, "__call__", counting)
+    at_full_res_pass = {}
+    real_pass = steps.foreground_objects.fn
+
+    def watched_pass(img, value, negative=None, field=None, connectivity=1):
+        at_full_res_pass.update(level0=reads.count("0"), level1=reads.count("1"))
+        return real_pass(img, value, negative, field, connectivity)
+
+    monkeypatch.setattr(steps.foreground_objects, "_fn", watched_pass)
+    # level 0 is 64x128x128 (1 M voxels), level 1 64x64x64: a 300 k budget fits level 1 as stored
+    config = load_config(None, small_overrides(paths, tmp_path / "run") + [
+        "pipeline.coarse_max_voxels=300000", 'output.full_res="none"'])
+    result = run_plaque_pipeline(config, progress=False)
+    coarse = result.run["coarse"]
+    assert coarse["level"] == 1 and coarse["factors"] == [1, 1, 1] and coarse["shape"] == [64, 64, 64]
+    assert coarse["scale_um"] == [2.0, 2.0, 2.0]
+    # mask, N4 and threshold are done before the full-resolution pass: they read level 1 only
+    assert at_full_res_pass["level0"] == 0
+    assert at_full_res_pass["level1"] == 2 * 1 * 1  # (64, 64, 64) in chunks of (32, 64, 64)
+    assert reads.count("0") == 2 * 2 * 2  # then the pass reads every level-0 chunk once
+    assert len(result.objects) > 20
+
+
+def test_micrometre_setting_picks_the_level_and_factors(scan, tmp_path):
+    brain, paths = scan
+    config = load_config(None, small_overrides(paths, tmp_path / "run") + [
+        "pipeline.coarse_um=4", 'output.full_res="none"'])
+    result = run_plaque_pipeline(config, progress=False)
+    # 4 um from level 1 (2 um voxels) by factors of 2 reads 8x fewer voxels than from level 0
+    assert result.run["coarse"]["level"] == 1
+    assert result.run["coarse"]["factors"] == [2, 2, 2] and result.run["coarse"]["scale_um"] == [4.0, 4.0, 4.0]
+
+
+def test_old_and_new_coarse_keys_together_are_refused():
+    with pytest.raises(ConfigError, match="coarse_factors.*cannot be combined.*micrometres"):
+        load_config(None, ['input.url="a"', 'output.folder="b"', "pipeline.coarse_factors=[2, 4, 4]",
+                           "pipeline.coarse_um=25"])
