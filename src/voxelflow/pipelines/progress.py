@@ -19,7 +19,10 @@ import time
 
 from dask.utils import format_time
 
-__all__ = ["ClusterProgressBar", "PartsProgress", "progress_bar", "progress_printer"]
+__all__ = ["BAR_AFTER_SECONDS", "ClusterProgressBar", "PartsProgress", "progress_bar", "progress_printer"]
+
+#: A computation draws a bar once it has run this long (short ones stay quiet).
+BAR_AFTER_SECONDS = 2.0
 
 
 def progress_printer(stream, bar=None):
@@ -49,9 +52,9 @@ def progress_bar(progress: bool, stream):
         return contextlib.nullcontext()
     client = distributed_client()
     if client is not None:
-        return ClusterProgressBar(client, stream=stream)
+        return ClusterProgressBar(client, stream=stream, minimum=BAR_AFTER_SECONDS)
     # the bar thread is joined after every compute: a short dt keeps that wait small
-    return ProgressBar(minimum=2.0, dt=0.05, out=stream)
+    return ProgressBar(minimum=BAR_AFTER_SECONDS, dt=0.05, out=stream)
 
 class ClusterProgressBar:
     """Draw ``[####    ] | 45% Completed | 12.3s`` while the cluster has work.
