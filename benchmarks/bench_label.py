@@ -38,14 +38,7 @@ from voxelflow.ops._ccpass import plan_from_chunk_results
 from voxelflow.ops._label import label
 from voxelflow.ops._merge import remap_specs
 from voxelflow.ops._objects import object_table
-
-try:  # engineer E's op; the chain falls back to a plain comparison until it lands
-    from voxelflow.ops._threshold import threshold
-except ImportError:  # pragma: no cover - depends on the checkout
-
-    def threshold(img, value):
-        return img > value
-
+from voxelflow.ops._threshold import threshold
 
 THRESHOLD = 0.5
 DATA = Path(__file__).resolve().parent / ".data" / "label"

@@ -57,7 +57,7 @@ TEAM_BENCHMARKS = ("bench_label.py", "bench_ome_zarr.py", "bench_convert_planes.
 
 
 def run_team_benchmarks(out: Path, quick: bool) -> None:
-    """Run the kernel and OME-Zarr benchmarks of the other engineers, keeping their printout."""
+    """Run the kernel and OME-Zarr benchmarks, keeping their printout."""
     here = Path(__file__).resolve().parent
     for name in TEAM_BENCHMARKS:
         argv = [sys.executable, str(here / name)]

@@ -1,4 +1,4 @@
-"""Shared strategies and planted test volumes for the ops tests (engineer E)."""
+"""Shared strategies and planted test volumes for the ops tests."""
 
 from __future__ import annotations
 

@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import ndimage as ndi
 
+from ops_helpers import partitions
 from voxelflow.errors import InvalidInputError
 from voxelflow.ops import (
     channel_background,
@@ -21,20 +22,9 @@ from voxelflow.ops import (
 
 
 @st.composite
-def split(draw, n):
-    """Chunk sizes summing to ``n`` (1-voxel chunks included)."""
-    parts = draw(st.integers(1, min(n, 4)))
-    if parts == 1:
-        return (n,)
-    cuts = sorted(draw(st.lists(st.integers(1, n - 1), min_size=parts - 1, max_size=parts - 1, unique=True)))
-    bounds = [0, *cuts, n]
-    return tuple(b - a for a, b in zip(bounds, bounds[1:]))
-
-
-@st.composite
 def cases(draw, ndim=3):
     shape = tuple(draw(st.integers(4, 12 if ax == 0 and ndim == 3 else 24)) for ax in range(ndim))
-    chunks = tuple(draw(split(n)) for n in shape)
+    chunks = tuple(draw(partitions(n)) for n in shape)
     spacing = tuple(draw(st.sampled_from([0.7, 1.0, 2.0, 3.5, 5.0])) for _ in range(ndim))
     seed = draw(st.integers(0, 2**16))
     img = np.random.default_rng(seed).normal(100.0, 30.0, shape).astype(np.float32)

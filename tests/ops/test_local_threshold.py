@@ -7,24 +7,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import ndimage as ndi
 
+from ops_helpers import partitions
 from voxelflow.errors import InvalidInputError
 from voxelflow.ops import local_threshold, tile_stats, tile_threshold
 
 
 @st.composite
-def split(draw, n):
-    parts = draw(st.integers(1, min(n, 4)))
-    if parts == 1:
-        return (n,)
-    cuts = sorted(draw(st.lists(st.integers(1, n - 1), min_size=parts - 1, max_size=parts - 1, unique=True)))
-    bounds = [0, *cuts, n]
-    return tuple(b - a for a, b in zip(bounds, bounds[1:]))
-
-
-@st.composite
 def volumes(draw):
     shape = (draw(st.integers(1, 6)), draw(st.integers(2, 30)), draw(st.integers(2, 30)))
-    chunks = tuple(draw(split(n)) for n in shape)
+    chunks = tuple(draw(partitions(n)) for n in shape)
     rng = np.random.default_rng(draw(st.integers(0, 2**16)))
     img = rng.normal(100, 20, shape).astype(np.float32)
     mask = rng.random(shape) > draw(st.sampled_from([0.0, 0.3, 0.9]))

@@ -8,18 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import ndimage as ndi
 
+from ops_helpers import partitions
 from voxelflow.errors import InvalidInputError
 from voxelflow.ops import find_peaks, peak_box, thin_peaks
-
-
-@st.composite
-def split(draw, n):
-    parts = draw(st.integers(1, min(n, 4)))
-    if parts == 1:
-        return (n,)
-    cuts = sorted(draw(st.lists(st.integers(1, n - 1), min_size=parts - 1, max_size=parts - 1, unique=True)))
-    bounds = [0, *cuts, n]
-    return tuple(b - a for a, b in zip(bounds, bounds[1:]))
 
 
 @settings(max_examples=30)
@@ -29,7 +20,7 @@ def test_peaks_equal_scipy_maximum_filter_on_the_whole_array(seed, data, radius_
     shape = (9, 20, 17)
     resp = ndi.gaussian_filter(rng.normal(size=shape), 1.0).astype(np.float32)
     fg = resp > np.quantile(resp, 0.6) if with_fg else np.ones(shape, bool)
-    chunks = tuple(data.draw(split(n)) for n in shape)
+    chunks = tuple(data.draw(partitions(n)) for n in shape)
     spacing = (5.0, 2.0, 2.0)
     got = find_peaks(da.from_array(resp, chunks=chunks), spacing, radius_um,
                      foreground=da.from_array(fg, chunks=chunks[::-1][::-1]) if with_fg else None)

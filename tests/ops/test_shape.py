@@ -7,18 +7,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from skimage.measure import regionprops
 
+from ops_helpers import partitions
 from voxelflow.errors import InvalidInputError
 from voxelflow.ops import shape_filter, shape_table
-
-
-@st.composite
-def split(draw, n):
-    parts = draw(st.integers(1, min(n, 4)))
-    if parts == 1:
-        return (n,)
-    cuts = sorted(draw(st.lists(st.integers(1, n - 1), min_size=parts - 1, max_size=parts - 1, unique=True)))
-    bounds = [0, *cuts, n]
-    return tuple(b - a for a, b in zip(bounds, bounds[1:]))
 
 
 def _random_objects(seed, shape):
@@ -39,7 +30,7 @@ def _random_objects(seed, shape):
 def test_shape_table_equals_regionprops_with_spacing(seed, data, spacing):
     shape = (10, 18, 16)
     os_arr = _random_objects(seed, shape)
-    chunks = tuple(data.draw(split(n)) for n in shape)
+    chunks = tuple(data.draw(partitions(n)) for n in shape)
     got = shape_table(da.from_array(os_arr, chunks=chunks), spacing).set_index("id")
     ids = np.unique(os_arr[os_arr > 0])
     assert list(got.index) == list(ids)
