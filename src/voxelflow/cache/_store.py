@@ -41,8 +41,8 @@ from voxelflow.cache._marker import BOOKKEEPING_PREFIX
 from voxelflow.errors import CacheError, UnsupportedObjectError
 from voxelflow.paths import VPath
 
-__all__ = ["PAYLOAD_NAMES", "ChildNodes", "Image", "payload_path", "plain_entry", "prepare_payload", "read_payload",
-           "write_payload"]
+__all__ = ["PAYLOAD_NAMES", "ChildNodes", "Image", "chunk_name", "payload_path", "plain_entry", "prepare_payload",
+           "read_payload", "write_payload"]
 
 PAYLOAD_NAMES = {
     "numpy": "result.npy",
@@ -200,8 +200,11 @@ def _write_dask(target: VPath, arr) -> None:
     zchunks = tuple(max(max(dim), 1) for dim in arr.chunks)
     regular = all(all(c == dim[0] for c in dim[:-1]) and dim[-1] <= dim[0] for dim in arr.chunks)
     source = arr if regular else arr.rechunk(zchunks)
+    # zstd (zarr's default), then the crc32c of the compressed chunk: a damaged chunk fails its
+    # checksum on load instead of decoding to wrong values
     z = zarr.create_array(
-        store=target.zarr_store(), shape=arr.shape, dtype=arr.dtype, chunks=zchunks, overwrite=True
+        store=target.zarr_store(), shape=arr.shape, dtype=arr.dtype, chunks=zchunks, overwrite=True,
+        compressors=[zarr.codecs.ZstdCodec(level=0), zarr.codecs.Crc32cCodec()],
     )
     # Each dask block maps onto whole zarr chunks, so block writes never overlap and need no lock.
     if not in_process_scheduler([source]):
@@ -333,6 +336,15 @@ class CheckedPayload:
             return self.zarray[key]
         except Exception as exc:  # noqa: BLE001  any failure below zarr means damaged stored bytes
             raise CacheError(
-                f"committed node {self.node} has a damaged payload chunk ({self.zarray.path or 'array'} at "
-                f"{key!r:.120}): {type(exc).__name__}: {exc}"
+                f"committed node {self.node} has a damaged payload chunk (array {self.zarray.path or 'result.zarr'!r}"
+                f"{chunk_name(self.zarray, key)} at {key!r:.120}): {type(exc).__name__}: {exc}"
             ) from exc
+
+
+def chunk_name(zarray, key) -> str:
+    """`` (chunk i/j/k)`` or `` (shard i/j/k)``: the stored unit a dask block read starts in, or ``""``."""
+    if not isinstance(key, tuple) or len(key) != zarray.ndim or not all(isinstance(k, slice) for k in key):
+        return ""
+    unit, grid = ("shard", zarray.shards) if zarray.shards else ("chunk", zarray.chunks)
+    return f" ({unit} {'/'.join(str((k.start or 0) // g) for k, g in zip(key, grid))})"
+
