@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import atexit
 import hashlib
+import os
 import shutil
 import tempfile
 
@@ -46,7 +47,10 @@ def _instances(image, model, halo=None, halo_um=None, voxel_size=None, channel_a
     tiles = predict_op(image, model, halo=halo, halo_um=halo_um, voxel_size=voxel_size, output="instances",
                        channel_axis=channel_axis, batch_size=batch_size, pad_mode=pad_mode, iou=iou)
     labels = tiles.labels
-    folder = tempfile.mkdtemp(prefix="voxelflow-tiles-", dir=dask.config.get("temporary-directory", None))
+    base = dask.config.get("temporary-directory", None)
+    if base:
+        os.makedirs(base, exist_ok=True)  # Dask creates its own scratch folder only when it first spills
+    folder = tempfile.mkdtemp(prefix="voxelflow-tiles-", dir=base)
     atexit.register(shutil.rmtree, folder, True)
     regular = tuple(max(c) for c in labels.chunks)
     scratch = zarr.create_array(store=folder, shape=labels.shape, chunks=regular, dtype=np.int64, fill_value=0)
