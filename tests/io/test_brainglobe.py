@@ -8,7 +8,6 @@ import pytest
 import tifffile
 
 from voxelflow.errors import AtlasError, InvalidPathError, OrientationError
-from voxelflow.io.atlas_files import read_brainglobe_atlas
 from voxelflow.io.brainglobe import (
     LEFT,
     RIGHT,
@@ -64,9 +63,6 @@ def test_reads_a_hand_made_folder(tmp_path):
     assert atlas.shape == (6, 5, 8)
     parents = dict(zip(atlas.regions["id"], atlas.regions["parent"]))
     assert parents == {997: -1, 8: 997, 567: 8, 512: 8}
-    # the older annotation-only reader agrees
-    other = read_brainglobe_atlas(tmp_path / "a")
-    np.testing.assert_array_equal(other.annotation, atlas.annotation)
 
 
 def test_symmetric_atlas_without_hemispheres_is_split_like_brainglobe(tmp_path):

@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from voxelflow.errors import InvalidInputError, InvalidPathError
-from voxelflow.io.atlas_files import read_brainglobe_atlas, read_region_table
+from voxelflow.io.atlas_files import read_region_table
+from voxelflow.io.brainglobe import read_brainglobe_folder
 from voxelflow.ops import add_regions, assign_regions, count_by_region, region_volumes
 
 # root 997 -> {8 -> {100, 200 -> {201}}, 300}
@@ -57,16 +58,18 @@ def _write_brainglobe(folder, annotation, resolution):
                    "structure_id_path": _ancestors(int(r.id), REGIONS)[::-1]} for r in REGIONS.itertuples()]
     (folder / "structures.json").write_text(json.dumps(structures))
     (folder / "metadata.json").write_text(json.dumps({"name": "toy_25um", "resolution": resolution,
-                                                      "shape": list(annotation.shape)}))
+                                                      "shape": list(annotation.shape), "orientation": "asr",
+                                                      "symmetric": True}))
     tifffile.imwrite(folder / "annotation.tiff", annotation, photometric="minisblack")
+    tifffile.imwrite(folder / "reference.tiff", (annotation % 251).astype(np.uint16), photometric="minisblack")
 
 
 def test_brainglobe_folder(tmp_path):
     annotation = np.random.default_rng(0).choice([0, 100, 201, 300], size=(4, 5, 6)).astype(np.uint32)
     _write_brainglobe(tmp_path / "toy", annotation, [25, 25, 25])
-    atlas = read_brainglobe_atlas(tmp_path / "toy")
+    atlas = read_brainglobe_folder(tmp_path / "toy")
     np.testing.assert_array_equal(atlas.annotation, annotation)
-    assert atlas.scale == (25.0, 25.0, 25.0) and atlas.name == "toy_25um"
+    assert atlas.resolution == (25.0, 25.0, 25.0) and atlas.name == "toy_25um"
     pd.testing.assert_frame_equal(atlas.regions, REGIONS, check_dtype=False)
     pd.testing.assert_frame_equal(read_region_table(tmp_path / "toy"), REGIONS, check_dtype=False)
 

@@ -1,8 +1,9 @@
-"""Reading atlas files: region hierarchies and locally downloaded BrainGlobe atlases.
+"""Reading region hierarchies (CSV, JSON, the ``structures.json`` of a BrainGlobe folder).
 
 This is the I/O half of atlas counting (the pure half is
-:mod:`voxelflow.ops._atlas`). Nothing here downloads: a BrainGlobe atlas must
-already be on disk (``~/.brainglobe/<atlas_name>``, or any copy of it).
+:mod:`voxelflow.ops._atlas`). Whole BrainGlobe atlas folders (template,
+annotation, hemispheres, metadata) are read by
+:func:`voxelflow.io.brainglobe.read_brainglobe_folder`, which uses this table reader.
 
 The tables read are checked by :func:`voxelflow.io.regions.validate_region_table`.
 """
@@ -11,40 +12,16 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
 from voxelflow.errors import InvalidInputError, InvalidPathError
 from voxelflow.io.regions import validate_region_table
 from voxelflow.paths import VPath, as_vpath
 
-__all__ = ["read_region_table", "read_brainglobe_atlas", "BrainGlobeAtlas"]
+__all__ = ["read_region_table"]
 
 _PARENT_ALIASES = ("parent", "parent_id", "parent_structure_id")
-
-
-@dataclass(frozen=True)
-class BrainGlobeAtlas:
-    """A BrainGlobe atlas folder read into memory.
-
-    Attributes
-    ----------
-    annotation : numpy.ndarray, shape (Z, Y, X), integer
-        Region id of every atlas voxel (0 = outside the brain).
-    scale : tuple of float
-        Atlas voxel size per axis in micrometres (``metadata.json`` resolution).
-    regions : pandas.DataFrame
-        Region table (id, acronym, name, parent).
-    name : str
-        Atlas name from ``metadata.json`` (the folder name if absent).
-    """
-
-    annotation: np.ndarray
-    scale: tuple[float, ...]
-    regions: pd.DataFrame
-    name: str
 
 
 def read_region_table(path, storage_options: dict | None = None) -> pd.DataFrame:
@@ -94,48 +71,6 @@ def read_region_table(path, storage_options: dict | None = None) -> pd.DataFrame
     else:
         raise InvalidPathError(f"region table {p.url!r} must be a .csv or .json file or a BrainGlobe folder")
     return validate_region_table(table, source=p.url)
-
-
-def read_brainglobe_atlas(folder, storage_options: dict | None = None) -> BrainGlobeAtlas:
-    """Read a locally stored BrainGlobe atlas folder.
-
-    The folder must hold ``metadata.json`` (with ``resolution`` in
-    micrometres), ``structures.json`` and ``annotation.tiff``.
-
-    Parameters
-    ----------
-    folder : str, os.PathLike or VPath
-    storage_options : dict, optional
-
-    Returns
-    -------
-    BrainGlobeAtlas
-
-    Raises
-    ------
-    InvalidPathError
-        If a file is missing.
-    InvalidInputError
-        If the metadata or the annotation is malformed.
-    """
-    import tifffile
-
-    root = as_vpath(folder, storage_options)
-    for part in ("metadata.json", "structures.json", "annotation.tiff"):
-        if not (root / part).isfile():
-            raise InvalidPathError(f"BrainGlobe atlas folder {root.url!r} lacks {part}")
-    meta = json.loads((root / "metadata.json").read_text())
-    resolution = meta.get("resolution") if isinstance(meta, dict) else None
-    if not isinstance(resolution, list) or not all(isinstance(r, (int, float)) and r > 0 for r in resolution):
-        raise InvalidInputError(f"{(root / 'metadata.json').url}: 'resolution' must be a list of positive numbers")
-    annotation = tifffile.imread(io.BytesIO((root / "annotation.tiff").read_bytes()))
-    if annotation.ndim != len(resolution) or not np.issubdtype(annotation.dtype, np.integer):
-        raise InvalidInputError(
-            f"{(root / 'annotation.tiff').url}: expected an integer image with {len(resolution)} axes, "
-            f"got {annotation.dtype} of shape {annotation.shape}"
-        )
-    regions = read_region_table(root / "structures.json")
-    return BrainGlobeAtlas(annotation, tuple(float(r) for r in resolution), regions, str(meta.get("name", root.name)))
 
 
 def _from_csv(p: VPath) -> pd.DataFrame:

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from voxelflow.errors import InvalidInputError
-from voxelflow.ops._filters import _length, _spacing, voxel_lengths
+from voxelflow.ops._filter_args import as_length, as_spacing, voxel_lengths
 from voxelflow.ops._halo import iter_blocks, map_regions, padded_region
 from voxelflow.ops._kernels import extremum_axis
 
@@ -26,8 +26,8 @@ def peak_box(radius_um: float, spacing) -> tuple[int, int, int]:
     Along z at least one neighbouring plane is always compared, so an object
     that spans two planes yields one peak, not one per plane.
     """
-    sp = _spacing(spacing, 3)
-    r = [int(round(v)) for v in voxel_lengths(_length(radius_um, "radius_um", allow_zero=True), sp)]
+    sp = as_spacing(spacing, 3)
+    r = [int(round(v)) for v in voxel_lengths(as_length(radius_um, "radius_um", allow_zero=True), sp)]
     r[0] = max(r[0], 1)
     return tuple(r)
 
@@ -52,7 +52,7 @@ def find_peaks(response, spacing, radius_um: float, foreground=None) -> pd.DataF
     Parameters
     ----------
     response : dask.array.Array or numpy.ndarray, shape (Z, Y, X), float
-        Filter response (e.g. :func:`voxelflow.ops._filters.log_filter`), large at object centres.
+        Filter response (e.g. :func:`voxelflow.ops.log_filter`), large at object centres.
     spacing : sequence of 3 float
         Voxel size in um.
     radius_um : float
@@ -127,8 +127,8 @@ def thin_peaks(table: pd.DataFrame, spacing, min_distance_um: float, column: str
     pandas.DataFrame
         The kept rows, in their order, with ``id`` renumbered 1..n when present.
     """
-    sp = _spacing(spacing, 3)
-    reach = _length(min_distance_um, "min_distance_um", allow_zero=True)
+    sp = as_spacing(spacing, 3)
+    reach = as_length(min_distance_um, "min_distance_um", allow_zero=True)
     if column not in table.columns or not {"z", "y", "x"} <= set(table.columns):
         raise InvalidInputError(f"the peak table needs columns z, y, x and {column!r}")
     if len(table) < 2 or (reach == 0 and radius_column is None):

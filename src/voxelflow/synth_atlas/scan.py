@@ -1,0 +1,236 @@
+"""A synthetic scan of an atlas: a known affine plus a smooth deformation, another orientation, finer voxels.
+
+:func:`make_synthetic_scan` warps an atlas into a "scan": a known affine
+(rotation up to ``max_rotation_deg``, per-axis scaling, translation) plus a
+smooth deformation (at most ``max_deformation_vox`` atlas voxels), sampled at
+a finer, anisotropic resolution, reoriented to another orientation code, then
+degraded like a lightsheet autofluorescence channel
+(:func:`voxelflow.synth_atlas.artefacts.lightsheet_artefacts`).
+:class:`SyntheticScan` keeps the ground truth: :meth:`SyntheticScan.scan_to_atlas`
+maps any scan point to the atlas, :meth:`SyntheticScan.truth_on_grid` gives the
+true annotation and hemispheres on any grid over the scan.
+
+Geometry: voxel ``i`` of size ``s`` spans ``[i s, (i + 1) s)`` micrometres, its
+centre is ``(i + 0.5) s`` (as in :mod:`voxelflow.ops.atlas`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from voxelflow.errors import InvalidInputError
+from voxelflow.io.brainglobe import Atlas
+from voxelflow.ops._orientation import (
+    ORIENTATION_CODES,
+    parse_orientation,
+    reorient_points,
+    reorient_scale,
+    reorient_shape,
+    reorient_volume,
+)
+from voxelflow.synth_atlas.artefacts import lightsheet_artefacts
+
+__all__ = ["SyntheticScan", "make_synthetic_scan"]
+
+
+@dataclass
+class SyntheticScan:
+    """A synthetic autofluorescence scan with its true relation to the atlas.
+
+    Attributes
+    ----------
+    image : numpy.ndarray, shape (Z, Y, X), uint16
+        The scan, in ``orientation``.
+    scale : tuple of 3 float
+        Scan voxel size (micrometres) per axis of ``image``.
+    orientation : str
+        Orientation code of ``image``.
+    atlas : Atlas
+        The atlas it was made from.
+    matrix, offset : numpy.ndarray, shapes (3, 3) and (3,)
+        Affine part of the truth in the atlas-oriented scan frame:
+        ``atlas_um = matrix @ q + offset + displacement(q)``.
+    displacement_grid : numpy.ndarray, shape (3, gz, gy, gx)
+        Control values (um) of the smooth deformation, interpolated cubically
+        over the scan box.
+    max_displacement_vox : float
+        Largest deformation length, in atlas voxels.
+    """
+
+    image: np.ndarray
+    scale: tuple[float, float, float]
+    orientation: str
+    atlas: Atlas
+    matrix: np.ndarray
+    offset: np.ndarray
+    displacement_grid: np.ndarray
+    max_displacement_vox: float
+
+    @property
+    def frame_shape(self) -> tuple[int, int, int]:
+        """Scan shape in the atlas orientation."""
+        return reorient_shape(self.image.shape, self.orientation, self.atlas.orientation)
+
+    @property
+    def frame_scale(self) -> tuple[float, float, float]:
+        return reorient_scale(self.scale, self.orientation, self.atlas.orientation)
+
+    def scan_to_atlas(self, points_um) -> np.ndarray:
+        """True atlas position (um, atlas axes) of scan points (um, scan axes), shape (N, 3)."""
+        q = reorient_points(points_um, self.orientation, self.atlas.orientation, self.image.shape, self.scale)
+        return self._frame_to_atlas(q)
+
+    def truth_on_grid(self, shape, scale) -> tuple[np.ndarray, np.ndarray]:
+        """True annotation and hemispheres at the voxel centres of a grid over the scan box.
+
+        Parameters
+        ----------
+        shape, scale : sequences of 3
+            A grid in the scan orientation starting at the scan corner (e.g. a
+            down-sampled level: ``shape = ceil(scan.shape / f)``, ``scale = f * scan.scale``).
+
+        Returns
+        -------
+        labels : numpy.ndarray, shape ``shape``, annotation dtype
+        hemispheres : numpy.ndarray, shape ``shape``, uint8
+        """
+        idx = np.indices(tuple(shape)).reshape(3, -1).T
+        atlas_um = self.scan_to_atlas((idx + 0.5) * np.asarray(scale, dtype=np.float64))
+        vox = np.floor(atlas_um / np.asarray(self.atlas.resolution)).astype(np.int64)
+        inside = np.all((vox >= 0) & (vox < np.asarray(self.atlas.shape)), axis=1)
+        lab = np.zeros(len(vox), dtype=self.atlas.annotation.dtype)
+        hem = np.zeros(len(vox), dtype=np.uint8)
+        lab[inside] = self.atlas.annotation[tuple(vox[inside].T)]
+        hem[inside] = self.atlas.hemispheres[tuple(vox[inside].T)]
+        return lab.reshape(tuple(shape)), hem.reshape(tuple(shape))
+
+    def _frame_to_atlas(self, q) -> np.ndarray:
+        q = np.asarray(q, dtype=np.float64)
+        return q @ self.matrix.T + self.offset + self._displacement(q)
+
+    def _displacement(self, q) -> np.ndarray:
+        box = np.asarray(self.frame_shape) * np.asarray(self.frame_scale)
+        g = np.asarray(self.displacement_grid.shape[1:], dtype=np.float64)
+        coords = (q / box * (g - 1)).T
+        return np.stack([ndi.map_coordinates(c, coords, order=3, mode="nearest", prefilter=False)
+                         for c in self.displacement_grid], axis=1)
+
+
+def make_synthetic_scan(
+    atlas: Atlas,
+    seed: int = 0,
+    *,
+    orientation: str | None = None,
+    factors=None,
+    max_rotation_deg: float = 15.0,
+    scale_range=(0.85, 1.15),
+    max_translation_um: float | None = None,
+    max_deformation_vox: float = 4.0,
+    noise: float = 0.05,
+    margin: float = 0.12,
+    slab_voxels: int = 4_000_000,
+) -> SyntheticScan:
+    """Warp ``atlas`` into a realistic, differently oriented, finer scan with known truth.
+
+    Parameters
+    ----------
+    atlas : Atlas
+        From :func:`make_synthetic_atlas` (any :class:`Atlas` works).
+    seed : int
+        Draws the transform, the orientation (if not given), the resolution
+        factors (if not given) and the artefacts.
+    orientation : str, optional
+        Scan orientation code; default a random code other than the atlas's.
+    factors : sequence of 3 float, optional
+        Atlas voxel size / scan voxel size along the atlas axes; default random
+        in [2, 4] (a coarser first axis, as lightsheet z steps are).
+    max_rotation_deg : float
+        Rotation angle about a random axis is uniform in ``[-max, max]``.
+    scale_range : (float, float)
+        Per-axis scaling of the brain in the scan.
+    max_translation_um : float, optional
+        Per-axis shift; default 4 % of the brain extent.
+    max_deformation_vox : float
+        Length of the largest deformation vector, in atlas voxels (the drawn
+        maximum is uniform in ``[0.5, 1] * max``).
+    noise : float
+        Read-noise standard deviation relative to the mean tissue intensity.
+    margin : float
+        Extra field of view around the brain, as a fraction of its extent.
+    slab_voxels : int
+        Voxels sampled per step (bounds memory for large scans).
+
+    Returns
+    -------
+    SyntheticScan
+    """
+    rng = np.random.default_rng(seed)
+    target = atlas.orientation
+    if orientation is None:
+        orientation = str(rng.choice([c for c in ORIENTATION_CODES if c != target]))
+    orientation = parse_orientation(orientation, "scan orientation")
+    res = np.asarray(atlas.resolution, dtype=np.float64)
+    if factors is None:
+        factors = (rng.uniform(2.0, 2.5), rng.uniform(2.5, 4.0), rng.uniform(2.5, 4.0))
+    factors = np.asarray(factors, dtype=np.float64)
+    if factors.shape != (3,) or np.any(factors <= 0):
+        raise InvalidInputError(f"factors must be 3 positive numbers, got {factors!r}")
+    frame_scale = res / factors
+    atlas_box = np.asarray(atlas.shape) * res
+
+    angle = np.deg2rad(rng.uniform(-max_rotation_deg, max_rotation_deg))
+    axis = rng.standard_normal(3)
+    axis /= np.linalg.norm(axis)
+    kx = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    rot = np.eye(3) + np.sin(angle) * kx + (1 - np.cos(angle)) * kx @ kx
+    scaling = rng.uniform(*scale_range, size=3)
+    # scan = brain scaled by `scaling` then rotated; the truth maps scan -> atlas, so it inverts that
+    brain_to_scan = rot @ np.diag(scaling)
+    matrix = np.linalg.inv(brain_to_scan)
+    if max_translation_um is None:
+        max_translation_um = 0.04 * float(atlas_box.max())
+    shift = rng.uniform(-max_translation_um, max_translation_um, size=3)
+    # field of view: the transformed atlas box plus a margin, so the brain lies inside
+    corners = np.array(np.meshgrid(*[[0, b] for b in atlas_box], indexing="ij")).reshape(3, -1).T
+    centred = (corners - atlas_box / 2) @ brain_to_scan.T
+    span = centred.max(axis=0) - centred.min(axis=0)
+    frame_box = span * (1 + margin)
+    frame_shape = tuple(int(np.ceil(b / s)) for b, s in zip(frame_box, frame_scale))
+    frame_box = np.asarray(frame_shape) * frame_scale
+    offset = atlas_box / 2 + shift - matrix @ (frame_box / 2)
+
+    grid = rng.standard_normal((3, 4, 4, 4))
+    amplitude = rng.uniform(0.5, 1.0) * max_deformation_vox * float(res.min())
+    probe = SyntheticScan(np.zeros(reorient_shape(frame_shape, target, orientation), np.uint16),
+                          reorient_scale(frame_scale, target, orientation), orientation, atlas,
+                          matrix, offset, grid, 0.0)
+    sample = np.indices((12, 12, 12)).reshape(3, -1).T / 11.0 * frame_box
+    longest = float(np.linalg.norm(probe._displacement(sample), axis=1).max())
+    probe.displacement_grid = grid * (amplitude / longest)
+    probe.max_displacement_vox = amplitude / float(res.min())
+
+    image = _render(probe, frame_shape, frame_scale, slab_voxels)
+    image = lightsheet_artefacts(image, frame_scale, rng, noise)
+    probe.image = np.ascontiguousarray(reorient_volume(image, target, orientation))
+    return probe
+
+
+def _render(scan: SyntheticScan, frame_shape, frame_scale, slab_voxels: int) -> np.ndarray:
+    """Template intensity (float32) at every frame voxel, through the true transform, slab by slab."""
+    out = np.zeros(frame_shape, dtype=np.float32)
+    ref = scan.atlas.reference.astype(np.float32)
+    res = np.asarray(scan.atlas.resolution)
+    plane = frame_shape[1] * frame_shape[2]
+    step = max(1, slab_voxels // plane)
+    yy, xx = np.meshgrid(np.arange(frame_shape[1]), np.arange(frame_shape[2]), indexing="ij")
+    for z0 in range(0, frame_shape[0], step):
+        z1 = min(z0 + step, frame_shape[0])
+        zz = np.arange(z0, z1)[:, None, None]
+        q = np.stack(np.broadcast_arrays(zz, yy[None], xx[None]), axis=-1).reshape(-1, 3)
+        q = (q + 0.5) * frame_scale
+        a = scan._frame_to_atlas(q) / res - 0.5
+        out[z0:z1] = ndi.map_coordinates(ref, a.T, order=1, mode="constant", cval=0.0).reshape(z1 - z0, *yy.shape)
+    return out
