@@ -197,6 +197,10 @@ def test_tokens_of_containers_arrays_tables_and_objects():
     assert token(table) == token(table.copy())
     assert token(table) != token(table.rename(columns={"b": "c"}))
     assert token(table) != token(table.set_index(pd.Index([5, 6])))
+    assert token(np.dtype("float32")) != token(np.dtype("float64"))
+    assert token(slice(1, 5)) != token(slice(1, 6)) and token(np.add) != token(np.multiply)
+    a, b = Options(1.0, ()), Options(2.0, ())
+    assert token(a.__eq__) != token(b.__eq__) != token(b.__repr__)
     with pytest.raises(CacheKeyError, match="lock"):
         token({"inner": [threading.Lock()]}, "options")
     cycle = []

@@ -8,11 +8,13 @@ copies bound to other globals. Tokenizing a user's model then silently changes
 the user's class. Here every token is built by voxelflow's own rules, which only
 read:
 
-* numbers, strings, None; numpy scalars and arrays (dtype, shape, SHA-256 of the
-  bytes); bytes; pandas tables (columns, dtypes, index and a hash of every row);
+* numbers, strings, None, dates; numpy dtypes, scalars and arrays (dtype, shape,
+  SHA-256 of the bytes); bytes; slices and ranges; pandas tables (columns,
+  dtypes, index and a hash of every row);
 * containers (list, tuple, dict, set) element by element;
 * dask arrays by their graph name (which carries the key of the step that made them);
-* functions, ``functools.partial`` and steps by their code fingerprint;
+* functions, ``functools.partial`` and steps by their code fingerprint, bound
+  methods by theirs and their object's token, numpy ufuncs by name;
 * paths (:class:`~voxelflow.paths.VPath`, :class:`os.PathLike`) by their location, modules by name;
 * objects that name their own identity with ``__dask_tokenize__`` (the model
   adapters hash their file) by what it returns;
@@ -27,6 +29,7 @@ the rules above) raises :class:`~voxelflow.errors.CacheKeyError`.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import enum
 import functools
 import hashlib
@@ -80,12 +83,26 @@ def _token(value: Any, where: str, depth: int) -> Any:
         return value
     if isinstance(value, np.generic):
         return ["numpy", value.dtype.str, value.item()] if value.dtype.kind != "O" else _token(value.item(), where, depth)
+    if isinstance(value, complex):
+        return ["complex", value.real, value.imag]
     if isinstance(value, (bytes, bytearray, memoryview)):
         return ["bytes", hashlib.sha256(bytes(value)).hexdigest()]
+    if isinstance(value, np.dtype):
+        return ["dtype", value.str, str(value)]
+    if isinstance(value, slice):
+        return ["slice", _token([value.start, value.stop, value.step], where, depth + 1)]
+    if isinstance(value, range):
+        return ["range", value.start, value.stop, value.step]
+    if isinstance(value, (datetime.date, datetime.time, datetime.timedelta)):
+        return [type(value).__name__, str(value)]
     if isinstance(value, da.Array):
         return ["dask", value.name]
     if is_step(value) or isinstance(value, (types.FunctionType, types.BuiltinFunctionType, functools.partial)):
         return ["fn", fingerprint(value)]
+    if isinstance(value, types.MethodType):
+        return ["method", fingerprint(value.__func__), _token(value.__self__, where, depth + 1)]
+    if isinstance(value, np.ufunc):
+        return ["ufunc", value.__name__]
     if isinstance(value, types.ModuleType):
         return ["module", value.__name__]
     if isinstance(value, VPath):
