@@ -28,6 +28,7 @@ import dask
 import dask.array as da
 import numpy as np
 
+from voxelflow.errors import InvalidPathError
 from voxelflow.paths import as_vpath
 from voxelflow.steps.step import Step
 
@@ -65,8 +66,18 @@ predict_instances = Step(_instances, kind="IN->OS", name="predict_instances")
 
 
 def classifier_stamp(path) -> str:
-    """SHA-256 of a classifier file, so a step's key changes when the file does."""
-    return hashlib.sha256(as_vpath(path).read_bytes()).hexdigest()
+    """SHA-256 of a classifier file, so a step's key changes when the file does.
+
+    Raises
+    ------
+    voxelflow.errors.InvalidPathError
+        The file cannot be read.
+    """
+    source = as_vpath(path)
+    try:
+        return hashlib.sha256(source.read_bytes()).hexdigest()
+    except (OSError, ValueError) as exc:
+        raise InvalidPathError(f"cannot read the classifier {source.url}: {exc}") from exc
 
 
 def _classify(table, os_arr, signal, background=None, classifier="", stamp="", voxel_size=1.0, radius_um=10.0,
