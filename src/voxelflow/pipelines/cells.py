@@ -41,8 +41,8 @@ from voxelflow.errors import ConfigError
 from voxelflow.pipelines.coarse import legacy_factors
 from voxelflow.pipelines.config import Config
 from voxelflow.pipelines.inputs import background_scan
-from voxelflow.pipelines.plaque import _negative_mask, report_masked_fraction
 from voxelflow.pipelines.run import Inputs, Outputs, PipelineResult, run_pipeline
+from voxelflow.pipelines.tissue import negative_mask, report_masked_fraction
 from voxelflow.steps import Runner, Step
 
 __all__ = ["cell_parameters", "cells", "run_cell_pipeline"]
@@ -255,7 +255,7 @@ def _negative(run: Runner, setting, coarse, coarse_scale, config: Config, store)
         return run.step(steps.auto_negative_mask, coarse, coarse_scale, config.cells.edge_um,
                         whole_brain=config.mask.whole_brain, name="negative_mask", storage=store,
                         viewer_args=_HIDDEN)
-    return _negative_mask(run, setting, coarse, coarse_scale, config.pipeline, store)
+    return negative_mask(run, setting, coarse, coarse_scale, config.pipeline, store)
 
 
 def cells(run: Runner, config: Config, inputs: Inputs) -> Outputs:
