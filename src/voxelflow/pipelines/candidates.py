@@ -12,13 +12,14 @@ The classifier file's SHA-256 is part of the step's key, so replacing the file
 recomputes the step; the file, its hash, feature count and training score go
 into ``run.json``. A file that is not a classifier, was trained with another
 scikit-learn, or needs features this run cannot compute (background-channel
-features without a background channel) raises before anything is computed,
-naming the file.
+features without a background channel) raises when the recipe starts, before
+anything is computed, naming the file.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -28,8 +29,9 @@ from voxelflow.errors import InvalidInputError
 from voxelflow.io.classifier import load_classifier
 from voxelflow.paths import as_vpath
 from voxelflow.steps import Runner, Step
+from voxelflow.steps.models import classifier_stamp
 
-__all__ = ["classify_candidates", "DEFAULT_RADIUS_UM"]
+__all__ = ["CandidateClassifier", "DEFAULT_RADIUS_UM", "classify_candidates", "open_candidate_classifier"]
 
 #: Feature cube half side for classifiers that do not record theirs (``train-classifier``'s default).
 DEFAULT_RADIUS_UM = 10.0
@@ -60,9 +62,53 @@ def _check_features(clf, url: str, has_background: bool) -> int | None:
     return cube
 
 
+@dataclass(frozen=True)
+class CandidateClassifier:
+    """A checked classifier file, ready for :func:`classify_candidates`.
+
+    Attributes
+    ----------
+    path : str
+        As configured.
+    url : str
+    sha256 : str
+        Of the file's bytes.
+    classifier : CellClassifier
+    cube : int or None
+        ``cube`` of the features it needs.
+    radius_um : float
+        Feature cube half side it was trained with (or :data:`DEFAULT_RADIUS_UM`).
+    """
+
+    path: str
+    url: str
+    sha256: str
+    classifier: object
+    cube: int | None
+    radius_um: float
+
+
+def open_candidate_classifier(path: str, has_background: bool) -> CandidateClassifier:
+    """Read and check a classifier file for a run with (or without) a background channel.
+
+    Raises
+    ------
+    voxelflow.errors.InvalidPathError
+        The file cannot be read.
+    voxelflow.errors.InvalidInputError
+        Not a classifier file, trained with another scikit-learn, or needs features this run lacks.
+    """
+    url = as_vpath(path).url
+    stamp = classifier_stamp(path)
+    clf = load_classifier(path)
+    cube = _check_features(clf, url, has_background)
+    radius = clf.radius_um if clf.radius_um is not None else DEFAULT_RADIUS_UM
+    return CandidateClassifier(path, url, stamp, clf, cube, radius)
+
+
 def classify_candidates(run: Runner, cells: pd.DataFrame, components, signal, background, spacing,
-                        path: str) -> tuple[pd.DataFrame, dict]:
-    """Classify the components holding ``cells`` with the classifier at ``path``; keep the cells' ones.
+                        classifier: CandidateClassifier) -> tuple[pd.DataFrame, dict]:
+    """Classify the components holding ``cells``; keep the cells whose component is a cell.
 
     Parameters
     ----------
@@ -75,8 +121,8 @@ def classify_candidates(run: Runner, cells: pd.DataFrame, components, signal, ba
         Signal and background channels (IN).
     spacing : sequence of 3 float
         Voxel size in um.
-    path : str
-        Classifier file (``voxelflow train-classifier``).
+    classifier : CandidateClassifier
+        From :func:`open_candidate_classifier`.
 
     Returns
     -------
@@ -84,32 +130,22 @@ def classify_candidates(run: Runner, cells: pd.DataFrame, components, signal, ba
         The kept candidates with ``p_cell`` and ``is_cell``, ids renumbered ``1 .. n``.
     facts : dict
         For ``run.json``: the file, its SHA-256, features, training score, candidate counts.
-
-    Raises
-    ------
-    voxelflow.errors.InvalidPathError
-        The file cannot be read.
-    voxelflow.errors.InvalidInputError
-        Not a classifier file, trained with another scikit-learn, or needs features this run lacks.
     """
-    url = as_vpath(path).url
-    stamp = steps.classifier_stamp(path)
-    clf = load_classifier(path)
-    cube = _check_features(clf, url, background is not None)
-    radius = clf.radius_um if clf.radius_um is not None else DEFAULT_RADIUS_UM
+    clf = classifier.classifier
     table = run.step(_component_objects, components, name="component_objects")
     hosts = table[table["id"].isin(cells["component"].to_numpy())].reset_index(drop=True)
-    classified = run.step(steps.classify_cells, hosts, components, signal, background, classifier=path,
-                          stamp=stamp, voxel_size=tuple(spacing), radius_um=radius, cube=cube,
-                          name="classify_cells")
+    classified = run.step(steps.classify_cells, hosts, components, signal, background, classifier=classifier.path,
+                          stamp=classifier.sha256, voxel_size=tuple(spacing), radius_um=classifier.radius_um,
+                          cube=classifier.cube, name="classify_cells")
     by_component = classified.set_index("id")
     out = cells.copy()
     out["p_cell"] = by_component["p_cell"].reindex(out["component"].to_numpy()).to_numpy(np.float64)
     out["is_cell"] = np.nan_to_num(out["p_cell"].to_numpy(), nan=0.0) >= clf.threshold
     kept = out[out["is_cell"].to_numpy()].reset_index(drop=True)
     kept["id"] = np.arange(1, len(kept) + 1, dtype=np.int64)
-    facts = {"path": url, "sha256": stamp, "features": list(clf.features), "radius_um": radius,
-             "threshold": clf.threshold, "cv_score": None if clf.cv_score is None or math.isnan(clf.cv_score)
-             else float(clf.cv_score), "versions": dict(clf.versions), "candidates": int(len(cells)),
-             "rejected": int(len(cells) - len(kept))}
+    score = clf.cv_score
+    facts = {"path": classifier.url, "sha256": classifier.sha256, "features": list(clf.features),
+             "radius_um": classifier.radius_um, "threshold": clf.threshold,
+             "cv_score": None if score is None or math.isnan(score) else float(score),
+             "versions": dict(clf.versions), "candidates": int(len(cells)), "rejected": int(len(cells) - len(kept))}
     return kept, facts

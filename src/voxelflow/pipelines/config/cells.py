@@ -50,3 +50,6 @@ class CellsSection:
                                "(distance-transform maxima behind a neck in the foreground at mean + split_k SD)")
     split_k: float = key(1.0, number(), "a number (standard deviations)",
                          "k of the foreground in which touching cells are split (below threshold_k)")
+    classifier: str = key("", string(allow_empty=True), "a classifier file path or URL (or empty)",
+                          "keep only the candidates whose foreground object this classifier (voxelflow "
+                          "train-classifier) calls a cell", path=True)
