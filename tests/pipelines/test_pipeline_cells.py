@@ -143,6 +143,9 @@ def test_contradicting_settings_name_the_key(crop_files, tmp_path):
     _, urls, _ = crop_files
     with pytest.raises(ConfigError, match="cells.threshold_value"):
         run_cell_pipeline(_config(urls, tmp_path / "bad", 'cells.threshold="absolute"'), progress=False)
+    with pytest.raises(ConfigError, match="cells.split_k"):
+        _config(urls, tmp_path / "bad_k", 'cells.split_k=["one"]')
+    assert _config(urls, tmp_path / "one_k", "cells.split_k=1.5").cells.split_k == [1.5]
     with pytest.raises(ConfigError, match="pipeline.kind"):
         run_cell_pipeline(load_config(None, [f"input.url={urls['scan']}", f"output.folder={tmp_path}"]),
                           progress=False)

@@ -230,19 +230,25 @@ def filter_cells(cells: pd.DataFrame, components, shapes: pd.DataFrame, spacing,
     return out
 
 
-def split_cells(cells: pd.DataFrame, response, mode, stats, tile, k, value, window_um, spacing, negative, factors,
-                components, shapes: pd.DataFrame, params: dict) -> pd.DataFrame:
+def split_cells(cells: pd.DataFrame, response, mode, stats, tile, levels, value, window_um, spacing, negative,
+                factors, components, shapes: pd.DataFrame, params: dict) -> pd.DataFrame:
     """Add the touching cells that show no maximum of their own (:func:`voxelflow.ops.split_seeds`).
 
-    They are found in the foreground at ``mean + k SD`` (``k`` below the
-    detection threshold, so a cluster of touching cells is one object whose
-    shape shows where they meet), only in objects that hold a kept cell. The
-    table gains a ``split`` column (True for the added cells); added cells take
-    the response and foreground object under them.
+    They are found in the foregrounds at ``mean + k SD`` for each ``k`` of
+    ``levels`` in turn (below the detection threshold, so a cluster of
+    touching cells is one object whose shape shows where they meet; the neck
+    between two cells shows at one level or another), only in objects that
+    hold a cell. The table gains a ``split`` column (True for the added cells);
+    added cells take the response and foreground object under them.
     """
-    fg = _foreground(response, mode, stats, tile, k, value, window_um, spacing, negative, factors)
-    new = ops.split_seeds(fg, cells, spacing, min_radius_um=params["split_min_radius_um"],
-                          max_extent_um=params["split_extent_um"])
+    seeds = cells[["z", "y", "x"]]
+    found = []
+    for k in levels:
+        fg = _foreground(response, mode, stats, tile, float(k), value, window_um, spacing, negative, factors)
+        found.append(ops.split_seeds(fg, seeds, spacing, min_radius_um=params["split_min_radius_um"],
+                                     max_extent_um=params["split_extent_um"]))
+        seeds = pd.concat([seeds, found[-1][["z", "y", "x"]]], ignore_index=True)
+    new = pd.concat(found, ignore_index=True)
     if len(new):
         idx = tuple(new[a].to_numpy(np.int64) for a in "zyx")
         new["response"] = np.asarray(da.asarray(response).vindex[idx].compute(), dtype=np.float64)
@@ -344,7 +350,7 @@ def cells(run: Runner, config: Config, inputs: Inputs) -> Outputs:
     shapes = run.step(_shape_table, components, spacing, name="component_shapes")
     kept = run.step(_filter_cells, raw, components, shapes, spacing, params, c.shape_filter, name="cells")
     if c.split_touching:
-        kept = run.step(_split_cells, kept, response, c.threshold, stats, tile, float(c.split_k), c.threshold_value,
+        kept = run.step(_split_cells, kept, response, c.threshold, stats, tile, tuple(c.split_k), c.threshold_value,
                         params["window_um"], spacing, negative, cf, components, shapes, params, name="cells_split")
     objects = cell_table(kept, spacing, scan.translation, img.shape)
     regions = None
