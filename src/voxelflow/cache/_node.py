@@ -37,6 +37,7 @@ from voxelflow.errors import (
     CacheLockedError,
     InvalidInputError,
     InvalidPathError,
+    NoResultError,
     NotACacheNodeError,
     NotCommittedError,
     VoxelflowError,
@@ -259,9 +260,10 @@ def load(url: str | VPath, *, storage_options: dict | None = None) -> Any:
         The node does not exist, is not committed, or its marker is corrupt.
     NotACacheNodeError
         ``url`` is a file or a folder that is not a cache node.
+    NoResultError
+        The node was committed by :func:`cdir_commit` without a ``save`` payload.
     CacheError
-        The node was committed by :func:`cdir_commit` without a ``save`` payload,
-        or its payload files are damaged.
+        Its payload files are damaged.
     """
     path = _as_path(url, storage_options)
     with _path_errors(path):
@@ -275,7 +277,7 @@ def load(url: str | VPath, *, storage_options: dict | None = None) -> Any:
             )
         payload = marker.get("payload") or _undescribed_payload(path)
         if not payload:
-            raise CacheError(f"{path} was committed without a save() result; read the files in that folder directly")
+            raise NoResultError(f"{path} was committed without a save() result; read the files in that folder directly")
         if payload.get("kind") == "children":
             names = payload.get("children")
             if not isinstance(names, list) or not names or not all(plain_entry(n) for n in names):

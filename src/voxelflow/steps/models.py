@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import atexit
 import hashlib
+import os
 import shutil
 import tempfile
 
@@ -46,7 +47,10 @@ def _instances(image, model, halo=None, halo_um=None, voxel_size=None, channel_a
     tiles = predict_op(image, model, halo=halo, halo_um=halo_um, voxel_size=voxel_size, output="instances",
                        channel_axis=channel_axis, batch_size=batch_size, pad_mode=pad_mode, iou=iou)
     labels = tiles.labels
-    folder = tempfile.mkdtemp(prefix="voxelflow-tiles-", dir=dask.config.get("temporary-directory", None))
+    scratch_root = dask.config.get("temporary-directory", None)
+    if scratch_root:
+        os.makedirs(scratch_root, exist_ok=True)  # dask creates its temporary directory on first use, too
+    folder = tempfile.mkdtemp(prefix="voxelflow-tiles-", dir=scratch_root)
     atexit.register(shutil.rmtree, folder, True)
     regular = tuple(max(c) for c in labels.chunks)
     scratch = zarr.create_array(store=folder, shape=labels.shape, chunks=regular, dtype=np.int64, fill_value=0)
