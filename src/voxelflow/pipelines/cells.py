@@ -26,7 +26,10 @@ Every other length defaults from it and the scan's voxel size
    then touching cells without a maximum of their own are added from the
    shape of a lower-threshold foreground (:func:`voxelflow.ops.split_seeds`)
    [``cells_split``];
-8. atlas regions and counts per region [``objects_regions``, ``region_counts``].
+8. with ``cells.classifier``, a saved classifier keeps the candidates whose
+   foreground object it calls a cell [``component_objects``, ``classify_cells``]
+   (:mod:`voxelflow.pipelines.candidates`);
+9. atlas regions and counts per region [``objects_regions``, ``region_counts``].
 
 :func:`cells` is the recipe :func:`voxelflow.pipelines.run.run_pipeline` runs
 for ``pipeline.kind = "cells"``; it writes the run folder like every workflow
@@ -44,6 +47,7 @@ import pandas as pd
 
 from voxelflow import ops, steps
 from voxelflow.errors import ConfigError
+from voxelflow.pipelines.candidates import classify_candidates, open_candidate_classifier
 from voxelflow.pipelines.coarse import coarse_source
 from voxelflow.pipelines.config import Config
 from voxelflow.pipelines.inputs import background_scan
@@ -309,6 +313,7 @@ def cells(run: Runner, config: Config, inputs: Inputs) -> Outputs:
     _check(c)
     img, spacing = scan.image, scan.scale
     bg = background_scan(config, img)
+    classifier = open_candidate_classifier(c.classifier, bg is not None) if c.classifier else None
     params = cell_parameters(c, spacing)
     source, coarse_factors, method, coarse_info = coarse_source(config, scan)
     coarse_store = {"scale": tuple(coarse_info["scale_um"])}
@@ -352,6 +357,9 @@ def cells(run: Runner, config: Config, inputs: Inputs) -> Outputs:
     if c.split_touching:
         kept = run.step(_split_cells, kept, response, c.threshold, stats, tile, tuple(c.split_k), c.threshold_value,
                         params["window_um"], spacing, negative, cf, components, shapes, params, name="cells_split")
+    classified = None
+    if classifier is not None:
+        kept, classified = classify_candidates(run, kept, components, img, bg, spacing, classifier)
     objects = cell_table(kept, spacing, scan.translation, img.shape)
     regions = None
     if inputs.atlas is not None and len(objects):
@@ -366,6 +374,8 @@ def cells(run: Runner, config: Config, inputs: Inputs) -> Outputs:
     facts = {"parameters": params, "masked_fraction": round(masked, 6),
              "mask_warning": masked > config.mask.warn_fraction, "channel_factor": float(factor),
              "cells_before_shape_filter": int(len(raw)), "coarse": coarse_info}
+    if classified is not None:
+        facts["classifier"] = classified
     return Outputs(objects, density, regions, run.node("density"), facts)
 
 
