@@ -5,7 +5,10 @@ Every other length defaults from it and the scan's voxel size
 (:func:`cell_parameters`). Stages, each a cached step (node name in brackets):
 
 1. open the scan and, when given, the background (autofluorescence) channel;
-   max-pool a coarse level [``coarse``];
+   the coarse grid [``coarse``]: a stored pyramid level within
+   ``pipeline.coarse_max_voxels`` (or at ``pipeline.coarse_um``), reduced by block
+   means only when no level fits, as in the plaque recipe
+   (:mod:`voxelflow.pipelines.coarse`; ``pipeline.coarse_factors`` max-pools by fixed factors);
 2. tissue mask on the coarse level [``negative_mask``]; on a crop the volume
    border is not a tissue edge unless ``mask.whole_brain``; the masked
    fraction goes into ``run.json`` and the summary;
@@ -23,7 +26,10 @@ Every other length defaults from it and the scan's voxel size
    then touching cells without a maximum of their own are added from the
    shape of a lower-threshold foreground (:func:`voxelflow.ops.split_seeds`)
    [``cells_split``];
-8. atlas regions and counts per region [``objects_regions``, ``region_counts``].
+8. with ``cells.classifier``, a saved classifier keeps the candidates whose
+   foreground object it calls a cell [``component_objects``, ``classify_cells``]
+   (:mod:`voxelflow.pipelines.candidates`);
+9. atlas regions and counts per region [``objects_regions``, ``region_counts``].
 
 :func:`cells` is the recipe :func:`voxelflow.pipelines.run.run_pipeline` runs
 for ``pipeline.kind = "cells"``; it writes the run folder like every workflow
@@ -41,7 +47,8 @@ import pandas as pd
 
 from voxelflow import ops, steps
 from voxelflow.errors import ConfigError
-from voxelflow.pipelines.coarse import legacy_factors
+from voxelflow.pipelines.candidates import classify_candidates, open_candidate_classifier
+from voxelflow.pipelines.coarse import coarse_source
 from voxelflow.pipelines.config import Config
 from voxelflow.pipelines.inputs import background_scan
 from voxelflow.pipelines.run import Inputs, Outputs, PipelineResult, run_pipeline
@@ -304,16 +311,20 @@ def cells(run: Runner, config: Config, inputs: Inputs) -> Outputs:
     """The cell recipe: the steps of the module docstring, on the runner ``run``."""
     c, scan = config.cells, inputs.scan
     _check(c)
-    img, spacing, cf = scan.image, scan.scale, legacy_factors(config)
+    img, spacing = scan.image, scan.scale
     bg = background_scan(config, img)
+    classifier = open_candidate_classifier(c.classifier, bg is not None) if c.classifier else None
     params = cell_parameters(c, spacing)
-    coarse_store = {"scale": tuple(s * f for s, f in zip(spacing, cf))}
+    source, coarse_factors, method, coarse_info = coarse_source(config, scan)
+    coarse_store = {"scale": tuple(coarse_info["scale_um"])}
+    # the tissue mask is up-sampled to full resolution by whole factors of the coarse grid
+    cf = tuple(max(1, round(k / s)) for k, s in zip(coarse_store["scale"], spacing))
     full_store = {"chunks": tuple(min(k, s) for k, s in zip(config.output.chunks, img.shape)),
                   "levels": config.output.levels, "scale": spacing}
     tile_bg = params["tile_um"] if c.background == "tile" else None
     tile_thr = params["tile_um"] if c.threshold == "tile" else None
 
-    coarse = run.step(steps.downsample, img, cf, method="max", name="coarse", storage=coarse_store,
+    coarse = run.step(steps.downsample, source, coarse_factors, method=method, name="coarse", storage=coarse_store,
                       viewer_args=_HIDDEN)
     negative = _negative(run, inputs.mask, coarse, coarse_store["scale"], config, coarse_store)
     masked = report_masked_fraction(run, negative, config, inputs)
@@ -346,6 +357,9 @@ def cells(run: Runner, config: Config, inputs: Inputs) -> Outputs:
     if c.split_touching:
         kept = run.step(_split_cells, kept, response, c.threshold, stats, tile, tuple(c.split_k), c.threshold_value,
                         params["window_um"], spacing, negative, cf, components, shapes, params, name="cells_split")
+    classified = None
+    if classifier is not None:
+        kept, classified = classify_candidates(run, kept, components, img, bg, spacing, classifier)
     objects = cell_table(kept, spacing, scan.translation, img.shape)
     regions = None
     if inputs.atlas is not None and len(objects):
@@ -359,7 +373,9 @@ def cells(run: Runner, config: Config, inputs: Inputs) -> Outputs:
                        storage={"scale": tuple(s * f for s, f in zip(spacing, df))}, viewer_args=_HIDDEN)
     facts = {"parameters": params, "masked_fraction": round(masked, 6),
              "mask_warning": masked > config.mask.warn_fraction, "channel_factor": float(factor),
-             "cells_before_shape_filter": int(len(raw))}
+             "cells_before_shape_filter": int(len(raw)), "coarse": coarse_info}
+    if classified is not None:
+        facts["classifier"] = classified
     return Outputs(objects, density, regions, run.node("density"), facts)
 
 
