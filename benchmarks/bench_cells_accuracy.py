@@ -12,7 +12,8 @@ threads of this process; ``--workers 0``, the default, runs Dask's threaded
 scheduler in this process so that they are all counted) are printed next to
 the 1-minute load.
 
-Usage: ``python benchmarks/bench_cells_accuracy.py [--seeds 0 1 2 3 4] [--shape Z Y X] [--json out.json]``
+Usage: ``python benchmarks/bench_cells_accuracy.py [--seeds 0 1 2 3 4] [--shape Z Y X] [--json out.json]
+[--set cells.split_touching=false]``
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def _cpu_s() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def run_seed(seed: int, shape, folder: str, workers: int) -> dict:
+def run_seed(seed: int, shape, folder: str, workers: int, overrides=()) -> dict:
     """Draw, write, run and score one crop; returns its figures."""
     crop = make_synthetic_cells(shape, seed)
     urls = write_synthetic_cells(crop, os.path.join(folder, f"data{seed}"))
@@ -44,7 +45,7 @@ def run_seed(seed: int, shape, folder: str, workers: int) -> dict:
         f"input.url={urls['scan']}?slices=[0]", "input.background_channel=1",
         f"atlas.url={urls['atlas']}", f"atlas.regions={urls['regions']}",
         f"output.folder={os.path.join(folder, f'run{seed}')}", 'pipeline.kind="cells"',
-        f"cells.diameter_um={crop.diameter_um}", f"compute.workers={workers}",
+        f"cells.diameter_um={crop.diameter_um}", f"compute.workers={workers}", *overrides,
     ])
     t0, c0 = time.perf_counter(), _cpu_s()
     result = run_cell_pipeline(config, progress=False)
@@ -68,12 +69,14 @@ def main(argv=None) -> int:
     p.add_argument("--shape", type=int, nargs=3, default=(40, 256, 256))
     p.add_argument("--workers", type=int, default=0, help="compute.workers (0: threads in this process)")
     p.add_argument("--json", default="", help="also write the figures to this file")
+    p.add_argument("--set", dest="overrides", action="append", default=[],
+                   help="a configuration override KEY=VALUE (repeatable), e.g. cells.split_touching=false")
     args = p.parse_args(argv)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        run_seed(args.seeds[0], (16, 64, 64), os.path.join(tmp, "warm"), args.workers)  # compile the kernels
+        run_seed(args.seeds[0], (16, 64, 64), os.path.join(tmp, "warm"), args.workers, args.overrides)  # compile the kernels
         for seed in args.seeds:
-            rows.append(run_seed(seed, tuple(args.shape), tmp, args.workers))
+            rows.append(run_seed(seed, tuple(args.shape), tmp, args.workers, args.overrides))
             r = rows[-1]
             regions = "  ".join(f"{g['acronym']} {g['detected']}/{g['planted']} ({100 * g['error']:+.1f} %)"
                                 for g in r["regions"])

@@ -11,6 +11,7 @@ import numpy as np
 
 from voxelflow.errors import InvalidInputError
 from voxelflow.ops._filter_args import as_image
+from voxelflow.ops._kernels import _compile
 
 __all__ = ["estimate_channel_factor", "channel_background"]
 
@@ -82,8 +83,21 @@ def channel_background(img, bg, *, how: str = "subtract", factor: float = 1.0, f
     if how not in ("subtract", "ratio"):
         raise InvalidInputError(f"how must be 'subtract' or 'ratio', got {how!r}")
     bg = bg.rechunk(img.chunks)
-    a = img.astype(np.float32)
-    b = bg.astype(np.float32)
-    if how == "subtract":
-        return a - np.float32(factor) * b
-    return a / da.maximum(b, np.float32(floor))
+    return da.map_blocks(_combine_block, img, bg, np.float32(factor), np.float32(floor), how == "ratio",
+                         dtype=np.float32)
+
+
+@_compile
+def _combine(a, b, factor, floor, ratio, out):
+    for i in range(a.size):
+        x = np.float32(a[i])
+        y = np.float32(b[i])
+        out[i] = x / max(y, floor) if ratio else x - factor * y
+
+
+def _combine_block(a, b, factor, floor, ratio):
+    """``a - factor * b`` or ``a / max(b, floor)`` of two blocks in one float32 pass."""
+    out = np.empty(a.shape, np.float32)
+    _combine(np.ascontiguousarray(a).reshape(-1), np.ascontiguousarray(b).reshape(-1), factor, floor, ratio,
+             out.reshape(-1))
+    return out

@@ -17,24 +17,43 @@ from voxelflow.ops._halo import iter_blocks, map_regions, padded_region
 __all__ = ["map_filter", "as3"]
 
 
-def map_filter(img: da.Array, depth: Sequence[int], func, args, name: str) -> da.Array:
-    """float32 array whose every chunk is ``func(padded float32 block as 3-D)`` cropped to the chunk."""
+def map_filter(img: da.Array, depth: Sequence[int], func, args, name: str, *, core_only: bool = False) -> da.Array:
+    """float32 array whose every chunk is computed from the chunk's padded block (as 3-D float32).
+
+    Parameters
+    ----------
+    img : dask.array.Array, shape (Z, Y, X) or (Y, X)
+    depth : sequence of int
+        Halo width per axis of ``img``.
+    func : callable
+        ``func(block, *args)`` returns the filtered padded block, which is cropped
+        to the chunk; with ``core_only``, ``func(block, core, *args)`` returns the
+        chunk itself (``core``: the chunk's 3 slices inside the block).
+    args : tuple
+    name : str
+        Prefix of the task names.
+    core_only : bool
+
+    Returns
+    -------
+    dask.array.Array, shape and chunks of ``img``, float32
+    """
     depth = tuple(int(d) for d in depth)
     plan = []
     for block in iter_blocks(img.chunks):
         lo, hi = padded_region(block, depth, img.shape)
         core = tuple(slice(a - p, b - p) for a, b, p in zip(block.start, block.stop, lo))
-        plan.append((block.index, (lo, hi), _run_block, (func, core, args)))
+        plan.append((block.index, (lo, hi), _run_block, (func, core, args, core_only)))
     return map_regions(img, img.chunks, plan, np.float32, name)
 
 
-def _run_block(padded, func, core, args):
+def _run_block(padded, func, core, args, core_only):
     data = np.ascontiguousarray(padded, dtype=np.float32)
     flat = data.ndim == 2
     if flat:
         data = data[None]
         core = (slice(0, 1),) + tuple(core)
-    out = func(data, *args)[core]
+    out = func(data, core, *args) if core_only else func(data, *args)[core]
     return np.ascontiguousarray(out[0] if flat else out)
 
 

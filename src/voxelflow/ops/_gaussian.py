@@ -4,7 +4,8 @@ Every filter is set by a physical standard deviation ``sigma_um`` and the voxel
 size ``spacing`` (um per voxel, z y x), so a 10 um nucleus gets the same filter
 on 5 x 2 x 2 um voxels as on 2 x 1 x 1 um voxels. Each output chunk is one task
 on its chunk plus a halo of the kernel's reach (:mod:`voxelflow.ops._filter_map`),
-running compiled 1-D passes (:mod:`voxelflow.ops._kernels`): the result equals the
+running compiled passes one output plane at a time
+(:mod:`voxelflow.ops._plane_kernels`): the result equals the
 ``scipy.ndimage`` filter of the whole array for any chunking, up to float32
 rounding. ``per_plane=True`` filters each z plane on its own (2-D in y, x), as
 lightsheet detectors often do when planes differ in brightness.
@@ -26,17 +27,9 @@ import numpy as np
 from voxelflow.errors import InvalidInputError
 from voxelflow.ops._filter_args import as_image, as_length, as_mode, as_spacing, voxel_lengths
 from voxelflow.ops._filter_map import as3, map_filter
-from voxelflow.ops._kernels import correlate_axis, gaussian_weights
+from voxelflow.ops._plane_kernels import gaussian_core, log_core
 
 __all__ = ["gaussian", "log_filter", "dog_filter"]
-
-
-def _gauss_block(data, sigmas, truncate, mode):
-    out = data
-    for axis, s in enumerate(sigmas):
-        if s > 0:
-            out = correlate_axis(out, gaussian_weights(s, 0, truncate), axis, mode)
-    return out if out is not data else data.copy()
 
 
 def _radius(sigma: float, truncate: float) -> int:
@@ -75,29 +68,8 @@ def gaussian(img, sigma_um: float, spacing, *, per_plane: bool = False, truncate
     img = as_image(img)
     sig = _sigmas(sigma_um, spacing, img.ndim, per_plane)
     depth = [_radius(s, truncate) for s in sig]
-    return map_filter(img, depth, _gauss_block, (as3(sig, img.ndim), truncate, as_mode(mode)), "vf-gaussian")
-
-
-def _log_block(data, sigmas, spacing, truncate, mode, scale):
-    """``scale * sum_a d2/du_a2`` of the Gaussian-smoothed block (u = physical coordinate), in 7 passes for 3-D."""
-    axes = [a for a, s in enumerate(sigmas) if s > 0]
-    g = {a: gaussian_weights(sigmas[a], 0, truncate) for a in axes}
-    d2 = {a: gaussian_weights(sigmas[a], 2, truncate) * (scale / spacing[a] ** 2) for a in axes}
-    if not axes:
-        return np.zeros_like(data)
-    # terms: for each axis a, the 2nd derivative along a and the Gaussian along the others.
-    # ``parts`` holds partial sums after the passes along the axes handled so far:
-    # ``smooth`` = Gaussian along all of them; ``lap`` = the sum of the terms whose derivative axis is among them.
-    first = axes[0]
-    smooth = correlate_axis(data, g[first], first, mode)
-    lap = correlate_axis(data, d2[first], first, mode)
-    for a in axes[1:]:
-        new_lap = correlate_axis(lap, g[a], a, mode)
-        correlate_axis(smooth, d2[a], a, mode, out=new_lap, accumulate=True)
-        if a != axes[-1]:
-            smooth = correlate_axis(smooth, g[a], a, mode)
-        lap = new_lap
-    return lap
+    return map_filter(img, depth, gaussian_core, (as3(sig, img.ndim), truncate, as_mode(mode)), "vf-gaussian",
+                      core_only=True)
 
 
 def log_filter(img, sigma_um: float, spacing, *, per_plane: bool = False, truncate: float = 4.0,
@@ -132,12 +104,12 @@ def log_filter(img, sigma_um: float, spacing, *, per_plane: bool = False, trunca
     depth = [_radius(s, truncate) for s in sig]
     scale = -float(sigma_um) ** 2
     args = (as3(sig, img.ndim), as3(sp, img.ndim), truncate, as_mode(mode), scale)
-    return map_filter(img, depth, _log_block, args, "vf-log")
+    return map_filter(img, depth, log_core, args, "vf-log", core_only=True)
 
 
-def _dog_block(data, small, large, truncate, mode):
-    out = _gauss_block(data, small, truncate, mode)
-    out -= _gauss_block(data, large, truncate, mode)
+def _dog_core(data, core, small, large, truncate, mode):
+    out = gaussian_core(data, core, small, truncate, mode)
+    out -= gaussian_core(data, core, large, truncate, mode)
     return out
 
 
@@ -168,4 +140,4 @@ def dog_filter(img, sigma_um: float, spacing, *, ratio: float = 1.6, per_plane: 
     large = small * float(ratio)
     depth = [_radius(s, truncate) for s in large]
     args = (as3(small, img.ndim), as3(large, img.ndim), truncate, as_mode(mode))
-    return map_filter(img, depth, _dog_block, args, "vf-dog")
+    return map_filter(img, depth, _dog_core, args, "vf-dog", core_only=True)

@@ -50,20 +50,39 @@ class TileStats:
     tile: tuple[int, int]
 
 
-@_compile
+@_compile(fast=True)
 def _tile_sums(block, mask, use_mask, y0, x0, ty, tx, out_n, out_s, out_q):
     nz, ny, nx = block.shape
     for z in range(nz):
         for y in range(ny):
             a = (y0 + y) // ty
-            for x in range(nx):
-                if use_mask and not mask[z, y, x]:
-                    continue
+            src = block[z, y]
+            keep = mask[z, y] if use_mask else mask[0, 0]
+            # the row in runs of constant tile column: [x, stop) lies in tile (x0 + x) // tx
+            x = 0
+            while x < nx:
                 b = (x0 + x) // tx
-                v = np.float64(block[z, y, x])
-                out_n[z, a, b] += 1
-                out_s[z, a, b] += v
-                out_q[z, a, b] += v * v
+                stop = min(nx, (b + 1) * tx - x0)
+                n = 0
+                s = 0.0
+                q = 0.0
+                if use_mask:
+                    for i in range(x, stop):
+                        if keep[i]:
+                            v = np.float64(src[i])
+                            n += 1
+                            s += v
+                            q += v * v
+                else:
+                    n = stop - x
+                    for i in range(x, stop):
+                        v = np.float64(src[i])
+                        s += v
+                        q += v * v
+                out_n[z, a, b] += n
+                out_s[z, a, b] += s
+                out_q[z, a, b] += q
+                x = stop
 
 
 def _block_sums(block, start, tile, n_tiles, mask):

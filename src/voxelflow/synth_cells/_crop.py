@@ -159,7 +159,9 @@ def make_synthetic_cells(
         return float(np.linalg.norm(p - centre)) <= radius - depth
 
     def region_at(p):
-        j = np.floor(np.asarray(p) / sp / np.asarray(atlas_factors)).astype(int)
+        # voxel i spans [i - 0.5, i + 0.5) in voxel units, atlas voxel j spans [j f - 0.5, (j + 1) f - 0.5):
+        # the convention of voxelflow.ops.assign_regions
+        j = np.floor((np.asarray(p) / sp + 0.5) / np.asarray(atlas_factors)).astype(int)
         j = np.clip(j, 0, np.asarray(ashape) - 1)
         return atlas[j[0], j[1], j[2]]
 
