@@ -61,12 +61,15 @@ def test_every_written_array_ends_with_a_crc32c(tmp_path):
     assert main(["convert", url, str(converted), "--levels", "2", "--quiet"]) == 0
     node = tmp_path / "cache" / "node"
     voxelflow.save(node, dask.array.from_array(data, chunks=(4, 8, 8)), key={"k": 1})
+    small = tmp_path / "cache" / "numpy"
+    voxelflow.save(small, data, key={"k": 1})
+    assert _codecs(small / "data.ome.zarr" / "0")[-1] == CRC
 
     for level in ("0", "1"):
         assert _codecs(Path(url) / level)[-1] == CRC
         assert _codecs(converted / level)[-1] == CRC
         assert _codecs(Path(url) / "labels" / "bright" / level)[-1] == CRC
-    assert _codecs(node / "result.zarr")[-1] == CRC
+    assert _codecs(node / "data.ome.zarr" / "0")[-1] == CRC
     shard = _codecs(Path(sharded) / "0")[0]
     assert shard["name"] == "sharding_indexed" and shard["configuration"]["codecs"][-1] == CRC
 
@@ -147,7 +150,7 @@ def test_load_of_a_cached_array_raises(tmp_path):
     node = tmp_path / "cache" / "node"
     voxelflow.save(node, dask.array.from_array(data, chunks=(4, 8, 8)), key={"k": 1})
     np.testing.assert_array_equal(_compute(voxelflow.load(node)), data)
-    victim = sorted(p for p in (node / "result.zarr" / "c").rglob("*") if p.is_file())[1]
+    victim = sorted(p for p in (node / "data.ome.zarr" / "0" / "c").rglob("*") if p.is_file())[1]
     start, stop = _frame(victim)
     _flip(victim, start + 1)  # zstd frames have no blosc header; any inner byte is covered
     with unchanged(tmp_path), pytest.raises(errors.CacheError, match="checksum") as info:

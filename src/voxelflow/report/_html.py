@@ -69,7 +69,9 @@ def _steps_table(steps: list) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def render_html(title: str, objects: pd.DataFrame, meta: dict, figures, table_html: str, notes) -> str:
+def render_html(title: str, objects: pd.DataFrame, meta: dict, figures, table_html: str, notes,
+                tables: dict[str, str] | None = None) -> str:
+    """The report page; ``table_html`` follows the counts figure, ``tables[heading]`` that section's figures."""
     summary = [("objects", str(len(objects)))]
     if len(objects):
         summary.append(("median size (voxels)", f"{objects['voxels'].median():.4g}"))
@@ -90,8 +92,9 @@ def render_html(title: str, objects: pd.DataFrame, meta: dict, figures, table_ht
             f'<figure><img alt="{html.escape(caption)}" src="{_data_uri(path)}">'
             f"<figcaption>{html.escape(caption)}</figcaption></figure>"
         )
-        if heading == "Counts per region" and table_html:
-            parts.append(table_html)
+        after = table_html if heading == "Counts per region" else (tables or {}).get(heading, "")
+        if after:
+            parts.append(after)
     if isinstance(meta.get("steps"), list):
         parts += ["<h2>Steps</h2>", _steps_table(meta["steps"])]
     rest = {k: v for k, v in meta.items() if k != "steps"}
