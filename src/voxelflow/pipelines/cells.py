@@ -20,7 +20,8 @@ Every other length defaults from it and the scan's voxel size
 7. shape filter: the foreground objects (exact labels [``components``]) that
    are too large or too elongated for a cell (vessels, fibres, artefacts)
    lose their maxima [``component_shapes``, ``cells``];
-8. atlas regions and counts per region [``objects_regions``, ``region_counts``].
+8. atlas regions and counts per region (:mod:`voxelflow.pipelines.atlas_space`; with a
+   registered atlas also hemispheres, atlas positions and an atlas-space density map).
 
 :func:`cells` is the recipe :func:`voxelflow.pipelines.run.run_pipeline` runs
 for ``pipeline.kind = "cells"``; it writes the run folder like every workflow
@@ -38,6 +39,7 @@ import pandas as pd
 
 from voxelflow import ops, steps
 from voxelflow.errors import ConfigError
+from voxelflow.pipelines.atlas_space import RegionStage, region_stage
 from voxelflow.pipelines.coarse import legacy_factors
 from voxelflow.pipelines.config import Config
 from voxelflow.pipelines.inputs import background_scan
@@ -302,20 +304,18 @@ def cells(run: Runner, config: Config, inputs: Inputs) -> Outputs:
     shapes = run.step(_shape_table, components, spacing, name="component_shapes")
     kept = run.step(_filter_cells, raw, components, shapes, spacing, params, c.shape_filter, name="cells")
     objects = cell_table(kept, spacing, scan.translation, img.shape)
-    regions = None
+    stage = RegionStage(objects, None)
     if inputs.atlas is not None and len(objects):
-        atlas = inputs.atlas
-        objects = run.step(steps.add_regions, objects, atlas.labels, atlas.scale, spacing, atlas.regions,
-                           image_shape=img.shape, name="objects_regions")
-        regions = run.step(steps.count_by_region, objects, atlas.labels, atlas.scale, atlas.regions,
-                           name="region_counts")
+        stage = region_stage(run, objects, inputs.atlas, spacing, img.shape, density_um=config.atlas.density_um,
+                             density_sigma_um=config.atlas.density_sigma_um)
+    objects, regions = stage.objects, stage.regions
     df = tuple(config.pipeline.density_factors)
     density = run.step(steps.density_map, objects, img.shape, df, name="density",
                        storage={"scale": tuple(s * f for s, f in zip(spacing, df))}, viewer_args=_HIDDEN)
     facts = {"parameters": params, "masked_fraction": round(masked, 6),
              "mask_warning": masked > config.mask.warn_fraction, "channel_factor": float(factor),
-             "cells_before_shape_filter": int(len(raw))}
-    return Outputs(objects, density, regions, run.node("density"), facts)
+             "cells_before_shape_filter": int(len(raw)), **stage.facts}
+    return Outputs(objects, density, regions, run.node("density"), facts, stage.atlas_density_node)
 
 
 def run_cell_pipeline(config: Config, *, viewer=None, progress: bool = True, stream=None) -> PipelineResult:

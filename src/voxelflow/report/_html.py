@@ -69,7 +69,18 @@ def _steps_table(steps: list) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def render_html(title: str, objects: pd.DataFrame, meta: dict, figures, table_html: str, notes) -> str:
+def registration_table_html(qc: dict, part: dict | None = None) -> str:
+    """The registration QC figures (metrics, Jacobian range, folding, rotation) and the atlas part, as a table."""
+    rows = [(k, f"{v:.6g}" if isinstance(v, float) else str(v)) for k, v in qc.items()
+            if not k.startswith(("seconds", "stop"))]
+    if part:
+        rows.append(("atlas part", f"{part.get('side', 'whole')}, voxels from {part.get('origin')}, "
+                                   f"shape {part.get('shape')}"))
+    return '<table class="registration-qc">' + _kv_table(rows)[len("<table>"):]
+
+
+def render_html(title: str, objects: pd.DataFrame, meta: dict, figures, table_html: str, notes,
+                tables: dict | None = None) -> str:
     summary = [("objects", str(len(objects)))]
     if len(objects):
         summary.append(("median size (voxels)", f"{objects['voxels'].median():.4g}"))
@@ -86,6 +97,8 @@ def render_html(title: str, objects: pd.DataFrame, meta: dict, figures, table_ht
         if heading != section:
             parts.append(f"<h2>{html.escape(heading)}</h2>")
             section = heading
+            if tables and heading in tables:
+                parts.append(tables[heading])
         parts.append(
             f'<figure><img alt="{html.escape(caption)}" src="{_data_uri(path)}">'
             f"<figcaption>{html.escape(caption)}</figcaption></figure>"
