@@ -13,7 +13,9 @@ Steps (cache node names in brackets):
    ``'auto'``, ``atlas.crop_um`` a box) is registered to the matching part of
    the atlas (:mod:`voxelflow.ops._atlas_part`). The result is JSON: both
    transforms as ITK text, the grid, the orientation codes, the atlas part and
-   the QC figures;
+   the QC figures. Its node is named after the atlas settings
+   (``registration-<hash>``, :func:`attempt_name`), so other settings or a
+   refused registration never replace an accepted one;
 3. the annotation and the hemispheres (of the part) warped onto the coarse
    scan grid (nearest neighbour, scan orientation) [``atlas_labels``,
    ``atlas_hemispheres``]; the recipe reads them up-sampled lazily to the full
@@ -31,6 +33,7 @@ pictures on disk.
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import dask.array as da
@@ -66,7 +69,7 @@ def _stamp(folder: str) -> str:
 
 def register_coarse(coarse, coarse_scale, orientation: str, atlas_folder: str, atlas_stamp: str,
                     parameters: dict, coverage: str = "whole", crop_um=()) -> dict:
-    """Register the coarse registration channel to (a part of) the atlas; the JSON-ready result (no QC verdict).
+    """Register the coarse registration channel to (a part of) the atlas; the JSON-ready result.
 
     ``coverage`` (``'whole'``, ``'left'``, ``'right'`` or ``'auto'``) and
     ``crop_um`` (a box in atlas micrometres, or empty) choose the atlas part;
@@ -75,7 +78,9 @@ def register_coarse(coarse, coarse_scale, orientation: str, atlas_folder: str, a
     Raises
     ------
     RegistrationError
-        If the channel has no contrast or no tissue (nothing to register).
+        If the channel has no contrast or no tissue (nothing to register), or
+        the result fails the QC verdict (divergence, folding, rotation); then
+        its ``result`` is the JSON-ready result, for QC pictures.
     """
     atlas = read_brainglobe_folder(atlas_folder)
     coarse = np.asarray(coarse)
@@ -84,8 +89,14 @@ def register_coarse(coarse, coarse_scale, orientation: str, atlas_folder: str, a
     mapping = register_scan(coarse, coarse_scale, orientation, cut_part(atlas, part),
                             RegistrationParameters.from_dict(parameters), check=False)
     reg = mapping.registration
-    return {"mapping": mapping.to_meta(), "transforms": transforms_to_text(reg.affine, reg.deformable),
-            "part": part.to_meta()}
+    out = {"mapping": mapping.to_meta(), "transforms": transforms_to_text(reg.affine, reg.deformable),
+           "part": part.to_meta()}
+    try:
+        check_registration(reg)
+    except RegistrationError as exc:
+        # raised inside the step, so a refused result is never cached over an accepted one
+        raise RegistrationError(str(exc), out) from None
+    return out
 
 
 def mapping_from_result(result: dict) -> ScanAtlasMap:
@@ -123,6 +134,18 @@ _warp = Step(warp_atlas_image, kind="JSON->OS", name="atlas_labels")
 _coverage = Step(imaged_atlas_voxels, kind="JSON->BS", name="atlas_coverage")
 
 
+def attempt_name(config, stamp: str) -> str:
+    """Cache node name of the ``registration`` step: ``registration-`` plus a hash of the atlas settings.
+
+    Each set of settings (atlas folder and its stamp, orientation, channel,
+    parameters, part) gets its own node, so trying other settings, or a
+    registration that fails, never replaces an accepted registration in the cache.
+    """
+    a = config.atlas
+    settings = [a.brainglobe, stamp, a.orientation, a.registration_channel, a.registration, a.coverage, a.crop_um]
+    return "registration-" + hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
 def register_atlas(run: Runner, config, scan, out_dir: VPath, stream=None, progress: bool = False) -> Atlas:
     """Register ``config.atlas.brainglobe`` to the scan and return it as an :class:`Atlas` in scan space.
 
@@ -157,17 +180,19 @@ def register_atlas(run: Runner, config, scan, out_dir: VPath, stream=None, progr
     qc_dir = out_dir / REGISTRATION_FOLDER
     try:
         result = run.step(_register, coarse, cscale, orientation, a.brainglobe, stamp, dict(a.registration),
-                          a.coverage, tuple(a.crop_um), name="registration")
-    except (RegistrationError, OrientationError):
+                          a.coverage, tuple(a.crop_um), name=attempt_name(config, stamp))
+    except (RegistrationError, OrientationError) as exc:
+        pair = (f"registering the atlas {a.brainglobe!r} (template reference.tiff) to channel {channel} of "
+                f"{config.input.url!r}")
+        refused = getattr(exc, "result", None)
+        if isinstance(refused, dict) and "transforms" in refused:
+            _write_qc(qc_dir, coarse_np, _template(refused, atlas), refused)
+            raise RegistrationError(f"{pair}: {exc} (QC pictures in {qc_dir.url})", refused) from None
         _write_qc(qc_dir, coarse_np, None, None)
+        if isinstance(exc, RegistrationError):
+            raise RegistrationError(f"{pair}: {exc} (pictures of the channel in {qc_dir.url})") from None
         raise
-    mapping = mapping_from_result(result)
-    template = mapping.image_to_scan(cut_part(atlas, part_of(result)).reference)
-    _write_qc(qc_dir, coarse_np, template, result)
-    try:
-        check_registration(mapping.registration)
-    except RegistrationError as exc:
-        raise RegistrationError(f"{exc} (QC pictures in {qc_dir.url})", mapping) from None
+    _write_qc(qc_dir, coarse_np, _template(result, atlas), result)
     labels = run.step(_warp, result, a.brainglobe, stamp, "annotation", name="atlas_labels", storage=store)
     hemis = run.step(_warp, result, a.brainglobe, stamp, "hemispheres", name="atlas_hemispheres", storage=store)
     coverage = run.step(_coverage, result, a.brainglobe, stamp, name="atlas_coverage",
@@ -181,6 +206,11 @@ def register_atlas(run: Runner, config, scan, out_dir: VPath, stream=None, progr
                          "coverage": np.asarray(coverage), "atlas": atlas})
 
 
+def _template(result: dict, atlas) -> np.ndarray:
+    """The registered atlas template on the coarse scan grid (scan orientation), float32."""
+    return mapping_from_result(result).image_to_scan(cut_part(atlas, part_of(result)).reference)
+
+
 def _write_qc(folder: VPath, coarse, template, result) -> None:
     folder.mkdirs()
     for name, rgb in qc_planes(coarse, template).items():
@@ -189,7 +219,7 @@ def _write_qc(folder: VPath, coarse, template, result) -> None:
         for name, text in result["transforms"].items():
             if text is not None:
                 (folder / f"{name}.tfm").write_text(text)
-        (folder / "registration.json").write_text(json.dumps(result["mapping"], indent=1))
+        (folder / "registration.json").write_text(json.dumps(dict(result["mapping"], part=result.get("part")), indent=1))
 
 
 def register_only(config, *, progress: bool = True, stream=None) -> dict:
