@@ -44,6 +44,20 @@ class CacheLockedError(CacheError):
     """Another live process holds the lock of a cache node."""
 
 
+class NewerFormatError(CacheError):
+    """A cache node was committed in a format version newer than this voxelflow reads.
+
+    Attributes
+    ----------
+    version : int or None
+        The format version of the node's commit marker.
+    """
+
+    def __init__(self, message: str, version: int | None = None):
+        super().__init__(message)
+        self.version = version
+
+
 class CacheKeyError(VoxelflowError, TypeError):
     """A cache key is not JSON-serialisable."""
 

@@ -67,7 +67,9 @@ class CacheNode:
     status : str
         ``committed``; ``computing`` (this process holds the lock); ``locked``
         (another live process computes it); ``partial`` (not committed, nobody
-        computing); ``missing`` (no node at this path).
+        computing); ``missing`` (no node at this path); ``newer`` (committed in a
+        format version newer than this voxelflow reads; only listed by
+        :func:`voxelflow.cache.iter_tree`, never read).
     marker : dict or None
         Contents of the commit marker (time, key, library versions, wall time,
         payload description).

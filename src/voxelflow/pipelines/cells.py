@@ -20,6 +20,9 @@ Every other length defaults from it and the scan's voxel size
 7. shape filter: the foreground objects (exact labels [``components``]) that
    are too large or too elongated for a cell (vessels, fibres, artefacts)
    lose their maxima [``component_shapes``, ``cells``];
+   then touching cells without a maximum of their own are added from the
+   shape of a lower-threshold foreground (:func:`voxelflow.ops.split_seeds`)
+   [``cells_split``];
 8. atlas regions and counts per region (:mod:`voxelflow.pipelines.atlas_space`; with a
    registered atlas also hemispheres, atlas positions and an atlas-space density map).
 
@@ -43,8 +46,8 @@ from voxelflow.pipelines.atlas_space import RegionStage, region_stage
 from voxelflow.pipelines.coarse import legacy_factors
 from voxelflow.pipelines.config import Config
 from voxelflow.pipelines.inputs import background_scan
-from voxelflow.pipelines.plaque import _negative_mask, report_masked_fraction
 from voxelflow.pipelines.run import Inputs, Outputs, PipelineResult, run_pipeline
+from voxelflow.pipelines.tissue import negative_mask, report_masked_fraction
 from voxelflow.steps import Runner, Step
 
 __all__ = ["cell_parameters", "cells", "run_cell_pipeline"]
@@ -74,7 +77,8 @@ def cell_parameters(c, spacing) -> dict:
         diameter, clipped to that range, is dropped (:func:`filter_cells`),
         ``tile_um`` (25 d), ``window_um`` (2 d), ``min_volume_um3`` (none),
         ``max_volume_um3`` (40 cell volumes), ``max_elongation`` (6),
-        ``match_um`` (d / 2).
+        ``match_um`` (d / 2), ``split_min_radius_um`` (0.25 d: the depth of a
+        split-off cell) and ``split_extent_um`` (4 d: larger clusters are not split).
     """
     d = float(c.diameter_um)
     per_plane = bool(c.per_plane)
@@ -104,6 +108,8 @@ def cell_parameters(c, spacing) -> dict:
         "max_volume_um3": pick("max_volume_um3", 40.0 * cell_volume),
         "max_elongation": pick("max_elongation", 6.0),
         "match_um": d / 2,
+        "split_min_radius_um": 0.25 * d,
+        "split_extent_um": 4.0 * d,
         "spacing_um": [float(s) for s in spacing],
     }
 
@@ -185,6 +191,21 @@ def foreground_components(response, mode, stats, tile, k, value, window_um, spac
     return os_arr
 
 
+def _with_components(cells: pd.DataFrame, components, shapes: pd.DataFrame) -> pd.DataFrame:
+    """``cells`` with the id, volume and elongation of the foreground object each one lies in (NaN outside)."""
+    out = cells.copy()
+    if len(out):
+        idx = tuple(np.rint(out[a].to_numpy(np.float64)).astype(np.int64) for a in "zyx")
+        comp = np.asarray(da.asarray(components).vindex[idx].compute(), dtype=np.int64)
+    else:
+        comp = np.zeros(0, np.int64)
+    out["component"] = comp
+    shapes = shapes.set_index("id")
+    out["component_volume_um3"] = shapes["volume_um3"].reindex(comp).to_numpy()
+    out["component_elongation"] = shapes["elongation"].reindex(comp).to_numpy()
+    return out
+
+
 def filter_cells(cells: pd.DataFrame, components, shapes: pd.DataFrame, spacing, params: dict,
                  shape_filter: bool) -> pd.DataFrame:
     """Add each cell's foreground object and its shape; one maximum per cell; drop cells in non-cell objects.
@@ -194,17 +215,8 @@ def filter_cells(cells: pd.DataFrame, components, shapes: pd.DataFrame, spacing,
     ``min_distance_um`` .. ``max_thin_um``): one large cell can show two
     maxima, while touching cells lie about a diameter apart.
     """
-    out = cells.copy()
-    if len(out):
-        idx = tuple(out[a].to_numpy(np.int64) for a in "zyx")
-        comp = np.asarray(da.asarray(components).vindex[idx].compute(), dtype=np.int64)
-    else:
-        comp = np.zeros(0, np.int64)
-    out["component"] = comp
-    shapes = shapes.set_index("id")
-    out["component_volume_um3"] = shapes["volume_um3"].reindex(comp).to_numpy()
-    out["component_elongation"] = shapes["elongation"].reindex(comp).to_numpy()
-    half = 0.5 * shapes["equivalent_diameter_um"].reindex(comp).to_numpy()
+    out = _with_components(cells, components, shapes)
+    half = 0.5 * shapes.set_index("id")["equivalent_diameter_um"].reindex(out["component"]).to_numpy()
     out["thin_um"] = np.clip(np.nan_to_num(half), params["min_distance_um"], params["max_thin_um"])
     out = ops.thin_peaks(out, spacing, params["min_distance_um"], radius_column="thin_um").drop(columns="thin_um")
     if shape_filter and len(out):
@@ -213,6 +225,29 @@ def filter_cells(cells: pd.DataFrame, components, shapes: pd.DataFrame, spacing,
             volume_um3=(params["min_volume_um3"], params["max_volume_um3"]), max_elongation=params["max_elongation"],
         )
         out = out[keep.to_numpy()].reset_index(drop=True)
+    out["id"] = np.arange(1, len(out) + 1, dtype=np.int64)
+    return out
+
+
+def split_cells(cells: pd.DataFrame, response, mode, stats, tile, k, value, window_um, spacing, negative, factors,
+                components, shapes: pd.DataFrame, params: dict) -> pd.DataFrame:
+    """Add the touching cells that show no maximum of their own (:func:`voxelflow.ops.split_seeds`).
+
+    They are found in the foreground at ``mean + k SD`` (``k`` below the
+    detection threshold, so a cluster of touching cells is one object whose
+    shape shows where they meet), only in objects that hold a kept cell. The
+    table gains a ``split`` column (True for the added cells); added cells take
+    the response and foreground object under them.
+    """
+    fg = _foreground(response, mode, stats, tile, k, value, window_um, spacing, negative, factors)
+    new = ops.split_seeds(fg, cells, spacing, min_radius_um=params["split_min_radius_um"],
+                          max_extent_um=params["split_extent_um"])
+    if len(new):
+        idx = tuple(new[a].to_numpy(np.int64) for a in "zyx")
+        new["response"] = np.asarray(da.asarray(response).vindex[idx].compute(), dtype=np.float64)
+    new = _with_components(new.drop(columns="depth_um"), components, shapes)
+    out = pd.concat([cells.assign(split=False), new.assign(split=True)], ignore_index=True)
+    out = out.sort_values(["z", "y", "x"], kind="stable").reset_index(drop=True)
     out["id"] = np.arange(1, len(out) + 1, dtype=np.int64)
     return out
 
@@ -241,6 +276,7 @@ _find_cells = Step(find_cells, kind="IN->LC", name="find_cells")
 _foreground_components = Step(foreground_components, kind="BS->OS", name="foreground_components")
 _shape_table = Step(ops.shape_table, kind="OS->LC", name="shape_table")
 _filter_cells = Step(filter_cells, kind="LC->LC", name="filter_cells")
+_split_cells = Step(split_cells, kind="LC->LC", name="split_cells")
 
 # --- the recipe ----------------------------------------------------------------------------
 
@@ -257,7 +293,7 @@ def _negative(run: Runner, setting, coarse, coarse_scale, config: Config, store)
         return run.step(steps.auto_negative_mask, coarse, coarse_scale, config.cells.edge_um,
                         whole_brain=config.mask.whole_brain, name="negative_mask", storage=store,
                         viewer_args=_HIDDEN)
-    return _negative_mask(run, setting, coarse, coarse_scale, config.pipeline, store)
+    return negative_mask(run, setting, coarse, coarse_scale, config.pipeline, store)
 
 
 def cells(run: Runner, config: Config, inputs: Inputs) -> Outputs:
@@ -303,6 +339,9 @@ def cells(run: Runner, config: Config, inputs: Inputs) -> Outputs:
                           storage=full_store)
     shapes = run.step(_shape_table, components, spacing, name="component_shapes")
     kept = run.step(_filter_cells, raw, components, shapes, spacing, params, c.shape_filter, name="cells")
+    if c.split_touching:
+        kept = run.step(_split_cells, kept, response, c.threshold, stats, tile, float(c.split_k), c.threshold_value,
+                        params["window_um"], spacing, negative, cf, components, shapes, params, name="cells_split")
     objects = cell_table(kept, spacing, scan.translation, img.shape)
     stage = RegionStage(objects, None)
     if inputs.atlas is not None and len(objects):

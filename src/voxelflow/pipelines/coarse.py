@@ -196,7 +196,7 @@ def coarse_source(config, scan) -> tuple:
     if p.coarse_factors is not None:
         factors = tuple(p.coarse_factors)
         shape = [-(-n // f) for n, f in zip(img.shape, factors)]
-        return img, factors, "max", {
+        return _neg_inf_as_nan(img), factors, "max", {
             "level": first, "factors": list(factors), "method": "max", "shape": shape,
             "scale_um": [s * f for s, f in zip(scale, factors)], "voxels": math.prod(shape),
             "read_voxels": int(img.size)}
@@ -215,6 +215,19 @@ def coarse_source(config, scan) -> tuple:
     shape = [-(-n // f) for n, f in zip(src.shape, plan.factors)]  # a crop rounds at each level
     return src, plan.factors, "mean", {**plan.as_dict(), "level": first + plan.level, "shape": shape,
                                        "voxels": math.prod(shape), "method": "mean"}
+
+
+def _neg_inf_as_nan(img):
+    """``img`` with -inf voxels as NaN, so max pooling carries them into the coarse level.
+
+    A -inf voxel vanishes under a block maximum; as NaN it reaches the coarse level,
+    where the pipeline refuses non-finite scans. Integer scans are returned unchanged.
+    """
+    import dask.array as da
+
+    if img.dtype.kind != "f":
+        return img
+    return da.where(da.isneginf(img), img.dtype.type("nan"), img)
 
 
 def legacy_factors(config) -> tuple[int, int, int]:

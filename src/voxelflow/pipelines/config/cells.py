@@ -45,3 +45,8 @@ class CellsSection:
                                        "shape filter: largest foreground object; default 40 cell volumes")
     max_elongation: float | None = key(None, number_or_unset(1), "a number >= 1 (or unset)",
                                        "shape filter: most elongated foreground object (vessels, fibres); default 6")
+    split_touching: bool = key(True, boolean, "true or false",
+                               "add a cell for each touching neighbour that shows no maximum of its own "
+                               "(distance-transform maxima behind a neck in the foreground at mean + split_k SD)")
+    split_k: float = key(1.0, number(), "a number (standard deviations)",
+                         "k of the foreground in which touching cells are split (below threshold_k)")
