@@ -214,7 +214,7 @@ def inverse_points(points_um, registration, iterations: int = 8) -> np.ndarray:
     -------
     numpy.ndarray, shape (N, 3), float64
     """
-    from voxelflow.ops._register import _displacement_field
+    from voxelflow.ops._register_result import _displacement_field
 
     p = np.asarray(points_um, dtype=np.float64).reshape(-1, 3)
     aff = registration.affine
