@@ -116,7 +116,8 @@ def test_rerun_is_cached_and_a_new_k_recomputes_only_what_follows(crop_files, de
     state = {r.name: r.cached for r in other.records}
     assert state["detection_response"] and state["threshold_stats"] and state["plane_levels"]
     assert not state["find_cells"] and not state["foreground_components"]
-    assert len(other.objects) < len(default_run.objects)
+    # a higher k leaves fewer maxima above the threshold
+    assert other.run["cells_before_shape_filter"] < default_run.run["cells_before_shape_filter"]
 
 
 def test_evaluate_cli_scores_points_in_voxels_and_micrometres(crop_files, default_run, tmp_path, capsys):
@@ -142,6 +143,9 @@ def test_contradicting_settings_name_the_key(crop_files, tmp_path):
     _, urls, _ = crop_files
     with pytest.raises(ConfigError, match="cells.threshold_value"):
         run_cell_pipeline(_config(urls, tmp_path / "bad", 'cells.threshold="absolute"'), progress=False)
+    with pytest.raises(ConfigError, match="cells.split_k"):
+        _config(urls, tmp_path / "bad_k", 'cells.split_k=["one"]')
+    assert _config(urls, tmp_path / "one_k", "cells.split_k=1.5").cells.split_k == [1.5]
     with pytest.raises(ConfigError, match="pipeline.kind"):
         run_cell_pipeline(load_config(None, [f"input.url={urls['scan']}", f"output.folder={tmp_path}"]),
                           progress=False)
@@ -164,6 +168,12 @@ def test_sweep_reuses_the_upstream_cache_and_tabulates_scores(crop_files, defaul
     assert table.objects.iloc[0] > table.objects.iloc[1]
     assert table.recall.iloc[0] > table.recall.iloc[1]
     assert (folder / "run" / "sweep.csv").exists()
+    # the base run's report now shows the sweep: one row per setting with its objects and recall
+    page = (folder / "run" / "report.html").read_text()
+    sweep_html = page[page.index("<h2>Parameter sweep</h2>"):]
+    sweep_html = sweep_html[sweep_html.index('<table class="sweep">'):sweep_html.index("</table>")]
+    for _, row in table.iterrows():
+        assert f"<td>{row['cells.threshold_k']:g}</td><td>{row.objects}</td><td>{row.precision:.3f}</td>" in sweep_html
     with pytest.raises(ConfigError, match="--vary"):
         parse_vary(["cells.threshold_k"])
 

@@ -164,14 +164,12 @@ def _split_block(padded, origin, start, stop, seeds, lim, spacing, min_r, separa
 def _split_component(mask, own, spacing, min_r, separation, neck):
     """New seeds of one component (crop coordinates) and their depths, deepest first."""
     dist = ndi.distance_transform_edt(mask, sampling=spacing)
-    window = np.ones((3, 3, 3), dtype=bool)
-    peak = (dist == ndi.maximum_filter(dist, footprint=window)) & mask & (dist >= min_r)
-    cand = np.argwhere(peak)
+    # a seed's depth is the deepest voxel next to it (a blob maximum may sit a voxel off the distance maximum)
+    near = ndi.maximum_filter(dist, size=3)
+    cand = np.argwhere((dist == near) & mask & (dist >= min_r))
     if not len(cand):
         return np.zeros((0, 3), np.int64), np.zeros(0)
     cand = cand[np.lexsort(tuple(cand.T[::-1]) + (-dist[tuple(cand.T)],))]
-    # a seed's depth: the deepest voxel next to it (a blob maximum may sit a voxel off the distance maximum)
-    near = ndi.maximum_filter(dist, footprint=window)
     kept = [tuple(p) for p in own]
     depth = [float(near[p]) for p in kept]
     sp = np.asarray(spacing)

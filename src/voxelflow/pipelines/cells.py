@@ -5,7 +5,10 @@ Every other length defaults from it and the scan's voxel size
 (:func:`cell_parameters`). Stages, each a cached step (node name in brackets):
 
 1. open the scan and, when given, the background (autofluorescence) channel;
-   max-pool a coarse level [``coarse``];
+   the coarse grid [``coarse``]: a stored pyramid level within
+   ``pipeline.coarse_max_voxels`` (or at ``pipeline.coarse_um``), reduced by block
+   means only when no level fits, as in the plaque recipe
+   (:mod:`voxelflow.pipelines.coarse`; ``pipeline.coarse_factors`` max-pools by fixed factors);
 2. tissue mask on the coarse level [``negative_mask``]; on a crop the volume
    border is not a tissue edge unless ``mask.whole_brain``; the masked
    fraction goes into ``run.json`` and the summary;
@@ -23,7 +26,10 @@ Every other length defaults from it and the scan's voxel size
    then touching cells without a maximum of their own are added from the
    shape of a lower-threshold foreground (:func:`voxelflow.ops.split_seeds`)
    [``cells_split``];
-8. atlas regions and counts per region (:mod:`voxelflow.pipelines.atlas_space`; with a
+8. with ``cells.classifier``, a saved classifier keeps the candidates whose
+   foreground object it calls a cell [``component_objects``, ``classify_cells``]
+   (:mod:`voxelflow.pipelines.candidates`);
+9. atlas regions and counts per region (:mod:`voxelflow.pipelines.atlas_space`; with a
    registered atlas also hemispheres, atlas positions and an atlas-space density map).
 
 :func:`cells` is the recipe :func:`voxelflow.pipelines.run.run_pipeline` runs
@@ -43,7 +49,8 @@ import pandas as pd
 from voxelflow import ops, steps
 from voxelflow.errors import ConfigError
 from voxelflow.pipelines.atlas_space import RegionStage, region_stage
-from voxelflow.pipelines.coarse import legacy_factors
+from voxelflow.pipelines.candidates import classify_candidates, open_candidate_classifier
+from voxelflow.pipelines.coarse import coarse_source
 from voxelflow.pipelines.config import Config
 from voxelflow.pipelines.inputs import background_scan
 from voxelflow.pipelines.run import Inputs, Outputs, PipelineResult, run_pipeline
@@ -229,19 +236,25 @@ def filter_cells(cells: pd.DataFrame, components, shapes: pd.DataFrame, spacing,
     return out
 
 
-def split_cells(cells: pd.DataFrame, response, mode, stats, tile, k, value, window_um, spacing, negative, factors,
-                components, shapes: pd.DataFrame, params: dict) -> pd.DataFrame:
+def split_cells(cells: pd.DataFrame, response, mode, stats, tile, levels, value, window_um, spacing, negative,
+                factors, components, shapes: pd.DataFrame, params: dict) -> pd.DataFrame:
     """Add the touching cells that show no maximum of their own (:func:`voxelflow.ops.split_seeds`).
 
-    They are found in the foreground at ``mean + k SD`` (``k`` below the
-    detection threshold, so a cluster of touching cells is one object whose
-    shape shows where they meet), only in objects that hold a kept cell. The
-    table gains a ``split`` column (True for the added cells); added cells take
-    the response and foreground object under them.
+    They are found in the foregrounds at ``mean + k SD`` for each ``k`` of
+    ``levels`` in turn (below the detection threshold, so a cluster of
+    touching cells is one object whose shape shows where they meet; the neck
+    between two cells shows at one level or another), only in objects that
+    hold a cell. The table gains a ``split`` column (True for the added cells);
+    added cells take the response and foreground object under them.
     """
-    fg = _foreground(response, mode, stats, tile, k, value, window_um, spacing, negative, factors)
-    new = ops.split_seeds(fg, cells, spacing, min_radius_um=params["split_min_radius_um"],
-                          max_extent_um=params["split_extent_um"])
+    seeds = cells[["z", "y", "x"]]
+    found = []
+    for k in levels:
+        fg = _foreground(response, mode, stats, tile, float(k), value, window_um, spacing, negative, factors)
+        found.append(ops.split_seeds(fg, seeds, spacing, min_radius_um=params["split_min_radius_um"],
+                                     max_extent_um=params["split_extent_um"]))
+        seeds = pd.concat([seeds, found[-1][["z", "y", "x"]]], ignore_index=True)
+    new = pd.concat(found, ignore_index=True)
     if len(new):
         idx = tuple(new[a].to_numpy(np.int64) for a in "zyx")
         new["response"] = np.asarray(da.asarray(response).vindex[idx].compute(), dtype=np.float64)
@@ -300,16 +313,20 @@ def cells(run: Runner, config: Config, inputs: Inputs) -> Outputs:
     """The cell recipe: the steps of the module docstring, on the runner ``run``."""
     c, scan = config.cells, inputs.scan
     _check(c)
-    img, spacing, cf = scan.image, scan.scale, legacy_factors(config)
+    img, spacing = scan.image, scan.scale
     bg = background_scan(config, img)
+    classifier = open_candidate_classifier(c.classifier, bg is not None) if c.classifier else None
     params = cell_parameters(c, spacing)
-    coarse_store = {"scale": tuple(s * f for s, f in zip(spacing, cf))}
+    source, coarse_factors, method, coarse_info = coarse_source(config, scan)
+    coarse_store = {"scale": tuple(coarse_info["scale_um"])}
+    # the tissue mask is up-sampled to full resolution by whole factors of the coarse grid
+    cf = tuple(max(1, round(k / s)) for k, s in zip(coarse_store["scale"], spacing))
     full_store = {"chunks": tuple(min(k, s) for k, s in zip(config.output.chunks, img.shape)),
                   "levels": config.output.levels, "scale": spacing}
     tile_bg = params["tile_um"] if c.background == "tile" else None
     tile_thr = params["tile_um"] if c.threshold == "tile" else None
 
-    coarse = run.step(steps.downsample, img, cf, method="max", name="coarse", storage=coarse_store,
+    coarse = run.step(steps.downsample, source, coarse_factors, method=method, name="coarse", storage=coarse_store,
                       viewer_args=_HIDDEN)
     negative = _negative(run, inputs.mask, coarse, coarse_store["scale"], config, coarse_store)
     masked = report_masked_fraction(run, negative, config, inputs)
@@ -340,8 +357,11 @@ def cells(run: Runner, config: Config, inputs: Inputs) -> Outputs:
     shapes = run.step(_shape_table, components, spacing, name="component_shapes")
     kept = run.step(_filter_cells, raw, components, shapes, spacing, params, c.shape_filter, name="cells")
     if c.split_touching:
-        kept = run.step(_split_cells, kept, response, c.threshold, stats, tile, float(c.split_k), c.threshold_value,
+        kept = run.step(_split_cells, kept, response, c.threshold, stats, tile, tuple(c.split_k), c.threshold_value,
                         params["window_um"], spacing, negative, cf, components, shapes, params, name="cells_split")
+    classified = None
+    if classifier is not None:
+        kept, classified = classify_candidates(run, kept, components, img, bg, spacing, classifier)
     objects = cell_table(kept, spacing, scan.translation, img.shape)
     stage = RegionStage(objects, None)
     if inputs.atlas is not None and len(objects):
@@ -353,7 +373,9 @@ def cells(run: Runner, config: Config, inputs: Inputs) -> Outputs:
                        storage={"scale": tuple(s * f for s, f in zip(spacing, df))}, viewer_args=_HIDDEN)
     facts = {"parameters": params, "masked_fraction": round(masked, 6),
              "mask_warning": masked > config.mask.warn_fraction, "channel_factor": float(factor),
-             "cells_before_shape_filter": int(len(raw)), **stage.facts}
+             "cells_before_shape_filter": int(len(raw)), "coarse": coarse_info, **stage.facts}
+    if classified is not None:
+        facts["classifier"] = classified
     return Outputs(objects, density, regions, run.node("density"), facts, stage.atlas_density_node)
 
 

@@ -32,14 +32,10 @@ from dataclasses import dataclass
 from voxelflow.errors import ConfigError
 from voxelflow.ops import budget_factors
 
-__all__ = ["CoarsePlan", "DEFAULT_MAX_VOXELS", "LEGACY_FACTORS", "READ_CAP", "coarse_source", "legacy_factors",
-           "level_shapes", "plan_coarse"]
+__all__ = ["CoarsePlan", "DEFAULT_MAX_VOXELS", "READ_CAP", "coarse_source", "level_shapes", "plan_coarse"]
 
 #: Default voxel budget of the coarse grid: 2**23 (8.4 M) voxels, e.g. 128 x 256 x 256.
 DEFAULT_MAX_VOXELS = 2**23
-
-#: Max-pooling factors of the old fixed coarse level, for workflows that still use one.
-LEGACY_FACTORS = (2, 4, 4)
 
 #: A stored level is read (and reduced) only if it has at most this many times the budget.
 READ_CAP = 16
@@ -228,9 +224,3 @@ def _neg_inf_as_nan(img):
     if img.dtype.kind != "f":
         return img
     return da.where(da.isneginf(img), img.dtype.type("nan"), img)
-
-
-def legacy_factors(config) -> tuple[int, int, int]:
-    """``pipeline.coarse_factors`` when set, else :data:`LEGACY_FACTORS` (the cell workflow's coarse level)."""
-    f = config.pipeline.coarse_factors
-    return tuple(f) if f is not None else LEGACY_FACTORS

@@ -12,6 +12,9 @@ in :mod:`voxelflow.steps.node`) and writes
 - ``density.png``: the density map (CD) summed along each axis;
 - ``counts.png``: objects per atlas region, next to the planted truth when given;
 - ``sizes.png``: histogram of object sizes in voxels;
+- ``sweep.png`` and a table: the settings of a ``voxelflow sweep`` written into the
+  folder (``sweep.csv``) against the objects found, and precision / recall / F1
+  when the sweep was scored against reference points;
 - ``atlas_density.png``: the atlas-space density map summed along each atlas axis,
   and the atlas-registration QC pictures of ``registration/`` (checkerboard and edge
   overlays in three planes) with the QC metrics, when the run registered an atlas;
@@ -45,6 +48,7 @@ from voxelflow.report._inputs import (
     resolve_density,
     resolve_image,
 )
+from voxelflow.report._sweep import plot_sweep, read_sweep, sweep_table_html
 from voxelflow.steps.node import ATLAS_DENSITY_IMAGE, REGIONS_CSV, read_run
 
 __all__ = ["DEFAULT_DENSITY_NAMES", "DEFAULT_IMAGE_NAMES", "make_report"]
@@ -164,6 +168,14 @@ def make_report(
     path = run / "sizes.png"
     plot_sizes(objects, path)
     figures.append(("Object sizes", "Histogram of object sizes", path))
+    tables = {}
+    sweep = read_sweep(run)
+    if sweep is not None:
+        path = run / "sweep.png"
+        plot_sweep(sweep, path)
+        figures.append(("Parameter sweep", "Objects found (bars) and scores against the reference points (lines) "
+                        "for every setting of the sweep", path))
+        tables["Parameter sweep"] = sweep_table_html(sweep)
     atlas_den = None
     if (run / ATLAS_DENSITY_IMAGE).exists():
         atlas_den = optional(lambda: np.nan_to_num(np.asarray(resolve_density(run, {}, str(run / ATLAS_DENSITY_IMAGE)))),
@@ -175,7 +187,8 @@ def make_report(
                         "blocks the scan did not image count as 0 here", path))
     reg_figures = registration_figures(run)
     figures += reg_figures
-    tables = {"Atlas registration": registration_qc_html(run)} if reg_figures else {}
+    if reg_figures:
+        tables["Atlas registration"] = registration_qc_html(run)
 
     out = run / "report.html"
     out.write_text(render_html(title or run.name, objects, meta, figures, table_html, notes, tables),

@@ -80,7 +80,8 @@ def registration_table_html(qc: dict, part: dict | None = None) -> str:
 
 
 def render_html(title: str, objects: pd.DataFrame, meta: dict, figures, table_html: str, notes,
-                tables: dict | None = None) -> str:
+                tables: dict[str, str] | None = None) -> str:
+    """The report page; ``table_html`` follows the counts figure, ``tables[heading]`` that section's figures."""
     summary = [("objects", str(len(objects)))]
     if len(objects):
         summary.append(("median size (voxels)", f"{objects['voxels'].median():.4g}"))
@@ -92,19 +93,22 @@ def render_html(title: str, objects: pd.DataFrame, meta: dict, figures, table_ht
         _kv_table(summary),
         *(f"<p><em>{html.escape(note)}</em></p>" for note in notes),
     ]
+    after = dict(tables or {})
+    if table_html:
+        after["Counts per region"] = table_html
     section = None
     for heading, caption, path in figures:
         if heading != section:
+            if after.get(section):
+                parts.append(after[section])
             parts.append(f"<h2>{html.escape(heading)}</h2>")
             section = heading
-            if tables and heading in tables:
-                parts.append(tables[heading])
         parts.append(
             f'<figure><img alt="{html.escape(caption)}" src="{_data_uri(path)}">'
             f"<figcaption>{html.escape(caption)}</figcaption></figure>"
         )
-        if heading == "Counts per region" and table_html:
-            parts.append(table_html)
+    if after.get(section):
+        parts.append(after[section])
     if isinstance(meta.get("steps"), list):
         parts += ["<h2>Steps</h2>", _steps_table(meta["steps"])]
     rest = {k: v for k, v in meta.items() if k != "steps"}
