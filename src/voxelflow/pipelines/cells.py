@@ -29,7 +29,8 @@ Every other length defaults from it and the scan's voxel size
 8. with ``cells.classifier``, a saved classifier keeps the candidates whose
    foreground object it calls a cell [``component_objects``, ``classify_cells``]
    (:mod:`voxelflow.pipelines.candidates`);
-9. atlas regions and counts per region [``objects_regions``, ``region_counts``].
+9. atlas regions and counts per region (:mod:`voxelflow.pipelines.atlas_space`; with a
+   registered atlas also hemispheres, atlas positions and an atlas-space density map).
 
 :func:`cells` is the recipe :func:`voxelflow.pipelines.run.run_pipeline` runs
 for ``pipeline.kind = "cells"``; it writes the run folder like every workflow
@@ -47,6 +48,7 @@ import pandas as pd
 
 from voxelflow import ops, steps
 from voxelflow.errors import ConfigError
+from voxelflow.pipelines.atlas_space import RegionStage, region_stage
 from voxelflow.pipelines.candidates import classify_candidates, open_candidate_classifier
 from voxelflow.pipelines.coarse import coarse_source
 from voxelflow.pipelines.config import Config
@@ -361,22 +363,20 @@ def cells(run: Runner, config: Config, inputs: Inputs) -> Outputs:
     if classifier is not None:
         kept, classified = classify_candidates(run, kept, components, img, bg, spacing, classifier)
     objects = cell_table(kept, spacing, scan.translation, img.shape)
-    regions = None
+    stage = RegionStage(objects, None)
     if inputs.atlas is not None and len(objects):
-        atlas = inputs.atlas
-        objects = run.step(steps.add_regions, objects, atlas.labels, atlas.scale, spacing, atlas.regions,
-                           image_shape=img.shape, name="objects_regions")
-        regions = run.step(steps.count_by_region, objects, atlas.labels, atlas.scale, atlas.regions,
-                           name="region_counts")
+        stage = region_stage(run, objects, inputs.atlas, spacing, img.shape, density_um=config.atlas.density_um,
+                             density_sigma_um=config.atlas.density_sigma_um)
+    objects, regions = stage.objects, stage.regions
     df = tuple(config.pipeline.density_factors)
     density = run.step(steps.density_map, objects, img.shape, df, name="density",
                        storage={"scale": tuple(s * f for s, f in zip(spacing, df))}, viewer_args=_HIDDEN)
     facts = {"parameters": params, "masked_fraction": round(masked, 6),
              "mask_warning": masked > config.mask.warn_fraction, "channel_factor": float(factor),
-             "cells_before_shape_filter": int(len(raw)), "coarse": coarse_info}
+             "cells_before_shape_filter": int(len(raw)), "coarse": coarse_info, **stage.facts}
     if classified is not None:
         facts["classifier"] = classified
-    return Outputs(objects, density, regions, run.node("density"), facts)
+    return Outputs(objects, density, regions, run.node("density"), facts, stage.atlas_density_node)
 
 
 def run_cell_pipeline(config: Config, *, viewer=None, progress: bool = True, stream=None) -> PipelineResult:
