@@ -39,7 +39,8 @@ from voxelflow.steps import node as layout
 __all__ = ["OUTPUT_NAMES", "new_run_id", "publish", "publish_per_file", "recover", "staging_folder"]
 
 #: Every file a run may write into its folder besides ``run.json``.
-OUTPUT_NAMES = (layout.OBJECTS_TABLE, layout.OBJECTS_CSV, layout.REGIONS_CSV, layout.DENSITY_IMAGE)
+OUTPUT_NAMES = (layout.OBJECTS_TABLE, layout.OBJECTS_CSV, layout.REGIONS_CSV, layout.DENSITY_IMAGE,
+                layout.ATLAS_DENSITY_IMAGE)
 #: Entries of a run folder that belong to one run and are never carried over to the next.
 _RUN_ENTRIES = frozenset((*OUTPUT_NAMES, layout.RUN_FILE, layout.FAILED_RUN_FILE))
 

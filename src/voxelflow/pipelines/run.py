@@ -72,6 +72,7 @@ class Outputs:
     regions: pd.DataFrame | None = None
     density_node: VPath | None = None
     facts: dict = field(default_factory=dict)
+    atlas_density_node: VPath | None = None
 
 
 @dataclass
@@ -205,11 +206,13 @@ def _write_outputs(folder: VPath, config: Config, outputs: Outputs) -> dict:
     if outputs.regions is not None:
         (folder / layout.REGIONS_CSV).write_text(outputs.regions.to_csv(index=False))
         files["regions"] = layout.REGIONS_CSV
-    if outputs.density_node is not None:
-        src, dst = layout.output_image(outputs.density_node), folder / layout.DENSITY_IMAGE
-        if src.exists():
-            src.fs.copy(src.path, dst.path, recursive=True)
-            files["density"] = layout.DENSITY_IMAGE
+    for key, node, name in (("density", outputs.density_node, layout.DENSITY_IMAGE),
+                            ("atlas_density", outputs.atlas_density_node, layout.ATLAS_DENSITY_IMAGE)):
+        if node is not None:
+            src, dst = layout.output_image(node), folder / name
+            if src.exists():
+                src.fs.copy(src.path, dst.path, recursive=True)
+                files[key] = name
     return files
 
 

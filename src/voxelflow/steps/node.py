@@ -45,6 +45,7 @@ from voxelflow.steps.keys import keyed
 __all__ = [
     "CACHE_FOLDER",
     "DENSITY_IMAGE",
+    "ATLAS_DENSITY_IMAGE",
     "OBJECTS_CSV",
     "OBJECTS_TABLE",
     "REGIONS_CSV",
@@ -71,6 +72,8 @@ OBJECTS_TABLE = "objects.parquet"
 OBJECTS_CSV = "objects.csv"
 REGIONS_CSV = "regions.csv"
 DENSITY_IMAGE = "density.ome.zarr"
+#: Objects per atlas voxel (or block) in atlas space, atlas orientation (runs that register an atlas).
+ATLAS_DENSITY_IMAGE = "atlas_density.ome.zarr"
 CACHE_FOLDER = "cache"
 
 
