@@ -44,7 +44,7 @@ import pandas as pd
 
 from voxelflow import ops, steps
 from voxelflow.errors import ConfigError
-from voxelflow.pipelines.coarse import coarse_source
+from voxelflow.pipelines.coarse import coarse_source, density_factors
 from voxelflow.pipelines.config import Config
 from voxelflow.pipelines.inputs import background_scan
 from voxelflow.pipelines.run import Inputs, Outputs, PipelineResult, run_pipeline
@@ -360,7 +360,7 @@ def cells(run: Runner, config: Config, inputs: Inputs) -> Outputs:
                            image_shape=img.shape, name="objects_regions")
         regions = run.step(steps.count_by_region, objects, atlas.labels, atlas.scale, atlas.regions,
                            name="region_counts")
-    df = tuple(config.pipeline.density_factors)
+    df = density_factors(config, img.shape, spacing)
     density = run.step(steps.density_map, objects, img.shape, df, name="density",
                        storage={"scale": tuple(s * f for s, f in zip(spacing, df))}, viewer_args=_HIDDEN)
     facts = {"parameters": params, "masked_fraction": round(masked, 6),

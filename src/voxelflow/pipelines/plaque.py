@@ -41,7 +41,7 @@ from collections.abc import Callable
 
 from voxelflow import steps
 from voxelflow.errors import ConfigError, EmptyResultError
-from voxelflow.pipelines.coarse import coarse_source
+from voxelflow.pipelines.coarse import coarse_source, density_factors
 from voxelflow.pipelines.config import Config
 from voxelflow.pipelines.detector import detector_step, split_distance_voxels, uses_detector
 from voxelflow.pipelines.registration import atlas_space_columns
@@ -112,7 +112,7 @@ def plaque(run: Runner, config: Config, inputs: Inputs) -> Outputs:
                            name="region_counts")
         if atlas.registration is not None:
             objects, regions = atlas_space_columns(run, objects, regions, atlas, scale)
-    df = tuple(p.density_factors)
+    df = density_factors(config, img.shape, scale)
     density = run.step(steps.density_map, objects, img.shape, df, name="density",
                        storage={"scale": tuple(s * f for s, f in zip(scale, df))}, viewer_args=HIDDEN)
     facts = {"threshold": value, "bias_corrected": field is not None, "objects_above_threshold": int(len(raw)),
