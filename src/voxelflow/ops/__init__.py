@@ -74,7 +74,14 @@ from voxelflow.ops._atlas import RC_COLUMNS, add_regions, assign_regions, count_
 from voxelflow.ops._bias import BIAS_METHODS, apply_bias_field, estimate_bias_field
 from voxelflow.ops._blobs import BLOB_METHODS, blob_detect
 from voxelflow.ops._channel_background import channel_background, estimate_channel_factor
-from voxelflow.ops._classify import CellClassifier, classify_objects, match_points, object_features, train_classifier
+from voxelflow.ops._classify import (
+    CellClassifier,
+    classify_objects,
+    feature_names,
+    match_points,
+    object_features,
+    train_classifier,
+)
 from voxelflow.ops._counts import (
     COUNT_METHODS,
     centroid_voxels,
@@ -153,6 +160,7 @@ __all__ = [
     "match_points",
     "model_mask",
     "object_features",
+    "feature_names",
     "object_table",
     "pair_points",
     "pass_results",

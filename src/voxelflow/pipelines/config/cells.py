@@ -60,3 +60,6 @@ class CellsSection:
     split_k: list[float] = key([0.5, 1.0, 2.0], numbers, "a number or a list of numbers (standard deviations)",
                                "foregrounds at mean + k SD (below threshold_k) in which touching cells are split, "
                                "in turn: a neck shows at one level or another")
+    classifier: str = key("", string(allow_empty=True), "a classifier file path or URL (or empty)",
+                          "keep only the candidates whose foreground object this classifier (voxelflow "
+                          "train-classifier) calls a cell", path=True)
