@@ -52,7 +52,7 @@ from voxelflow import ops, steps
 from voxelflow.errors import ConfigError
 from voxelflow.pipelines.atlas_space import RegionStage, region_stage
 from voxelflow.pipelines.candidates import classify_candidates, open_candidate_classifier
-from voxelflow.pipelines.coarse import coarse_source
+from voxelflow.pipelines.coarse import coarse_source, density_factors
 from voxelflow.pipelines.config import Config
 from voxelflow.pipelines.inputs import background_reference, background_scan
 from voxelflow.pipelines.run import Inputs, Outputs, PipelineResult, run_pipeline
@@ -378,7 +378,7 @@ def cells(run: Runner, config: Config, inputs: Inputs) -> Outputs:
         stage = region_stage(run, objects, inputs.atlas, spacing, img.shape, density_um=config.atlas.density_um,
                              density_sigma_um=config.atlas.density_sigma_um)
     objects, regions = stage.objects, stage.regions
-    df = tuple(config.pipeline.density_factors)
+    df = density_factors(config, img.shape, spacing)
     density = run.step(steps.density_map, objects, img.shape, df, name="density",
                        storage={"scale": tuple(s * f for s, f in zip(spacing, df))}, viewer_args=_HIDDEN)
     facts = {"parameters": params, "masked_fraction": round(masked, 6),
