@@ -128,3 +128,12 @@ def test_a_second_run_reads_everything_from_the_cache(cropped):
     assert main(["run", str(cropped["config"]), "--no-report", "--quiet"]) == 0
     record = json.loads((cropped["run"] / "run.json").read_text())
     assert all(s["cached"] for s in record["steps"]), [s["name"] for s in record["steps"] if not s["cached"]]
+
+
+def test_viewer_lists_the_atlas_density_map_in_atlas_space(hemisphere):
+    from voxelflow.viewer.sources import run_folder_layers
+
+    layers = {str(kw.get("name")): (data, kw, kind) for data, kw, kind in run_folder_layers(str(hemisphere["run"]))}
+    data, kwargs, kind = layers["atlas density (atlas space)"]
+    assert kind == "image" and kwargs["visible"] is False and list(kwargs["scale"]) == [RES] * 3
+    assert tuple((data[0] if isinstance(data, list) else data).shape) == hemisphere["synthetic"].atlas.shape
