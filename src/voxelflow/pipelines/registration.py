@@ -87,7 +87,11 @@ def warp_atlas_image(result: dict, atlas_folder: str, atlas_stamp: str, which: s
     (the viewer shows it over the scan).
     """
     atlas = read_brainglobe_folder(atlas_folder)
-    warped = mapping_from_result(result).labels_to_scan(getattr(atlas, which))
+    mapping = mapping_from_result(result)
+    if which == "hemispheres":  # split by the registered midline, also where the brain edges miss by a voxel
+        warped = mapping.hemispheres_to_scan(atlas.hemispheres)
+    else:
+        warped = mapping.labels_to_scan(getattr(atlas, which))
     return da.from_array(warped, chunks=tuple(min(64, n) for n in warped.shape))
 
 
