@@ -7,16 +7,21 @@ module finds serves both directions the pipeline needs: resampling the atlas
 annotation onto the scan grid (a pull through the transform) and carrying scan
 points into the atlas (a push of the points through the same transform).
 
-Stages: (1) a start from the two tissue masks (:mod:`voxelflow.ops._register_start`);
-(2) an affine transform, multi-resolution, Mattes mutual information, gradient
-descent with scales from physical shifts; (3) a cubic B-spline on top of the
-affine (``CompositeTransform([affine, bspline])``: the B-spline acts first),
-L-BFGS-B. QC: the metric of the start, of the affine and of the final transform
-(all on every fixed voxel, so they are comparable), the range of the Jacobian
-determinant of the full transform on the fixed grid, and the fraction of folded
-voxels (determinant <= 0). A final metric worse than the affine one, or too
-much folding, raises :class:`voxelflow.errors.RegistrationError`, which carries
-the result so callers can still draw QC images.
+Both images are first block-averaged towards the finest registration level
+(:func:`voxelflow.ops._register_images.working_image`; levels are voxel sizes
+in micrometres, see :class:`RegistrationParameters`), so time and memory follow
+the levels, not the atlas resolution. Stages: (1) a start from the two tissue
+masks (:mod:`voxelflow.ops._register_start`); (2) an affine transform,
+multi-resolution, Mattes mutual information on a fixed number of random
+samples per level, gradient descent with scales from physical shifts; (3) a
+cubic B-spline on top of the affine (``CompositeTransform([affine, bspline])``:
+the B-spline acts first), L-BFGS-B. QC: the metric of the start, of the affine
+and of the final transform (all on every voxel of the working images, so they
+are comparable), the range of the Jacobian determinant of the full transform on
+the working grid, and the fraction of folded voxels (determinant <= 0). A final
+metric worse than the affine one, or too much folding, raises
+:class:`voxelflow.errors.RegistrationError`, which carries the result so
+callers can still draw QC images.
 
 The pieces live in their own modules (parameters, images, metric, start,
 result); their public names are re-exported here.

@@ -41,7 +41,8 @@ class Registration:
         ``metric_start`` (tissue centres of mass matched), ``metric_affine``,
         ``metric_final`` (Mattes MI on every fixed voxel, lower is better), ``jacobian_min``, ``jacobian_max``,
         ``folded_fraction``, ``seconds_affine``, ``seconds_deformable``,
-        ``stop_affine``, ``stop_deformable``.
+        ``stop_affine``, ``stop_deformable``, ``working_spacing_um`` (voxel size the metrics and
+        Jacobian were computed at).
     parameters : dict
         The :class:`RegistrationParameters` used.
     """
