@@ -25,6 +25,10 @@ class OptionalDependencyError(VoxelflowError, ImportError):
     """A feature needs an optional extra (``viewer``, ``bias``, ``s3``) that is not installed."""
 
 
+class MissingChunkError(VoxelflowError, OSError):
+    """A chunk of an array written with every chunk is absent (a lost file, not an empty chunk)."""
+
+
 # --- cache -------------------------------------------------------------------
 
 
@@ -40,8 +44,26 @@ class NotCommittedError(CacheError):
     """A cache node was read before its result was committed (or its marker is unreadable)."""
 
 
+class NoResultError(CacheError):
+    """A cache node was committed without a saved result (``cdir_commit`` with no ``save``)."""
+
+
 class CacheLockedError(CacheError):
     """Another live process holds the lock of a cache node."""
+
+
+class NewerFormatError(CacheError):
+    """A cache node was committed in a format version newer than this voxelflow reads.
+
+    Attributes
+    ----------
+    version : int or None
+        The format version of the node's commit marker.
+    """
+
+    def __init__(self, message: str, version: int | None = None):
+        super().__init__(message)
+        self.version = version
 
 
 class CacheKeyError(VoxelflowError, TypeError):

@@ -166,12 +166,14 @@ def _blob_scan(tmp_path, dtype, special=None):
     return url
 
 
-@pytest.mark.parametrize("special", [np.nan, np.inf])
-def test_non_finite_voxels_raise_naming_the_input(tmp_path, capsys, special):
+@pytest.mark.parametrize("coarse", ["coarse_factors = [2, 4, 4]", "coarse_um = 16.0"])
+@pytest.mark.parametrize("special", [np.nan, np.inf, -np.inf])
+def test_non_finite_voxels_raise_naming_the_input(tmp_path, capsys, special, coarse):
+    # max pooling (coarse_factors) and block means (coarse_um) both carry every non-finite voxel
     url = _blob_scan(tmp_path, np.float32, special)
     config = tmp_path / "plaque.toml"
     config.write_text(f'[input]\nurl = "{url}"\n[output]\nfolder = "{tmp_path / "run"}"\n'
-                      "[pipeline]\nbias = false\nedge_um = 0.0\ncoarse_factors = [2, 4, 4]\n")
+                      f"[pipeline]\nbias = false\nedge_um = 0.0\n{coarse}\n")
     with unchanged(url):
         code, err = cli(["run", config, "--quiet", "--no-report"], capsys)
     assert code == 2 and err.startswith("voxelflow: error:") and url in err

@@ -92,6 +92,25 @@ def test_marker_of_a_newer_format_is_not_read(tmp_path, version):
         voxelflow.load(url)
 
 
+def test_cache_ls_lists_a_node_of_a_newer_format(tmp_path, capsys):
+    old = _node(tmp_path, "cache/old")
+    newer = _node(tmp_path, "cache/newer")
+    edit_json(Path(newer) / MARKER, lambda d: d.update(version=7))
+    with unchanged(tmp_path):
+        assert main(["cache", "ls", str(tmp_path / "cache")]) == 0
+        rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[1:]}
+        # the other node is still listed as usual; the newer one is listed, flagged, not read
+        assert rows["old/"][1] == "committed"
+        assert rows["newer/"][1:3] == ["newer", "-"] and "version" in rows["newer/"] and "7:" in rows["newer/"]
+        entries = {e.path.name: e for e in voxelflow.cache.iter_tree(tmp_path / "cache")}
+        assert entries["newer"].node.status == "newer" and entries["newer"].node.marker == {"version": 7}
+        assert voxelflow.load(old) == {"a": 1}
+        with pytest.raises(errors.NewerFormatError, match="version 7") as info:
+            voxelflow.load(newer)
+        assert newer in str(info.value) and "newer voxelflow" in str(info.value)
+        assert main(["cache", "info", newer]) == 2
+
+
 @pytest.mark.parametrize("call", ["init_same_key", "init_other_key", "save"])
 def test_node_of_a_newer_format_is_never_wiped(tmp_path, call):
     url = _node(tmp_path)

@@ -154,6 +154,23 @@ def test_remove_plane_background_divides_each_plane_and_tile():
     np.testing.assert_allclose(sub, img - level, rtol=1e-5, atol=1e-4)
 
 
+@settings(max_examples=25)
+@given(st.integers(0, 2**16), st.data(), st.sampled_from([None, 6.0, 14.0, 40.0]), st.sampled_from(["divide", "subtract"]))
+def test_remove_plane_background_equals_numpy_for_any_chunking_and_tile(seed, data, tile_um, how):
+    rng = np.random.default_rng(seed)
+    img = rng.integers(0, 900, size=(5, 23, 31)).astype(np.uint16)
+    spacing = (5.0, 2.0, 2.5)
+    tile = (23, 31) if tile_um is None else (int(round(tile_um / 2.0)), int(round(tile_um / 2.5)))
+    grid = (5, -(-23 // tile[0]), -(-31 // tile[1]))
+    levels = rng.uniform(0.2, 300.0, size=grid)
+    chunks = tuple(data.draw(partitions(n)) for n in img.shape)
+    got = remove_plane_background(da.from_array(img, chunks=chunks), levels, spacing, tile_um=tile_um, how=how)
+    level = np.repeat(np.repeat(levels, tile[0], axis=1), tile[1], axis=2)[:, :23, :31].astype(np.float32)
+    x = img.astype(np.float32)
+    ref = x / np.maximum(level, np.float32(1.0)) if how == "divide" else x - level
+    np.testing.assert_array_equal(got.compute(), ref)
+
+
 def test_plane_steps_vanish_after_background_division():
     rng = np.random.default_rng(5)
     gains = np.array([1.0, 1.8, 0.6, 1.3])

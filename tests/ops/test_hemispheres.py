@@ -59,6 +59,11 @@ def test_the_synthetic_atlas_is_split_at_its_midline():
     assert (filled[:, :, far] == expect[far]).all()
 
 
-def test_one_sided_images_are_refused():
-    with pytest.raises(InvalidInputError, match="two side values"):
-        fill_hemispheres(np.ones((4, 4, 4), np.uint8), "asr")
+def test_one_sided_images_are_that_side_and_empty_ones_are_refused():
+    half = np.zeros((4, 5, 6), np.uint8)
+    half[1:3, 1:4, 3:] = 2
+    np.testing.assert_array_equal(fill_hemispheres(half, "asr"), np.full(half.shape, 2, np.uint8))
+    with pytest.raises(InvalidInputError, match="side values"):
+        fill_hemispheres(np.zeros((4, 4, 4), np.uint8), "asr")
+    with pytest.raises(InvalidInputError, match="side values"):
+        fill_hemispheres(np.arange(64, dtype=np.uint8).reshape(4, 4, 4) % 4, "asr")

@@ -32,6 +32,25 @@ def test_peaks_equal_scipy_maximum_filter_on_the_whole_array(seed, data, radius_
     assert list(got["id"]) == list(range(1, len(ref) + 1))
 
 
+@pytest.mark.parametrize("direct_box_voxels", [0, 10**6])
+def test_both_peak_searches_equal_scipy_on_plateaus_and_ties(monkeypatch, direct_box_voxels):
+    from voxelflow.ops import _peaks
+
+    monkeypatch.setattr(_peaks, "DIRECT_BOX_VOXELS", direct_box_voxels)  # neighbour checks / separable passes
+    rng = np.random.default_rng(7)
+    shape = (7, 26, 19)
+    resp = np.round(ndi.gaussian_filter(rng.normal(size=shape), 1.2) * 4).astype(np.float32)  # many ties
+    fg = rng.random(shape) > 0.2
+    spacing = (5.0, 2.0, 2.0)
+    for radius_um in (2.0, 6.0):
+        got = find_peaks(da.from_array(resp, chunks=(3, 8, 7)), spacing, radius_um,
+                         foreground=da.from_array(fg, chunks=(2, 9, 10)))
+        box = peak_box(radius_um, spacing)
+        m = np.where(fg, resp, -np.inf)
+        ref = np.argwhere((ndi.maximum_filter(m, size=tuple(2 * b + 1 for b in box), mode="nearest") == m) & fg)
+        np.testing.assert_array_equal(got[["z", "y", "x"]].to_numpy(), ref.astype(float))
+
+
 def test_peak_box_is_in_micrometres_and_compares_neighbouring_planes():
     assert peak_box(2.0, (5.0, 2.0, 2.0)) == (1, 1, 1)
     assert peak_box(6.0, (5.0, 2.0, 1.0)) == (1, 3, 6)

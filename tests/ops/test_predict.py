@@ -1,8 +1,14 @@
 """predict(): a model run chunk by chunk with a halo equals the model run once on the padded whole array."""
 
+import gc
+import threading
+import weakref
+
+import dask
 import dask.array as da
 import numpy as np
 import pytest
+import zarr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import ndimage as ndi
@@ -10,6 +16,7 @@ from scipy import ndimage as ndi
 from ops_helpers import chunkings
 from voxelflow.errors import InvalidInputError
 from voxelflow.ops import predict, resolve_halo
+from voxelflow.ops._region_reads import region_reader
 
 
 def smooth(radius):
@@ -30,17 +37,93 @@ def images(draw):
     return x, draw(chunkings(shape))
 
 
-@settings(max_examples=30)
+#: How the image reaches predict: each kind is read a different way (see ops/_region_reads.py).
+SOURCES = ("memory", "store", "store-scaled", "computed")
+
+
+def as_source(x, chunks, source):
+    """``x`` as a dask array with ``chunks``: in memory, read from a zarr store (optionally with an
+    element-wise step fused onto the reads), or computed by an op with its own halo (read from its chunks).
+    The values are ``x`` in every case."""
+    if source == "memory":
+        return da.from_array(x, chunks=chunks)
+    if source == "computed":
+        return da.from_array(x, chunks=chunks).map_overlap(lambda b: b, depth=1, boundary="none")
+    z = zarr.create_array(store=zarr.storage.MemoryStore(), shape=x.shape, chunks=tuple(max(c) for c in chunks),
+                          dtype=x.dtype)
+    z[...] = x if source == "store" else x / 2
+    img = da.from_zarr(z, chunks=chunks)
+    return img if source == "store" else img * 2
+
+
+@settings(max_examples=40)
 @given(images(), st.integers(0, 3), st.integers(0, 2), st.sampled_from(["reflect", "symmetric", "edge", "constant"]),
-       st.integers(1, 4))
-def test_chunked_equals_whole_padded_array(case, radius, extra, pad_mode, batch_size):
+       st.integers(1, 4), st.sampled_from(SOURCES))
+def test_chunked_equals_whole_padded_array(case, radius, extra, pad_mode, batch_size, source):
     x, chunks = case
     halo = radius + extra
     model = smooth(radius)
-    out = predict(da.from_array(x, chunks=chunks), model, halo=halo, dtype="float32", pad_mode=pad_mode,
-                  batch_size=batch_size)
+    img = as_source(x, chunks, source)
+    if source != "computed":
+        assert region_reader(img).direct
+    out = predict(img, model, halo=halo, dtype="float32", pad_mode=pad_mode, batch_size=batch_size)
     assert out.chunks == da.from_array(x, chunks=chunks).chunks
     np.testing.assert_allclose(out.compute(), whole(model, x, halo, pad_mode), rtol=0, atol=1e-6)
+
+
+class CountingStore:
+    """An array-like over ``x`` that counts how many chunks it returned are still alive (not freed)."""
+
+    def __init__(self, x):
+        self.x, self.shape, self.dtype, self.ndim = x, x.shape, x.dtype, x.ndim
+        self.lock = threading.Lock()
+        self.alive = self.peak = self.reads = 0
+
+    def _freed(self):
+        with self.lock:
+            self.alive -= 1
+
+    def __getitem__(self, key):
+        out = np.array(self.x[key])
+        if out.size == 0:  # dask's probe for the array type
+            return out
+        with self.lock:
+            self.reads += 1
+            self.alive += 1
+            self.peak = max(self.peak, self.alive)
+        weakref.finalize(out, self._freed)
+        return out
+
+
+@pytest.mark.parametrize("grid", [(2, 2, 2), (6, 6, 6)])
+def test_chunks_read_from_a_store_do_not_outlive_their_task(grid):
+    # every block reads its own halo from the store; no chunk waits in memory for its neighbours, so the
+    # number of chunks alive at once is bounded by the worker threads, whatever the volume
+    x = np.random.default_rng(5).random(tuple(4 * g for g in grid), dtype=np.float32)
+    store = CountingStore(x)
+    img = da.from_array(store, chunks=4, asarray=False, lock=False)
+    out = predict(img, smooth(1), halo=1, dtype="float32", pad_mode="constant")
+    with dask.config.set(scheduler="threads", num_workers=2):
+        result = out.compute()
+    np.testing.assert_allclose(result, whole(smooth(1), x, 1, "constant"), atol=1e-6)
+    gc.collect()
+    assert store.alive == 0
+    assert store.peak <= 2
+    # the price: a chunk is read once per padded region that overlaps it (3 ** 3 inside the volume)
+    assert store.reads <= 27 * np.prod(grid)
+
+
+def test_chunks_computed_upstream_are_shared_between_neighbours():
+    # an image that is not a read (here: an op with its own halo) is taken from its chunk results,
+    # each computed once
+    x = np.random.default_rng(6).random((12, 12, 12), dtype=np.float32)
+    store = CountingStore(x)
+    img = da.from_array(store, chunks=4, asarray=False, lock=False).map_overlap(lambda b: b, depth=1,
+                                                                                 boundary="none")
+    assert not region_reader(img).direct
+    out = predict(img, smooth(1), halo=1, dtype="float32", pad_mode="constant")
+    np.testing.assert_allclose(out.compute(scheduler="sync"), whole(smooth(1), x, 1, "constant"), atol=1e-6)
+    assert store.reads == 27
 
 
 def test_too_small_halo_differs_at_chunk_faces():

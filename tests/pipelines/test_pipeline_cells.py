@@ -55,6 +55,23 @@ def test_defaults_find_the_planted_cells(crop_files, default_run):
     assert run["channel_factor"] > 0
 
 
+def test_touching_cells_without_a_maximum_of_their_own_are_split_off(crop_files, default_run):
+    from scipy.spatial import cKDTree
+
+    crop, urls, folder = crop_files
+    cells = default_run.objects
+    added = cells[cells.split]
+    assert len(added) >= 3
+    # the added cells sit on planted cells, nearly all of them members of touching groups
+    truth = crop.truth
+    in_group = truth.group.map(truth.groupby("group").size()).to_numpy() > 1
+    dist, j = cKDTree(truth[["z_um", "y_um", "x_um"]].to_numpy()).query(added[["z_um", "y_um", "x_um"]].to_numpy())
+    assert (dist <= 5.0).mean() >= 0.8 and in_group[j[dist <= 5.0]].mean() >= 0.8
+    off = run_cell_pipeline(_config(urls, folder / "no_split", "cells.split_touching=false"), progress=False)
+    assert len(off.objects) == len(cells) - len(added) and "split" not in off.objects.columns
+    assert _score(crop, off)["recall"] < _score(crop, default_run)["recall"]
+
+
 def test_the_autofluorescence_channel_and_the_shape_filter_remove_vessels_and_fibres(crop_files, default_run):
     crop, urls, folder = crop_files
     single = run_cell_pipeline(_config(urls, folder / "single", background=False), progress=False)
@@ -92,14 +109,15 @@ def test_a_crop_keeps_cells_at_the_volume_border(crop_files, default_run):
 def test_rerun_is_cached_and_a_new_k_recomputes_only_what_follows(crop_files, default_run):
     crop, urls, folder = crop_files
     again = run_cell_pipeline(_config(urls, folder / "run"), progress=False)
-    assert all(r.cached for r in again.records)
+    assert all(r.cached for r in again.records), [r.name for r in again.records if not r.cached]
     pd.testing.assert_frame_equal(again.objects, default_run.objects)
     other = run_cell_pipeline(_config(urls, folder / "run_k4", "cells.threshold_k=4",
                                       f"output.cache={folder / 'run' / 'cache'}"), progress=False)
     state = {r.name: r.cached for r in other.records}
     assert state["detection_response"] and state["threshold_stats"] and state["plane_levels"]
     assert not state["find_cells"] and not state["foreground_components"]
-    assert len(other.objects) < len(default_run.objects)
+    # a higher k leaves fewer maxima above the threshold
+    assert other.run["cells_before_shape_filter"] < default_run.run["cells_before_shape_filter"]
 
 
 def test_evaluate_cli_scores_points_in_voxels_and_micrometres(crop_files, default_run, tmp_path, capsys):
@@ -125,6 +143,9 @@ def test_contradicting_settings_name_the_key(crop_files, tmp_path):
     _, urls, _ = crop_files
     with pytest.raises(ConfigError, match="cells.threshold_value"):
         run_cell_pipeline(_config(urls, tmp_path / "bad", 'cells.threshold="absolute"'), progress=False)
+    with pytest.raises(ConfigError, match="cells.split_k"):
+        _config(urls, tmp_path / "bad_k", 'cells.split_k=["one"]')
+    assert _config(urls, tmp_path / "one_k", "cells.split_k=1.5").cells.split_k == [1.5]
     with pytest.raises(ConfigError, match="pipeline.kind"):
         run_cell_pipeline(load_config(None, [f"input.url={urls['scan']}", f"output.folder={tmp_path}"]),
                           progress=False)
@@ -147,6 +168,12 @@ def test_sweep_reuses_the_upstream_cache_and_tabulates_scores(crop_files, defaul
     assert table.objects.iloc[0] > table.objects.iloc[1]
     assert table.recall.iloc[0] > table.recall.iloc[1]
     assert (folder / "run" / "sweep.csv").exists()
+    # the base run's report now shows the sweep: one row per setting with its objects and recall
+    page = (folder / "run" / "report.html").read_text()
+    sweep_html = page[page.index("<h2>Parameter sweep</h2>"):]
+    sweep_html = sweep_html[sweep_html.index('<table class="sweep">'):sweep_html.index("</table>")]
+    for _, row in table.iterrows():
+        assert f"<td>{row['cells.threshold_k']:g}</td><td>{row.objects}</td><td>{row.precision:.3f}</td>" in sweep_html
     with pytest.raises(ConfigError, match="--vary"):
         parse_vary(["cells.threshold_k"])
 

@@ -27,7 +27,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from voxelflow.errors import CacheError, CacheKeyError
+from voxelflow.errors import CacheKeyError, NewerFormatError
 from voxelflow.paths import VPath
 
 __all__ = [
@@ -141,7 +141,7 @@ def read_marker(folder: VPath, *, warn: bool = True) -> dict | None:
 
     Raises
     ------
-    CacheError
+    NewerFormatError
         The marker has a format version newer than this voxelflow reads: the node
         must be neither read nor cleared.
     """
@@ -162,10 +162,11 @@ def read_marker(folder: VPath, *, warn: bool = True) -> dict | None:
             log.warning("commit marker %s is corrupt (%s); treating the node as not committed", path, exc)
         return None
     if marker["version"] > _FORMAT_VERSION:
-        raise CacheError(
+        raise NewerFormatError(
             f"commit marker {path} has format version {marker['version']}, written by a newer voxelflow; this "
             f"one reads version {_FORMAT_VERSION}. Upgrade voxelflow to use the node (it is left untouched), "
-            "or remove it with `voxelflow cache rm`"
+            "or remove it with `voxelflow cache rm`",
+            version=marker["version"],
         )
     return marker
 

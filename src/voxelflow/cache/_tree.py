@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from voxelflow.cache._lock import is_live, is_mine, read_lock
 from voxelflow.cache._marker import is_node
 from voxelflow.cache._node import CacheNode, cdir_query
-from voxelflow.errors import CacheLockedError, InvalidPathError, NotACacheNodeError
+from voxelflow.errors import CacheLockedError, InvalidPathError, NewerFormatError, NotACacheNodeError
 from voxelflow.paths import VPath, as_vpath
 
 __all__ = ["TreeEntry", "iter_tree", "remove_node"]
@@ -41,7 +41,9 @@ class TreeEntry:
 def iter_tree(url: str | VPath, *, storage_options: dict | None = None) -> Iterator[TreeEntry]:
     """Yield the nodes below ``url`` (and the plain folders leading to them), depth first.
 
-    Payload folders such as ``result.zarr`` are not descended into.
+    Payload folders such as ``result.zarr`` are not descended into. A node committed
+    in a newer format is listed with status ``newer`` and ``marker={"version": N}``
+    (its marker version) instead of stopping the walk.
 
     Raises
     ------
@@ -60,7 +62,7 @@ def iter_tree(url: str | VPath, *, storage_options: dict | None = None) -> Itera
 
 def _walk(folder: VPath, depth: int, force: bool = False) -> list[TreeEntry]:
     names = folder.ls()
-    node = cdir_query(folder) if is_node(folder) else None
+    node = _query(folder) if is_node(folder) else None
     if node is None and _ZARR_FILES & set(names):
         return []
     below: list[TreeEntry] = []
@@ -72,6 +74,14 @@ def _walk(folder: VPath, depth: int, force: bool = False) -> list[TreeEntry]:
     if node is None and not below and not force:
         return []
     return [TreeEntry(depth, folder, node, _size(folder)), *below]
+
+
+def _query(folder: VPath) -> CacheNode:
+    """The node's state; a node of a newer format is listed as ``newer`` with its marker version."""
+    try:
+        return cdir_query(folder)
+    except NewerFormatError as exc:
+        return CacheNode(folder.url, folder, None, None, "newer", {"version": exc.version})
 
 
 def _is_link(path: VPath) -> bool:

@@ -42,7 +42,9 @@ def _ls(args) -> int:
             continue
         key = ""
         when = ""
-        if node.marker is not None:
+        if node.status == "newer":
+            when = f"format version {node.marker['version']}: written by a newer voxelflow, unreadable here"
+        elif node.marker is not None:
             key = (node.marker.get("key_hash") or "")[:8]
             when = node.commit.strftime("%Y-%m-%d %H:%M:%S UTC")
             wall = node.marker.get("wall_seconds")

@@ -1,7 +1,10 @@
 """``voxelflow train-classifier``: a cell / not-cell classifier from annotated points.
 
 Candidates are the objects of a table (``object_table`` columns: ``id``, centroid
-``z, y, x`` and bounding box in voxels, ``voxels``) and their label image.
+``z, y, x`` and bounding box in voxels, ``voxels``) and their label image; without
+``--objects`` the table is computed from the label image (e.g. the foreground
+components of a cell run, ``<cache>/components``, whose objects the
+``cells.classifier`` setting classifies).
 Annotated points (napari Points layers saved as CSV, or CSV files with ``z, y, x``
 and a ``label`` column) are matched to the nearest candidate within
 ``--max-distance-um``; features of the matched candidates train a random
@@ -25,7 +28,8 @@ import numpy as np
 def register(subparsers) -> None:
     p = subparsers.add_parser("train-classifier", help="train a cell classifier from annotated points",
                               description=__doc__, formatter_class=_raw())
-    p.add_argument("--objects", required=True, help="object table (.parquet or .csv)")
+    p.add_argument("--objects", default=None,
+                   help="object table (.parquet or .csv); default: the table of the label image (object_table)")
     p.add_argument("--labels", required=True, help="label image (OME-Zarr) the table describes")
     p.add_argument("--signal", required=True, help="signal channel (OME-Zarr, ?slices=[c] picks a channel)")
     p.add_argument("--background", default=None, help="background / autofluorescence channel (optional)")
@@ -67,12 +71,12 @@ def run(args) -> int:
     from voxelflow.errors import InvalidInputError
     from voxelflow.io.annotations import read_points
     from voxelflow.io.classifier import save_classifier
-    from voxelflow.ops import match_points, object_features, train_classifier
+    from voxelflow.ops import match_points, object_features, object_table, train_classifier
     from voxelflow.pipelines.inputs import open_scan
 
-    table = _read_table(args.objects)
     signal = open_scan(args.signal)
     labels = open_scan(args.labels)
+    table = _read_table(args.objects) if args.objects else object_table(labels.image, kind="os")
     background = open_scan(args.background).image if args.background else None
     voxel_size = tuple(signal.scale)
     points, is_cell = [], []
@@ -93,7 +97,7 @@ def run(args) -> int:
     features = object_features(rows, labels.image, signal.image, background, voxel_size=voxel_size,
                                radius_um=args.radius_um)
     order = features.set_index("id").loc[ids].reset_index()
-    clf = train_classifier(order, labels_of, cv=args.cv)
+    clf = train_classifier(order, labels_of, cv=args.cv, radius_um=args.radius_um)
     save_classifier(clf, args.out)
     print(
         f"voxelflow train-classifier: cross-validated balanced accuracy {clf.cv_score:.3f} "

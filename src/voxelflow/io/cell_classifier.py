@@ -33,6 +33,10 @@ class CellClassifier:
         Mean cross-validated balanced accuracy on the training annotations.
     n_train : dict
         Number of training objects per class (``cell``, ``not_cell``).
+    radius_um : float or None
+        Half side of the cube around each object the features were computed
+        in (``object_features(radius_um=...)``); features for this classifier
+        must use the same. None when not recorded.
     """
 
     estimator: object
@@ -41,6 +45,7 @@ class CellClassifier:
     threshold: float = 0.5
     cv_score: float | None = None
     n_train: dict = field(default_factory=dict)
+    radius_um: float | None = None
 
     def p_cell(self, features: pd.DataFrame) -> np.ndarray:
         """Probability of being a cell for each row of ``features`` (float64, shape (n,))."""

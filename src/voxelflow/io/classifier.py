@@ -1,8 +1,8 @@
 """Cell classifiers on disk: the fitted estimator with its feature list and versions.
 
 A classifier file is a pickle of a dict (format name and version, feature list,
-threshold, cross-validated score, training counts, library versions, and the
-scikit-learn estimator); a JSON file beside it (``<file>.json``) repeats
+threshold, cross-validated score, training counts, the radius the features were
+computed in, library versions, and the scikit-learn estimator); a JSON file beside it (``<file>.json``) repeats
 everything but the estimator for people and tools. Pickles run code when
 loaded: load only classifier files you trust.
 """
@@ -30,6 +30,7 @@ def _metadata(clf: CellClassifier) -> dict:
         "threshold": clf.threshold,
         "cv_score": clf.cv_score,
         "n_train": dict(clf.n_train),
+        "radius_um": clf.radius_um,
         "versions": dict(clf.versions),
     }
 
@@ -66,7 +67,7 @@ def load_classifier(path, *, check_versions: bool = True) -> CellClassifier:
     voxelflow.errors.InvalidPathError
         The file cannot be read.
     voxelflow.errors.InvalidInputError
-        Not a voxelflow classifier file, or trained with another scikit-learn.
+        Not a voxelflow classifier file, a damaged one, or trained with another scikit-learn.
     """
     source = as_vpath(path)
     try:
@@ -83,6 +84,14 @@ def load_classifier(path, *, check_versions: bool = True) -> CellClassifier:
         raise InvalidInputError(
             f"{source.url} has classifier format version {payload.get('format_version')}, expected {FORMAT_VERSION}"
         )
+    missing = [k for k in ("features", "versions", "threshold", "cv_score", "n_train", "estimator") if k not in payload]
+    features = payload.get("features")
+    if missing or not isinstance(features, list) or not all(isinstance(f, str) for f in features) \
+            or not isinstance(payload.get("versions"), dict):
+        raise InvalidInputError(
+            f"{source.url} is a damaged voxelflow classifier file: "
+            + (f"it lacks {missing}" if missing else "its feature list or versions are malformed")
+        )
     trained = payload["versions"].get("scikit-learn")
     running = training_versions()["scikit-learn"]
     if check_versions and trained != running:
@@ -90,5 +99,7 @@ def load_classifier(path, *, check_versions: bool = True) -> CellClassifier:
             f"{source.url} was trained with scikit-learn {trained}, this is {running}; retrain it, or load it "
             "with check_versions=False"
         )
-    return CellClassifier(payload["estimator"], list(payload["features"]), dict(payload["versions"]),
-                          float(payload["threshold"]), payload["cv_score"], dict(payload["n_train"]))
+    radius = payload.get("radius_um")
+    return CellClassifier(payload["estimator"], list(features), dict(payload["versions"]),
+                          float(payload["threshold"]), payload["cv_score"], dict(payload["n_train"]),
+                          None if radius is None else float(radius))

@@ -2,7 +2,7 @@
 
 Every input chunk is read once; level 0 is stored and reduced to level 1 in the
 same task, and the lower levels follow from there (the single-pass pyramid writer
-of :mod:`voxelflow.io.ome_zarr.write`). A local folder target is written beside
+of :mod:`voxelflow.io.ome_zarr.levels`). A local folder target is written beside
 the target (``.<name>.partial``) with a :class:`~voxelflow.io.chunk_ledger.ChunkLedger`
 of finished level-0 chunks: a killed conversion rerun with the same arguments
 reads back the chunks it had finished instead of reading the input and writing
@@ -21,10 +21,13 @@ import numpy as np
 import zarr
 
 from voxelflow.errors import InvalidInputError, OmeZarrError
+from voxelflow.io.blockreduce import METHODS
 from voxelflow.io.chunk_ledger import ChunkLedger
 from voxelflow.io.ome_zarr import metadata as md
-from voxelflow.io.ome_zarr import write as writer
+from voxelflow.io.ome_zarr import write_args
+from voxelflow.io.ome_zarr.levels import write_arrays
 from voxelflow.io.ome_zarr.stores import is_zip
+from voxelflow.io.ome_zarr.write import write_ome_zarr
 from voxelflow.io.open import open_image
 from voxelflow.paths import VPath, as_vpath
 
@@ -126,11 +129,11 @@ def convert_to_ome_zarr(src, out, *, level=0, scale_um=None, channel=None, level
         From reading the input or checking the target (before anything is written).
     """
     arr, meta = open_image(src, level, scale_um=scale_um, channel=channel, storage_options=storage_options)
-    axes = writer._check_axes(meta.axes, arr.ndim)
-    level_factors = writer._level_factors(factors, levels, axes)
+    axes = write_args.check_axes(meta.axes, arr.ndim)
+    level_factors = write_args.check_factors(factors, levels, axes)
     if chunks is None:
         chunks = convert_chunks(arr.shape, arr.dtype, axes, level_factors[0] if level_factors else (1,) * arr.ndim)
-    chunk_shape = writer._chunk_shape(chunks, arr, axes, from_dask=True)
+    chunk_shape = write_args.check_chunks(chunks, arr, axes, from_dask=True)
     if meta.format in ("tiff-planes", "tiff") and "z" in axes:
         # Whole planes are read per input chunk: one z-slab of stored chunks per input chunk.
         arr, meta = open_image(src, level, scale_um=scale_um, channel=channel, storage_options=storage_options,
@@ -141,14 +144,14 @@ def convert_to_ome_zarr(src, out, *, level=0, scale_um=None, channel=None, level
                   factors=factors, method=method, chunks=chunk_shape, version=version, shards=shards,
                   channel_names=names, name=meta.name)
     if not target.is_local or is_zip(target) or levels < 2:
-        return writer.write_ome_zarr(arr, target, overwrite=overwrite, **common)
-    shard_shape = writer._shard_shape(shards, chunk_shape, axes, version)
+        return write_ome_zarr(arr, target, overwrite=overwrite, **common)
+    shard_shape = write_args.check_shards(shards, chunk_shape, axes, version)
     _same_or_replaceable(target, overwrite)
-    if method not in writer.METHODS:
-        raise InvalidInputError(f"unknown method {method!r}; expected one of {writer.METHODS}")
-    scale0 = writer._per_axis(meta.scale, axes, "scale", lambda a: 1.0, writer._positive_float)
-    translation0 = writer._per_axis(meta.translation, axes, "translation", lambda a: 0.0, float)
-    scales, translations = writer._level_geometry(scale0, translation0, level_factors, method)
+    if method not in METHODS:
+        raise InvalidInputError(f"unknown method {method!r}; expected one of {METHODS}")
+    scale0 = write_args.per_axis(meta.scale, axes, "scale", lambda a: 1.0, write_args.positive_float)
+    translation0 = write_args.per_axis(meta.translation, axes, "translation", lambda a: 0.0, float)
+    scales, translations = write_args.level_geometry(scale0, translation0, level_factors, method)
     fingerprint = {"source": meta.url, "format": meta.format, "array": arr.name, "shape": list(arr.shape),
                    "dtype": str(arr.dtype), "axes": list(axes), "levels": levels, "factors": [list(f) for f in
                                                                                                level_factors],
@@ -156,8 +159,8 @@ def convert_to_ome_zarr(src, out, *, level=0, scale_um=None, channel=None, level
                    "version": version, "scale": list(scale0)}
     work = os.path.join(target.parent.path, f".{target.name}.partial")
     ledger = ChunkLedger.open(work, fingerprint)
-    writer._write_arrays(arr, VPath(work), version=version, axes=axes, chunks=chunk_shape, shards=shard_shape,
-                         factors=level_factors, method=method, ledger=ledger)
+    write_arrays(arr, VPath(work), version=version, axes=axes, chunks=chunk_shape, shards=shard_shape,
+                 factors=level_factors, method=method, ledger=ledger)
     attrs = md.image_attrs(version, axes, meta.units, [str(k) for k in range(levels)], scales, translations,
                            meta.name, method, names)
     # The metadata that makes the folder an OME-Zarr image goes last, then the swap.

@@ -57,6 +57,7 @@ function                      types      what
 ``local_threshold``                      local (Niblack / adaptive mean) threshold
 ``find_peaks``, ``peak_box``, IN -> LC   local maxima of a response inside a foreground;
 ``thin_peaks``                           the strongest within a distance in um
+``split_seeds``               BS,LC->LC  seeds for touching objects without a maximum of their own
 ``shape_table``,              OS -> LC   volume, equivalent diameter, axes, elongation,
 ``shape_filter``                         sphericity in micrometres; shape filters
 ``pair_points``,              LC, LC     one-to-one matching in um; precision / recall / F1
@@ -72,7 +73,15 @@ function                      types      what
 from voxelflow.ops._atlas import RC_COLUMNS, add_regions, assign_regions, count_by_region, region_volumes, rollup
 from voxelflow.ops._bias import BIAS_METHODS, apply_bias_field, estimate_bias_field
 from voxelflow.ops._blobs import BLOB_METHODS, blob_detect
-from voxelflow.ops._classify import CellClassifier, classify_objects, match_points, object_features, train_classifier
+from voxelflow.ops._channel_background import channel_background, estimate_channel_factor
+from voxelflow.ops._classify import (
+    CellClassifier,
+    classify_objects,
+    feature_names,
+    match_points,
+    object_features,
+    train_classifier,
+)
 from voxelflow.ops._counts import (
     COUNT_METHODS,
     centroid_voxels,
@@ -81,18 +90,9 @@ from voxelflow.ops._counts import (
     count_per_block,
 )
 from voxelflow.ops._density import density_map
-from voxelflow.ops._filters import (
-    channel_background,
-    dog_filter,
-    estimate_channel_factor,
-    gaussian,
-    log_filter,
-    plane_tile_median,
-    remove_plane_background,
-    white_tophat,
-)
 from voxelflow.ops._foreground import foreground
 from voxelflow.ops._foreground_pass import foreground_objects, threshold_corrected
+from voxelflow.ops._gaussian import dog_filter, gaussian, log_filter
 from voxelflow.ops._label import label
 from voxelflow.ops._local_threshold import TileStats, local_threshold, tile_stats, tile_threshold
 from voxelflow.ops._masks import apply_negative_mask, upsample_mask
@@ -101,14 +101,17 @@ from voxelflow.ops._model_mask import MASK_MODES, PerPlane, model_mask
 from voxelflow.ops._normalize import percentile_range, rescale_intensity
 from voxelflow.ops._objects import object_table
 from voxelflow.ops._peaks import find_peaks, peak_box, thin_peaks
+from voxelflow.ops._plane_background import plane_tile_median, remove_plane_background
 from voxelflow.ops._predict import predict, resolve_halo
 from voxelflow.ops._resample import DOWNSAMPLE_METHODS, affine_nearest, budget_factors, downsample, scale_nearest
 from voxelflow.ops._resume import ChunkResults, pass_results, resumable_passes
 from voxelflow.ops._shape import SHAPE_COLUMNS, shape_filter, shape_table
+from voxelflow.ops._split import split_seeds
 from voxelflow.ops._stitch import InstanceTiles, Matches, stitch
 from voxelflow.ops._tables import filter_by_size, physical_coordinates
 from voxelflow.ops._threshold import relative_threshold, threshold
 from voxelflow.ops._tissue import auto_negative_mask
+from voxelflow.ops._tophat import white_tophat
 from voxelflow.ops._watershed import watershed_split
 
 __all__ = [
@@ -157,6 +160,7 @@ __all__ = [
     "match_points",
     "model_mask",
     "object_features",
+    "feature_names",
     "object_table",
     "pair_points",
     "pass_results",
@@ -177,6 +181,7 @@ __all__ = [
     "shape_filter",
     "shape_table",
     "stitch",
+    "split_seeds",
     "thin_peaks",
     "threshold",
     "threshold_corrected",

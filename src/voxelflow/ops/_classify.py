@@ -52,7 +52,8 @@ from voxelflow.errors import InvalidInputError
 from voxelflow.io.cell_classifier import CellClassifier, training_versions
 from voxelflow.ops._halo import _region_task, iter_blocks, padded_region
 
-__all__ = ["object_features", "train_classifier", "classify_objects", "match_points", "CellClassifier"]
+__all__ = ["object_features", "feature_names", "train_classifier", "classify_objects", "match_points",
+           "CellClassifier"]
 
 _AXES = {2: ("y", "x"), 3: ("z", "y", "x")}
 
@@ -174,6 +175,28 @@ def _table_features(table: pd.DataFrame, size: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame(out, index=range(len(table)))
 
 
+def feature_names(ndim: int, with_background: bool = False, cube: int | None = None) -> list[str]:
+    """The feature columns :func:`object_features` returns (without ``id``), in order.
+
+    Parameters
+    ----------
+    ndim : {2, 3}
+    with_background : bool
+        A background channel is given.
+    cube : int, optional
+        The ``cube`` argument.
+
+    Returns
+    -------
+    list of str
+    """
+    return [*_table_feature_names(ndim), *_feature_names(ndim, with_background, cube)]
+
+
+def _table_feature_names(ndim: int) -> list[str]:
+    return ["volume_um3", *(f"extent_{a}_um" for a in _AXES[ndim]), "fill"]
+
+
 def _feature_names(ndim: int, with_background: bool, cube: int | None) -> list[str]:
     names = ["elongation", "flatness", "signal_mean", "signal_max", "signal_ring", "contrast"]
     if with_background:
@@ -237,6 +260,7 @@ def train_classifier(
     cv: int = 5,
     threshold: float = 0.5,
     seed: int = 0,
+    radius_um: float | None = None,
 ) -> CellClassifier:
     """Train a random forest on annotated objects and cross-validate it.
 
@@ -254,6 +278,9 @@ def train_classifier(
         Folds of the stratified cross-validation (reduced to the smaller class count).
     threshold : float
         Stored as the classifier's ``is_cell`` threshold.
+    radius_um : float, optional
+        The ``radius_um`` the features were computed with, stored so that the
+        classifier is applied to features of the same cube.
 
     Returns
     -------
@@ -280,7 +307,8 @@ def train_classifier(
     folds = StratifiedKFold(n_splits=min(cv, min(counts.values())), shuffle=True, random_state=seed)
     score = float(np.mean(cross_val_score(forest, x, y.astype(int), cv=folds, scoring="balanced_accuracy")))
     forest.fit(x, y.astype(int))
-    return CellClassifier(forest, columns, training_versions(), float(threshold), score, counts)
+    return CellClassifier(forest, columns, training_versions(), float(threshold), score, counts,
+                          None if radius_um is None else float(radius_um))
 
 
 def classify_objects(table: pd.DataFrame, features: pd.DataFrame, classifier: CellClassifier,

@@ -37,11 +37,13 @@ def fill_hemispheres(hemispheres, orientation: str, slab: int = 16) -> np.ndarra
         No zeros: labelled voxels keep their value; on a line through the
         brain an unlabelled voxel takes the nearer labelled one (ties to the
         lower index); a line without labels takes the side of the mean midline.
+        An image with one side only (an atlas cut to one hemisphere) is that
+        side everywhere.
 
     Raises
     ------
     InvalidInputError
-        If the image does not hold exactly two side values.
+        If the image holds no side value or more than two.
     """
     hemi = np.asarray(hemispheres)
     code = parse_orientation(orientation, "atlas orientation")
@@ -50,8 +52,10 @@ def fill_hemispheres(hemispheres, orientation: str, slab: int = 16) -> np.ndarra
     axis = next(i for i, c in enumerate(code) if c in "lr")
     lines = np.moveaxis(hemi, axis, -1)
     sides = [int(v) for v in np.unique(hemi) if v != 0]
+    if len(sides) == 1:  # an atlas cut to one hemisphere: all of it is that side
+        return np.full_like(hemi, sides[0])
     if len(sides) != 2:
-        raise InvalidInputError(f"hemispheres must hold two side values besides 0, got {sides}")
+        raise InvalidInputError(f"hemispheres must hold one or two side values besides 0, got {sides}")
     n = lines.shape[-1]
     pos = np.arange(n, dtype=np.int32)
     # the mean midline: halfway between the mean positions of the two sides along the line

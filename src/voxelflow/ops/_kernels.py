@@ -26,18 +26,29 @@ MODES = ("reflect", "mirror", "nearest")
 _on_disk_cache = True
 
 
-def _compile(fn):
-    """``numba.njit(nogil=True)`` with an on-disk cache where a cache folder is writable."""
+#: Compiler freedoms of the arithmetic kernels: multiply-adds may be fused and sums reordered (so loops
+#: vectorise); NaN and infinity keep their meaning.
+FAST_MATH = {"contract", "reassoc"}
+
+
+def _compile(fn=None, *, fast: bool = False):
+    """``numba.njit(nogil=True)`` with an on-disk cache where a cache folder is writable.
+
+    Used as ``@_compile`` or ``@_compile(fast=True)`` (with :data:`FAST_MATH`).
+    """
+    if fn is None:
+        return lambda f: _compile(f, fast=fast)
     global _on_disk_cache
+    opts = {"nogil": True, "fastmath": FAST_MATH} if fast else {"nogil": True}
     if _on_disk_cache:
         try:
-            return numba.njit(nogil=True, cache=True)(fn)
+            return numba.njit(cache=True, **opts)(fn)
         except RuntimeError as exc:  # no writable cache location (read-only install and home)
             _on_disk_cache = False
             logging.getLogger(__name__).warning(
                 "%s; the filter kernels compile in every process (set NUMBA_CACHE_DIR to a writable folder)", exc
             )
-    return numba.njit(nogil=True)(fn)
+    return numba.njit(**opts)(fn)
 
 
 def index_map(n: int, radius: int, mode: str) -> np.ndarray:
@@ -256,16 +267,25 @@ def _by_tile(data, levels, z0, y0, x0, ty, tx, op, floor, out):
     nz, ny, nx = data.shape
     for z in range(nz):
         for y in range(ny):
-            a = (y0 + y) // ty
-            for x in range(nx):
-                lv = levels[z0 + z, a, (x0 + x) // tx]
-                v = np.float32(data[z, y, x])
+            lv_row = levels[z0 + z, (y0 + y) // ty]
+            src, dst = data[z, y], out[z, y]
+            # the row in runs of constant tile: [x, stop) lies in tile column (x0 + x) // tx
+            x = 0
+            while x < nx:
+                b = (x0 + x) // tx
+                stop = min(nx, (b + 1) * tx - x0)
+                lv = lv_row[b]
                 if op == 0:
-                    out[z, y, x] = v / max(lv, floor)
+                    d = max(lv, floor)
+                    for i in range(x, stop):
+                        dst[i] = np.float32(src[i]) / d
                 elif op == 1:
-                    out[z, y, x] = v - lv
+                    for i in range(x, stop):
+                        dst[i] = np.float32(src[i]) - lv
                 else:
-                    out[z, y, x] = v > lv
+                    for i in range(x, stop):
+                        dst[i] = np.float32(src[i]) > lv
+                x = stop
 
 
 def by_tile(data: np.ndarray, levels: np.ndarray, start, tile, op: str, floor: float = 1.0) -> np.ndarray:
@@ -286,12 +306,6 @@ def by_tile(data: np.ndarray, levels: np.ndarray, start, tile, op: str, floor: f
     """
     code = {"divide": 0, "subtract": 1, "greater": 2}[op]
     lv = np.ascontiguousarray(levels, dtype=np.float32)
-    if lv.shape[1:] == (1, 1):  # one level per plane: a broadcast does it
-        level = lv[int(start[0]):int(start[0]) + data.shape[0]]
-        values = data.astype(np.float32, copy=False)
-        if code == 0:
-            return values / np.maximum(level, np.float32(floor))
-        return values - level if code == 1 else values > level
     out = np.empty(data.shape, dtype=bool if code == 2 else np.float32)
     _by_tile(np.ascontiguousarray(data), lv, int(start[0]), int(start[1]), int(start[2]), int(tile[0]),
              int(tile[1]), code, np.float32(floor), out)

@@ -22,7 +22,8 @@ import dask.array as da
 import numpy as np
 
 from voxelflow.errors import InvalidInputError
-from voxelflow.ops._filters import _image, _length, _map_filter, _mode, _spacing, _tile_shape, voxel_lengths
+from voxelflow.ops._filter_args import as_image, as_length, as_mode, as_spacing, tile_shape, voxel_lengths
+from voxelflow.ops._filter_map import map_filter
 from voxelflow.ops._halo import iter_blocks
 from voxelflow.ops._kernels import _compile, by_tile, correlate_axis
 
@@ -49,20 +50,39 @@ class TileStats:
     tile: tuple[int, int]
 
 
-@_compile
+@_compile(fast=True)
 def _tile_sums(block, mask, use_mask, y0, x0, ty, tx, out_n, out_s, out_q):
     nz, ny, nx = block.shape
     for z in range(nz):
         for y in range(ny):
             a = (y0 + y) // ty
-            for x in range(nx):
-                if use_mask and not mask[z, y, x]:
-                    continue
+            src = block[z, y]
+            keep = mask[z, y] if use_mask else mask[0, 0]
+            # the row in runs of constant tile column: [x, stop) lies in tile (x0 + x) // tx
+            x = 0
+            while x < nx:
                 b = (x0 + x) // tx
-                v = np.float64(block[z, y, x])
-                out_n[z, a, b] += 1
-                out_s[z, a, b] += v
-                out_q[z, a, b] += v * v
+                stop = min(nx, (b + 1) * tx - x0)
+                n = 0
+                s = 0.0
+                q = 0.0
+                if use_mask:
+                    for i in range(x, stop):
+                        if keep[i]:
+                            v = np.float64(src[i])
+                            n += 1
+                            s += v
+                            q += v * v
+                else:
+                    n = stop - x
+                    for i in range(x, stop):
+                        v = np.float64(src[i])
+                        s += v
+                        q += v * v
+                out_n[z, a, b] += n
+                out_s[z, a, b] += s
+                out_q[z, a, b] += q
+                x = stop
 
 
 def _block_sums(block, start, tile, n_tiles, mask):
@@ -83,7 +103,7 @@ def tile_stats(img, spacing, *, tile_um: float | None = None, mask=None) -> Tile
     Parameters
     ----------
     img : dask.array.Array or numpy.ndarray, shape (Z, Y, X), numeric
-        Usually a filtered image (e.g. :func:`voxelflow.ops._filters.log_filter`).
+        Usually a filtered image (e.g. :func:`voxelflow.ops.log_filter`).
     spacing : sequence of 3 float
         Voxel size in um.
     tile_um : float, optional
@@ -96,11 +116,11 @@ def tile_stats(img, spacing, *, tile_um: float | None = None, mask=None) -> Tile
     TileStats
         Equal to ``img[z, tile][mask[z, tile]].mean()`` / ``.std()`` per plane and tile.
     """
-    img = _image(img)
+    img = as_image(img)
     if img.ndim != 3:
         raise InvalidInputError(f"tile_stats needs a 3-D (z, y, x) image, got {img.ndim} axes")
-    sp = _spacing(spacing, 3)
-    tile = _tile_shape(tile_um, sp, img.shape)
+    sp = as_spacing(spacing, 3)
+    tile = tile_shape(tile_um, sp, img.shape)
     n_tiles = (-(-img.shape[1] // tile[0]), -(-img.shape[2] // tile[1]))
     if mask is not None:
         mask = da.asarray(mask)
@@ -149,7 +169,7 @@ def tile_threshold(img, stats: TileStats, k: float, *, min_voxels: int = 1) -> d
     -------
     dask.array.Array, shape and chunks of ``img``, bool (BS)
     """
-    img = _image(img)
+    img = as_image(img)
     expected = (img.shape[0], -(-img.shape[1] // stats.tile[0]), -(-img.shape[2] // stats.tile[1]))
     if stats.mean.shape != expected:
         raise InvalidInputError(f"stats are for a grid of {stats.mean.shape} planes x tiles; this image needs "
@@ -232,11 +252,11 @@ def local_threshold(img, window_um: float, spacing, *, k: float = 0.0, offset: f
         The local mean is ``scipy.ndimage.uniform_filter(img, size)`` of the
         float32 image, and the local SD ``sqrt(uniform_filter(img**2) - mean**2)``.
     """
-    img = _image(img)
-    sp = _spacing(spacing, img.ndim)
-    radii = [int(round(v)) for v in voxel_lengths(_length(window_um, "window_um"), sp, per_plane)]
+    img = as_image(img)
+    sp = as_spacing(spacing, img.ndim)
+    radii = [int(round(v)) for v in voxel_lengths(as_length(window_um, "window_um"), sp, per_plane)]
     if img.ndim == 2:
         radii = [0] + radii
-    args = (radii, float(k), float(offset), _mode(mode))
+    args = (radii, float(k), float(offset), as_mode(mode))
     depth = radii[-img.ndim:]
-    return _map_filter(img, depth, _local_block, args, "vf-local-threshold").astype(bool)
+    return map_filter(img, depth, _local_block, args, "vf-local-threshold").astype(bool)

@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 
 from voxelflow.errors import InvalidInputError
-from voxelflow.ops._filters import _length, _spacing, voxel_lengths
+from voxelflow.ops._filter_args import as_length, as_spacing, voxel_lengths
 from voxelflow.ops._halo import iter_blocks, map_regions, padded_region
-from voxelflow.ops._kernels import extremum_axis
+from voxelflow.ops._kernels import _compile, extremum_axis
 
 __all__ = ["find_peaks", "peak_box", "thin_peaks"]
 
@@ -26,20 +26,67 @@ def peak_box(radius_um: float, spacing) -> tuple[int, int, int]:
     Along z at least one neighbouring plane is always compared, so an object
     that spans two planes yields one peak, not one per plane.
     """
-    sp = _spacing(spacing, 3)
-    r = [int(round(v)) for v in voxel_lengths(_length(radius_um, "radius_um", allow_zero=True), sp)]
+    sp = as_spacing(spacing, 3)
+    r = [int(round(v)) for v in voxel_lengths(as_length(radius_um, "radius_um", allow_zero=True), sp)]
     r[0] = max(r[0], 1)
     return tuple(r)
 
 
-def _peaks_block(padded, origin, start, stop, radii):
-    data = np.ascontiguousarray(padded, dtype=np.float32)
+#: Boxes of up to this many voxels are checked neighbour by neighbour; larger ones by separable max passes.
+DIRECT_BOX_VOXELS = 125
+
+
+@_compile
+def _direct_peaks(data, z0, z1, y0, y1, x0, x1, rz, ry, rx, flags):
+    """``flags[core voxel] = True`` where the value is finite and no voxel of its box (clipped to the block) is larger."""
+    nz, ny, nx = data.shape
+    count = 0
+    for z in range(z0, z1):
+        za, zb = max(z - rz, 0), min(z + rz + 1, nz)
+        for y in range(y0, y1):
+            ya, yb = max(y - ry, 0), min(y + ry + 1, ny)
+            row = data[z, y]
+            for x in range(x0, x1):
+                v = row[x]
+                if not np.isfinite(v):
+                    continue
+                xa, xb = max(x - rx, 0), min(x + rx + 1, nx)
+                peak = True
+                for zz in range(za, zb):
+                    for yy in range(ya, yb):
+                        other = data[zz, yy]
+                        for xx in range(xa, xb):
+                            if other[xx] > v:
+                                peak = False
+                                break
+                        if not peak:
+                            break
+                    if not peak:
+                        break
+                if peak:
+                    flags[z - z0, y - y0, x - x0] = True
+                    count += 1
+    return count
+
+
+def _peak_flags(data, core, radii):
+    """Core voxels that are finite and the maximum of their box, as a bool array of the core's shape."""
+    if np.prod([2 * r + 1 for r in radii]) <= DIRECT_BOX_VOXELS:
+        flags = np.zeros(tuple(c.stop - c.start for c in core), bool)
+        _direct_peaks(data, *(v for c in core for v in (c.start, c.stop)), *radii, flags)
+        return flags
+    # the box's maximum at every voxel; "nearest" at the block's clipped edges repeats the edge
+    # voxel, which lies in the box anyway, so it equals the maximum over the clipped box
     high = data
     for axis, r in enumerate(radii):
         high = extremum_axis(np.ascontiguousarray(high), r, axis, "nearest", True)
-    peak = (data == high) & np.isfinite(data)
+    return ((data == high) & np.isfinite(data))[core]
+
+
+def _peaks_block(padded, origin, start, stop, radii):
+    data = np.ascontiguousarray(padded, dtype=np.float32)
     core = tuple(slice(a - o, b - o) for a, b, o in zip(start, stop, origin))
-    local = np.argwhere(peak[core]) + np.array([a - o for a, o in zip(start, origin)], dtype=np.int64)
+    local = np.argwhere(_peak_flags(data, core, radii)) + np.array([c.start for c in core], dtype=np.int64)
     values = data[tuple(local.T)]
     out = np.empty((1, 1, 1), dtype=object)
     out.flat[0] = (local + np.asarray(origin, dtype=np.int64), values)
@@ -52,7 +99,7 @@ def find_peaks(response, spacing, radius_um: float, foreground=None) -> pd.DataF
     Parameters
     ----------
     response : dask.array.Array or numpy.ndarray, shape (Z, Y, X), float
-        Filter response (e.g. :func:`voxelflow.ops._filters.log_filter`), large at object centres.
+        Filter response (e.g. :func:`voxelflow.ops.log_filter`), large at object centres.
     spacing : sequence of 3 float
         Voxel size in um.
     radius_um : float
@@ -127,8 +174,8 @@ def thin_peaks(table: pd.DataFrame, spacing, min_distance_um: float, column: str
     pandas.DataFrame
         The kept rows, in their order, with ``id`` renumbered 1..n when present.
     """
-    sp = _spacing(spacing, 3)
-    reach = _length(min_distance_um, "min_distance_um", allow_zero=True)
+    sp = as_spacing(spacing, 3)
+    reach = as_length(min_distance_um, "min_distance_um", allow_zero=True)
     if column not in table.columns or not {"z", "y", "x"} <= set(table.columns):
         raise InvalidInputError(f"the peak table needs columns z, y, x and {column!r}")
     if len(table) < 2 or (reach == 0 and radius_column is None):

@@ -40,12 +40,14 @@ from collections.abc import Sequence
 
 import dask.array as da
 import numpy as np
+from dask._task_spec import Task
 from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
 from voxelflow.errors import InvalidInputError
 from voxelflow.ops._ccpass import block_groups, release_free_heap
-from voxelflow.ops._halo import _region_task, iter_blocks, padded_region
+from voxelflow.ops._halo import iter_blocks, padded_region
+from voxelflow.ops._region_reads import region_reader
 from voxelflow.ops._stitch import chunk_stride, instance_graph, instance_tile, tile_geometry
 
 __all__ = ["predict", "resolve_halo"]
@@ -216,7 +218,6 @@ def predict(
     shape = tuple(int(sum(c)) for c in spatial_chunks)
     blocks = {b.index: b for b in iter_blocks(spatial_chunks)}
     groups = block_groups(tuple(len(c) for c in spatial_chunks), batch_size)
-    bounds = [np.concatenate([[0], np.cumsum(c, dtype=np.int64)]) for c in image.chunks]
     lead = ((0,), (image.shape[0],)) if channel_axis == 0 else ((), ())
     geometry = tile_geometry(spatial_chunks, depth) if output == "instances" else None
     stride = chunk_stride(spatial_chunks) if output == "instances" else 0
@@ -225,13 +226,17 @@ def predict(
     token = tokenize(image, _model_token(model), depth, output, channels, channel_axis, batch_size, out_dtype, pad_mode,
                      threshold, iou)
     group_name = f"vf-predict-group-{token}"
-    dsk = {}
+    reader = region_reader(image)
+    dsk = dict(reader.nodes)
     for g, group in enumerate(groups):
-        regions, jobs = [], []
-        for idx in group:
+        cuts, jobs = [], []
+        boxes = [padded_region(blocks[idx], depth, shape) for idx in group]
+        # consecutive chunks along the last axis: their padded regions make one box
+        box_lo = tuple(min(lo[a] for lo, _ in boxes) for a in range(ndim))
+        box_hi = tuple(max(hi[a] for _, hi in boxes) for a in range(ndim))
+        for idx, (lo, hi) in zip(group, boxes):
             block = blocks[idx]
-            lo, hi = padded_region(block, depth, shape)
-            regions.append(_region_task(image.name, bounds, lead[0] + lo, lead[1] + hi, image.dtype))
+            cuts.append(tuple(slice(a - o, b - o) for a, b, o in zip(lo, hi, box_lo)))
             widths = tuple((a - (s - h), (e + h) - b) for a, b, s, e, h in zip(lo, hi, block.start, block.stop, depth))
             if output == "instances":
                 flat = int(np.ravel_multi_index(idx, grid))
@@ -239,7 +244,9 @@ def predict(
                 jobs.append((widths, "instances", (geometry[flat], origin, flat, stride)))
             else:
                 jobs.append((widths, "dense", (depth, block.shape, output, out_dtype, threshold)))
-        dsk[(group_name, g)] = (_run_group, regions, jobs, model, pad_mode, channels, channel_axis)
+        box = reader.box(lead[0] + box_lo, lead[1] + box_hi)
+        dsk[(group_name, g)] = Task((group_name, g), _run_group, box, cuts, jobs, model, pad_mode, channels,
+                                    channel_axis)
 
     if output == "instances":
         tile_keys = [None] * len(blocks)
@@ -248,7 +255,7 @@ def predict(
                 key = (f"vf-predict-tile-{token}", *idx)
                 tile_keys[int(np.ravel_multi_index(idx, grid))] = key
                 dsk[key] = (_pick, (group_name, g), i)
-        return instance_graph(dsk, tile_keys, geometry, spatial_chunks, stride, iou, image, token)
+        return instance_graph(dsk, tile_keys, geometry, spatial_chunks, stride, iou, reader.dependencies, token)
 
     out_name = f"vf-predict-{token}"
     with_channels = output == "probabilities" and channels is not None
@@ -257,7 +264,7 @@ def predict(
             key = (out_name, 0, *idx) if with_channels else (out_name, *idx)
             dsk[key] = (_pick, (group_name, g), i)
     chunks = ((channels,), *spatial_chunks) if with_channels else spatial_chunks
-    graph = HighLevelGraph.from_collections(out_name, dsk, dependencies=[image])
+    graph = HighLevelGraph.from_collections(out_name, dsk, dependencies=reader.dependencies)
     meta = np.empty((0,) * len(chunks), dtype=out_dtype)
     return da.Array(graph, out_name, chunks, dtype=out_dtype, meta=meta)
 
@@ -292,8 +299,6 @@ def _as_image(image, channel_axis) -> da.Array:
         raise InvalidInputError(f"image must have a boolean, integer or float dtype, got {image.dtype}")
     if any(np.isnan(size) for sizes in image.chunks for size in sizes):
         raise InvalidInputError("image has unknown chunk sizes; call compute_chunk_sizes() first")
-    if channel_axis == 0 and len(image.chunks[0]) > 1:
-        image = image.rechunk({0: -1})
     return image
 
 
@@ -317,14 +322,15 @@ def _pick(results, i):
     return results[i]
 
 
-def _run_group(regions, jobs, model, pad_mode, channels, channel_axis):
-    """Pad each region, run the model (batched when it can), finish each output."""
+def _run_group(box, cuts, jobs, model, pad_mode, channels, channel_axis):
+    """Cut each chunk's region out of the group's box, pad it, run the model (batched when it can), finish each output."""
     lead = 1 if channel_axis == 0 else 0
     padded = []
-    for region, (widths, _, _) in zip(regions, jobs):
+    for cut, (widths, _, _) in zip(cuts, jobs):
+        region = box[(slice(None),) * lead + cut]
         pad = ((0, 0),) * lead + widths
         padded.append(np.pad(region, pad, mode=pad_mode) if any(w for ab in widths for w in ab) else region)
-    del regions
+    del box
     outputs = _call_model(model, padded)
     results = []
     for block, out, (_, kind, args) in zip(padded, outputs, jobs):

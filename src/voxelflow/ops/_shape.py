@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from voxelflow.errors import InvalidInputError
-from voxelflow.ops._filters import _spacing
+from voxelflow.ops._filter_args import as_spacing
 from voxelflow.ops._halo import iter_blocks
 
 __all__ = ["shape_table", "shape_filter", "SHAPE_COLUMNS"]
@@ -90,7 +90,7 @@ def shape_table(os_arr, spacing) -> pd.DataFrame:
     arr = os_arr if isinstance(os_arr, da.Array) else da.asarray(os_arr)
     if arr.ndim != 3 or arr.dtype.kind not in "iu":
         raise InvalidInputError(f"shape_table needs a 3-D integer OS, got {arr.ndim} axes of {arr.dtype}")
-    sp = _spacing(spacing, 3)
+    sp = as_spacing(spacing, 3)
     parts = arr.to_delayed()  # one graph for all chunks: upstream work is shared
     tasks = [dask.delayed(_block_moments)(parts[b.index], b.start, tuple(sp)) for b in iter_blocks(arr.chunks)]
     parts = dask.compute(*tasks)

@@ -278,13 +278,13 @@ def _collect(chunks, stride, counts, pairs, links):
     return Matches(chunks, stride, counts, ka, la, kb, lb)
 
 
-def instance_graph(tile_dsk, tile_keys, geometry, chunks, stride, iou, source, token):
+def instance_graph(tile_dsk, tile_keys, geometry, chunks, stride, iou, dependencies, token):
     """Wire per-chunk tile results into the provisional label array and the matches.
 
     Parameters
     ----------
     tile_dsk : dict
-        Tasks that compute the tiles (reading keys of ``source``).
+        Tasks that compute the tiles (and the nodes they read).
     tile_keys : list of keys, one per chunk in C order
         Each computes to the tuple returned by :func:`instance_tile`.
     geometry : list of dict
@@ -292,8 +292,8 @@ def instance_graph(tile_dsk, tile_keys, geometry, chunks, stride, iou, source, t
     chunks : tuple of tuple of int
     stride : int
     iou : float
-    source : dask.array.Array
-        The array ``tile_dsk`` reads.
+    dependencies : list of dask collections
+        Collections whose keys ``tile_dsk`` reads.
     token : str
 
     Returns
@@ -323,7 +323,7 @@ def instance_graph(tile_dsk, tile_keys, geometry, chunks, stride, iou, source, t
             links.append((int(np.ravel_multi_index(idx, grid)), int(np.ravel_multi_index(other, grid))))
     count_keys = [(n_name, *tile["index"]) for tile in geometry]
     dsk[match_key] = (_collect, chunks, stride, count_keys, pair_keys, links)
-    graph = HighLevelGraph.from_collections(core_name, dsk, dependencies=[source])
+    graph = HighLevelGraph.from_collections(core_name, dsk, dependencies=dependencies)
     labels = da.Array(graph, core_name, chunks, dtype=np.int64, meta=np.empty((0,) * ndim, np.int64))
     return InstanceTiles(labels, Delayed(match_key, graph, layer=core_name))
 

@@ -5,7 +5,10 @@ Every other length defaults from it and the scan's voxel size
 (:func:`cell_parameters`). Stages, each a cached step (node name in brackets):
 
 1. open the scan and, when given, the background (autofluorescence) channel;
-   max-pool a coarse level [``coarse``];
+   the coarse grid [``coarse``]: a stored pyramid level within
+   ``pipeline.coarse_max_voxels`` (or at ``pipeline.coarse_um``), reduced by block
+   means only when no level fits, as in the plaque recipe
+   (:mod:`voxelflow.pipelines.coarse`; ``pipeline.coarse_factors`` max-pools by fixed factors);
 2. tissue mask on the coarse level [``negative_mask``]; on a crop the volume
    border is not a tissue edge unless ``mask.whole_brain``; the masked
    fraction goes into ``run.json`` and the summary;
@@ -20,7 +23,14 @@ Every other length defaults from it and the scan's voxel size
 7. shape filter: the foreground objects (exact labels [``components``]) that
    are too large or too elongated for a cell (vessels, fibres, artefacts)
    lose their maxima [``component_shapes``, ``cells``];
-8. atlas regions and counts per region [``objects_regions``, ``region_counts``].
+   then touching cells without a maximum of their own are added from the
+   shape of a lower-threshold foreground (:func:`voxelflow.ops.split_seeds`)
+   [``cells_split``];
+8. with ``cells.classifier``, a saved classifier keeps the candidates whose
+   foreground object it calls a cell [``component_objects``, ``classify_cells``]
+   (:mod:`voxelflow.pipelines.candidates`);
+9. atlas regions and counts per region (:mod:`voxelflow.pipelines.atlas_space`; with a
+   registered atlas also hemispheres, atlas positions and an atlas-space density map).
 
 :func:`cells` is the recipe :func:`voxelflow.pipelines.run.run_pipeline` runs
 for ``pipeline.kind = "cells"``; it writes the run folder like every workflow
@@ -38,11 +48,13 @@ import pandas as pd
 
 from voxelflow import ops, steps
 from voxelflow.errors import ConfigError
-from voxelflow.pipelines.coarse import legacy_factors
+from voxelflow.pipelines.atlas_space import RegionStage, region_stage
+from voxelflow.pipelines.candidates import classify_candidates, open_candidate_classifier
+from voxelflow.pipelines.coarse import coarse_source
 from voxelflow.pipelines.config import Config
 from voxelflow.pipelines.inputs import background_scan
-from voxelflow.pipelines.plaque import _negative_mask, report_masked_fraction
 from voxelflow.pipelines.run import Inputs, Outputs, PipelineResult, run_pipeline
+from voxelflow.pipelines.tissue import negative_mask, report_masked_fraction
 from voxelflow.steps import Runner, Step
 
 __all__ = ["cell_parameters", "cells", "run_cell_pipeline"]
@@ -72,7 +84,8 @@ def cell_parameters(c, spacing) -> dict:
         diameter, clipped to that range, is dropped (:func:`filter_cells`),
         ``tile_um`` (25 d), ``window_um`` (2 d), ``min_volume_um3`` (none),
         ``max_volume_um3`` (40 cell volumes), ``max_elongation`` (6),
-        ``match_um`` (d / 2).
+        ``match_um`` (d / 2), ``split_min_radius_um`` (0.25 d: the depth of a
+        split-off cell) and ``split_extent_um`` (4 d: larger clusters are not split).
     """
     d = float(c.diameter_um)
     per_plane = bool(c.per_plane)
@@ -102,6 +115,8 @@ def cell_parameters(c, spacing) -> dict:
         "max_volume_um3": pick("max_volume_um3", 40.0 * cell_volume),
         "max_elongation": pick("max_elongation", 6.0),
         "match_um": d / 2,
+        "split_min_radius_um": 0.25 * d,
+        "split_extent_um": 4.0 * d,
         "spacing_um": [float(s) for s in spacing],
     }
 
@@ -183,6 +198,21 @@ def foreground_components(response, mode, stats, tile, k, value, window_um, spac
     return os_arr
 
 
+def _with_components(cells: pd.DataFrame, components, shapes: pd.DataFrame) -> pd.DataFrame:
+    """``cells`` with the id, volume and elongation of the foreground object each one lies in (NaN outside)."""
+    out = cells.copy()
+    if len(out):
+        idx = tuple(np.rint(out[a].to_numpy(np.float64)).astype(np.int64) for a in "zyx")
+        comp = np.asarray(da.asarray(components).vindex[idx].compute(), dtype=np.int64)
+    else:
+        comp = np.zeros(0, np.int64)
+    out["component"] = comp
+    shapes = shapes.set_index("id")
+    out["component_volume_um3"] = shapes["volume_um3"].reindex(comp).to_numpy()
+    out["component_elongation"] = shapes["elongation"].reindex(comp).to_numpy()
+    return out
+
+
 def filter_cells(cells: pd.DataFrame, components, shapes: pd.DataFrame, spacing, params: dict,
                  shape_filter: bool) -> pd.DataFrame:
     """Add each cell's foreground object and its shape; one maximum per cell; drop cells in non-cell objects.
@@ -192,17 +222,8 @@ def filter_cells(cells: pd.DataFrame, components, shapes: pd.DataFrame, spacing,
     ``min_distance_um`` .. ``max_thin_um``): one large cell can show two
     maxima, while touching cells lie about a diameter apart.
     """
-    out = cells.copy()
-    if len(out):
-        idx = tuple(out[a].to_numpy(np.int64) for a in "zyx")
-        comp = np.asarray(da.asarray(components).vindex[idx].compute(), dtype=np.int64)
-    else:
-        comp = np.zeros(0, np.int64)
-    out["component"] = comp
-    shapes = shapes.set_index("id")
-    out["component_volume_um3"] = shapes["volume_um3"].reindex(comp).to_numpy()
-    out["component_elongation"] = shapes["elongation"].reindex(comp).to_numpy()
-    half = 0.5 * shapes["equivalent_diameter_um"].reindex(comp).to_numpy()
+    out = _with_components(cells, components, shapes)
+    half = 0.5 * shapes.set_index("id")["equivalent_diameter_um"].reindex(out["component"]).to_numpy()
     out["thin_um"] = np.clip(np.nan_to_num(half), params["min_distance_um"], params["max_thin_um"])
     out = ops.thin_peaks(out, spacing, params["min_distance_um"], radius_column="thin_um").drop(columns="thin_um")
     if shape_filter and len(out):
@@ -211,6 +232,35 @@ def filter_cells(cells: pd.DataFrame, components, shapes: pd.DataFrame, spacing,
             volume_um3=(params["min_volume_um3"], params["max_volume_um3"]), max_elongation=params["max_elongation"],
         )
         out = out[keep.to_numpy()].reset_index(drop=True)
+    out["id"] = np.arange(1, len(out) + 1, dtype=np.int64)
+    return out
+
+
+def split_cells(cells: pd.DataFrame, response, mode, stats, tile, levels, value, window_um, spacing, negative,
+                factors, components, shapes: pd.DataFrame, params: dict) -> pd.DataFrame:
+    """Add the touching cells that show no maximum of their own (:func:`voxelflow.ops.split_seeds`).
+
+    They are found in the foregrounds at ``mean + k SD`` for each ``k`` of
+    ``levels`` in turn (below the detection threshold, so a cluster of
+    touching cells is one object whose shape shows where they meet; the neck
+    between two cells shows at one level or another), only in objects that
+    hold a cell. The table gains a ``split`` column (True for the added cells);
+    added cells take the response and foreground object under them.
+    """
+    seeds = cells[["z", "y", "x"]]
+    found = []
+    for k in levels:
+        fg = _foreground(response, mode, stats, tile, float(k), value, window_um, spacing, negative, factors)
+        found.append(ops.split_seeds(fg, seeds, spacing, min_radius_um=params["split_min_radius_um"],
+                                     max_extent_um=params["split_extent_um"]))
+        seeds = pd.concat([seeds, found[-1][["z", "y", "x"]]], ignore_index=True)
+    new = pd.concat(found, ignore_index=True)
+    if len(new):
+        idx = tuple(new[a].to_numpy(np.int64) for a in "zyx")
+        new["response"] = np.asarray(da.asarray(response).vindex[idx].compute(), dtype=np.float64)
+    new = _with_components(new.drop(columns="depth_um"), components, shapes)
+    out = pd.concat([cells.assign(split=False), new.assign(split=True)], ignore_index=True)
+    out = out.sort_values(["z", "y", "x"], kind="stable").reset_index(drop=True)
     out["id"] = np.arange(1, len(out) + 1, dtype=np.int64)
     return out
 
@@ -239,6 +289,7 @@ _find_cells = Step(find_cells, kind="IN->LC", name="find_cells")
 _foreground_components = Step(foreground_components, kind="BS->OS", name="foreground_components")
 _shape_table = Step(ops.shape_table, kind="OS->LC", name="shape_table")
 _filter_cells = Step(filter_cells, kind="LC->LC", name="filter_cells")
+_split_cells = Step(split_cells, kind="LC->LC", name="split_cells")
 
 # --- the recipe ----------------------------------------------------------------------------
 
@@ -255,23 +306,27 @@ def _negative(run: Runner, setting, coarse, coarse_scale, config: Config, store)
         return run.step(steps.auto_negative_mask, coarse, coarse_scale, config.cells.edge_um,
                         whole_brain=config.mask.whole_brain, name="negative_mask", storage=store,
                         viewer_args=_HIDDEN)
-    return _negative_mask(run, setting, coarse, coarse_scale, config.pipeline, store)
+    return negative_mask(run, setting, coarse, coarse_scale, config.pipeline, store)
 
 
 def cells(run: Runner, config: Config, inputs: Inputs) -> Outputs:
     """The cell recipe: the steps of the module docstring, on the runner ``run``."""
     c, scan = config.cells, inputs.scan
     _check(c)
-    img, spacing, cf = scan.image, scan.scale, legacy_factors(config)
+    img, spacing = scan.image, scan.scale
     bg = background_scan(config, img)
+    classifier = open_candidate_classifier(c.classifier, bg is not None) if c.classifier else None
     params = cell_parameters(c, spacing)
-    coarse_store = {"scale": tuple(s * f for s, f in zip(spacing, cf))}
+    source, coarse_factors, method, coarse_info = coarse_source(config, scan)
+    coarse_store = {"scale": tuple(coarse_info["scale_um"])}
+    # the tissue mask is up-sampled to full resolution by whole factors of the coarse grid
+    cf = tuple(max(1, round(k / s)) for k, s in zip(coarse_store["scale"], spacing))
     full_store = {"chunks": tuple(min(k, s) for k, s in zip(config.output.chunks, img.shape)),
                   "levels": config.output.levels, "scale": spacing}
     tile_bg = params["tile_um"] if c.background == "tile" else None
     tile_thr = params["tile_um"] if c.threshold == "tile" else None
 
-    coarse = run.step(steps.downsample, img, cf, method="max", name="coarse", storage=coarse_store,
+    coarse = run.step(steps.downsample, source, coarse_factors, method=method, name="coarse", storage=coarse_store,
                       viewer_args=_HIDDEN)
     negative = _negative(run, inputs.mask, coarse, coarse_store["scale"], config, coarse_store)
     masked = report_masked_fraction(run, negative, config, inputs)
@@ -301,21 +356,27 @@ def cells(run: Runner, config: Config, inputs: Inputs) -> Outputs:
                           storage=full_store)
     shapes = run.step(_shape_table, components, spacing, name="component_shapes")
     kept = run.step(_filter_cells, raw, components, shapes, spacing, params, c.shape_filter, name="cells")
+    if c.split_touching:
+        kept = run.step(_split_cells, kept, response, c.threshold, stats, tile, tuple(c.split_k), c.threshold_value,
+                        params["window_um"], spacing, negative, cf, components, shapes, params, name="cells_split")
+    classified = None
+    if classifier is not None:
+        kept, classified = classify_candidates(run, kept, components, img, bg, spacing, classifier)
     objects = cell_table(kept, spacing, scan.translation, img.shape)
-    regions = None
+    stage = RegionStage(objects, None)
     if inputs.atlas is not None and len(objects):
-        atlas = inputs.atlas
-        objects = run.step(steps.add_regions, objects, atlas.labels, atlas.scale, spacing, atlas.regions,
-                           image_shape=img.shape, name="objects_regions")
-        regions = run.step(steps.count_by_region, objects, atlas.labels, atlas.scale, atlas.regions,
-                           name="region_counts")
+        stage = region_stage(run, objects, inputs.atlas, spacing, img.shape, density_um=config.atlas.density_um,
+                             density_sigma_um=config.atlas.density_sigma_um)
+    objects, regions = stage.objects, stage.regions
     df = tuple(config.pipeline.density_factors)
     density = run.step(steps.density_map, objects, img.shape, df, name="density",
                        storage={"scale": tuple(s * f for s, f in zip(spacing, df))}, viewer_args=_HIDDEN)
     facts = {"parameters": params, "masked_fraction": round(masked, 6),
              "mask_warning": masked > config.mask.warn_fraction, "channel_factor": float(factor),
-             "cells_before_shape_filter": int(len(raw))}
-    return Outputs(objects, density, regions, run.node("density"), facts)
+             "cells_before_shape_filter": int(len(raw)), "coarse": coarse_info, **stage.facts}
+    if classified is not None:
+        facts["classifier"] = classified
+    return Outputs(objects, density, regions, run.node("density"), facts, stage.atlas_density_node)
 
 
 def run_cell_pipeline(config: Config, *, viewer=None, progress: bool = True, stream=None) -> PipelineResult:

@@ -32,14 +32,10 @@ from dataclasses import dataclass
 from voxelflow.errors import ConfigError
 from voxelflow.ops import budget_factors
 
-__all__ = ["CoarsePlan", "DEFAULT_MAX_VOXELS", "LEGACY_FACTORS", "READ_CAP", "coarse_source", "legacy_factors",
-           "level_shapes", "plan_coarse"]
+__all__ = ["CoarsePlan", "DEFAULT_MAX_VOXELS", "READ_CAP", "coarse_source", "level_shapes", "plan_coarse"]
 
 #: Default voxel budget of the coarse grid: 2**23 (8.4 M) voxels, e.g. 128 x 256 x 256.
 DEFAULT_MAX_VOXELS = 2**23
-
-#: Max-pooling factors of the old fixed coarse level, for workflows that still use one.
-LEGACY_FACTORS = (2, 4, 4)
 
 #: A stored level is read (and reduced) only if it has at most this many times the budget.
 READ_CAP = 16
@@ -196,7 +192,7 @@ def coarse_source(config, scan) -> tuple:
     if p.coarse_factors is not None:
         factors = tuple(p.coarse_factors)
         shape = [-(-n // f) for n, f in zip(img.shape, factors)]
-        return img, factors, "max", {
+        return _neg_inf_as_nan(img), factors, "max", {
             "level": first, "factors": list(factors), "method": "max", "shape": shape,
             "scale_um": [s * f for s, f in zip(scale, factors)], "voxels": math.prod(shape),
             "read_voxels": int(img.size)}
@@ -217,7 +213,14 @@ def coarse_source(config, scan) -> tuple:
                                        "voxels": math.prod(shape), "method": "mean"}
 
 
-def legacy_factors(config) -> tuple[int, int, int]:
-    """``pipeline.coarse_factors`` when set, else :data:`LEGACY_FACTORS` (the cell workflow's coarse level)."""
-    f = config.pipeline.coarse_factors
-    return tuple(f) if f is not None else LEGACY_FACTORS
+def _neg_inf_as_nan(img):
+    """``img`` with -inf voxels as NaN, so max pooling carries them into the coarse level.
+
+    A -inf voxel vanishes under a block maximum; as NaN it reaches the coarse level,
+    where the pipeline refuses non-finite scans. Integer scans are returned unchanged.
+    """
+    import dask.array as da
+
+    if img.dtype.kind != "f":
+        return img
+    return da.where(da.isneginf(img), img.dtype.type("nan"), img)

@@ -13,8 +13,11 @@ import numpy as np
 
 from voxelflow import ops
 from voxelflow.errors import ConfigError
+from voxelflow.pipelines.config import Config
+from voxelflow.pipelines.inputs import background_scan
+from voxelflow.steps import Runner, Step
 
-__all__ = ["uses_detector", "check_detector", "detector_foreground"]
+__all__ = ["uses_detector", "check_detector", "detector_foreground", "detector_step"]
 
 
 def uses_detector(p) -> bool:
@@ -66,3 +69,21 @@ def split_distance_voxels(p, spacing) -> int:
     if p.split_min_distance_um is None:
         return int(p.split_min_distance)
     return max(1, int(round(p.split_min_distance_um / float(np.min(spacing)))))
+
+
+_detector_foreground = Step(detector_foreground, kind="IN->BS", name="detector_foreground")
+
+
+def detector_step(run: Runner, config: Config, img, negative, coarse_scale, field, storage: dict):
+    """The recipe's ``foreground`` step in a detector mode: settings checked, background channel opened.
+
+    The coarse negative mask and bias field are up-sampled by whole factors of
+    the coarse grid (``coarse_scale`` over the scan's voxel size, rounded).
+    """
+    p, scale = config.pipeline, storage["scale"]
+    bg = background_scan(config, img)
+    check_detector(p, bg is not None)
+    factors = tuple(max(1, round(c / s)) for c, s in zip(coarse_scale, scale))
+    return run.step(_detector_foreground, img, bg, negative, factors, field, scale, p.prefilter, p.prefilter_um,
+                    p.threshold_mode, p.threshold, p.threshold_k, p.tile_um, p.window_um, name="foreground",
+                    storage=storage)

@@ -51,7 +51,11 @@ class Atlas:
 
     ``hemispheres`` (1 left, 2 right, same grid as ``labels``) and
     ``registration`` (the ``registration`` step result: transforms, grid, QC)
-    are set when the atlas was registered by voxelflow.
+    are set when the atlas was registered by voxelflow; ``labels`` and
+    ``hemispheres`` are then lazily up-sampled to the scan grid, and ``coarse``
+    holds what they were up-sampled from: ``labels``, ``hemispheres`` (coarse
+    grid), ``factors`` (scan voxels per coarse voxel), ``coverage`` (bool, the
+    atlas voxels the scan imaged) and ``atlas`` (the BrainGlobe atlas).
     """
 
     labels: da.Array
@@ -59,6 +63,7 @@ class Atlas:
     regions: pd.DataFrame
     hemispheres: da.Array | None = None
     registration: dict | None = None
+    coarse: dict | None = None
 
 
 def _stamp(path: VPath) -> str:

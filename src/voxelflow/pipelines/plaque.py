@@ -24,12 +24,10 @@ Each stage is one cached step of the run (cache node name in brackets):
    table in one streaming pass over the scan [``objects_raw``], which resumes chunk
    group by chunk group after a kill; the size filter [``objects_kept``] and physical
    coordinates [``objects``];
-5. atlas regions of every object [``objects_regions``], per-region counts,
-   volumes and densities [``region_counts``], and a density map [``density``];
-   with an atlas registered by voxelflow (``atlas.brainglobe``, see
-   :mod:`voxelflow.pipelines.registration`) also the hemisphere and atlas-space
-   position of every object [``objects_atlas``] and left/right counts
-   [``region_counts_lr``].
+5. atlas regions of every object and counts per region
+   (:mod:`voxelflow.pipelines.atlas_space`: with an atlas registered by
+   voxelflow also hemispheres, atlas positions, left/right counts, imaged
+   fractions and an atlas-space density map), and a density map [``density``].
 
 :func:`voxelflow.pipelines.run.run_pipeline` runs it and writes the run folder
 (layout: :mod:`voxelflow.steps.node`).
@@ -37,24 +35,17 @@ Each stage is one cached step of the run (cache node name in brackets):
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Callable
 
-import dask.array as da
-import numpy as np
-
 from voxelflow import steps
-from voxelflow.errors import ConfigError, EmptyResultError, InvalidInputError, OptionalDependencyError
-from voxelflow.io.models import load_model
-from voxelflow.ops import model_mask, scale_nearest
+from voxelflow.errors import ConfigError, EmptyResultError
+from voxelflow.pipelines.atlas_space import RegionStage, region_stage
 from voxelflow.pipelines.coarse import coarse_source
 from voxelflow.pipelines.config import Config
-from voxelflow.pipelines.detector import check_detector, detector_foreground, split_distance_voxels, uses_detector
-from voxelflow.pipelines.inputs import background_scan, open_user_mask
-from voxelflow.pipelines.registration import atlas_space_columns
+from voxelflow.pipelines.detector import detector_step, split_distance_voxels, uses_detector
 from voxelflow.pipelines.run import Inputs, Outputs, PipelineResult, run_pipeline
-from voxelflow.steps import Runner, Step
+from voxelflow.pipelines.tissue import HIDDEN, bias_field, negative_mask, report_masked_fraction, require_finite
+from voxelflow.steps import Runner
 
 __all__ = ["PlaqueResult", "plaque", "run_plaque_pipeline"]
 
@@ -62,7 +53,6 @@ PlaqueResult = PipelineResult
 
 #: ``output.full_res = "auto"`` stores full-resolution intermediates up to this many voxels (67 M).
 AUTO_FULL_RES = 2**26
-_HIDDEN = {"visible": False}  # coarse maps are shown switched off so they do not cover the scan
 
 
 def plaque(run: Runner, config: Config, inputs: Inputs) -> Outputs:
@@ -75,27 +65,20 @@ def plaque(run: Runner, config: Config, inputs: Inputs) -> Outputs:
                   "levels": config.output.levels, "scale": scale}
 
     coarse = run.step(steps.downsample, source, factors, method=method, name="coarse", storage=coarse_store,
-                      viewer_args=_HIDDEN)
-    _require_finite(coarse, config.input.url)
-    negative = _negative_mask(run, inputs.mask, coarse, coarse_store["scale"], p, coarse_store,
-                              whole_brain=config.mask.whole_brain)
+                      viewer_args=HIDDEN)
+    require_finite(coarse, config.input.url)
+    negative = negative_mask(run, inputs.mask, coarse, coarse_store["scale"], p, coarse_store,
+                             whole_brain=config.mask.whole_brain)
     masked = report_masked_fraction(run, negative, config, inputs)
-    field = _bias_field(run, p, coarse, negative, coarse_store, inputs)
+    field = bias_field(run, p, coarse, negative, coarse_store, inputs)
     value = p.threshold
     if value is None and p.threshold_mode == "factor":
         value = run.step(steps.relative_threshold, coarse, negative, p.threshold_factor, field=field,
                          name="threshold_value")
     stored = config.output.full_res == "all" or (config.output.full_res == "auto" and img.size <= AUTO_FULL_RES)
-    detector = uses_detector(p)
-    if detector or stored or p.split == "watershed":
-        if detector:
-            bg = background_scan(config, img)
-            check_detector(p, bg is not None)
-            # the detector's mask and field are up-sampled by whole factors of the coarse grid
-            cf = tuple(max(1, round(c / s)) for c, s in zip(coarse_store["scale"], scale))
-            bs = run.step(_detector_foreground, img, bg, negative, cf, field, scale, p.prefilter, p.prefilter_um,
-                          p.threshold_mode, p.threshold, p.threshold_k, p.tile_um, p.window_um, name="foreground",
-                          storage=full_store)
+    if uses_detector(p) or stored or p.split == "watershed":
+        if uses_detector(p):
+            bs = detector_step(run, config, img, negative, coarse_store["scale"], field, full_store)
         else:
             bs = run.step(steps.threshold_corrected, img, value, field, negative, name="foreground",
                           storage=full_store)
@@ -118,22 +101,18 @@ def plaque(run: Runner, config: Config, inputs: Inputs) -> Outputs:
             f">= pipeline.min_voxels = {p.min_voxels}; lower pipeline.threshold "
             "(or pipeline.threshold_factor) or pipeline.min_voxels"
         )
-    regions = None
+    stage = RegionStage(objects, None)
     if inputs.atlas is not None:
-        atlas = inputs.atlas
-        objects = run.step(steps.add_regions, objects, atlas.labels, atlas.scale, scale, atlas.regions,
-                           image_shape=img.shape, name="objects_regions")
-        regions = run.step(steps.count_by_region, objects, atlas.labels, atlas.scale, atlas.regions,
-                           name="region_counts")
-        if atlas.registration is not None:
-            objects, regions = atlas_space_columns(run, objects, regions, atlas, scale)
+        stage = region_stage(run, objects, inputs.atlas, scale, img.shape, density_um=config.atlas.density_um,
+                             density_sigma_um=config.atlas.density_sigma_um)
+    objects, regions = stage.objects, stage.regions
     df = tuple(p.density_factors)
     density = run.step(steps.density_map, objects, img.shape, df, name="density",
-                       storage={"scale": tuple(s * f for s, f in zip(scale, df))}, viewer_args=_HIDDEN)
+                       storage={"scale": tuple(s * f for s, f in zip(scale, df))}, viewer_args=HIDDEN)
     facts = {"threshold": value, "bias_corrected": field is not None, "objects_above_threshold": int(len(raw)),
              "masked_fraction": round(masked, 6), "mask_warning": masked > config.mask.warn_fraction,
-             "coarse": coarse_info, "full_res_stored": bool(stored)}
-    return Outputs(objects, density, regions, run.node("density"), facts)
+             "coarse": coarse_info, "full_res_stored": bool(stored), **stage.facts}
+    return Outputs(objects, density, regions, run.node("density"), facts, stage.atlas_density_node)
 
 
 def run_plaque_pipeline(config: Config, *, mask: str | Callable | None = None, viewer=None, progress: bool = True,
@@ -152,103 +131,3 @@ def run_plaque_pipeline(config: Config, *, mask: str | Callable | None = None, v
     if config.pipeline.kind != "plaque":
         raise ConfigError(f"pipeline.kind is {config.pipeline.kind!r}; run_plaque_pipeline runs 'plaque'")
     return run_pipeline(config, mask=mask, viewer=viewer, progress=progress, stream=stream)
-
-
-# --- the negative mask and the bias field: the choices the configuration offers ------------------
-
-
-def masked_fraction(negative) -> float:
-    """Fraction of the volume a (coarse) negative mask removes."""
-    neg = np.asarray(negative)
-    return float(neg.mean()) if neg.size else 0.0
-
-
-_masked_fraction = Step(masked_fraction, name="masked_fraction")
-
-
-def report_masked_fraction(run: Runner, negative, config: Config, inputs: Inputs) -> float:
-    """The masked fraction (a cached step, so a rerun reads it), with a warning above ``mask.warn_fraction``."""
-    masked = run.step(_masked_fraction, negative, name="masked_fraction")
-    if masked > config.mask.warn_fraction and inputs.progress:
-        print(f"  warning: the mask removes {masked:.0%} of the volume (more than mask.warn_fraction = "
-              f"{config.mask.warn_fraction:.0%}); check pipeline.mask, the edge shell (pipeline.edge_um, "
-              "cells.edge_um) and mask.whole_brain (false for a crop or partial brain)", file=inputs.stream)
-    return masked
-
-
-def call_mask_function(fn: Callable, coarse, scale) -> np.ndarray:
-    """Run a user mask function ``fn(coarse, scale) -> bool array of coarse's shape``."""
-    out = np.asarray(fn(np.asarray(coarse), tuple(scale)))
-    if out.shape != tuple(coarse.shape):
-        raise InvalidInputError(
-            f"mask function {getattr(fn, '__name__', fn)!r} returned shape {out.shape}; "
-            f"expected the coarse shape {tuple(coarse.shape)}"
-        )
-    return out.astype(bool)
-
-
-def user_mask_on_grid(mask, shape) -> da.Array:
-    """A user mask of any resolution over the scan's box, resampled (nearest) onto a grid of ``shape``."""
-    return scale_nearest(da.asarray(mask) != 0, output_shape=tuple(shape))
-
-
-_detector_foreground = Step(detector_foreground, kind="IN->BS", name="detector_foreground")
-_mask_function = Step(call_mask_function, kind="IN->BS", name="negative_mask")
-_user_mask = Step(user_mask_on_grid, kind="BS->BS", name="negative_mask")
-_model_mask = Step(model_mask, kind="IN->BS", name="negative_mask")
-
-
-def _require_finite(coarse, url: str) -> None:
-    """Refuse a scan with NaN or +inf voxels (max pooling carries them into the coarse level).
-
-    Thresholds, Otsu's method and intensity statistics are meaningless on them; a
-    clear error beats a mask or a table computed from NaN.
-    """
-    if np.dtype(coarse.dtype).kind != "f":
-        return
-    bad = int(da.count_nonzero(~da.isfinite(da.asarray(coarse))).compute())
-    if bad:
-        raise InvalidInputError(
-            f"input {url!r} has NaN or inf voxels (in {bad} coarse blocks of the scan); replace them "
-            "(e.g. by 0) before running the pipeline"
-        )
-
-
-def _negative_mask(run: Runner, setting, coarse, coarse_scale, p, store: dict, *, whole_brain: bool = False):
-    kwargs = {}
-    if setting in (None, "none"):
-        return da.zeros(coarse.shape, dtype=bool, chunks=coarse.chunks)
-    if setting == "auto":
-        op, args = steps.auto_negative_mask, (coarse, coarse_scale, p.edge_um)
-        kwargs = {"whole_brain": whole_brain}
-    elif callable(setting):
-        op, args = _mask_function, (setting, coarse, coarse_scale)
-    elif str(setting).startswith("model:"):
-        op, args = _model_mask, (coarse, load_model(setting))
-        kwargs = {"mode": p.mask_mode, "threshold": p.mask_threshold}
-    else:
-        op, args = _user_mask, (open_user_mask(str(setting)), coarse.shape)
-    return run.step(op, *args, name="negative_mask", storage=store, viewer_args=_HIDDEN, **kwargs)
-
-
-def _bias_available() -> bool:
-    """Whether SimpleITK can be imported, without importing it (0.5 s) on fully cached runs."""
-    if "SimpleITK" in sys.modules:
-        return sys.modules["SimpleITK"] is not None
-    return importlib.util.find_spec("SimpleITK") is not None
-
-
-def _bias_field(run: Runner, p, coarse, negative, store: dict, inputs: Inputs):
-    skipped = "  bias correction skipped: SimpleITK is not installed"
-    bias = p.bias
-    if bias is True or (bias == "auto" and _bias_available()):
-        try:
-            return run.step(steps.estimate_bias_field, coarse, mask=~negative, spacing=store["scale"],
-                            max_voxels=p.bias_max_voxels, name="bias_field", storage=store, viewer_args=_HIDDEN)
-        except OptionalDependencyError:
-            if bias is True:
-                raise
-            print(skipped, file=inputs.stream)
-    elif inputs.progress and bias == "auto":
-        print(skipped, file=inputs.stream)
-    return None

@@ -74,6 +74,7 @@ class Outputs:
     regions: pd.DataFrame | None = None
     density_node: VPath | None = None
     facts: dict = field(default_factory=dict)
+    atlas_density_node: VPath | None = None
 
 
 @dataclass
@@ -196,16 +197,19 @@ def _write_outputs(folder: VPath, config: Config, outputs: Outputs) -> dict:
     if outputs.regions is not None:
         (folder / layout.REGIONS_CSV).write_text(outputs.regions.to_csv(index=False))
         files["regions"] = layout.REGIONS_CSV
-    if outputs.density_node is not None:
-        src, dst = layout.output_image(outputs.density_node), folder / layout.DENSITY_IMAGE
-        if src.exists():
-            src.fs.copy(src.path, dst.path, recursive=True)
-            files["density"] = layout.DENSITY_IMAGE
+    for key, node, name in (("density", outputs.density_node, layout.DENSITY_IMAGE),
+                            ("atlas_density", outputs.atlas_density_node, layout.ATLAS_DENSITY_IMAGE)):
+        if node is not None:
+            src, dst = layout.output_image(node), folder / name
+            if src.exists():
+                src.fs.copy(src.path, dst.path, recursive=True)
+                files[key] = name
     return files
 
 
 #: Every file a run may write into its folder besides ``run.json``.
-_OUTPUT_NAMES = (layout.OBJECTS_TABLE, layout.OBJECTS_CSV, layout.REGIONS_CSV, layout.DENSITY_IMAGE)
+_OUTPUT_NAMES = (layout.OBJECTS_TABLE, layout.OBJECTS_CSV, layout.REGIONS_CSV, layout.DENSITY_IMAGE,
+                 layout.ATLAS_DENSITY_IMAGE)
 
 
 def _publish(staging: VPath, out_dir: VPath, files: dict, record: dict) -> None:

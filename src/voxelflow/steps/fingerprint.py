@@ -21,8 +21,6 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-from dask.base import tokenize
-
 __all__ = ["fingerprint", "is_step"]
 
 
@@ -104,9 +102,10 @@ def fingerprint(fn: Callable, *, _seen: frozenset = frozenset()) -> str:
     target = inspect.unwrap(fn)
     _seen = _seen | {target}
     if isinstance(target, functools.partial):
-        return hashlib.sha256(
-            (fingerprint(target.func) + tokenize(target.args, target.keywords)).encode()
-        ).hexdigest()
+        from voxelflow.steps.tokens import token
+
+        bound = json.dumps(token([list(target.args), dict(target.keywords)], "functools.partial arguments"))
+        return hashlib.sha256((fingerprint(target.func) + bound).encode()).hexdigest()
     module = getattr(target, "__module__", "") or ""
     if module.startswith("voxelflow.ops"):
         return _module_fingerprint(module)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import atexit
 import hashlib
+import os
 import shutil
 import tempfile
 
@@ -27,6 +28,7 @@ import dask
 import dask.array as da
 import numpy as np
 
+from voxelflow.errors import InvalidPathError
 from voxelflow.paths import as_vpath
 from voxelflow.steps.step import Step
 
@@ -46,7 +48,10 @@ def _instances(image, model, halo=None, halo_um=None, voxel_size=None, channel_a
     tiles = predict_op(image, model, halo=halo, halo_um=halo_um, voxel_size=voxel_size, output="instances",
                        channel_axis=channel_axis, batch_size=batch_size, pad_mode=pad_mode, iou=iou)
     labels = tiles.labels
-    folder = tempfile.mkdtemp(prefix="voxelflow-tiles-", dir=dask.config.get("temporary-directory", None))
+    base = dask.config.get("temporary-directory", None)
+    if base:
+        os.makedirs(base, exist_ok=True)  # Dask creates its own scratch folder only when it first spills
+    folder = tempfile.mkdtemp(prefix="voxelflow-tiles-", dir=base)
     atexit.register(shutil.rmtree, folder, True)
     regular = tuple(max(c) for c in labels.chunks)
     scratch = zarr.create_array(store=folder, shape=labels.shape, chunks=regular, dtype=np.int64, fill_value=0)
@@ -61,8 +66,18 @@ predict_instances = Step(_instances, kind="IN->OS", name="predict_instances")
 
 
 def classifier_stamp(path) -> str:
-    """SHA-256 of a classifier file, so a step's key changes when the file does."""
-    return hashlib.sha256(as_vpath(path).read_bytes()).hexdigest()
+    """SHA-256 of a classifier file, so a step's key changes when the file does.
+
+    Raises
+    ------
+    voxelflow.errors.InvalidPathError
+        The file cannot be read.
+    """
+    source = as_vpath(path)
+    try:
+        return hashlib.sha256(source.read_bytes()).hexdigest()
+    except (OSError, ValueError) as exc:
+        raise InvalidPathError(f"cannot read the classifier {source.url}: {exc}") from exc
 
 
 def _classify(table, os_arr, signal, background=None, classifier="", stamp="", voxel_size=1.0, radius_um=10.0,

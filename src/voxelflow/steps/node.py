@@ -7,12 +7,13 @@ A *step node* is the cache node of one step call (its ``cache_url``)::
                         passes (one folder per pass), kept across a kill, deleted at commit
     <node>/out0/        one child cache node per output, in order (out0, out1, ...):
                         images (2-5 dimensions) as an OME-Zarr image with a pyramid,
-                        other arrays as zarr/npy, tables as parquet, values as JSON
-                        (the payloads of voxelflow.cache)
+                        other arrays, tables and values as voxelflow.save stores them
+                        (the payloads of voxelflow.cache: data.ome.zarr, parquet, JSON)
 
 The node itself is committed with a :class:`voxelflow.cache.ChildNodes`
 payload, so ``voxelflow.load(node)`` returns the step's result (a tuple for a
-step returning several values). Children keep their own key (``<key>/<i>``),
+step returning several values); step nodes written by voxelflow 0.1 have no such
+payload and :func:`load` reads them through ``step.json``. Children keep their own key (``<key>/<i>``),
 so an interrupted call resumes with the outputs it had already written.
 
 A *run folder* is what a pipeline run writes::
@@ -35,14 +36,16 @@ import dask.array as da
 import numpy as np
 import pandas as pd
 
-from voxelflow.cache import PAYLOAD_NAMES, ChildNodes, Image, cdir_init, load, part_store, save
-from voxelflow.errors import InvalidInputError
+from voxelflow import cache
+from voxelflow.cache import PAYLOAD_NAMES, ChildNodes, Image, cdir_init, part_store, save
+from voxelflow.errors import InvalidInputError, NoResultError
 from voxelflow.paths import VPath, as_vpath
 from voxelflow.steps.keys import keyed
 
 __all__ = [
     "CACHE_FOLDER",
     "DENSITY_IMAGE",
+    "ATLAS_DENSITY_IMAGE",
     "OBJECTS_CSV",
     "OBJECTS_TABLE",
     "REGIONS_CSV",
@@ -50,6 +53,7 @@ __all__ = [
     "RUN_FILE",
     "STEP_FILE",
     "is_run_folder",
+    "load",
     "output_image",
     "read_run",
     "read_step",
@@ -68,6 +72,8 @@ OBJECTS_TABLE = "objects.parquet"
 OBJECTS_CSV = "objects.csv"
 REGIONS_CSV = "regions.csv"
 DENSITY_IMAGE = "density.ome.zarr"
+#: Objects per atlas voxel (or block) in atlas space, atlas orientation (runs that register an atlas).
+ATLAS_DENSITY_IMAGE = "atlas_density.ome.zarr"
 CACHE_FOLDER = "cache"
 
 
@@ -180,13 +186,45 @@ def read_step_result(node_url: str, desc: dict) -> Any:
             arr, _ = open_ome_zarr(output_image(node_url, i).url)
             outs.append(keyed(arr, f"{desc['key']}/{i}"))
             continue
-        value = load(_output(node_url, i))
+        value = cache.load(_output(node_url, i))
         if kind == "array":
             value = keyed(da.asarray(value), f"{desc['key']}/{i}")
         if kind == "series" and isinstance(value, pd.DataFrame):
             value = value.iloc[:, 0]  # stored as a one-column table by voxelflow 0.1
         outs.append(value)
     return tuple(outs) if desc["tuple"] else outs[0]
+
+
+def load(url: str | VPath, *, storage_options: dict | None = None) -> Any:
+    """:func:`voxelflow.load`: the result of any committed node, step nodes of every voxelflow version included.
+
+    Parameters
+    ----------
+    url : str or VPath
+        A node saved with :func:`voxelflow.save` or a step node.
+    storage_options : dict, optional
+        fsspec options for remote URLs.
+
+    Returns
+    -------
+    object
+        What :func:`voxelflow.cache.load` returns; for a step node written by
+        voxelflow 0.1 (committed without a result of its own) the step's result
+        read through its ``step.json``: a tuple for a step with several outputs.
+
+    Raises
+    ------
+    NotCommittedError, CacheError
+        As :func:`voxelflow.cache.load`.
+    """
+    try:
+        return cache.load(url, storage_options=storage_options)
+    except NoResultError:
+        path = as_vpath(url, storage_options)
+        desc = read_step(path)
+        if desc is None:
+            raise
+        return read_step_result(path, desc)
 
 
 def step_output_paths(node: str | VPath, desc: dict) -> list[tuple[str, VPath]]:

@@ -189,7 +189,9 @@ def list_cached_steps(root, storage_options: dict | None = None) -> list[CachedS
             continue
         payload = (node.marker or {}).get("payload")
         if payload:
-            out.append(CachedStep(name, path.url, node.commit, False, None, (payload["kind"],)))
+            # arrays saved with save() keep the kind they load as (numpy, dask): they carry no voxel size
+            out.append(CachedStep(name, path.url, node.commit, False, None,
+                                  (payload.get("loads_as", payload["kind"]),)))
         elif _ome_zarr_children(path):
             out.append(CachedStep(name, path.url, node.commit, False, None, ("ome-zarr",)))
     return out

@@ -1,5 +1,8 @@
 """Replacing an OME-Zarr image: check that the target may be replaced, write beside it, swap at the end.
 
+A target is refused unless it is an image that ``overwrite`` allows replacing and
+that the array being written does not read from (:func:`check_target`).
+
 A new image is written into a hidden sibling folder (``.<name>.tmp-<id>``) and
 moved into place only once it is complete; an old image at the target is moved
 aside first and deleted last. A failure at any point before the swap leaves the
@@ -15,11 +18,15 @@ import uuid
 import zipfile
 from collections.abc import Callable
 
+import dask.array as da
+import zarr
+
 from voxelflow.errors import InvalidPathError, OmeZarrError, VoxelflowError
+from voxelflow.io.ome_zarr.fastread import ChunkReader
 from voxelflow.io.ome_zarr.stores import is_zip
 from voxelflow.paths import VPath
 
-__all__ = ["check_replaceable", "write_beside"]
+__all__ = ["check_replaceable", "check_target", "write_beside"]
 
 _GROUP_FILES = ("zarr.json", ".zattrs", ".zgroup")
 
@@ -53,6 +60,39 @@ def check_replaceable(path: VPath, overwrite: bool) -> bool:
     if path.ls() and not any((path / name).exists() for name in _GROUP_FILES):
         raise OmeZarrError(f"refusing to overwrite {path.url}: it is a non-empty folder that is not a zarr group")
     return True
+
+
+def _store_root(store) -> str | None:
+    store = getattr(store, "_store", store)  # unwrap StrictChunkStore
+    if isinstance(store, zarr.storage.LocalStore):
+        return str(store.root)
+    if isinstance(store, zarr.storage.ZipStore):
+        return str(store.path)
+    if isinstance(store, zarr.storage.FsspecStore):
+        return store.path
+    return None
+
+
+def _reads_from(arr: da.Array, path: VPath) -> bool:
+    """True if the graph of ``arr`` reads a zarr array stored at or below ``path``."""
+    prefix = path.path.rstrip("/")
+    for node in dict(arr.__dask_graph__()).values():
+        obj = getattr(node, "value", node)
+        if isinstance(getattr(obj, "zarray", None), zarr.Array):  # reads checked by io or the cache
+            obj = obj.zarray
+        if isinstance(obj, (zarr.Array, ChunkReader)):
+            root = obj.root if isinstance(obj, ChunkReader) else _store_root(obj.store)
+            if root is not None and (root.rstrip("/") + "/").startswith(prefix + "/"):
+                return True
+    return False
+
+
+def check_target(path: VPath, overwrite: bool, arr: da.Array) -> None:
+    """Refuse a target that may not be replaced (see :func:`check_replaceable`) or that ``arr`` reads from."""
+    if check_replaceable(path, overwrite) and _reads_from(arr, path):
+        raise OmeZarrError(
+            f"cannot overwrite {path.url}: the array being written is computed from it; write to a new path"
+        )
 
 
 def _is_image_zip(path: VPath) -> bool:

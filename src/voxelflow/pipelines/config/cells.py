@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from voxelflow.pipelines.config.checks import boolean, key, number, number_or_unset, string
+from voxelflow.pipelines.config.checks import BadValue, boolean, key, number, number_or_unset, string
+
+
+def numbers(v):
+    """A non-empty list of numbers (a single number is a list of one)."""
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        v = [v]
+    if not isinstance(v, (list, tuple)) or not v:
+        raise BadValue
+    return [number()(x) for x in v]
 
 
 @dataclass
@@ -45,3 +54,12 @@ class CellsSection:
                                        "shape filter: largest foreground object; default 40 cell volumes")
     max_elongation: float | None = key(None, number_or_unset(1), "a number >= 1 (or unset)",
                                        "shape filter: most elongated foreground object (vessels, fibres); default 6")
+    split_touching: bool = key(True, boolean, "true or false",
+                               "add a cell for each touching neighbour that shows no maximum of its own "
+                               "(distance-transform maxima behind a neck in the foreground at mean + split_k SD)")
+    split_k: list[float] = key([0.5, 1.0, 2.0], numbers, "a number or a list of numbers (standard deviations)",
+                               "foregrounds at mean + k SD (below threshold_k) in which touching cells are split, "
+                               "in turn: a neck shows at one level or another")
+    classifier: str = key("", string(allow_empty=True), "a classifier file path or URL (or empty)",
+                          "keep only the candidates whose foreground object this classifier (voxelflow "
+                          "train-classifier) calls a cell", path=True)

@@ -1,0 +1,164 @@
+"""Per-plane / per-tile background levels of a lightsheet scan and their removal (IN -> IN).
+
+Lightsheet scans are acquired in tiles and planes whose brightness differs in
+steps. :func:`plane_tile_median` measures the level of every plane (and tile)
+from a fixed sub-grid of voxels, and :func:`remove_plane_background` divides
+(or subtracts) it out chunk by chunk.
+"""
+
+from __future__ import annotations
+
+import dask.array as da
+import numpy as np
+
+from voxelflow.errors import InvalidInputError
+from voxelflow.ops._filter_args import as_image, as_spacing, tile_shape
+from voxelflow.ops._halo import iter_blocks
+from voxelflow.ops._kernels import by_tile
+
+__all__ = ["plane_tile_median", "remove_plane_background"]
+
+
+def _median_block(block, start, tile, step, n_tiles, mask):
+    """Sub-grid samples of one chunk grouped by (plane, tile y, tile x): dict key -> values."""
+    z0, y0, x0 = start
+    # the sub-grid is global (every ``step`` voxels from 0), so samples do not depend on chunking
+    ys = np.arange(-(-y0 // step) * step, y0 + block.shape[1], step) - y0
+    xs = np.arange(-(-x0 // step) * step, x0 + block.shape[2], step) - x0
+    sub = np.asarray(block)[:, ys][:, :, xs].astype(np.float32)
+    keep = np.ones(sub.shape, bool) if mask is None else np.asarray(mask)[:, ys][:, :, xs].astype(bool)
+    ty = (ys + y0) // tile[0]
+    tx = (xs + x0) // tile[1]
+    out = {}
+    for iz in range(sub.shape[0]):
+        for a in np.unique(ty):
+            for b in np.unique(tx):
+                sel = keep[iz][np.ix_(ty == a, tx == b)]
+                vals = sub[iz][np.ix_(ty == a, tx == b)][sel]
+                if vals.size:
+                    out[(z0 + iz, int(a), int(b))] = vals
+    return out
+
+
+def plane_tile_median(img, spacing, *, tile_um: float | None = None, step: int = 4, mask=None) -> np.ndarray:
+    """Median intensity of every z plane (and every tile of it), from a fixed sub-grid of voxels.
+
+    Lightsheet scans are acquired in tiles and planes whose brightness differs
+    in steps; this is the background level of each. The median is taken over
+    the voxels ``y % step == 0 and x % step == 0`` of the plane/tile (inside
+    ``mask`` when given), so it costs one read of the scan and does not depend
+    on chunking.
+
+    Parameters
+    ----------
+    img : dask.array.Array or numpy.ndarray, shape (Z, Y, X), numeric
+    spacing : sequence of 3 float
+        Voxel size in um.
+    tile_um : float, optional
+        Tile edge length in um (square tiles from voxel 0); None = whole planes.
+    step : int
+        Sub-grid spacing in voxels along y and x.
+    mask : array of bool, shape of ``img``, optional
+        Only voxels where True are used (e.g. tissue).
+
+    Returns
+    -------
+    numpy.ndarray, shape (Z, n_tiles_y, n_tiles_x), float64
+        NaN where a plane/tile has no sampled voxel.
+    """
+    img = as_image(img)
+    if img.ndim != 3:
+        raise InvalidInputError(f"plane_tile_median needs a 3-D (z, y, x) image, got {img.ndim} axes")
+    sp = as_spacing(spacing, 3)
+    if int(step) < 1:
+        raise InvalidInputError(f"step must be a positive number of voxels, got {step!r}")
+    tile = tile_shape(tile_um, sp, img.shape)
+    n_tiles = (-(-img.shape[1] // tile[0]), -(-img.shape[2] // tile[1]))
+    if mask is not None:
+        mask = da.asarray(mask)
+        if mask.shape != img.shape:
+            raise InvalidInputError(f"mask shape {mask.shape} differs from the image shape {img.shape}")
+        mask = mask.rechunk(img.chunks)
+    parts = _gather_blocks(img, mask, _median_block, (tile, int(step), n_tiles))
+    samples: dict = {}
+    for part in parts:
+        for key, vals in part.items():
+            samples.setdefault(key, []).append(vals)
+    out = np.full((img.shape[0],) + n_tiles, np.nan)
+    for (z, a, b), vals in samples.items():
+        out[z, a, b] = float(np.median(np.concatenate(vals)))
+    return out
+
+
+def _gather_blocks(img: da.Array, mask, func, args) -> list:
+    """``func(block, start, *args, mask_block)`` for every chunk, computed in one graph."""
+    import dask
+
+    # one graph for all chunks (to_delayed), so the upstream work of a chunk is shared, not redone per task
+    parts = img.to_delayed()
+    masks = None if mask is None else mask.to_delayed()
+    tasks = []
+    for block in iter_blocks(img.chunks):
+        m = None if masks is None else masks[block.index]
+        tasks.append(dask.delayed(func)(parts[block.index], block.start, *args, m))
+    return list(dask.compute(*tasks))
+
+
+def _background_block(block, start, medians, tile, how, floor):
+    return by_tile(np.asarray(block), medians, start, tile, "divide" if how == "divide" else "subtract", floor)
+
+
+def remove_plane_background(img, medians, spacing, *, tile_um: float | None = None, how: str = "divide",
+                            floor: float = 1.0) -> da.Array:
+    """Remove a per-plane / per-tile background level (e.g. from :func:`plane_tile_median`).
+
+    Parameters
+    ----------
+    img : dask.array.Array or numpy.ndarray, shape (Z, Y, X), numeric
+    medians : numpy.ndarray, shape (Z, n_tiles_y, n_tiles_x)
+        Background level per plane and tile; NaN entries are filled with the
+        median of the plane (or of all planes).
+    spacing : sequence of 3 float
+    tile_um : float, optional
+        The tile size the levels were computed with.
+    how : {'divide', 'subtract'}
+        ``img / level`` (removes multiplicative brightness steps; 1 = background)
+        or ``img - level``.
+    floor : float
+        Levels below ``floor`` are raised to it before dividing.
+
+    Returns
+    -------
+    dask.array.Array, shape and chunks of ``img``, float32
+    """
+    img = as_image(img)
+    sp = as_spacing(spacing, 3)
+    if how not in ("divide", "subtract"):
+        raise InvalidInputError(f"how must be 'divide' or 'subtract', got {how!r}")
+    tile = tile_shape(tile_um, sp, img.shape)
+    n_tiles = (-(-img.shape[1] // tile[0]), -(-img.shape[2] // tile[1]))
+    medians = np.array(medians, dtype=np.float64)
+    if medians.shape != (img.shape[0],) + n_tiles:
+        raise InvalidInputError(f"medians must have shape {(img.shape[0],) + n_tiles} for this image and tile "
+                                f"size, got {medians.shape}")
+    medians = _fill_missing(medians)
+    starts = [np.concatenate([[0], np.cumsum(c)[:-1]]).astype(int) for c in img.chunks]
+
+    def run(block, block_info=None):
+        loc = block_info[0]["chunk-location"]
+        start = tuple(int(starts[a][i]) for a, i in enumerate(loc))
+        return _background_block(block, start, medians, tile, how, floor)
+
+    return img.map_blocks(run, dtype=np.float32)
+
+
+def _fill_missing(levels: np.ndarray) -> np.ndarray:
+    out = levels.copy()
+    overall = np.nanmedian(out) if np.isfinite(out).any() else 1.0
+    for z in range(out.shape[0]):
+        plane = out[z]
+        bad = ~np.isfinite(plane)
+        if bad.any():
+            plane[bad] = np.nanmedian(plane) if (~bad).any() else overall
+    return out
+
