@@ -18,8 +18,8 @@ from scipy import ndimage as ndi
 from voxelflow.errors import InvalidInputError
 from voxelflow.ops._register_images import load_simpleitk, reference_image, to_sitk
 
-__all__ = ["Registration", "warp_labels", "warp_image", "transform_points", "jacobian_determinant", "jacobian_on_grid",
-           "FIELD_SAMPLES_PER_KNOT"]
+__all__ = ["Registration", "warp_labels", "warp_image", "transform_points", "displacement_sampler",
+           "jacobian_determinant", "jacobian_on_grid", "FIELD_SAMPLES_PER_KNOT"]
 
 #: Samples of the displacement field per B-spline knot interval used by :func:`transform_points`.
 FIELD_SAMPLES_PER_KNOT = 10
@@ -125,12 +125,36 @@ def transform_points(points_um, result: Registration) -> np.ndarray:
     if pts.ndim != 2 or pts.shape[1] != 3:
         raise InvalidInputError(f"points must have shape (N, 3), got {pts.shape}")
     if result.deformable is not None:
-        field, step = _displacement_field(result)  # (3, Z', Y', X') in z, y, x order, um; grid step (um)
-        spacing = np.asarray(result.fixed_spacing)
-        coords = ((pts - spacing / 2) / step).T
-        disp = np.stack([ndi.map_coordinates(c, coords, order=1, mode="nearest") for c in field], axis=1)
-        pts = pts + disp
+        pts = pts + displacement_sampler(result)(pts)
     return _apply_affine(result.affine, pts)
+
+
+def displacement_sampler(result: Registration):
+    """The B-spline displacement of ``result`` as a vectorised function of fixed-frame points.
+
+    The field is sampled once on the fixed grid (every ``k``-th voxel centre,
+    ``k`` keeping at least :data:`FIELD_SAMPLES_PER_KNOT` samples between
+    B-spline knots, float32) and interpolated trilinearly, constant beyond the
+    grid.
+
+    Parameters
+    ----------
+    result : Registration
+        With a deformable part.
+
+    Returns
+    -------
+    callable
+        ``f(points_um)``: points (N, 3) z y x um -> displacements (N, 3) z y x um, float64.
+    """
+    field, step = _displacement_field(result)  # (3, Z', Y', X') z y x components, um; grid step (um)
+    origin = np.asarray(result.fixed_spacing, dtype=np.float64) / 2
+
+    def sample(points_um) -> np.ndarray:
+        coords = ((np.asarray(points_um, dtype=np.float64) - origin) / step).T
+        return np.stack([ndi.map_coordinates(c, coords, order=1, mode="nearest") for c in field], axis=1)
+
+    return sample
 
 
 def jacobian_determinant(result: Registration) -> np.ndarray:
