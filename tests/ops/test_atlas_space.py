@@ -147,9 +147,6 @@ def test_inverse_points_undo_the_registration_transform():
     q = np.random.default_rng(1).uniform(0.2, 0.8, size=(200, 3)) * np.asarray(shape) * np.asarray(spacing)
     back = inverse_points(transform_points(q, reg), reg)
     assert np.abs(back - q).max() < 0.05 * min(spacing)
-    # the displacement sampled on a grid 2 x coarser (bounded memory) stays within a tenth of a voxel
-    coarse = inverse_points(transform_points(q, reg), reg, field_voxels=int(np.prod(shape)) // 8)
-    assert np.abs(coarse - q).max() < 0.1 * min(spacing)
 
 
 @pytest.mark.parametrize("side, orientation, seed", [("whole", "ial", 6), ("left", "psl", 4), ("right", "asr", 5),

@@ -195,18 +195,17 @@ def _extent_um(mask: np.ndarray, scale) -> np.ndarray:
     return np.asarray(out)
 
 
-def inverse_points(points_um, registration, iterations: int = 10, tolerance_um: float = 0.01,
-                   field_voxels: int = 4_000_000) -> np.ndarray:
+def inverse_points(points_um, registration, iterations: int = 10, tolerance_um: float = 0.01) -> np.ndarray:
     """Fixed-frame points (z, y, x um) that a registration maps onto the given moving-frame points.
 
     The registration maps ``q`` to ``A(q + d(q))`` (B-spline displacement
     ``d``, then the affine ``A``). The inverse inverts ``A`` exactly and solves
     ``q + d(q) = A^-1 p`` by fixed-point iteration (``d`` is smooth and a few
     voxels long, so a few steps converge), stopping once no point moves more
-    than ``tolerance_um``. ``d`` is sampled on a grid over the fixed image of at
-    most ``field_voxels`` voxels (float32) and interpolated linearly: the
-    B-spline's control points are millimetres apart, so this costs a small
-    fraction of a voxel and bounds memory at any atlas resolution.
+    than ``tolerance_um``. ``d`` is read through
+    :func:`voxelflow.ops._register_result.displacement_sampler` (a float32 field
+    sampled a few times per B-spline knot, so memory stays bounded at any atlas
+    resolution).
 
     Parameters
     ----------
@@ -215,12 +214,13 @@ def inverse_points(points_um, registration, iterations: int = 10, tolerance_um: 
     registration : voxelflow.ops._register.Registration
     iterations : int
     tolerance_um : float
-    field_voxels : int
 
     Returns
     -------
     numpy.ndarray, shape (N, 3), float64
     """
+    from voxelflow.ops._register_result import displacement_sampler
+
     p = np.asarray(points_um, dtype=np.float64).reshape(-1, 3)
     aff = registration.affine
     m = np.asarray(aff.GetMatrix(), dtype=np.float64).reshape(3, 3)
@@ -230,33 +230,15 @@ def inverse_points(points_um, registration, iterations: int = 10, tolerance_um: 
     r = xyz[:, ::-1]
     if registration.deformable is None:
         return r
-    field, spacing = _sampled_displacement(registration, field_voxels)
+    displacement = displacement_sampler(registration)
     q = r.copy()
     for _ in range(iterations):
-        coords = (q / spacing - 0.5).T
-        d = np.stack([ndi.map_coordinates(c, coords, order=1, mode="nearest") for c in field], axis=1)
-        moved = r - d
+        moved = r - displacement(q)
         done = float(np.abs(moved - q).max(initial=0.0)) <= tolerance_um
         q = moved
         if done:
             break
     return q
-
-
-def _sampled_displacement(registration, max_voxels: int):
-    """The B-spline displacement (3, Z, Y, X) float32 (z, y, x um) on a grid of whole multiples of the fixed voxels."""
-    import SimpleITK as sitk
-
-    shape = np.asarray(registration.fixed_shape, dtype=np.int64)
-    step = max(1, int(np.ceil((float(np.prod(shape)) / max_voxels) ** (1 / 3))))
-    size = np.ceil(shape / step).astype(int)
-    spacing = np.asarray(registration.fixed_spacing, dtype=np.float64) * step
-    sp = tuple(float(s) for s in reversed(spacing))
-    disp = sitk.TransformToDisplacementField(registration.deformable, sitk.sitkVectorFloat32,
-                                             [int(n) for n in reversed(size)], tuple(s / 2 for s in sp), sp,
-                                             (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
-    arr = sitk.GetArrayFromImage(disp)  # (Z, Y, X, 3) with x, y, z components
-    return np.ascontiguousarray(np.moveaxis(arr[..., ::-1], -1, 0)), spacing
 
 
 def atlas_coverage(mapping, atlas_shape, part: AtlasPart | None = None, hemispheres=None,
