@@ -13,7 +13,7 @@ scheduler in this process so that they are all counted) are printed next to
 the 1-minute load.
 
 Usage: ``python benchmarks/bench_cells_accuracy.py [--seeds 0 1 2 3 4] [--shape Z Y X] [--json out.json]
-[--set cells.split_touching=false]``
+[--set cells.split_touching=false] [--synth axial_blur_um=3]``
 """
 
 from __future__ import annotations
@@ -37,9 +37,9 @@ def _cpu_s() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def run_seed(seed: int, shape, folder: str, workers: int, overrides=()) -> dict:
+def run_seed(seed: int, shape, folder: str, workers: int, overrides=(), synth=None) -> dict:
     """Draw, write, run and score one crop; returns its figures."""
-    crop = make_synthetic_cells(shape, seed)
+    crop = make_synthetic_cells(shape, seed, **(synth or {}))
     urls = write_synthetic_cells(crop, os.path.join(folder, f"data{seed}"))
     config = load_config(None, [
         f"input.url={urls['scan']}?slices=[0]", "input.background_channel=1",
@@ -71,12 +71,15 @@ def main(argv=None) -> int:
     p.add_argument("--json", default="", help="also write the figures to this file")
     p.add_argument("--set", dest="overrides", action="append", default=[],
                    help="a configuration override KEY=VALUE (repeatable), e.g. cells.split_touching=false")
+    p.add_argument("--synth", action="append", default=[],
+                   help="a make_synthetic_cells number NAME=VALUE (repeatable), e.g. axial_blur_um=3")
     args = p.parse_args(argv)
+    synth = {k: float(v) for k, v in (a.split("=", 1) for a in args.synth)}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         run_seed(args.seeds[0], (16, 64, 64), os.path.join(tmp, "warm"), args.workers, args.overrides)  # compile the kernels
         for seed in args.seeds:
-            rows.append(run_seed(seed, tuple(args.shape), tmp, args.workers, args.overrides))
+            rows.append(run_seed(seed, tuple(args.shape), tmp, args.workers, args.overrides, synth))
             r = rows[-1]
             regions = "  ".join(f"{g['acronym']} {g['detected']}/{g['planted']} ({100 * g['error']:+.1f} %)"
                                 for g in r["regions"])

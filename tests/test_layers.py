@@ -14,7 +14,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 LAYERS = {
-    "voxelflow": 0, "voxelflow.paths": 0, "voxelflow.errors": 0,
+    "voxelflow": 0, "voxelflow.paths": 0, "voxelflow.errors": 0, "voxelflow.zarr_stores": 0,
     "voxelflow.cache": 1,
     "voxelflow.runtime": 2,
     "voxelflow.io": 3,

@@ -19,7 +19,7 @@ _LAZY = {
     "cdir_query": "voxelflow.cache",
     "cdir_commit": "voxelflow.cache",
     "save": "voxelflow.cache",
-    "load": "voxelflow.cache",
+    "load": "voxelflow.steps.node",
     "cached": "voxelflow.cache",
     "MultiOutputStream": "voxelflow.runtime.logs",
     "tee_logs": "voxelflow.runtime.logs",

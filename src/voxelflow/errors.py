@@ -25,6 +25,10 @@ class OptionalDependencyError(VoxelflowError, ImportError):
     """A feature needs an optional extra (``viewer``, ``bias``, ``s3``) that is not installed."""
 
 
+class MissingChunkError(VoxelflowError, OSError):
+    """A chunk of an array written with every chunk is absent (a lost file, not an empty chunk)."""
+
+
 # --- cache -------------------------------------------------------------------
 
 
@@ -38,6 +42,10 @@ class NotACacheNodeError(CacheError):
 
 class NotCommittedError(CacheError):
     """A cache node was read before its result was committed (or its marker is unreadable)."""
+
+
+class NoResultError(CacheError):
+    """A cache node was committed without a saved result (``cdir_commit`` with no ``save``)."""
 
 
 class CacheLockedError(CacheError):

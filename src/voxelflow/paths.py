@@ -197,8 +197,26 @@ class VPath:
 
     # --- zarr --------------------------------------------------------------
 
-    def zarr_store(self, read_only: bool = False):
-        """A zarr 3 store rooted at this path (``LocalStore`` or ``FsspecStore``)."""
+    def zarr_store(self, read_only: bool = False, *, complete: bool = False):
+        """A zarr 3 store rooted at this path (``LocalStore`` or ``FsspecStore``).
+
+        Parameters
+        ----------
+        read_only : bool
+        complete : bool
+            The arrays under this path were written with every chunk (zarr's
+            ``write_empty_chunks``): reading an absent chunk raises
+            :class:`~voxelflow.errors.MissingChunkError` instead of returning the
+            fill value, so a lost file is never read as zeros.
+        """
+        store = self._zarr_store(read_only)
+        if not complete:
+            return store
+        from voxelflow.zarr_stores import CompleteChunkStore
+
+        return CompleteChunkStore(store, self.url)
+
+    def _zarr_store(self, read_only: bool):
         import zarr.storage
 
         if self.is_local:
@@ -221,3 +239,4 @@ def as_vpath(url: str | os.PathLike | VPath, storage_options: dict | None = None
     if isinstance(url, VPath) and not storage_options:
         return url
     return VPath(url, storage_options)
+

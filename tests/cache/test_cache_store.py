@@ -115,9 +115,41 @@ def test_json_round_trip(root, value):
 def test_dask_is_stored_as_zarr3_readable_by_zarr(tmp_path):
     arr = da.arange(60, dtype=np.int16).reshape(6, 10).rechunk((4, 5))
     save(tmp_path / "z", arr)
-    z = zarr.open_array(str(tmp_path / "z" / "result.zarr"), mode="r")
+    z = zarr.open_array(str(tmp_path / "z" / "data.ome.zarr" / "0"), mode="r")
     assert z.metadata.zarr_format == 3 and z.chunks == (4, 5)
     np.testing.assert_array_equal(z[:], np.arange(60, dtype=np.int16).reshape(6, 10))
+
+
+@pytest.mark.parametrize("front_end", ["numpy", "dask", "step"])
+def test_every_array_has_one_layout_readable_by_ome_zarr_py(tmp_path, front_end):
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+
+    import voxelflow.steps as steps
+    from voxelflow.steps import Runner
+
+    vol = np.arange(4 * 6 * 8, dtype=np.uint16).reshape(4, 6, 8)
+    if front_end == "numpy":
+        save(tmp_path / "n", vol)
+    elif front_end == "dask":
+        save(tmp_path / "n", da.from_array(vol, chunks=(2, 3, 4)))
+    else:
+        run = Runner(tmp_path)
+        run.step(steps.threshold, da.from_array(vol, chunks=(2, 3, 4)), 100, name="n", storage={"levels": 1})
+        vol = vol > 100
+    image = tmp_path / "n" / ("out0" if front_end == "step" else "") / "data.ome.zarr"
+    node = next(iter(Reader(parse_url(str(image)))()))
+    np.testing.assert_array_equal(np.asarray(node.data[0]), vol)
+    assert [a["name"] for a in node.metadata["axes"]] == ["z", "y", "x"]
+
+
+@pytest.mark.parametrize("obj", [np.arange(24.0).reshape(2, 3, 4), da.ones((8, 6), chunks=(3, 4), dtype=np.int8)])
+def test_a_lost_chunk_file_of_a_saved_array_is_an_error_not_zeros(tmp_path, obj):
+    save(tmp_path / "n", obj)
+    chunks = sorted(p for p in (tmp_path / "n" / "data.ome.zarr" / "0" / "c").rglob("*") if p.is_file())
+    chunks[-1].unlink()
+    with pytest.raises(CacheError, match="missing"):
+        np.asarray(load(tmp_path / "n"))
 
 
 def test_dataframe_is_plain_parquet(tmp_path):
@@ -144,7 +176,7 @@ def test_saving_a_dask_array_computes_each_block_once(root):
 
 def test_load_of_a_dask_array_reads_no_data(tmp_path):
     save(tmp_path / "n", da.ones((8, 8), chunks=4))
-    for chunk in (tmp_path / "n" / "result.zarr" / "c").rglob("*"):
+    for chunk in (tmp_path / "n" / "data.ome.zarr" / "0" / "c").rglob("*"):
         if chunk.is_file():
             chunk.write_bytes(b"corrupt")
     back = load(tmp_path / "n")  # lazy: the damaged chunks are not read yet
@@ -156,7 +188,7 @@ def test_load_of_a_dask_array_reads_no_data(tmp_path):
 def test_irregular_chunks_are_stored_on_a_regular_grid(tmp_path):
     arr = da.from_array(np.arange(10), chunks=((2, 5, 3),))
     save(tmp_path / "irr", arr)
-    assert zarr.open_array(str(tmp_path / "irr" / "result.zarr"), mode="r").chunks == (5,)
+    assert zarr.open_array(str(tmp_path / "irr" / "data.ome.zarr" / "0"), mode="r").chunks == (5,)
     back = load(tmp_path / "irr")
     assert back.chunks == ((2, 5, 3),)
     np.testing.assert_array_equal(back.compute(), np.arange(10))

@@ -70,3 +70,20 @@ def test_old_step_nodes_read_through_the_step_layout(cache):
     assert desc["outputs"] == ["image", "value"] and desc["tuple"] is True
     lab, n = read_step_result(str(cache / "run" / "label"), desc)
     assert n == 2 and int(lab.max().compute()) == 2
+
+
+def test_old_step_nodes_load_whole(cache):
+    lab, n = voxelflow.load(cache / "run" / "label")  # committed by 0.1 without a result of its own
+    mask = np.zeros((4, 6, 8), dtype=bool)
+    mask[0:2, 0:2, 0:2] = True
+    mask[3, 4:6, 5:8] = True
+    np.testing.assert_array_equal(lab.compute(), ndi.label(mask)[0])
+    assert n == 2
+    np.testing.assert_array_equal(voxelflow.load(cache / "run" / "threshold").compute(), _vol() > 300)
+
+
+def test_a_node_committed_without_a_result_still_says_so(tmp_path):
+    voxelflow.cdir_init(tmp_path / "plain")
+    voxelflow.cdir_commit(tmp_path / "plain")
+    with pytest.raises(voxelflow.errors.NoResultError, match="without a save"):
+        voxelflow.load(tmp_path / "plain")

@@ -389,7 +389,7 @@ def _committed(tmp_path, obj, name="node"):
 
 
 @pytest.mark.parametrize("kind, obj, file", [
-    ("numpy", np.arange(50, dtype=np.int32), "result.npy"),
+    ("numpy", np.arange(50, dtype=np.int32), "data.ome.zarr/0/c/0"),
     ("dataframe", pd.DataFrame({"a": np.arange(50), "b": np.linspace(0, 1, 50)}), "result.parquet"),
     ("json", {"a": list(range(50))}, "result.json"),
 ])
@@ -406,7 +406,7 @@ def test_truncated_payload_raises_cache_error(tmp_path, kind, obj, file):
 def test_damaged_dask_payload_chunk_raises_cache_error(tmp_path, damage):
     arr = dask.array.from_array(tiny_volume(), chunks=(3, 5, 6))
     node = _committed(tmp_path, arr)
-    chunks = sorted(p for p in (node / "result.zarr").rglob("*") if p.is_file() and p.name != "zarr.json")
+    chunks = sorted(p for p in (node / "data.ome.zarr" / "0").rglob("*") if p.is_file() and p.name != "zarr.json")
     victim = chunks[1]
     raw = victim.read_bytes()
     victim.write_bytes({"empty": b"", "truncated": raw[: len(raw) // 2], "garbage": bytes(len(raw))}[damage])
@@ -417,7 +417,7 @@ def test_damaged_dask_payload_chunk_raises_cache_error(tmp_path, damage):
 
 def test_dask_payload_metadata_missing_raises_cache_error(tmp_path):
     node = _committed(tmp_path, dask.array.ones((4, 4), chunks=2))
-    (node / "result.zarr" / "zarr.json").unlink()
+    (node / "data.ome.zarr" / "0" / "zarr.json").unlink()
     with unchanged(node), pytest.raises(errors.CacheError):
         voxelflow.load(str(node))
 

@@ -168,6 +168,12 @@ def test_sweep_reuses_the_upstream_cache_and_tabulates_scores(crop_files, defaul
     assert table.objects.iloc[0] > table.objects.iloc[1]
     assert table.recall.iloc[0] > table.recall.iloc[1]
     assert (folder / "run" / "sweep.csv").exists()
+    # the base run's report now shows the sweep: one row per setting with its objects and recall
+    page = (folder / "run" / "report.html").read_text()
+    sweep_html = page[page.index("<h2>Parameter sweep</h2>"):]
+    sweep_html = sweep_html[sweep_html.index('<table class="sweep">'):sweep_html.index("</table>")]
+    for _, row in table.iterrows():
+        assert f"<td>{row['cells.threshold_k']:g}</td><td>{row.objects}</td><td>{row.precision:.3f}</td>" in sweep_html
     with pytest.raises(ConfigError, match="--vary"):
         parse_vary(["cells.threshold_k"])
 

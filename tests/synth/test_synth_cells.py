@@ -94,3 +94,46 @@ def test_bad_arguments():
         make_synthetic_cells(shape=(4, 64, 64))
     with pytest.raises(InvalidInputError):
         make_synthetic_cells(shape=(16, 64, 64), diameter_range=(10.0, 5.0))
+
+
+def _excess(crop, img):
+    """Counts above each plane's tissue median."""
+    img = img.astype(float)
+    med = np.array([np.median(img[z][crop.tissue[z]]) for z in range(img.shape[0])])
+    return img - med[:, None, None]
+
+
+def test_spectral_spread_gives_each_autofluorescent_structure_its_own_ratio():
+    plain = make_synthetic_cells((16, 128, 128), seed=5)
+    spread = make_synthetic_cells((16, 128, 128), seed=5, spectral_spread=0.4)
+    assert np.array_equal(plain.background, spread.background) and plain.truth.equals(spread.truth)
+    iqr = []
+    for crop in (plain, spread):
+        bg = _excess(crop, crop.background)
+        sig = _excess(crop, crop.image)
+        far = np.ones(crop.image.shape, bool)  # away from every planted cell
+        for c in crop.truth[["z", "y", "x"]].to_numpy():
+            lo = np.maximum(np.floor(c - (2, 6, 6)).astype(int), 0)
+            far[lo[0]:int(c[0]) + 3, lo[1]:int(c[1]) + 7, lo[2]:int(c[2]) + 7] = False
+        bright = far & crop.tissue & (bg > 300)
+        q = np.quantile(sig[bright] / bg[bright], [0.25, 0.75])
+        iqr.append(q[1] - q[0])
+    assert iqr[1] > 1.5 * iqr[0]
+
+
+def test_axial_blur_spreads_cells_along_z_and_keeps_the_truth():
+    sharp = make_synthetic_cells((24, 128, 128), seed=6)
+    blurred = make_synthetic_cells((24, 128, 128), seed=6, axial_blur_um=4.0)
+    assert sharp.truth.equals(blurred.truth)
+    t = sharp.truth[sharp.truth.inside]
+    idx = np.rint(t[["z", "y", "x"]].to_numpy()).astype(int)
+    idx = idx[(idx[:, 0] >= 2) & (idx[:, 0] < 22)]
+    spread = []
+    for crop in (sharp, blurred):
+        e = _excess(crop, crop.image)
+        centre = e[tuple(idx.T)]
+        two_off = (e[tuple((idx + [2, 0, 0]).T)] + e[tuple((idx - [2, 0, 0]).T)]) / 2
+        spread.append(np.median(two_off / centre))
+    assert spread[1] > spread[0] + 0.1
+    with pytest.raises(InvalidInputError, match="axial_blur_um"):
+        make_synthetic_cells((16, 64, 64), axial_blur_um=-1.0)

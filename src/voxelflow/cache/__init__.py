@@ -28,19 +28,21 @@ Guarantees
   only nodes, is never wiped: :class:`~voxelflow.errors.NotACacheNodeError`.
 
 Modules (private; import from ``voxelflow.cache``): ``_node`` (open, query,
-commit, save, load, ``cached``), ``_marker`` (identity file, commit marker,
+commit, save, load), ``_cached`` (the ``cached`` decorator), ``_marker`` (identity file, commit marker,
 keys), ``_lock`` (per-process locks), ``_store`` (payload formats), ``_tree``
 (walking and removing trees, for ``voxelflow cache``).
 """
 
+from voxelflow.cache._cached import cached
 from voxelflow.cache._lock import LockInfo, read_lock
 from voxelflow.cache._marker import is_node
-from voxelflow.cache._node import CacheNode, cached, cdir_commit, cdir_init, cdir_query, load, save
-from voxelflow.cache._parts import PartStore, part_store, parts_progress
+from voxelflow.cache._node import CacheNode, cdir_commit, cdir_init, cdir_query, load, save
+from voxelflow.cache._parts import PARTS_NAME, PartStore, part_store, parts_progress
 from voxelflow.cache._store import PAYLOAD_NAMES, ChildNodes, Image
 from voxelflow.cache._tree import TreeEntry, iter_tree, remove_node
 
 __all__ = [
+    "PARTS_NAME",
     "PAYLOAD_NAMES",
     "CacheNode",
     "ChildNodes",

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -37,13 +35,14 @@ from voxelflow.errors import (
     CacheLockedError,
     InvalidInputError,
     InvalidPathError,
+    NoResultError,
     NotACacheNodeError,
     NotCommittedError,
     VoxelflowError,
 )
 from voxelflow.paths import VPath, as_vpath
 
-__all__ = ["CacheNode", "cached", "cdir_commit", "cdir_init", "cdir_query", "load", "save"]
+__all__ = ["CacheNode", "cdir_commit", "cdir_init", "cdir_query", "load", "save"]
 
 log = logging.getLogger("voxelflow.cache")
 
@@ -259,9 +258,10 @@ def load(url: str | VPath, *, storage_options: dict | None = None) -> Any:
         The node does not exist, is not committed, or its marker is corrupt.
     NotACacheNodeError
         ``url`` is a file or a folder that is not a cache node.
+    NoResultError
+        The node was committed by :func:`cdir_commit` without a ``save`` payload.
     CacheError
-        The node was committed by :func:`cdir_commit` without a ``save`` payload,
-        or its payload files are damaged.
+        Its payload files are damaged.
     """
     path = _as_path(url, storage_options)
     with _path_errors(path):
@@ -275,7 +275,7 @@ def load(url: str | VPath, *, storage_options: dict | None = None) -> Any:
             )
         payload = marker.get("payload") or _undescribed_payload(path)
         if not payload:
-            raise CacheError(f"{path} was committed without a save() result; read the files in that folder directly")
+            raise NoResultError(f"{path} was committed without a save() result; read the files in that folder directly")
         if payload.get("kind") == "children":
             names = payload.get("children")
             if not isinstance(names, list) or not names or not all(plain_entry(n) for n in names):
@@ -296,55 +296,6 @@ def _undescribed_payload(path: VPath) -> dict | None:
     """The payload of a node committed without a description (OME-Zarr images written by voxelflow 0.1 steps)."""
     name = PAYLOAD_NAMES["ome-zarr"]
     return {"kind": "ome-zarr", "name": name} if (path / name).isdir() else None
-
-
-def cached(
-    url: str | VPath | Callable[..., str],
-    key: Any = None,
-    *,
-    storage_options: dict | None = None,
-    timeout: float | None = None,
-) -> Callable[[Callable], Callable]:
-    """Decorator caching a function's result in a node.
-
-    Parameters
-    ----------
-    url : str, VPath or callable
-        The node, or a function of the call's arguments returning it.
-    key : JSON value or callable, optional
-        The key, or a function of the call's arguments returning it.
-
-    Returns
-    -------
-    decorator
-        The wrapped function computes and saves only when the node is not
-        committed, and always returns :func:`load` of the node (so a dask result
-        comes back lazily from storage and is never computed twice).
-
-    Examples
-    --------
-    >>> import numpy as np, tempfile
-    >>> root = tempfile.mkdtemp()
-    >>> @cached(lambda n: f"{root}/squares-{n}", key=lambda n: {"n": n})
-    ... def squares(n):
-    ...     return np.arange(n) ** 2
-    >>> squares(4)
-    array([0, 1, 4, 9])
-    """
-
-    def decorate(fn: Callable) -> Callable:
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            node_url = url(*args, **kwargs) if callable(url) else url
-            node_key = key(*args, **kwargs) if callable(key) else key
-            node = cdir_init(node_url, node_key, storage_options=storage_options, timeout=timeout)
-            if node.commit is None:
-                save(node.path, fn(*args, **kwargs), key=node_key)
-            return load(node.path)
-
-        return wrapper
-
-    return decorate
 
 
 # --- internals ------------------------------------------------------------------

@@ -3,20 +3,28 @@
 ==================  ==================  =====================================================
 object              file in the node    loaded back as
 ==================  ==================  =====================================================
-numpy.ndarray       ``result.npy``      numpy.ndarray (same shape and dtype)
-dask.array.Array    ``result.zarr``     lazy dask array with the chunks it was saved with
-                    (zarr 3)
+numpy.ndarray       ``data.ome.zarr``   numpy.ndarray (same shape and dtype); arrays of
+                    (``result.npy``)    strings, dates or records go to ``result.npy``
+dask.array.Array    ``data.ome.zarr``   lazy dask array with the chunks it was saved with
+:class:`Image`      ``data.ome.zarr``   lazy dask array of its full-resolution level
 pandas.DataFrame    ``result.parquet``  pandas.DataFrame (index, dtypes and column order kept)
 pandas.Series       ``result.parquet``  pandas.Series (stored as a one-column table)
 JSON value          ``result.json``     the value after a JSON round trip (tuples -> lists)
-:class:`Image`      ``data.ome.zarr``   lazy dask array of its full-resolution level
 :class:`ChildNodes` (child nodes)       the results of the child nodes (a tuple, or the one)
 ==================  ==================  =====================================================
 
-:class:`Image` is an array written as an OME-Zarr image (with a pyramid, voxel
-size and axes) by a writer of a higher layer; this module only reads its
-full-resolution level, with zarr. :class:`ChildNodes` makes a node whose
-result is made of committed child nodes (a step with several outputs).
+Every array of numbers has one layout, whichever front end writes it: a zarr 3 group
+``data.ome.zarr`` whose full-resolution array is ``0``. Arrays of 2 to 5
+dimensions carry OME-Zarr (NGFF 0.5) multiscales metadata, so any OME-Zarr
+reader opens them: :func:`voxelflow.save` writes one level with unit voxel
+size and axes ``yx``, ``zyx``, ``czyx`` or ``tczyx``; an :class:`Image` (how steps
+store their images) is written by a writer of a higher layer with its pyramid
+and voxel size in micrometres. Arrays of other dimensions have the group and
+array ``0`` without OME metadata. Nodes written by voxelflow 0.1 (``result.npy``,
+``result.zarr``) still load.
+
+:class:`ChildNodes` makes a node whose result is made of committed child nodes
+(a step with several outputs).
 
 Dask arrays are written block by block straight into the zarr array, so their
 graph is computed once and never held in memory whole. Zarr needs a regular
@@ -41,12 +49,12 @@ from voxelflow.cache._marker import BOOKKEEPING_PREFIX
 from voxelflow.errors import CacheError, UnsupportedObjectError
 from voxelflow.paths import VPath
 
-__all__ = ["PAYLOAD_NAMES", "ChildNodes", "Image", "payload_path", "plain_entry", "prepare_payload", "read_payload",
-           "write_payload"]
+__all__ = ["PAYLOAD_NAMES", "ChildNodes", "Image", "chunk_name", "payload_path", "plain_entry", "prepare_payload",
+           "read_payload", "write_payload"]
 
 PAYLOAD_NAMES = {
-    "numpy": "result.npy",
-    "dask": "result.zarr",
+    "numpy": "result.npy",  # arrays of strings, dates or records (and every numpy array of voxelflow 0.1)
+    "dask": "result.zarr",  # written by voxelflow 0.1; read only
     "dataframe": "result.parquet",
     "series": "result.parquet",
     "json": "result.json",
@@ -95,7 +103,7 @@ def prepare_payload(obj: Any) -> tuple[str, Any]:
     Returns
     -------
     kind : str
-        A key of :data:`PAYLOAD_NAMES`.
+        ``"array"`` (numpy or dask), ``"children"`` or a key of :data:`PAYLOAD_NAMES`.
     data
         What :func:`write_payload` writes: the array, a ``pyarrow.Table`` for a
         DataFrame, the JSON text for a JSON value.
@@ -121,7 +129,7 @@ def prepare_payload(obj: Any) -> tuple[str, Any]:
     if isinstance(obj, np.ndarray):
         if obj.dtype.hasobject:
             raise UnsupportedObjectError(f"cannot save a numpy array of dtype {obj.dtype} (holds Python objects)")
-        return "numpy", obj
+        return ("array" if obj.dtype.kind in "biufc" else "numpy"), obj
     if isinstance(obj, da.Array):
         if any(math.isnan(c) for dim in obj.chunks for c in dim):
             raise UnsupportedObjectError(
@@ -132,7 +140,7 @@ def prepare_payload(obj: Any) -> tuple[str, Any]:
                 f"cannot save a dask array of dtype {obj.dtype}: zarr storage supports bool, integer, "
                 "float and complex dtypes"
             )
-        return "dask", obj
+        return "array", obj
     if isinstance(obj, (pd.DataFrame, pd.Series)):
         import pyarrow as pa
 
@@ -169,18 +177,22 @@ def write_payload(folder: VPath, kind: str, data: Any) -> dict:
     """
     if kind == "children":
         return {"kind": kind, "name": None, "children": list(data.names), "tuple": bool(data.as_tuple)}
+    if kind == "array":
+        kind, loads_as = "ome-zarr", "numpy" if isinstance(data, np.ndarray) else "dask"
     target = folder / PAYLOAD_NAMES[kind]
     target.rm()
     info: dict[str, Any] = {"kind": kind, "name": target.name}
-    if kind == "ome-zarr":
+    if isinstance(data, Image):
         data.write(target)
     elif kind == "numpy":
         with target.open("wb") as f:
             np.save(f, data, allow_pickle=False)
         info.update(shape=list(data.shape), dtype=data.dtype.str)
-    elif kind == "dask":
-        _write_dask(target, data)
-        info.update(shape=list(data.shape), dtype=data.dtype.str, chunks=[list(d) for d in data.chunks])
+    elif kind == "ome-zarr":
+        _write_array(target, data)
+        info.update(shape=list(data.shape), dtype=data.dtype.str, loads_as=loads_as, every_chunk=True)
+        if loads_as == "dask":
+            info["chunks"] = [list(d) for d in data.chunks]
     elif kind in ("dataframe", "series"):
         import pyarrow.parquet as pq
 
@@ -192,17 +204,55 @@ def write_payload(folder: VPath, kind: str, data: Any) -> dict:
     return info
 
 
-def _write_dask(target: VPath, arr) -> None:
-    import dask.array as da
+#: OME-Zarr axes of a saved array by its number of dimensions.
+_AXES = {2: "yx", 3: "zyx", 4: "czyx", 5: "tczyx"}
+_AXIS_TYPES = {"t": "time", "c": "channel"}
+
+
+def ome_attributes(ndim: int, name: str) -> dict:
+    """OME-Zarr 0.5 group attributes of a one-level image with unit voxel size (``{}`` outside 2-5 dimensions)."""
+    if ndim not in _AXES:
+        return {}
+    axes = [{"name": a, "type": _AXIS_TYPES.get(a, "space")} for a in _AXES[ndim]]
+    dataset = {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1.0] * ndim}]}
+    return {"ome": {"version": "0.5", "multiscales": [{"name": name, "axes": axes, "datasets": [dataset]}]}}
+
+
+#: Saved arrays keep every chunk, so an absent chunk file is damage, never zeros (see voxelflow.zarr_stores).
+_EVERY_CHUNK = {"write_empty_chunks": True}
+
+
+def _write_array(target: VPath, arr) -> None:
+    """Write a numpy or dask array as array ``0`` of a zarr group; the group's metadata is written last."""
     import zarr
+
+    group = zarr.open_group(store=target.zarr_store(), mode="w", zarr_format=3)
+    if isinstance(arr, np.ndarray):
+        z = group.create_array("0", shape=arr.shape, dtype=arr.dtype, chunks=tuple(max(n, 1) for n in arr.shape),
+                               config=_EVERY_CHUNK, compressors=_compressors())
+        if arr.size:
+            z[...] = arr
+    else:
+        _write_dask(group, arr)
+    group.attrs.update(ome_attributes(arr.ndim, target.parent.name))
+
+
+def _compressors() -> list:
+    """zstd (zarr's default), then the crc32c of the compressed chunk: a damaged chunk fails its checksum on load."""
+    import zarr
+
+    return [zarr.codecs.ZstdCodec(level=0), zarr.codecs.Crc32cCodec()]
+
+
+def _write_dask(group, arr) -> None:
+    import dask.array as da
 
     # zarr chunks must be >= 1 even along empty axes
     zchunks = tuple(max(max(dim), 1) for dim in arr.chunks)
     regular = all(all(c == dim[0] for c in dim[:-1]) and dim[-1] <= dim[0] for dim in arr.chunks)
     source = arr if regular else arr.rechunk(zchunks)
-    z = zarr.create_array(
-        store=target.zarr_store(), shape=arr.shape, dtype=arr.dtype, chunks=zchunks, overwrite=True
-    )
+    z = group.create_array("0", shape=arr.shape, dtype=arr.dtype, chunks=zchunks, config=_EVERY_CHUNK,
+                           compressors=_compressors())
     # Each dask block maps onto whole zarr chunks, so block writes never overlap and need no lock.
     if not in_process_scheduler([source]):
         da.store(source, z, lock=False)
@@ -287,25 +337,35 @@ def read_payload(folder: VPath, payload: dict, token: str) -> Any:
             table = pd.read_parquet(f, engine="pyarrow")
         return table.iloc[:, 0] if kind == "series" else table
     if kind == "ome-zarr":
-        return _read_image_level0(target, token, folder)
+        z = _level0(target, complete=payload.get("every_chunk") is True)
+        if payload.get("loads_as") == "numpy":
+            return np.asarray(CheckedPayload(z, folder)[...]).astype(np.dtype(payload["dtype"]), copy=False)
+        chunks = tuple(tuple(dim) for dim in payload["chunks"]) if "chunks" in payload else z.chunks
+        return _lazy(z, chunks, f"voxelflow-load-{token}", folder)
     return json.loads(target.read_text())
 
 
-def _read_image_level0(target: VPath, token: str, folder: VPath):
-    """The full-resolution level of an OME-Zarr image (NGFF 0.4 or 0.5) as a lazy dask array."""
+def _level0(target: VPath, complete: bool = False):
+    """The full-resolution zarr array of an array payload: the first OME-Zarr level (NGFF 0.4 or 0.5), else ``0``.
+
+    ``complete``: the payload was written with every chunk, so an absent chunk raises.
+    """
     import zarr
 
-    group = zarr.open_group(store=target.zarr_store(read_only=True), mode="r")
+    group = zarr.open_group(store=target.zarr_store(read_only=True, complete=complete), mode="r")
     attrs = dict(group.attrs)
     section = attrs.get("ome", attrs)
+    if "multiscales" not in section:
+        if "0" not in group:
+            raise UnsupportedObjectError(f"{target} has neither OME-Zarr multiscales metadata nor an array '0'")
+        return group["0"]
     try:
         level0 = section["multiscales"][0]["datasets"][0]["path"]
     except (KeyError, IndexError, TypeError) as exc:
-        raise UnsupportedObjectError(f"{target} has no OME-Zarr multiscales metadata") from exc
+        raise UnsupportedObjectError(f"{target} has malformed OME-Zarr multiscales metadata") from exc
     if not isinstance(level0, str) or not all(plain_entry(part) for part in level0.split("/")):
         raise CacheError(f"{target}: level path {level0!r} is not inside the image")
-    z = group[level0]
-    return _lazy(z, z.chunks, f"voxelflow-load-{token}", folder)
+    return group[level0]
 
 
 def _lazy(z, chunks, name: str, folder: VPath):
@@ -333,6 +393,15 @@ class CheckedPayload:
             return self.zarray[key]
         except Exception as exc:  # noqa: BLE001  any failure below zarr means damaged stored bytes
             raise CacheError(
-                f"committed node {self.node} has a damaged payload chunk ({self.zarray.path or 'array'} at "
-                f"{key!r:.120}): {type(exc).__name__}: {exc}"
+                f"committed node {self.node} has a damaged payload chunk (array {self.zarray.path or 'result.zarr'!r}"
+                f"{chunk_name(self.zarray, key)} at {key!r:.120}): {type(exc).__name__}: {exc}"
             ) from exc
+
+
+def chunk_name(zarray, key) -> str:
+    """`` (chunk i/j/k)`` or `` (shard i/j/k)``: the stored unit a dask block read starts in, or ``""``."""
+    if not isinstance(key, tuple) or len(key) != zarray.ndim or not all(isinstance(k, slice) for k in key):
+        return ""
+    unit, grid = ("shard", zarray.shards) if zarray.shards else ("chunk", zarray.chunks)
+    return f" ({unit} {'/'.join(str((k.start or 0) // g) for k, g in zip(key, grid))})"
+

@@ -6,7 +6,9 @@ with the cache of the base run (``output.cache`` or ``<output.folder>/cache``),
 so the steps a varied key does not reach are read, not recomputed: varying
 ``cells.threshold_k`` recomputes only the maxima and what follows. With
 ``--points`` each run is scored against reference points (``voxelflow
-evaluate``). The table goes to ``<output.folder>/sweep.csv`` and is printed.
+evaluate``). The table goes to ``<output.folder>/sweep.csv`` and is printed;
+when that folder holds the base run, its ``report.html`` is rewritten with the
+sweep (a table and a plot of the settings against objects and scores).
 """
 
 from __future__ import annotations
@@ -78,7 +80,21 @@ def sweep(config_path: str, vary, overrides=(), points=None, units: str = "voxel
     table = pd.DataFrame(rows)
     folder.mkdirs()
     (folder / "sweep.csv").write_text(table.to_csv(index=False))
+    _refresh_report(base, folder)
     return table
+
+
+def _refresh_report(base, folder) -> None:
+    """Rewrite the base run's ``report.html`` (which shows ``sweep.csv``) when the folder holds a run."""
+    from voxelflow.steps.node import OBJECTS_TABLE
+
+    if not (base.output.report and folder.is_local and (folder / OBJECTS_TABLE).exists()):
+        return
+    try:
+        from voxelflow.report import make_report
+    except ImportError:  # the report's plotting extra is not installed
+        return
+    make_report(folder.path)
 
 
 def run(args) -> int:

@@ -3,7 +3,7 @@
 * :mod:`voxelflow.io.ome_zarr`: OME-Zarr (NGFF 0.4/0.5) reading and writing with pyramids.
 * :func:`open_image` (:mod:`voxelflow.io.open`): one opener for every input format, OME-Zarr,
   TIFF plane folders (:mod:`~voxelflow.io.planes`), TIFF stacks (:mod:`~voxelflow.io.tiff_stack`),
-  Imaris (:mod:`~voxelflow.io.imaris`), N5 and BigStitcher XML (:mod:`~voxelflow.io.n5`).
+  Imaris (:mod:`~voxelflow.io.imaris`), N5 (:mod:`~voxelflow.io.n5`) and BigStitcher XML (:mod:`~voxelflow.io.bigstitcher`).
 * :func:`~voxelflow.io.convert.convert_to_ome_zarr`: any of them to OME-Zarr in one resumable pass
   (``voxelflow convert``).
 * :mod:`voxelflow.io.atlas_files`: atlas region tables (CSV, JSON, BrainGlobe folders).

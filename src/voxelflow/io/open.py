@@ -213,6 +213,6 @@ def _opener(fmt: str, planes_per_chunk: int | None):
         from voxelflow.io.n5 import open_n5
 
         return lambda path, level: open_n5(path, level)
-    from voxelflow.io.n5 import open_bigstitcher
+    from voxelflow.io.bigstitcher import open_bigstitcher
 
     return lambda path, level: open_bigstitcher(path, level)

@@ -36,6 +36,7 @@ def assign_regions(
     image_shape: Sequence[int] | None = None,
     *,
     tolerance: float = 1.0,
+    block_bytes: int = 2**28,
 ) -> pd.Series:
     """Region id of the atlas voxel under each object's centroid.
 
@@ -54,6 +55,10 @@ def assign_regions(
     tolerance : float
         Allowed extent difference in atlas voxels (default 1: an atlas made by
         down-sampling the image with a partial last block still fits).
+    block_bytes : int
+        A dask ``atlas`` (e.g. labels up-sampled lazily to the image grid) is
+        read only in the chunks holding centroids, in groups of chunks of at
+        most this many bytes, so memory stays bounded whatever its size.
 
     Returns
     -------
@@ -85,7 +90,8 @@ def assign_regions(
     region = np.zeros(len(lc), dtype=np.int64)
     if inside.any():
         where = tuple(idx[inside].T)
-        region[inside] = atlas.vindex[where].compute() if isinstance(atlas, da.Array) else atlas[where]
+        region[inside] = _lookup_chunked(atlas, idx[inside], block_bytes) if isinstance(atlas, da.Array) \
+            else atlas[where]
     return pd.Series(region, index=lc.index, name="region_id")
 
 
@@ -176,6 +182,7 @@ def count_by_region(
     *,
     region_column: str = "region_id",
     unknown: str = "error",
+    volumes: pd.Series | None = None,
 ) -> pd.DataFrame:
     """Per-region object counts, volumes and densities, rolled up the hierarchy (RC).
 
@@ -195,6 +202,10 @@ def count_by_region(
     unknown : {'error', 'ignore'}
         What to do with non-zero ids, in the objects or the atlas, that the
         region table does not list.
+    volumes : pandas.Series, optional
+        Volume (mm^3) of every atlas id, measured elsewhere (e.g. by
+        :func:`voxelflow.ops._atlas_space.upsampled_label_volumes` for labels
+        up-sampled lazily); ``atlas`` and ``atlas_scale`` are then not read.
 
     Returns
     -------
@@ -219,7 +230,8 @@ def count_by_region(
         raise InvalidInputError(f"object table lacks the region column {region_column!r}")
     assigned = lc_with_regions[region_column].to_numpy(dtype=np.int64)
     count_self = pd.Series(assigned[assigned != 0]).value_counts()
-    volumes = region_volumes(atlas, atlas_scale)
+    if volumes is None:
+        volumes = region_volumes(atlas, atlas_scale)
     known = pd.Index(regions["id"])
     if unknown == "error":
         for what, ids in (("objects", count_self.index), ("atlas", volumes.index)):
@@ -236,6 +248,29 @@ def count_by_region(
         density = out["count"].to_numpy(dtype=np.float64) / out["volume_mm3"].to_numpy()
     out["density_per_mm3"] = np.where(out["volume_mm3"].to_numpy() > 0, density, np.nan)
     return out[RC_COLUMNS]
+
+
+def _lookup_chunked(atlas: da.Array, idx: np.ndarray, block_bytes: int) -> np.ndarray:
+    """``atlas[idx]`` (``idx`` of shape (N, ndim), inside the array) computing only the chunks hit, a group at a time."""
+    starts = [np.cumsum((0,) + tuple(c)) for c in atlas.chunks]
+    block = np.stack([np.searchsorted(b, idx[:, k], side="right") - 1 for k, b in enumerate(starts)], axis=1)
+    keys, inverse = np.unique(block, axis=0, return_inverse=True)
+    order = np.argsort(inverse.reshape(-1), kind="stable")
+    bounds = np.searchsorted(inverse.reshape(-1)[order], np.arange(len(keys) + 1))
+    chunk_bytes = int(np.prod(atlas.chunksize)) * atlas.dtype.itemsize
+    per_group = max(1, int(block_bytes) // max(chunk_bytes, 1))
+    out = np.zeros(len(idx), dtype=atlas.dtype)
+    for g0 in range(0, len(keys), per_group):
+        group = range(g0, min(g0 + per_group, len(keys)))
+        picks, parts = [], []
+        for j in group:
+            sel = order[bounds[j]:bounds[j + 1]]
+            local = idx[sel] - np.asarray([starts[k][keys[j][k]] for k in range(idx.shape[1])])
+            picks.append(sel)
+            parts.append(atlas.blocks[tuple(keys[j])].vindex[tuple(local.T)])
+        for sel, values in zip(picks, dask.compute(*parts)):
+            out[sel] = values
+    return out
 
 
 def _unique_counts(block: np.ndarray) -> pd.Series:

@@ -135,26 +135,33 @@ def _split_block(padded, origin, start, stop, seeds, lim, spacing, min_r, separa
     fg = np.asarray(padded, dtype=bool)
     labels, _ = ndi.label(fg)
     lo = np.asarray(origin, dtype=np.int64)
-    core = tuple(slice(a - o, b - o) for a, b, o in zip(start, stop, origin))
     local = seeds - lo
     seed_label = labels[tuple(local.T)] if len(local) else np.zeros(0, labels.dtype)
-    boxes = ndi.find_objects(labels)
+    held = seed_label > 0
+    order = np.argsort(seed_label[held], kind="stable")
+    ids, first = np.unique(seed_label[held][order], return_index=True)
     new, depth = [], []
-    for k in np.unique(labels[core]):
-        if k == 0 or not (seed_label == k).any():
-            continue
-        box = boxes[k - 1]
-        # a component longer than lim, or cut by the padded region (then longer than lim too), stays as it is
-        if any(s.stop - s.start > n for s, n in zip(box, lim)):
-            continue
-        crop = tuple(slice(max(s.start - 1, 0), min(s.stop + 1, n)) for s, n in zip(box, fg.shape))
-        corner = np.array([s.start for s in crop], dtype=np.int64)
-        pts, dep = _split_component(labels[crop] == k, local[seed_label == k] - corner, spacing, min_r, separation,
-                                    neck)
-        pts = pts + corner + lo
-        mine = ((pts >= np.asarray(start)) & (pts < np.asarray(stop))).all(axis=1)
-        new.append(pts[mine])
-        depth.append(dep[mine])
+    if len(ids):
+        # only the components that hold a seed, renumbered 1..n (find_objects costs per label)
+        lut = np.zeros(int(labels.max()) + 1, dtype=np.int64)
+        lut[ids] = np.arange(1, len(ids) + 1)
+        seeded = lut[labels]
+        core = tuple(slice(a - o, b - o) for a, b, o in zip(start, stop, origin))
+        boxes = ndi.find_objects(seeded)
+        groups = np.split(local[held][order], first[1:])
+        present = np.bincount(seeded[core].ravel(), minlength=len(ids) + 1)
+        for j in np.flatnonzero(present[1:]) + 1:
+            box = boxes[j - 1]
+            # a component longer than lim, or cut by the padded region (then longer than lim too), stays as it is
+            if any(s.stop - s.start > n for s, n in zip(box, lim)):
+                continue
+            crop = tuple(slice(max(s.start - 1, 0), min(s.stop + 1, n)) for s, n in zip(box, fg.shape))
+            corner = np.array([s.start for s in crop], dtype=np.int64)
+            pts, dep = _split_component(seeded[crop] == j, groups[j - 1] - corner, spacing, min_r, separation, neck)
+            pts = pts + corner + lo
+            mine = ((pts >= np.asarray(start)) & (pts < np.asarray(stop))).all(axis=1)
+            new.append(pts[mine])
+            depth.append(dep[mine])
     out = np.empty((1, 1, 1), dtype=object)
     out.flat[0] = (np.concatenate(new) if new else np.zeros((0, 3), np.int64),
                    np.concatenate(depth) if depth else np.zeros(0))
@@ -169,10 +176,16 @@ def _split_component(mask, own, spacing, min_r, separation, neck):
     cand = np.argwhere((dist == near) & mask & (dist >= min_r))
     if not len(cand):
         return np.zeros((0, 3), np.int64), np.zeros(0)
+    sp = np.asarray(spacing)
+    r_own = near[tuple(own.T)]
+    gap = np.linalg.norm((cand[:, None, :] - own[None, :, :]) * sp, axis=2)
+    # too close to a given seed: rejected whatever else is accepted
+    cand = cand[(gap >= separation * (dist[tuple(cand.T)][:, None] + r_own[None, :])).all(axis=1)]
+    if not len(cand):
+        return np.zeros((0, 3), np.int64), np.zeros(0)
     cand = cand[np.lexsort(tuple(cand.T[::-1]) + (-dist[tuple(cand.T)],))]
     kept = [tuple(p) for p in own]
-    depth = [float(near[p]) for p in kept]
-    sp = np.asarray(spacing)
+    depth = [float(r) for r in r_own]
     new = []
     for p in map(tuple, cand):
         r = float(dist[p])

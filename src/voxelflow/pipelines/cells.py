@@ -4,7 +4,9 @@ One number sets it up: ``cells.diameter_um``, the expected nucleus diameter.
 Every other length defaults from it and the scan's voxel size
 (:func:`cell_parameters`). Stages, each a cached step (node name in brackets):
 
-1. open the scan and, when given, the background (autofluorescence) channel;
+1. open the scan and, when given, the background (autofluorescence) channel
+   (its location is recorded [``background_channel``] and in ``run.json``, so the
+   viewer shows it as its own layer);
    the coarse grid [``coarse``]: a stored pyramid level within
    ``pipeline.coarse_max_voxels`` (or at ``pipeline.coarse_um``), reduced by block
    means only when no level fits, as in the plaque recipe
@@ -29,7 +31,8 @@ Every other length defaults from it and the scan's voxel size
 8. with ``cells.classifier``, a saved classifier keeps the candidates whose
    foreground object it calls a cell [``component_objects``, ``classify_cells``]
    (:mod:`voxelflow.pipelines.candidates`);
-9. atlas regions and counts per region [``objects_regions``, ``region_counts``].
+9. atlas regions and counts per region (:mod:`voxelflow.pipelines.atlas_space`; with a
+   registered atlas also hemispheres, atlas positions and an atlas-space density map).
 
 :func:`cells` is the recipe :func:`voxelflow.pipelines.run.run_pipeline` runs
 for ``pipeline.kind = "cells"``; it writes the run folder like every workflow
@@ -47,10 +50,11 @@ import pandas as pd
 
 from voxelflow import ops, steps
 from voxelflow.errors import ConfigError
+from voxelflow.pipelines.atlas_space import RegionStage, region_stage
 from voxelflow.pipelines.candidates import classify_candidates, open_candidate_classifier
-from voxelflow.pipelines.coarse import coarse_source
+from voxelflow.pipelines.coarse import coarse_source, density_factors
 from voxelflow.pipelines.config import Config
-from voxelflow.pipelines.inputs import background_scan
+from voxelflow.pipelines.inputs import background_reference, background_scan
 from voxelflow.pipelines.run import Inputs, Outputs, PipelineResult, run_pipeline
 from voxelflow.pipelines.tissue import negative_mask, report_masked_fraction
 from voxelflow.steps import Runner, Step
@@ -136,23 +140,22 @@ def plane_levels(img, spacing, tile_um, negative, factors) -> np.ndarray:
 
 def channel_factor(img, levels, bg, bg_levels, spacing, tile_um, negative, factors) -> float:
     """Autofluorescence in the level-normalised signal per unit of the level-normalised background channel."""
-    s = ops.remove_plane_background(img, np.asarray(levels), spacing, tile_um=tile_um)
-    b = ops.remove_plane_background(bg, np.asarray(bg_levels), spacing, tile_um=tile_um)
     mask = tissue_mask(negative, factors, img.shape, img.chunks)
-    return ops.estimate_channel_factor(s, b, mask=mask)
+    return ops.estimate_channel_factor(img, bg, mask=mask, levels=np.asarray(levels), bg_levels=np.asarray(bg_levels),
+                                       spacing=spacing, tile_um=tile_um)
 
 
 def detection_response(img, levels, bg, bg_levels, factor, spacing, tile_um, prefilter: str, sigma_um: float,
                        per_plane: bool) -> da.Array:
     """The filtered, background-free image the cells are found in (float32, chunks of ``img``)."""
-    x = img.astype(np.float32)
-    if levels is not None:
+    if bg is not None:  # levels of both channels and the subtraction in one pass
+        x = ops.channel_background(img, bg, factor=float(factor), spacing=spacing, tile_um=tile_um,
+                                   levels=None if levels is None else np.asarray(levels),
+                                   bg_levels=None if bg_levels is None else np.asarray(bg_levels))
+    elif levels is not None:
         x = ops.remove_plane_background(img, np.asarray(levels), spacing, tile_um=tile_um)
-    if bg is not None:
-        b = bg.astype(np.float32)
-        if bg_levels is not None:
-            b = ops.remove_plane_background(bg, np.asarray(bg_levels), spacing, tile_um=tile_um)
-        x = ops.channel_background(x, b, factor=float(factor))
+    else:
+        x = img.astype(np.float32)
     if prefilter == "log":
         return ops.log_filter(x, sigma_um, spacing, per_plane=per_plane)
     if prefilter == "dog":
@@ -279,6 +282,13 @@ def cell_table(cells: pd.DataFrame, spacing, translation, shape) -> pd.DataFrame
 
 # --- the stages as typed steps (their kind sets display and storage) ---------------------------
 
+def background_channel(reference: dict) -> dict:
+    """The location of the background channel (see :func:`background_reference`): a cached record the viewer
+    opens as the ``autofluorescence`` layer of the run's steps."""
+    return dict(reference)
+
+
+_background_channel = Step(background_channel, name="background_channel")
 _plane_levels = Step(plane_levels, name="plane_levels")
 _channel_factor = Step(channel_factor, name="channel_factor")
 _detection_response = Step(detection_response, kind="IN->IN", name="detection_response")
@@ -332,7 +342,9 @@ def cells(run: Runner, config: Config, inputs: Inputs) -> Outputs:
     factor = 0.0
     if c.background != "none":
         levels = run.step(_plane_levels, img, spacing, tile_bg, negative, cf, name="plane_levels")
+    background = background_reference(config)
     if bg is not None:
+        run.step(_background_channel, background, name="background_channel")
         if c.background != "none":
             bg_levels = run.step(_plane_levels, bg, spacing, tile_bg, negative, cf, name="background_levels")
         flat = np.ones((img.shape[0], 1, 1))
@@ -361,22 +373,21 @@ def cells(run: Runner, config: Config, inputs: Inputs) -> Outputs:
     if classifier is not None:
         kept, classified = classify_candidates(run, kept, components, img, bg, spacing, classifier)
     objects = cell_table(kept, spacing, scan.translation, img.shape)
-    regions = None
+    stage = RegionStage(objects, None)
     if inputs.atlas is not None and len(objects):
-        atlas = inputs.atlas
-        objects = run.step(steps.add_regions, objects, atlas.labels, atlas.scale, spacing, atlas.regions,
-                           image_shape=img.shape, name="objects_regions")
-        regions = run.step(steps.count_by_region, objects, atlas.labels, atlas.scale, atlas.regions,
-                           name="region_counts")
-    df = tuple(config.pipeline.density_factors)
+        stage = region_stage(run, objects, inputs.atlas, spacing, img.shape, density_um=config.atlas.density_um,
+                             density_sigma_um=config.atlas.density_sigma_um)
+    objects, regions = stage.objects, stage.regions
+    df = density_factors(config, img.shape, spacing)
     density = run.step(steps.density_map, objects, img.shape, df, name="density",
                        storage={"scale": tuple(s * f for s, f in zip(spacing, df))}, viewer_args=_HIDDEN)
     facts = {"parameters": params, "masked_fraction": round(masked, 6),
              "mask_warning": masked > config.mask.warn_fraction, "channel_factor": float(factor),
-             "cells_before_shape_filter": int(len(raw)), "coarse": coarse_info}
+             "cells_before_shape_filter": int(len(raw)), "coarse": coarse_info, "background": background,
+             **stage.facts}
     if classified is not None:
         facts["classifier"] = classified
-    return Outputs(objects, density, regions, run.node("density"), facts)
+    return Outputs(objects, density, regions, run.node("density"), facts, stage.atlas_density_node)
 
 
 def run_cell_pipeline(config: Config, *, viewer=None, progress: bool = True, stream=None) -> PipelineResult:

@@ -24,12 +24,10 @@ Each stage is one cached step of the run (cache node name in brackets):
    table in one streaming pass over the scan [``objects_raw``], which resumes chunk
    group by chunk group after a kill; the size filter [``objects_kept``] and physical
    coordinates [``objects``];
-5. atlas regions of every object [``objects_regions``], per-region counts,
-   volumes and densities [``region_counts``], and a density map [``density``];
-   with an atlas registered by voxelflow (``atlas.brainglobe``, see
-   :mod:`voxelflow.pipelines.registration`) also the hemisphere and atlas-space
-   position of every object [``objects_atlas``] and left/right counts
-   [``region_counts_lr``].
+5. atlas regions of every object and counts per region
+   (:mod:`voxelflow.pipelines.atlas_space`: with an atlas registered by
+   voxelflow also hemispheres, atlas positions, left/right counts, imaged
+   fractions and an atlas-space density map), and a density map [``density``].
 
 :func:`voxelflow.pipelines.run.run_pipeline` runs it and writes the run folder
 (layout: :mod:`voxelflow.steps.node`).
@@ -41,10 +39,10 @@ from collections.abc import Callable
 
 from voxelflow import steps
 from voxelflow.errors import ConfigError, EmptyResultError
-from voxelflow.pipelines.coarse import coarse_source
+from voxelflow.pipelines.atlas_space import RegionStage, region_stage
+from voxelflow.pipelines.coarse import coarse_source, density_factors
 from voxelflow.pipelines.config import Config
 from voxelflow.pipelines.detector import detector_step, split_distance_voxels, uses_detector
-from voxelflow.pipelines.registration import atlas_space_columns
 from voxelflow.pipelines.run import Inputs, Outputs, PipelineResult, run_pipeline
 from voxelflow.pipelines.tissue import HIDDEN, bias_field, negative_mask, report_masked_fraction, require_finite
 from voxelflow.steps import Runner
@@ -103,22 +101,18 @@ def plaque(run: Runner, config: Config, inputs: Inputs) -> Outputs:
             f">= pipeline.min_voxels = {p.min_voxels}; lower pipeline.threshold "
             "(or pipeline.threshold_factor) or pipeline.min_voxels"
         )
-    regions = None
+    stage = RegionStage(objects, None)
     if inputs.atlas is not None:
-        atlas = inputs.atlas
-        objects = run.step(steps.add_regions, objects, atlas.labels, atlas.scale, scale, atlas.regions,
-                           image_shape=img.shape, name="objects_regions")
-        regions = run.step(steps.count_by_region, objects, atlas.labels, atlas.scale, atlas.regions,
-                           name="region_counts")
-        if atlas.registration is not None:
-            objects, regions = atlas_space_columns(run, objects, regions, atlas, scale)
-    df = tuple(p.density_factors)
+        stage = region_stage(run, objects, inputs.atlas, scale, img.shape, density_um=config.atlas.density_um,
+                             density_sigma_um=config.atlas.density_sigma_um)
+    objects, regions = stage.objects, stage.regions
+    df = density_factors(config, img.shape, scale)
     density = run.step(steps.density_map, objects, img.shape, df, name="density",
                        storage={"scale": tuple(s * f for s, f in zip(scale, df))}, viewer_args=HIDDEN)
     facts = {"threshold": value, "bias_corrected": field is not None, "objects_above_threshold": int(len(raw)),
              "masked_fraction": round(masked, 6), "mask_warning": masked > config.mask.warn_fraction,
-             "coarse": coarse_info, "full_res_stored": bool(stored)}
-    return Outputs(objects, density, regions, run.node("density"), facts)
+             "coarse": coarse_info, "full_res_stored": bool(stored), **stage.facts}
+    return Outputs(objects, density, regions, run.node("density"), facts, stage.atlas_density_node)
 
 
 def run_plaque_pipeline(config: Config, *, mask: str | Callable | None = None, viewer=None, progress: bool = True,

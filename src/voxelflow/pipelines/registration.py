@@ -9,13 +9,20 @@ Steps (cache node names in brackets):
    exact physical scale;
 2. affine + B-spline registration of the atlas template to it, after
    reorienting it from ``atlas.orientation`` to the atlas's code
-   [``registration``]; the result is JSON: both transforms as ITK text, the
-   grid, the orientation codes and the QC figures;
-3. the annotation and the hemispheres warped onto the coarse scan grid
-   (nearest neighbour, scan orientation) [``atlas_labels``,
-   ``atlas_hemispheres``]; objects are assigned through them chunk by chunk
-   (a centroid reads the coarse voxel it falls in: nearest-neighbour
-   up-sampling without ever building the full-resolution labels).
+   [``registration``]; a partial scan (``atlas.coverage`` a hemisphere or
+   ``'auto'``, ``atlas.crop_um`` a box) is registered to the matching part of
+   the atlas (:mod:`voxelflow.ops._atlas_part`). The result is JSON: both
+   transforms as ITK text, the grid, the orientation codes, the atlas part and
+   the QC figures. Its node is named after the atlas settings
+   (``registration-<hash>``, :func:`attempt_name`), so other settings or a
+   refused registration never replace an accepted one;
+3. the annotation and the hemispheres (of the part) warped onto the coarse
+   scan grid (nearest neighbour, scan orientation) [``atlas_labels``,
+   ``atlas_hemispheres``]; the recipe reads them up-sampled lazily to the full
+   scan grid (:func:`voxelflow.ops._atlas_map.upsample_labels`, chunk by
+   chunk, never whole);
+4. the atlas voxels the scan imaged [``atlas_coverage``], so regions outside a
+   partial scan are reported as not imaged rather than as empty.
 
 The run folder gets ``registration/``: ``affine.tfm``, ``deformable.tfm``,
 ``registration.json`` (QC) and checkerboard / edge PNGs in three planes. They
@@ -26,24 +33,26 @@ pictures on disk.
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import dask.array as da
 import numpy as np
 
 from voxelflow import steps
-from voxelflow.errors import ConfigError, OrientationError, RegistrationError
+from voxelflow.errors import ConfigError, InvalidInputError, OrientationError, RegistrationError
 from voxelflow.io.brainglobe import read_brainglobe_folder
 from voxelflow.io.orientation_code import parse_orientation
 from voxelflow.io.registration_files import transforms_from_text, transforms_to_text, write_png
-from voxelflow.ops._atlas_map import ScanAtlasMap, register_scan, registration_factors
+from voxelflow.ops._atlas_map import ScanAtlasMap, register_scan, registration_factors, upsample_labels
+from voxelflow.ops._atlas_part import AtlasPart, atlas_coverage, cut_part, detect_hemisphere, find_part
 from voxelflow.ops._register import RegistrationParameters, check_registration
 from voxelflow.ops._register_qc import qc_planes
 from voxelflow.paths import VPath, as_vpath
 from voxelflow.pipelines.inputs import Atlas, open_scan
 from voxelflow.steps import Runner, Step
 
-__all__ = ["register_atlas", "mapping_from_result", "atlas_space_columns", "REGISTRATION_FOLDER"]
+__all__ = ["register_atlas", "mapping_from_result", "part_of", "REGISTRATION_FOLDER"]
 
 #: Folder of the run that holds the transforms and QC pictures.
 REGISTRATION_FOLDER = "registration"
@@ -59,25 +68,48 @@ def _stamp(folder: str) -> str:
 
 
 def register_coarse(coarse, coarse_scale, orientation: str, atlas_folder: str, atlas_stamp: str,
-                    parameters: dict) -> dict:
-    """Register the coarse registration channel to the atlas; the JSON-ready result (no QC verdict).
+                    parameters: dict, coverage: str = "whole", crop_um=()) -> dict:
+    """Register the coarse registration channel to (a part of) the atlas; the JSON-ready result.
+
+    ``coverage`` (``'whole'``, ``'left'``, ``'right'`` or ``'auto'``) and
+    ``crop_um`` (a box in atlas micrometres, or empty) choose the atlas part;
+    the result's ``part`` says which was used.
 
     Raises
     ------
     RegistrationError
-        If the channel has no contrast or no tissue (nothing to register).
+        If the channel has no contrast or no tissue (nothing to register), or
+        the result fails the QC verdict (divergence, folding, rotation); then
+        its ``result`` is the JSON-ready result, for QC pictures.
     """
     atlas = read_brainglobe_folder(atlas_folder)
-    mapping = register_scan(np.asarray(coarse), coarse_scale, orientation, atlas,
+    coarse = np.asarray(coarse)
+    side = detect_hemisphere(coarse, coarse_scale, orientation, atlas) if coverage == "auto" else coverage
+    part = find_part(atlas, list(crop_um) or None, side)
+    mapping = register_scan(coarse, coarse_scale, orientation, cut_part(atlas, part),
                             RegistrationParameters.from_dict(parameters), check=False)
     reg = mapping.registration
-    return {"mapping": mapping.to_meta(), "transforms": transforms_to_text(reg.affine, reg.deformable)}
+    out = {"mapping": mapping.to_meta(), "transforms": transforms_to_text(reg.affine, reg.deformable),
+           "part": part.to_meta()}
+    try:
+        check_registration(reg)
+    except RegistrationError as exc:
+        # raised inside the step, so a refused result is never cached over an accepted one
+        raise RegistrationError(str(exc), out) from None
+    return out
 
 
 def mapping_from_result(result: dict) -> ScanAtlasMap:
-    """The :class:`ScanAtlasMap` of a ``registration`` step result."""
+    """The :class:`ScanAtlasMap` of a ``registration`` step result (to the registered atlas part)."""
     affine, deformable = transforms_from_text(result["transforms"])
     return ScanAtlasMap.from_parts(affine, deformable, result["mapping"])
+
+
+def part_of(result: dict) -> AtlasPart:
+    """The atlas part a ``registration`` step result registered (the whole atlas for older results)."""
+    if "part" in result:
+        return AtlasPart.from_meta(result["part"])
+    return AtlasPart((0, 0, 0), tuple(result["mapping"]["moving_shape"]))
 
 
 def warp_atlas_image(result: dict, atlas_folder: str, atlas_stamp: str, which: str) -> da.Array:
@@ -86,13 +118,36 @@ def warp_atlas_image(result: dict, atlas_folder: str, atlas_stamp: str, which: s
     Returned as a dask array so the cache stores it as a labels OME-Zarr with its voxel size
     (the viewer shows it over the scan).
     """
-    atlas = read_brainglobe_folder(atlas_folder)
-    warped = mapping_from_result(result).labels_to_scan(getattr(atlas, which))
+    atlas = cut_part(read_brainglobe_folder(atlas_folder), part_of(result))
+    mapping = mapping_from_result(result)
+    if which == "hemispheres":  # split by the registered midline, also where the brain edges miss by a voxel
+        warped = mapping.hemispheres_to_scan(atlas.hemispheres)
+    else:
+        warped = mapping.labels_to_scan(getattr(atlas, which))
     return da.from_array(warped, chunks=tuple(min(64, n) for n in warped.shape))
+
+
+def imaged_atlas_voxels(result: dict, atlas_folder: str, atlas_stamp: str) -> np.ndarray:
+    """The atlas voxels (whole atlas grid, atlas orientation) the scan imaged, bool."""
+    atlas = read_brainglobe_folder(atlas_folder)
+    return atlas_coverage(mapping_from_result(result), atlas.shape, part_of(result), atlas.hemispheres)
 
 
 _register = Step(register_coarse, kind="IN->JSON", name="registration")
 _warp = Step(warp_atlas_image, kind="JSON->OS", name="atlas_labels")
+_coverage = Step(imaged_atlas_voxels, kind="JSON->BS", name="atlas_coverage")
+
+
+def attempt_name(config, stamp: str) -> str:
+    """Cache node name of the ``registration`` step: ``registration-`` plus a hash of the atlas settings.
+
+    Each set of settings (atlas folder and its stamp, orientation, channel,
+    parameters, part) gets its own node, so trying other settings, or a
+    registration that fails, never replaces an accepted registration in the cache.
+    """
+    a = config.atlas
+    settings = [a.brainglobe, stamp, a.orientation, a.registration_channel, a.registration, a.coverage, a.crop_um]
+    return "registration-" + hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def register_atlas(run: Runner, config, scan, out_dir: VPath, stream=None, progress: bool = False) -> Atlas:
@@ -116,6 +171,9 @@ def register_atlas(run: Runner, config, scan, out_dir: VPath, stream=None, progr
     channel = a.registration_channel if a.registration_channel is not None else config.input.channel
     reg_scan = scan if channel == config.input.channel else open_scan(
         config.input.url, channel, config.input.level, scale_um=config.input.scale_um)
+    if reg_scan.image.shape != scan.image.shape:
+        raise InvalidInputError(f"atlas.registration_channel {channel} of {config.input.url!r} has shape "
+                                f"{reg_scan.image.shape}, the counted channel {scan.image.shape}; expected the same")
     factors = registration_factors(reg_scan.scale, orientation, atlas.resolution, atlas.orientation)
     cscale = tuple(s * f for s, f in zip(reg_scan.scale, factors))
     store = {"scale": cscale}
@@ -126,20 +184,35 @@ def register_atlas(run: Runner, config, scan, out_dir: VPath, stream=None, progr
     qc_dir = out_dir / REGISTRATION_FOLDER
     try:
         result = run.step(_register, coarse, cscale, orientation, a.brainglobe, stamp, dict(a.registration),
-                          name="registration")
-    except (RegistrationError, OrientationError):
+                          a.coverage, tuple(a.crop_um), name=attempt_name(config, stamp))
+    except (RegistrationError, OrientationError) as exc:
+        pair = (f"registering the atlas {a.brainglobe!r} (template reference.tiff) to channel {channel} of "
+                f"{config.input.url!r}")
+        refused = getattr(exc, "result", None)
+        if isinstance(refused, dict) and "transforms" in refused:
+            _write_qc(qc_dir, coarse_np, _template(refused, atlas), refused)
+            raise RegistrationError(f"{pair}: {exc} (QC pictures in {qc_dir.url})", refused) from None
         _write_qc(qc_dir, coarse_np, None, None)
+        if isinstance(exc, RegistrationError):
+            raise RegistrationError(f"{pair}: {exc} (pictures of the channel in {qc_dir.url})") from None
         raise
-    mapping = mapping_from_result(result)
-    template = mapping.image_to_scan(atlas.reference)
-    _write_qc(qc_dir, coarse_np, template, result)
-    try:
-        check_registration(mapping.registration)
-    except RegistrationError as exc:
-        raise RegistrationError(f"{exc} (QC pictures in {qc_dir.url})", mapping) from None
+    _write_qc(qc_dir, coarse_np, _template(result, atlas), result)
     labels = run.step(_warp, result, a.brainglobe, stamp, "annotation", name="atlas_labels", storage=store)
     hemis = run.step(_warp, result, a.brainglobe, stamp, "hemispheres", name="atlas_hemispheres", storage=store)
-    return Atlas(da.asarray(labels), cscale, atlas.regions, hemispheres=da.asarray(hemis), registration=result)
+    coverage = run.step(_coverage, result, a.brainglobe, stamp, name="atlas_coverage",
+                        storage={"scale": atlas.resolution}, viewer_args={"visible": False})
+    shape, chunks = scan.image.shape, scan.image.chunksize
+    full = {name: upsample_labels(da.asarray(arr), factors, shape, chunks=chunks)
+            for name, arr in (("labels", labels), ("hemispheres", hemis))}
+    return Atlas(full["labels"], tuple(scan.scale), atlas.regions, hemispheres=full["hemispheres"],
+                 registration=result,
+                 coarse={"labels": da.asarray(labels), "hemispheres": da.asarray(hemis), "factors": factors,
+                         "coverage": np.asarray(coverage), "atlas": atlas})
+
+
+def _template(result: dict, atlas) -> np.ndarray:
+    """The registered atlas template on the coarse scan grid (scan orientation), float32."""
+    return mapping_from_result(result).image_to_scan(cut_part(atlas, part_of(result)).reference)
 
 
 def _write_qc(folder: VPath, coarse, template, result) -> None:
@@ -150,56 +223,7 @@ def _write_qc(folder: VPath, coarse, template, result) -> None:
         for name, text in result["transforms"].items():
             if text is not None:
                 (folder / f"{name}.tfm").write_text(text)
-        (folder / "registration.json").write_text(json.dumps(result["mapping"], indent=1))
-
-
-def add_atlas_space(objects, hemispheres, grid_scale, scale, result: dict):
-    """Objects with ``hemisphere`` (1 left, 2 right, 0 outside) and ``atlas_z_um, atlas_y_um, atlas_x_um``.
-
-    The atlas position is the registration's transform of the centroid
-    (``(z + 0.5) * scale`` from the scan corner), in the atlas's axes and micrometres.
-    """
-    from voxelflow.ops import assign_regions
-
-    hemi = assign_regions(objects, hemispheres, grid_scale, scale)
-    out = objects.assign(hemisphere=hemi.to_numpy().astype(np.int64))
-    centres = (objects[["z", "y", "x"]].to_numpy(dtype=np.float64) + 0.5) * np.asarray(scale)
-    pos = mapping_from_result(result).scan_to_atlas(centres) if len(objects) else np.zeros((0, 3))
-    for k, axis in enumerate("zyx"):
-        out[f"atlas_{axis}_um"] = pos[:, k]
-    return out
-
-
-def split_hemispheres(objects, regions, labels, hemispheres, grid_scale, table):
-    """``regions`` with ``count_left``, ``count_right``, ``density_left_per_mm3``, ``density_right_per_mm3``.
-
-    Each side is counted with :func:`voxelflow.ops.count_by_region` on its own
-    objects and on the annotation restricted to that hemisphere (so volumes
-    and densities are per side).
-    """
-    from voxelflow.ops import count_by_region
-
-    out = regions.copy()
-    for side, value in (("left", 1), ("right", 2)):
-        side_labels = da.where(da.asarray(hemispheres) == value, da.asarray(labels), 0)
-        counts = count_by_region(objects[objects["hemisphere"] == value], side_labels, grid_scale, table,
-                                 unknown="ignore")
-        out[f"count_{side}"] = counts["count"].to_numpy()
-        out[f"density_{side}_per_mm3"] = counts["density_per_mm3"].to_numpy()
-    return out
-
-
-_atlas_space = Step(add_atlas_space, kind="LC->LC", name="objects_atlas")
-_split = Step(split_hemispheres, kind="RC->RC", name="region_counts_lr")
-
-
-def atlas_space_columns(run: Runner, objects, regions, atlas: Atlas, scale):
-    """The steps adding atlas-space columns to the objects and hemisphere columns to the region counts."""
-    objects = run.step(_atlas_space, objects, atlas.hemispheres, atlas.scale, scale, atlas.registration,
-                       name="objects_atlas")
-    regions = run.step(_split, objects, regions, atlas.labels, atlas.hemispheres, atlas.scale, atlas.regions,
-                       name="region_counts_lr")
-    return objects, regions
+        (folder / "registration.json").write_text(json.dumps(dict(result["mapping"], part=result.get("part")), indent=1))
 
 
 def register_only(config, *, progress: bool = True, stream=None) -> dict:

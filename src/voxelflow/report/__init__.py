@@ -12,8 +12,12 @@ in :mod:`voxelflow.steps.node`) and writes
 - ``density.png``: the density map (CD) summed along each axis;
 - ``counts.png``: objects per atlas region, next to the planted truth when given;
 - ``sizes.png``: histogram of object sizes in voxels;
-- the atlas-registration QC pictures of ``registration/`` (checkerboard and edge
-  overlays in three planes) when the run registered an atlas;
+- ``sweep.png`` and a table: the settings of a ``voxelflow sweep`` written into the
+  folder (``sweep.csv``) against the objects found, and precision / recall / F1
+  when the sweep was scored against reference points;
+- ``atlas_density.png``: the atlas-space density map summed along each atlas axis,
+  and the atlas-registration QC pictures of ``registration/`` (checkerboard and edge
+  overlays in three planes) with the QC metrics, when the run registered an atlas;
 - ``report.html``: all of the above embedded as base64 ``data:`` URIs plus the run
   summary, so the one file can be mailed or archived without its folder.
 
@@ -25,13 +29,15 @@ Examples
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from voxelflow.errors import InvalidPathError
 from voxelflow.report._figures import merge_truth, plot_counts, plot_density, plot_mip, plot_sizes
-from voxelflow.report._html import region_table_html, render_html
+from voxelflow.report._html import region_table_html, registration_table_html, render_html
 from voxelflow.report._inputs import (
     DEFAULT_DENSITY_NAMES,
     DEFAULT_IMAGE_NAMES,
@@ -42,9 +48,19 @@ from voxelflow.report._inputs import (
     resolve_density,
     resolve_image,
 )
-from voxelflow.steps.node import REGIONS_CSV, read_run
+from voxelflow.report._sweep import plot_sweep, read_sweep, sweep_table_html
+from voxelflow.steps.node import ATLAS_DENSITY_IMAGE, REGIONS_CSV, read_run
 
 __all__ = ["DEFAULT_DENSITY_NAMES", "DEFAULT_IMAGE_NAMES", "make_report"]
+
+
+def registration_qc_html(run: Path) -> str:
+    """The QC metrics of ``registration/registration.json`` as an HTML table ("" without one)."""
+    path = run / "registration" / "registration.json"
+    if not path.is_file():
+        return ""
+    desc = json.loads(path.read_text())
+    return registration_table_html(desc.get("qc", {}), desc.get("part"))
 
 
 def registration_figures(run: Path) -> list[tuple[str, str, Path]]:
@@ -152,8 +168,29 @@ def make_report(
     path = run / "sizes.png"
     plot_sizes(objects, path)
     figures.append(("Object sizes", "Histogram of object sizes", path))
-    figures += registration_figures(run)
+    tables = {}
+    sweep = read_sweep(run)
+    if sweep is not None:
+        path = run / "sweep.png"
+        plot_sweep(sweep, path)
+        figures.append(("Parameter sweep", "Objects found (bars) and scores against the reference points (lines) "
+                        "for every setting of the sweep", path))
+        tables["Parameter sweep"] = sweep_table_html(sweep)
+    atlas_den = None
+    if (run / ATLAS_DENSITY_IMAGE).exists():
+        atlas_den = optional(lambda: np.nan_to_num(np.asarray(resolve_density(run, {}, str(run / ATLAS_DENSITY_IMAGE)))),
+                             True, "atlas density map", notes, None)
+    if atlas_den is not None:
+        path = run / "atlas_density.png"
+        plot_density(atlas_den, path)
+        figures.append(("Atlas-space density map", "Objects per atlas voxel (atlas axes), summed along each axis; "
+                        "blocks the scan did not image count as 0 here", path))
+    reg_figures = registration_figures(run)
+    figures += reg_figures
+    if reg_figures:
+        tables["Atlas registration"] = registration_qc_html(run)
 
     out = run / "report.html"
-    out.write_text(render_html(title or run.name, objects, meta, figures, table_html, notes), encoding="utf-8")
+    out.write_text(render_html(title or run.name, objects, meta, figures, table_html, notes, tables),
+                   encoding="utf-8")
     return out

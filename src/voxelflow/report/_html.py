@@ -69,7 +69,19 @@ def _steps_table(steps: list) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def render_html(title: str, objects: pd.DataFrame, meta: dict, figures, table_html: str, notes) -> str:
+def registration_table_html(qc: dict, part: dict | None = None) -> str:
+    """The registration QC figures (metrics, Jacobian range, folding, rotation) and the atlas part, as a table."""
+    rows = [(k, f"{v:.6g}" if isinstance(v, float) else str(v)) for k, v in qc.items()
+            if not k.startswith(("seconds", "stop"))]
+    if part:
+        rows.append(("atlas part", f"{part.get('side', 'whole')}, voxels from {part.get('origin')}, "
+                                   f"shape {part.get('shape')}"))
+    return '<table class="registration-qc">' + _kv_table(rows)[len("<table>"):]
+
+
+def render_html(title: str, objects: pd.DataFrame, meta: dict, figures, table_html: str, notes,
+                tables: dict[str, str] | None = None) -> str:
+    """The report page; ``table_html`` follows the counts figure, ``tables[heading]`` that section's figures."""
     summary = [("objects", str(len(objects)))]
     if len(objects):
         summary.append(("median size (voxels)", f"{objects['voxels'].median():.4g}"))
@@ -81,17 +93,22 @@ def render_html(title: str, objects: pd.DataFrame, meta: dict, figures, table_ht
         _kv_table(summary),
         *(f"<p><em>{html.escape(note)}</em></p>" for note in notes),
     ]
+    after = dict(tables or {})
+    if table_html:
+        after["Counts per region"] = table_html
     section = None
     for heading, caption, path in figures:
         if heading != section:
+            if after.get(section):
+                parts.append(after[section])
             parts.append(f"<h2>{html.escape(heading)}</h2>")
             section = heading
         parts.append(
             f'<figure><img alt="{html.escape(caption)}" src="{_data_uri(path)}">'
             f"<figcaption>{html.escape(caption)}</figcaption></figure>"
         )
-        if heading == "Counts per region" and table_html:
-            parts.append(table_html)
+    if after.get(section):
+        parts.append(after[section])
     if isinstance(meta.get("steps"), list):
         parts += ["<h2>Steps</h2>", _steps_table(meta["steps"])]
     rest = {k: v for k, v in meta.items() if k != "steps"}

@@ -4,15 +4,18 @@ A *step node* is the cache node of one step call (its ``cache_url``)::
 
     <node>/step.json    name, kind ("IN->BS"), key, tuple, outputs, seconds
     <node>/parts/       while the step is computed: finished chunk groups of its long
-                        passes (one folder per pass), kept across a kill, deleted at commit
+                        passes (one folder per pass) and the image outputs being written
+                        (``<key>-out<i>.ome.zarr``, with a ledger of finished chunks),
+                        kept across a kill, deleted at commit
     <node>/out0/        one child cache node per output, in order (out0, out1, ...):
                         images (2-5 dimensions) as an OME-Zarr image with a pyramid,
-                        other arrays as zarr/npy, tables as parquet, values as JSON
-                        (the payloads of voxelflow.cache)
+                        other arrays, tables and values as voxelflow.save stores them
+                        (the payloads of voxelflow.cache: data.ome.zarr, parquet, JSON)
 
 The node itself is committed with a :class:`voxelflow.cache.ChildNodes`
 payload, so ``voxelflow.load(node)`` returns the step's result (a tuple for a
-step returning several values). Children keep their own key (``<key>/<i>``),
+step returning several values); step nodes written by voxelflow 0.1 have no such
+payload and :func:`load` reads them through ``step.json``. Children keep their own key (``<key>/<i>``),
 so an interrupted call resumes with the outputs it had already written.
 
 A *run folder* is what a pipeline run writes::
@@ -35,14 +38,16 @@ import dask.array as da
 import numpy as np
 import pandas as pd
 
-from voxelflow.cache import PAYLOAD_NAMES, ChildNodes, Image, cdir_init, load, part_store, save
-from voxelflow.errors import InvalidInputError
+from voxelflow import cache
+from voxelflow.cache import PARTS_NAME, PAYLOAD_NAMES, ChildNodes, Image, cdir_init, part_store, save
+from voxelflow.errors import InvalidInputError, NoResultError
 from voxelflow.paths import VPath, as_vpath
 from voxelflow.steps.keys import keyed
 
 __all__ = [
     "CACHE_FOLDER",
     "DENSITY_IMAGE",
+    "ATLAS_DENSITY_IMAGE",
     "OBJECTS_CSV",
     "OBJECTS_TABLE",
     "REGIONS_CSV",
@@ -50,6 +55,7 @@ __all__ = [
     "RUN_FILE",
     "STEP_FILE",
     "is_run_folder",
+    "load",
     "output_image",
     "read_run",
     "read_step",
@@ -68,6 +74,8 @@ OBJECTS_TABLE = "objects.parquet"
 OBJECTS_CSV = "objects.csv"
 REGIONS_CSV = "regions.csv"
 DENSITY_IMAGE = "density.ome.zarr"
+#: Objects per atlas voxel (or block) in atlas space, atlas orientation (runs that register an atlas).
+ATLAS_DENSITY_IMAGE = "atlas_density.ome.zarr"
 CACHE_FOLDER = "cache"
 
 
@@ -95,13 +103,25 @@ def stored_kind(value: Any) -> str:
     return "value"
 
 
-def _write_output(value: Any, url: str, storage: dict) -> str:
-    """Write one output into the child node ``url`` (opened by the caller); return its stored kind."""
+def _image_work(node_url: str, key: str, i: int) -> str | None:
+    """Where image output ``i`` of a local step node is written before it is committed (None: not resumable)."""
+    node = as_vpath(node_url)
+    return (node / PARTS_NAME / f"{key[:16]}-out{i}.ome.zarr").path if node.is_local else None
+
+
+def _write_output(value: Any, url: str, storage: dict, work: str | None = None, job: str | None = None) -> str:
+    """Write one output into the child node ``url`` (opened by the caller); return its stored kind.
+
+    An image is written in ``work`` (kept across a kill, see :func:`_image_work`) when its
+    layout allows a resumable write (:func:`voxelflow.io.write_ome_zarr`'s ``resume``), so a
+    rerun stores only the chunks not yet written.
+    """
     kind = stored_kind(value)
     if kind == "image":
         from voxelflow.io import write_ome_zarr
 
-        save(url, Image(lambda target: write_ome_zarr(value, target.url, overwrite=True, **storage)))
+        save(url, Image(lambda target: write_ome_zarr(value, target.url, overwrite=True, resume=work, job=job,
+                                                      **storage)))
         return kind
     if kind == "value":
         if isinstance(value, np.generic):
@@ -136,7 +156,8 @@ def write_step(node_url: str, desc: dict, result: Any, storage: dict) -> None:
         child = _output(node_url, i).url
         # a resumed node reuses only the outputs already committed under this key
         if cdir_init(child, key=f"{desc['key']}/{i}").commit is None:
-            kinds.append(_write_output(value, child, storage))
+            kinds.append(_write_output(value, child, storage, _image_work(node_url, desc["key"], i),
+                                       f"{desc['key']}/{i}"))
         else:
             kinds.append(stored_kind(value))
     desc = {**desc, "tuple": isinstance(result, tuple), "outputs": kinds}
@@ -180,13 +201,45 @@ def read_step_result(node_url: str, desc: dict) -> Any:
             arr, _ = open_ome_zarr(output_image(node_url, i).url)
             outs.append(keyed(arr, f"{desc['key']}/{i}"))
             continue
-        value = load(_output(node_url, i))
+        value = cache.load(_output(node_url, i))
         if kind == "array":
             value = keyed(da.asarray(value), f"{desc['key']}/{i}")
         if kind == "series" and isinstance(value, pd.DataFrame):
             value = value.iloc[:, 0]  # stored as a one-column table by voxelflow 0.1
         outs.append(value)
     return tuple(outs) if desc["tuple"] else outs[0]
+
+
+def load(url: str | VPath, *, storage_options: dict | None = None) -> Any:
+    """:func:`voxelflow.load`: the result of any committed node, step nodes of every voxelflow version included.
+
+    Parameters
+    ----------
+    url : str or VPath
+        A node saved with :func:`voxelflow.save` or a step node.
+    storage_options : dict, optional
+        fsspec options for remote URLs.
+
+    Returns
+    -------
+    object
+        What :func:`voxelflow.cache.load` returns; for a step node written by
+        voxelflow 0.1 (committed without a result of its own) the step's result
+        read through its ``step.json``: a tuple for a step with several outputs.
+
+    Raises
+    ------
+    NotCommittedError, CacheError
+        As :func:`voxelflow.cache.load`.
+    """
+    try:
+        return cache.load(url, storage_options=storage_options)
+    except NoResultError:
+        path = as_vpath(url, storage_options)
+        desc = read_step(path)
+        if desc is None:
+            raise
+        return read_step_result(path, desc)
 
 
 def step_output_paths(node: str | VPath, desc: dict) -> list[tuple[str, VPath]]:

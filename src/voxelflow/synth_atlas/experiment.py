@@ -5,19 +5,25 @@ from __future__ import annotations
 import numpy as np
 
 from voxelflow.synth_atlas.brain import make_synthetic_atlas
-from voxelflow.synth_atlas.scan import make_synthetic_scan
+from voxelflow.synth_atlas.scan import make_synthetic_scan, partial_atlas
 from voxelflow.synth_atlas.truth import plant_objects
 
 __all__ = ["write_synthetic_experiment"]
 
 
 def write_synthetic_experiment(folder, *, resolution: float = 300.0, seed: int = 0, n_objects: int = 200,
-                               orientation: str | None = "psl", factors=(2.0, 2.5, 2.5)) -> dict:
+                               orientation: str | None = "psl", factors=(2.0, 2.5, 2.5), box_um=None,
+                               side: str = "whole", scan_kwargs: dict | None = None) -> dict:
     """Write a BrainGlobe atlas folder, a 2-channel scan OME-Zarr, the truth and a configuration.
 
     Channel 0 of ``scan.ome.zarr`` is the autofluorescence (registration)
     channel, channel 1 the plaques. ``plaque.toml`` runs the plaque pipeline
     with the atlas registered by voxelflow.
+
+    With ``box_um`` or ``side`` (see :func:`~voxelflow.synth_atlas.scan.partial_atlas`)
+    the scan shows only that part of the brain (the rest is cut away and the
+    field of view framed on the part); objects are planted in it only, and the
+    whole atlas is written.
 
     Returns
     -------
@@ -33,7 +39,11 @@ def write_synthetic_experiment(folder, *, resolution: float = 300.0, seed: int =
     root.mkdir(parents=True, exist_ok=True)
     atlas = make_synthetic_atlas(resolution=resolution)
     write_brainglobe_folder(atlas, root / "atlas")
-    scan = make_synthetic_scan(atlas, seed=seed, orientation=orientation, factors=factors)
+    shown, box = atlas, None
+    if box_um is not None or side != "whole":
+        shown, box = partial_atlas(atlas, box_um, side)
+    scan = make_synthetic_scan(shown, seed=seed, orientation=orientation, factors=factors, box_um=box,
+                               **(scan_kwargs or {}))
     plaques, truth = plant_objects(scan, n_objects, seed=seed + 1)
     both = np.stack([scan.image, plaques])
     write_ome_zarr(both, root / "scan.ome.zarr", axes="czyx", scale=(1.0, *scan.scale),

@@ -33,7 +33,7 @@ from voxelflow.ops._orientation import (
 )
 from voxelflow.synth_atlas.artefacts import lightsheet_artefacts
 
-__all__ = ["SyntheticScan", "make_synthetic_scan"]
+__all__ = ["SyntheticScan", "make_synthetic_scan", "partial_atlas"]
 
 
 @dataclass
@@ -132,6 +132,7 @@ def make_synthetic_scan(
     noise: float = 0.05,
     margin: float = 0.12,
     slab_voxels: int = 4_000_000,
+    box_um=None,
 ) -> SyntheticScan:
     """Warp ``atlas`` into a realistic, differently oriented, finer scan with known truth.
 
@@ -162,6 +163,10 @@ def make_synthetic_scan(
         Extra field of view around the brain, as a fraction of its extent.
     slab_voxels : int
         Voxels sampled per step (bounds memory for large scans).
+    box_um : sequence of 6 float, optional
+        ``z0, z1, y0, y1, x0, x1``: the atlas box (micrometres, atlas axes) the
+        field of view is framed on (default the whole atlas); with
+        :func:`partial_atlas` it makes a scan of part of a brain.
 
     Returns
     -------
@@ -180,6 +185,8 @@ def make_synthetic_scan(
         raise InvalidInputError(f"factors must be 3 positive numbers, got {factors!r}")
     frame_scale = res / factors
     atlas_box = np.asarray(atlas.shape) * res
+    lo, hi = (np.zeros(3), atlas_box) if box_um is None else (np.asarray(box_um[0::2], dtype=np.float64),
+                                                             np.asarray(box_um[1::2], dtype=np.float64))
 
     angle = np.deg2rad(rng.uniform(-max_rotation_deg, max_rotation_deg))
     axis = rng.standard_normal(3)
@@ -194,13 +201,13 @@ def make_synthetic_scan(
         max_translation_um = 0.04 * float(atlas_box.max())
     shift = rng.uniform(-max_translation_um, max_translation_um, size=3)
     # field of view: the transformed atlas box plus a margin, so the brain lies inside
-    corners = np.array(np.meshgrid(*[[0, b] for b in atlas_box], indexing="ij")).reshape(3, -1).T
-    centred = (corners - atlas_box / 2) @ brain_to_scan.T
+    corners = np.array(np.meshgrid(*[[a, b] for a, b in zip(lo, hi)], indexing="ij")).reshape(3, -1).T
+    centred = (corners - (lo + hi) / 2) @ brain_to_scan.T
     span = centred.max(axis=0) - centred.min(axis=0)
     frame_box = span * (1 + margin)
     frame_shape = tuple(int(np.ceil(b / s)) for b, s in zip(frame_box, frame_scale))
     frame_box = np.asarray(frame_shape) * frame_scale
-    offset = atlas_box / 2 + shift - matrix @ (frame_box / 2)
+    offset = (lo + hi) / 2 + shift - matrix @ (frame_box / 2)
 
     grid = rng.standard_normal((3, 4, 4, 4))
     amplitude = rng.uniform(0.5, 1.0) * max_deformation_vox * float(res.min())
@@ -234,3 +241,44 @@ def _render(scan: SyntheticScan, frame_shape, frame_scale, slab_voxels: int) -> 
         a = scan._frame_to_atlas(q) / res - 0.5
         out[z0:z1] = ndi.map_coordinates(ref, a.T, order=1, mode="constant", cval=0.0).reshape(z1 - z0, *yy.shape)
     return out
+
+
+def partial_atlas(atlas: Atlas, box_um=None, side: str = "whole") -> tuple[Atlas, tuple[float, ...]]:
+    """The atlas with only the tissue of a partial scan left: a box and/or one hemisphere.
+
+    Parameters
+    ----------
+    atlas : Atlas
+    box_um : sequence of 6 float, optional
+        ``z0, z1, y0, y1, x0, x1`` in micrometres (atlas axes): tissue whose voxel
+        centre lies outside is removed (as if cut away).
+    side : {'whole', 'left', 'right'}
+        Keep one hemisphere (hemisphere value 1 left, 2 right).
+
+    Returns
+    -------
+    part : Atlas
+        Same shapes; template, annotation and hemispheres are 0 outside the part.
+    box_um : tuple of 6 float
+        The bounding box of the part's tissue (for ``make_synthetic_scan(box_um=...)``).
+    """
+    res = np.asarray(atlas.resolution, dtype=np.float64)
+    keep = np.ones(atlas.shape, dtype=bool)
+    if box_um is not None:
+        centres = [(np.arange(n) + 0.5) * r for n, r in zip(atlas.shape, res)]
+        for axis in range(3):
+            inside = (centres[axis] >= box_um[2 * axis]) & (centres[axis] < box_um[2 * axis + 1])
+            keep &= inside.reshape([-1 if k == axis else 1 for k in range(3)])
+    if side != "whole":
+        keep &= atlas.hemispheres == {"left": 1, "right": 2}[side]
+    else:
+        keep &= atlas.annotation != 0
+    where = np.argwhere(keep)
+    if not len(where):
+        raise InvalidInputError(f"the part (box {box_um}, side {side!r}) holds no tissue")
+    lo, hi = where.min(axis=0) * res, (where.max(axis=0) + 1) * res
+    ref, ann, hem = atlas.reference.copy(), atlas.annotation.copy(), atlas.hemispheres.copy()
+    for arr in (ref, ann, hem):
+        arr[~keep] = 0
+    part = Atlas(ref, ann, hem, atlas.regions, atlas.resolution, atlas.orientation, atlas.name, dict(atlas.metadata))
+    return part, tuple(float(v) for pair in zip(lo, hi) for v in pair)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy.ndimage import gaussian_filter1d
 
 from voxelflow.errors import InvalidInputError
 from voxelflow.synth import REGIONS
@@ -93,6 +94,8 @@ def make_synthetic_cells(
     read_noise: float = 4.0,
     photons_per_count: float = 1.0,
     atlas_factors: tuple[int, int, int] = (2, 5, 5),
+    spectral_spread: float = 0.0,
+    axial_blur_um: float = 0.0,
 ) -> SyntheticCells:
     """Draw a synthetic two-channel lightsheet crop with planted nuclei.
 
@@ -126,6 +129,13 @@ def make_synthetic_cells(
         Shot noise: a level of ``v`` counts has SD ``sqrt(v / photons_per_count)``.
     atlas_factors : tuple of 3 int
         Image voxels per atlas voxel.
+    spectral_spread : float
+        Relative SD of the signal / background ratio of each vessel, fibre and
+        granule around the crop's ratio (autofluorescent structures differ in
+        spectrum, so one factor does not remove them all); 0 gives one ratio.
+    axial_blur_um : float
+        SD in um of a Gaussian blur along z of the recorded light (light-sheet
+        thickness, axial resolution); 0 gives none beyond the voxel's own extent.
 
     Returns
     -------
@@ -144,7 +154,11 @@ def make_synthetic_cells(
     spacing = tuple(float(s) for s in spacing)
     if len(spacing) != 3 or min(spacing) <= 0:
         raise InvalidInputError(f"spacing must be 3 positive voxel sizes in um, got {spacing}")
+    if not (spectral_spread >= 0 and axial_blur_um >= 0):
+        raise InvalidInputError(f"spectral_spread and axial_blur_um must be >= 0, got {spectral_spread}, {axial_blur_um}")
     rng = np.random.default_rng(seed)
+    # the optional effects draw from their own stream, so that without them a seed gives the same crop as ever
+    rng_spread = np.random.default_rng([seed, 1])
     sp = np.asarray(spacing)
     extent = np.asarray(shape) * sp
     # tissue edge: a sphere much larger than the crop, entering from one corner of the (y, x) plane
@@ -175,24 +189,39 @@ def make_synthetic_cells(
                                           touching_fraction, rim_um)
 
     auto = np.zeros(shape, np.float32)  # autofluorescent structures, counts in the background channel
+    auto_sig = np.zeros(shape, np.float32) if spectral_spread else auto  # the same, as the signal channel sees them
+
+    def spectrum():
+        return max(0.2, 1.0 + spectral_spread * rng_spread.normal()) if spectral_spread else 1.0
     vol_mm3 = float(np.prod(extent)) * 1e-9
     n_vessels = int(round(120 * vol_mm3)) + 2 if n_vessels is None else int(n_vessels)
     n_fibres = int(round(150 * vol_mm3)) + 2 if n_fibres is None else int(n_fibres)
     n_granules = int(round(3000 * vol_mm3)) if n_granules is None else int(n_granules)
     for _ in range(n_vessels):
         path = random_path(rng, extent, 40, 12.0, 0.25)
-        add_tube(auto, spacing, path, rng.uniform(2.5, 6.0), rng.uniform(1.5, 3.0) * background_level, 1.0)
+        radius_um, amp = rng.uniform(2.5, 6.0), rng.uniform(1.5, 3.0) * background_level
+        add_tube(auto, spacing, path, radius_um, amp, 1.0)
+        if spectral_spread:
+            add_tube(auto_sig, spacing, path, radius_um, amp * spectrum(), 1.0)
     for _ in range(n_fibres):
         path = random_path(rng, extent, 60, 10.0, 0.08)
-        add_tube(auto, spacing, path, rng.uniform(1.0, 1.5), rng.uniform(2.0, 4.0) * background_level, 0.7)
+        radius_um, amp = rng.uniform(1.0, 1.5), rng.uniform(2.0, 4.0) * background_level
+        add_tube(auto, spacing, path, radius_um, amp, 0.7)
+        if spectral_spread:
+            add_tube(auto_sig, spacing, path, radius_um, amp * spectrum(), 0.7)
     for _ in range(n_granules):
         p = rng.uniform(0, 1, 3) * extent
         r = rng.uniform(1.0, 2.0)
-        add_ball(auto, spacing, p, (r, r, r), rng.uniform(3.0, 6.0) * background_level, 0.7)
+        amp = rng.uniform(3.0, 6.0) * background_level
+        add_ball(auto, spacing, p, (r, r, r), amp, 0.7)
+        if spectral_spread:
+            add_ball(auto_sig, spacing, p, (r, r, r), amp * spectrum(), 0.7)
     # bright tissue rim (cut surface), in both channels
     dist_in = radius - np.sqrt((z_um - centre[0]) ** 2 + (y_um - centre[1]) ** 2 + (x_um - centre[2]) ** 2)
-    auto += (2.0 * background_level * np.exp(-np.maximum(dist_in, 0) / 6.0) * tissue).astype(np.float32)
-    auto *= tissue
+    rim = (2.0 * background_level * np.exp(-np.maximum(dist_in, 0) / 6.0) * tissue).astype(np.float32)
+    for field in {id(auto): auto, id(auto_sig): auto_sig}.values():
+        field += rim
+        field *= tissue
 
     cells = np.zeros(shape, np.float32)
     amps = rng.uniform(*cell_contrast, size=len(diams)) * tissue_level
@@ -210,8 +239,11 @@ def make_synthetic_cells(
     plane_s, yx_s = gain_field(rng, shape, spacing, tile_um, n_stripes)
     # the background channel shares the mosaic and stripes, with its own plane-to-plane steps
     plane_b = plane_s * rng.uniform(0.9, 1.1, size=shape[0]).astype(np.float32)
-    signal = (base_s + ratio * auto + cells) * plane_s[:, None, None] * yx_s[None]
+    signal = (base_s + ratio * auto_sig + cells) * plane_s[:, None, None] * yx_s[None]
     backgr = (base_b + auto) * plane_b[:, None, None] * yx_s[None]
+    if axial_blur_um:
+        signal = gaussian_filter1d(signal, axial_blur_um / sp[0], axis=0, mode="nearest")
+        backgr = gaussian_filter1d(backgr, axial_blur_um / sp[0], axis=0, mode="nearest")
     out = []
     for level in (signal, backgr):
         shot = rng.normal(0.0, 1.0, size=shape).astype(np.float32) * np.sqrt(np.maximum(level, 0) / photons_per_count)

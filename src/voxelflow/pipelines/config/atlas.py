@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from voxelflow.pipelines.config.checks import key, optional_index, orientation_code, registration_table, string
+from voxelflow.pipelines.config.checks import (
+    atlas_box,
+    key,
+    number,
+    optional_index,
+    orientation_code,
+    registration_table,
+    string,
+)
 
 
 @dataclass
@@ -26,3 +34,14 @@ class AtlasSection:
     registration: dict = key({}, registration_table, "a table of registration parameters (grid_spacing_um, "
                              "affine_iterations, deformable_iterations, deformable, ...)",
                              "see docs/registration.md")
+    coverage: str = key("whole", string(choices=("whole", "left", "right", "auto")),
+                        "'whole', 'left', 'right' or 'auto'",
+                        "the part of the brain the scan holds: one hemisphere is registered to that half of the atlas; "
+                        "'auto' tells a hemisphere from a whole brain by the tissue's left-right extent")
+    crop_um: list[float] = key([], atlas_box, "6 numbers z0, z1, y0, y1, x0, x1 in micrometres (or empty)",
+                               "the box of the atlas (atlas axes, from its corner) a cropped scan covers; the atlas "
+                               "is cropped to it before registering")
+    density_um: float = key(0.0, number(lo=0.0), "a number >= 0 (micrometres)",
+                            "block side of the atlas-space density map; 0 = one atlas voxel")
+    density_sigma_um: float = key(0.0, number(lo=0.0), "a number >= 0 (micrometres)",
+                                  "Gaussian smoothing of the atlas-space density map; 0 = counts")

@@ -141,6 +141,18 @@ def orientation_code(v):
         raise BadValue from None
 
 
+def atlas_box(v):
+    """Empty, or 6 numbers z0, z1, y0, y1, x0, x1 (micrometres) with each lower bound below its upper one."""
+    if v is None or (isinstance(v, (list, tuple)) and not v):
+        return []
+    if not isinstance(v, (list, tuple)) or len(v) != 6:
+        raise BadValue
+    out = [number()(x) for x in v]
+    if any(out[2 * k + 1] <= out[2 * k] for k in range(3)):
+        raise BadValue
+    return out
+
+
 def registration_table(v):
     if not isinstance(v, Mapping):
         raise BadValue
