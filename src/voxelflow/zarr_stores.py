@@ -26,7 +26,14 @@ class CompleteChunkStore(WrapperStore):
     store : zarr.abc.store.Store
     url : str
         Where the store is, for the error message.
+
+    Attributes
+    ----------
+    error : type
+        The exception raised for an absent chunk (a subclass may name its own).
     """
+
+    error: type[Exception] = MissingChunkError
 
     def __init__(self, store, url: str = ""):
         super().__init__(store)
@@ -37,7 +44,7 @@ class CompleteChunkStore(WrapperStore):
 
     def _check(self, key: str, value):
         if value is None and key.rsplit("/", 1)[-1] not in METADATA_KEYS:
-            raise MissingChunkError(f"chunk {key!r} of {self._url} is missing (deleted or never written)")
+            raise self.error(f"chunk {key!r} of {self._url} is missing (deleted or never written)")
         return value
 
     async def get(self, key, prototype, byte_range=None):

@@ -4,7 +4,9 @@ One number sets it up: ``cells.diameter_um``, the expected nucleus diameter.
 Every other length defaults from it and the scan's voxel size
 (:func:`cell_parameters`). Stages, each a cached step (node name in brackets):
 
-1. open the scan and, when given, the background (autofluorescence) channel;
+1. open the scan and, when given, the background (autofluorescence) channel
+   (its location is recorded [``background_channel``] and in ``run.json``, so the
+   viewer shows it as its own layer);
    the coarse grid [``coarse``]: a stored pyramid level within
    ``pipeline.coarse_max_voxels`` (or at ``pipeline.coarse_um``), reduced by block
    means only when no level fits, as in the plaque recipe
@@ -52,7 +54,7 @@ from voxelflow.pipelines.atlas_space import RegionStage, region_stage
 from voxelflow.pipelines.candidates import classify_candidates, open_candidate_classifier
 from voxelflow.pipelines.coarse import coarse_source
 from voxelflow.pipelines.config import Config
-from voxelflow.pipelines.inputs import background_scan
+from voxelflow.pipelines.inputs import background_reference, background_scan
 from voxelflow.pipelines.run import Inputs, Outputs, PipelineResult, run_pipeline
 from voxelflow.pipelines.tissue import negative_mask, report_masked_fraction
 from voxelflow.steps import Runner, Step
@@ -281,6 +283,13 @@ def cell_table(cells: pd.DataFrame, spacing, translation, shape) -> pd.DataFrame
 
 # --- the stages as typed steps (their kind sets display and storage) ---------------------------
 
+def background_channel(reference: dict) -> dict:
+    """The location of the background channel (see :func:`background_reference`): a cached record the viewer
+    opens as the ``autofluorescence`` layer of the run's steps."""
+    return dict(reference)
+
+
+_background_channel = Step(background_channel, name="background_channel")
 _plane_levels = Step(plane_levels, name="plane_levels")
 _channel_factor = Step(channel_factor, name="channel_factor")
 _detection_response = Step(detection_response, kind="IN->IN", name="detection_response")
@@ -334,7 +343,9 @@ def cells(run: Runner, config: Config, inputs: Inputs) -> Outputs:
     factor = 0.0
     if c.background != "none":
         levels = run.step(_plane_levels, img, spacing, tile_bg, negative, cf, name="plane_levels")
+    background = background_reference(config)
     if bg is not None:
+        run.step(_background_channel, background, name="background_channel")
         if c.background != "none":
             bg_levels = run.step(_plane_levels, bg, spacing, tile_bg, negative, cf, name="background_levels")
         flat = np.ones((img.shape[0], 1, 1))
@@ -373,7 +384,8 @@ def cells(run: Runner, config: Config, inputs: Inputs) -> Outputs:
                        storage={"scale": tuple(s * f for s, f in zip(spacing, df))}, viewer_args=_HIDDEN)
     facts = {"parameters": params, "masked_fraction": round(masked, 6),
              "mask_warning": masked > config.mask.warn_fraction, "channel_factor": float(factor),
-             "cells_before_shape_filter": int(len(raw)), "coarse": coarse_info, **stage.facts}
+             "cells_before_shape_filter": int(len(raw)), "coarse": coarse_info, "background": background,
+             **stage.facts}
     if classified is not None:
         facts["classifier"] = classified
     return Outputs(objects, density, regions, run.node("density"), facts, stage.atlas_density_node)

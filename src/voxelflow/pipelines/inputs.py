@@ -22,7 +22,7 @@ from voxelflow.io.atlas_files import read_region_table
 from voxelflow.paths import VPath, as_vpath
 from voxelflow.steps import keyed
 
-__all__ = ["Atlas", "Scan", "background_scan", "open_atlas", "open_keyed", "open_scan", "open_user_mask"]
+__all__ = ["Atlas", "Scan", "background_reference", "background_scan", "open_atlas", "open_keyed", "open_scan", "open_user_mask"]
 
 
 @dataclass(frozen=True)
@@ -196,6 +196,27 @@ def open_user_mask(url: str) -> da.Array:
     if mask.ndim != 3:
         raise InvalidInputError(f"pipeline.mask must be a 3-D image, got shape {mask.shape}")
     return keyed(mask, json.dumps([url, stamp]))
+
+
+def background_reference(config) -> dict | None:
+    """Where the background (autofluorescence) channel is read, for the run record and the viewer; or None.
+
+    Returns
+    -------
+    dict or None
+        ``image``: absolute URL of the image (with any ``?slices`` of
+        ``input.background_url``), ``channel``: the channel index of
+        ``input.background_channel`` in the scan (None for its own image),
+        ``name``: ``"autofluorescence"``.
+    """
+    i = config.input
+    if i.background_url:
+        base, _, query = i.background_url.partition("?")
+        return {"image": VPath(base).url + (f"?{query}" if query else ""), "channel": None, "name": "autofluorescence"}
+    if i.background_channel is not None:
+        return {"image": VPath(i.url.split("?", 1)[0]).url, "channel": i.background_channel,
+                "name": "autofluorescence"}
+    return None
 
 
 def background_scan(config, img):

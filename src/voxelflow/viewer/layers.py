@@ -117,6 +117,7 @@ def ome_zarr_layers(
     name: str | None = None,
     storage_options: dict | None = None,
     scale_um=None,
+    channel: int | str | None = None,
 ) -> list[LayerData]:
     """Layer data for an image (OME-Zarr or any format :func:`voxelflow.open_image` reads), its pyramid and labels.
 
@@ -142,6 +143,8 @@ def ome_zarr_layers(
     scale_um : optional
         Voxel size in micrometres for inputs that do not state one (see
         :func:`voxelflow.open_image`).
+    channel : int or str, optional
+        Show only this channel (index or name) of a multi-channel image.
 
     Returns
     -------
@@ -158,9 +161,9 @@ def ome_zarr_layers(
     """
     from voxelflow.io.open import open_image
 
-    arr, meta = open_image(url, scale_um=scale_um, storage_options=storage_options)
+    arr, meta = open_image(url, scale_um=scale_um, storage_options=storage_options, channel=channel)
     pyramid = [arr] + [
-        open_image(url, level=i, scale_um=scale_um, storage_options=storage_options)[0]
+        open_image(url, level=i, scale_um=scale_um, storage_options=storage_options, channel=channel)[0]
         for i in range(1, len(meta.levels))
     ]
     name = name or _display_name(url)

@@ -35,6 +35,7 @@ __all__ = [
     "CachedStep",
     "classify_path",
     "layers_for_path",
+    "image_reference_layers",
     "list_cached_steps",
     "run_folder_layers",
     "step_layers",
@@ -67,8 +68,9 @@ class CachedStep:
         The step's data types (``"BS->OS"``) if the step declared them.
     outputs : tuple of str
         What the node holds: ``image``/``table``/``value`` per step output, or the
-        ``save`` payload kind (``numpy``, ``dask``, ``dataframe``, ``json``), or
-        ``ome-zarr`` for OME-Zarr images written into the node.
+        ``save`` payload kind (``numpy``, ``dask``, ``dataframe``, ``json``),
+        ``ome-zarr`` for OME-Zarr images written into the node, or ``reference``
+        for a step whose value names an input image (:func:`image_reference_layers`).
     """
 
     name: str
@@ -185,6 +187,8 @@ def list_cached_steps(root, storage_options: dict | None = None) -> list[CachedS
         if desc is not None:
             step_dirs.append(path.path)
             outputs = tuple(desc.get("outputs", ()))
+            if outputs == ("value",) and _image_reference(path, desc):
+                outputs = ("reference",)
             out.append(CachedStep(name, path.url, node.commit, True, desc.get("kind"), outputs))
             continue
         payload = (node.marker or {}).get("payload")
@@ -195,6 +199,38 @@ def list_cached_steps(root, storage_options: dict | None = None) -> list[CachedS
         elif _ome_zarr_children(path):
             out.append(CachedStep(name, path.url, node.commit, False, None, ("ome-zarr",)))
     return out
+
+
+def _image_reference(node: VPath, desc: dict) -> dict | None:
+    """The value of a one-value step node when it names an image (``{"image": url, "channel": ...}``)."""
+    from voxelflow.cache import load
+
+    ((_, where),) = step_node.step_output_paths(node, desc)
+    value = load(where.url)
+    return value if isinstance(value, dict) and isinstance(value.get("image"), str) else None
+
+
+def image_reference_layers(reference: dict, name: str | None = None) -> list[LayerData]:
+    """An input image a run names (e.g. its autofluorescence channel) as its own image layer.
+
+    Parameters
+    ----------
+    reference : dict
+        ``image`` (URL), optional ``channel`` (index or name in that image) and ``name``.
+    name : str, optional
+        Layer name; default the reference's ``name``.
+
+    Returns
+    -------
+    list of (data, kwargs, layer_type)
+        One image layer (its pyramid), contrast limits from the data, drawn in
+        magenta over the scan (additive blending).
+    """
+    layers = ome_zarr_layers(reference["image"], labels=False, split_channels=False,
+                             channel=reference.get("channel"), name=name or reference.get("name"))
+    for _, kwargs, _ in layers:
+        kwargs.update(colormap="magenta", blending="additive")
+    return layers
 
 
 def _ome_zarr_children(folder: VPath) -> list[VPath]:
@@ -224,7 +260,10 @@ def step_layers(step: CachedStep, *, scale: Sequence[float] | None = None) -> li
     layers: list[LayerData] = []
     if step.from_step:
         shown = [k for k in step.outputs if k in ("image", "array", "table")]
-        outputs = step_node.step_output_paths(node, {"outputs": step.outputs})
+        outputs = step_node.step_output_paths(node, {"outputs": ("value",) if step.outputs == ("reference",)
+                                                      else step.outputs})
+        if step.outputs == ("reference",):
+            return image_reference_layers(load(outputs[0][1].url), name=step.name)
         for i, (kind, where) in enumerate(outputs):
             name = step.name if len(shown) == 1 else f"{step.name}[{i}]"
             if kind == "image":
@@ -300,6 +339,7 @@ def run_folder_layers(url, storage_options: dict | None = None) -> list[LayerDat
     """Layer data for a pipeline run folder.
 
     In drawing order: the input image (the run description's ``outputs.image``), the
+    background (autofluorescence) channel the run names (``background``), the
     OME-Zarr images in the folder (density map; hidden, as a heat map), the
     label (``OS``) and mask (``BS``, hidden) steps of the run's cache, and the
     objects of the object table as points placed on the input image's voxel grid.
@@ -320,6 +360,12 @@ def run_folder_layers(url, storage_options: dict | None = None) -> list[LayerDat
             layers += image_layers
             kw = image_layers[0][1]
             image_geometry = {"scale": kw["scale"], "translate": kw["translate"]}
+    background = run.get("background")
+    if isinstance(background, dict) and isinstance(background.get("image"), str):
+        try:
+            layers += image_reference_layers(background)
+        except (OmeZarrError, InvalidPathError, InvalidInputError, ImageFormatError) as exc:
+            log.warning("background channel %s cannot be opened (%s)", background["image"], exc)
     for image in _ome_zarr_children(folder):
         for data, kwargs, layer_type in ome_zarr_layers(image.url):
             if layer_type == "image":

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import zipfile
 
-from zarr.storage import FsspecStore, WrapperStore, ZipStore
+from zarr.storage import FsspecStore, ZipStore
 
 from voxelflow.errors import OmeZarrError
 from voxelflow.paths import VPath
+from voxelflow.zarr_stores import CompleteChunkStore
 
 __all__ = ["StrictChunkStore", "is_zip", "open_read_store", "split_zip"]
 
-_METADATA_KEYS = ("zarr.json", ".zarray", ".zattrs", ".zgroup", ".zmetadata")
 
 
 def is_zip(path: VPath) -> bool:
@@ -71,29 +71,11 @@ def open_read_store(path: VPath):
         raise OmeZarrError(f"{path.url} is not a readable zip archive (truncated or corrupt?): {exc}") from exc
 
 
-class StrictChunkStore(WrapperStore):
-    """Wrap a store so that reading a chunk that does not exist raises instead of filling.
+class StrictChunkStore(CompleteChunkStore):
+    """Wrap a store so that reading a chunk that does not exist raises :class:`OmeZarrError` instead of filling.
 
     zarr fills absent chunks with the fill value, which hides lost files. voxelflow
     writes every chunk, so for its own images an absent chunk means damage.
     """
 
-    def __init__(self, store, url: str = ""):
-        super().__init__(store)
-        self._url = url
-
-    def _with_store(self, store):
-        return type(self)(store, self._url)
-
-    def _check(self, key: str, value):
-        if value is None and not key.rsplit("/", 1)[-1] in _METADATA_KEYS:
-            raise OmeZarrError(f"chunk {key!r} of {self._url} is missing (deleted or never written)")
-        return value
-
-    async def get(self, key, prototype, byte_range=None):
-        return self._check(key, await self._store.get(key, prototype, byte_range))
-
-    async def get_partial_values(self, prototype, key_ranges):
-        key_ranges = list(key_ranges)
-        values = await self._store.get_partial_values(prototype, key_ranges)
-        return [self._check(key, v) for (key, _), v in zip(key_ranges, values)]
+    error = OmeZarrError
