@@ -6,7 +6,9 @@ Figures printed (and their goals):
   the time to write level 0 alone (goal <= 1.3), for chunks that are views of an
   in-memory array and for chunks computed by an upstream task;
 * read: throughput of reading level 0 with ``open_ome_zarr`` divided into the
-  throughput of reading the same zarr array with zarr directly (goal <= 1.5).
+  throughput of reading the same zarr array with zarr directly (goal <= 1.5);
+* checksum: writing and reading level 0 with the crc32c codec voxelflow appends to
+  every chunk, divided by the same without it (the cost of detecting damaged chunks).
 
 The volume is a smooth background plus noise and bright blobs (compresses like
 lightsheet data, not like pure noise), held in memory so the timings measure
@@ -25,12 +27,14 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 import dask
 import dask.array as da
 import numpy as np
 import zarr
 
+from voxelflow.io.ome_zarr import levels as level_writer
 from voxelflow.io.ome_zarr import open_ome_zarr, write_ome_zarr
 
 
@@ -133,8 +137,39 @@ def main(argv=None) -> None:
         files = sum(1 for p in image.rglob("*") if p.is_file())
         size = sum(p.stat().st_size for p in image.rglob("*") if p.is_file())
         print(f"pyramid on disk           : {size / 2**20:7.0f} MiB in {files} files")
+        checksum_cost(arr, vol, workdir, args.repeat, mib)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def checksum_cost(arr: da.Array, vol: np.ndarray, workdir: Path, repeat: int, mib: float) -> None:
+    """Print write and read times of level 0 with and without the crc32c codec, and their ratios."""
+    with_crc = level_writer.chunk_codecs
+
+    def blosc_only(zarr_format):
+        return with_crc(zarr_format)[:1]
+
+    assert with_crc(3)[-1].to_dict() == {"name": "crc32c"}, "the writer no longer appends a crc32c codec"
+    out = np.empty(vol.shape, vol.dtype)
+    runs = {"crc32c": {"write": [], "read": []}, "none": {"write": [], "read": []}}
+    for _ in range(repeat):
+        # alternate the two variants so that machine noise hits both alike
+        for name, codecs in (("crc32c", with_crc), ("none", blosc_only)):
+            target = workdir / f"checksum-{name}.ome.zarr"
+            with mock.patch.object(level_writer, "chunk_codecs", codecs):
+                runs[name]["write"].append(timed(lambda t=target: write_ome_zarr(arr, t), 1,
+                                                 lambda t=target: shutil.rmtree(t, ignore_errors=True)))
+
+            def read(t=target):
+                da.store(open_ome_zarr(t)[0], out, lock=False)
+            runs[name]["read"].append(timed(read, 1))
+            assert np.array_equal(out, vol), f"read back differs ({name})"
+    for what in ("write", "read"):
+        crc, none = (tuple(map(min, zip(*runs[k][what]))) for k in ("crc32c", "none"))
+        print(f"{what} level 0, crc32c      : {crc[0]:7.2f} s  ({mib / crc[0]:7.0f} MiB/s)  cpu {crc[1]:6.2f} s")
+        print(f"{what} level 0, no checksum : {none[0]:7.2f} s  ({mib / none[0]:7.0f} MiB/s)  cpu {none[1]:6.2f} s")
+        print(f"ratio crc32c / none ({what:5}) : {crc[0] / none[0]:7.2f}   (cpu ratio {crc[1] / none[1]:.2f})")
+
 
 
 if __name__ == "__main__":

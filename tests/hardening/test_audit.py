@@ -94,6 +94,7 @@ def test_cli_run_prints_step_lines_a_bar_and_a_summary(tmp_path, capsys, monkeyp
     assert any(state == "computed" for *_, state in lines)
     bars = re.findall(r"\[[# ]+\] \| *(\d+)% Completed", err)
     assert bars and "100" in bars
+    assert "\r" not in err  # stderr is not a terminal here: whole lines, no redraw frames
     summary = _SUMMARY.match(out.strip().splitlines()[-1])
     n_objects = len(pd.read_csv(tmp_path / "run" / "objects.csv"))
     assert summary and summary.groups() == (str(n_objects), "0", "0", str(len(steps)))

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import dask.array as da
 import numpy as np
@@ -418,3 +419,173 @@ def test_cli_run_with_an_unreachable_scheduler(tmp_path, closed_port):
                               env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     assert proc.returncode == 2 and address in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "run" / "run.json").exists()
+
+
+# --- the run folder is swapped as a whole: a crash at any step shows one complete run ------------
+
+
+class Crash(BaseException):
+    """Stands for the process dying: nothing after it runs (no recovery in the dying process)."""
+
+
+class SwapFaults:
+    """Make the ``fail_at``-th file-system step of a run-folder swap raise ``fault`` (counting from 0)."""
+
+    def __init__(self, monkeypatch, fail_at: int, fault: type[BaseException], exchange: bool):
+        from voxelflow.pipelines import publish
+
+        self.calls, self.fail_at, self.fault, self.hit = 0, fail_at, fault, False
+        for name in ("_rename", "_remove", "_exchange"):
+            real = getattr(publish, name)
+            if name == "_exchange" and not exchange:
+                real = lambda a, b: False  # noqa: E731  a system without RENAME_EXCHANGE
+            monkeypatch.setattr(publish, name, self._wrap(real, name))
+
+    def _wrap(self, real, name):
+        def step(*args):
+            if self.calls == self.fail_at and not self.hit:  # one fault; the steps of a recovery then work
+                self.hit = True
+                raise self.fault(28, f"injected fault at {name}{args}") if self.fault is InjectedFault \
+                    else self.fault(name)
+            self.calls += 1
+            return real(*args)
+        return step
+
+
+def _run_state(run) -> tuple | None:
+    """(outputs with their digests, run_id) of a run folder, or None without run.json."""
+    if not (run / "run.json").exists():
+        return None
+    outputs = {k: v for k, v in _outputs(run).items() if k not in ("run.json", "run-failed.json", "notes.txt")}
+    return outputs, json.loads((run / "run.json").read_text()).get("run_id")
+
+
+@pytest.fixture(scope="module")
+def next_run(good_run, tmp_path_factory):
+    """The run that replaces ``good_run``: same scan without the atlas (no regions.csv), as staged for its swap."""
+    folder, scan, atlas, regions, out = good_run
+    work = tmp_path_factory.mktemp("next")
+    shutil.copytree(out, work / "out")
+    assert main(["run", str(_config(work, scan, "", "", work / "out")), "--quiet", "--no-report"]) == 0
+    staged = work / "staged"
+    staged.mkdir()
+    for entry in (work / "out").iterdir():
+        if entry.name not in ("cache",):
+            (shutil.copytree if entry.is_dir() else shutil.copy2)(entry, staged / entry.name)
+    return staged, _run_state(work / "out")
+
+
+def _swap_case(good_run, next_run, tmp_path):
+    from voxelflow.paths import VPath
+
+    folder, scan, atlas, regions, out = good_run
+    staged, new_state = next_run
+    parent = tmp_path / "runs"
+    parent.mkdir()
+    run = parent / "out"
+    shutil.copytree(out, run)
+    (run / "notes.txt").write_text("the user's own notes")
+    run_id = new_state[1]
+    staging = parent / f".out.run-{run_id}"
+    shutil.copytree(staged, staging)
+    old_state = _run_state(run)
+    assert old_state[0] != new_state[0] and "regions.csv" in old_state[0] and "regions.csv" not in new_state[0]
+    kept = {k: v for k, v in digest(run).items() if k.startswith("cache/") or k == "notes.txt"}
+    return VPath(str(run)), VPath(str(staging)), run_id, old_state, new_state, kept
+
+
+def _assert_one_whole_run(run, old_state, new_state, kept, *, leftovers_allowed: bool):
+    state = _run_state(run)
+    assert state in (old_state, new_state), "the run folder shows no complete run, or a mix of two"
+    if not leftovers_allowed:
+        assert sorted(p.name for p in run.parent.iterdir()) == ["out"]
+        assert {k: v for k, v in digest(run).items() if k.startswith("cache/") or k == "notes.txt"} == kept
+    return state
+
+
+@pytest.mark.parametrize("exchange", [True, False], ids=["exchange", "two-renames"])
+@pytest.mark.parametrize("fault", [Crash, InjectedFault], ids=["crash", "error"])
+def test_a_fault_at_any_step_of_the_swap_leaves_one_whole_run(good_run, next_run, tmp_path, monkeypatch, exchange,
+                                                             fault):
+    from voxelflow.pipelines import publish
+
+    outcomes = []
+    for fail_at in range(20):
+        case = tmp_path / str(fail_at)
+        case.mkdir()
+        run, staging, run_id, old_state, new_state, kept = _swap_case(good_run, next_run, case)
+        with monkeypatch.context() as mp:
+            faults = SwapFaults(mp, fail_at, fault, exchange)
+            try:
+                publish.publish(staging, run, run_id)
+            except (Crash, InjectedFault):
+                assert faults.hit
+        out = Path(run.path)
+        if not faults.hit:  # every step passed: the swap is complete
+            assert _assert_one_whole_run(out, old_state, new_state, kept, leftovers_allowed=False) == new_state
+            break
+        if fault is InjectedFault:  # the failing process resolved its leftovers itself
+            outcomes.append(_assert_one_whole_run(out, old_state, new_state, kept, leftovers_allowed=False))
+            continue
+        # a crash: the folder shows one whole run, except in the gap between two renames where it is set aside
+        if out.exists() or exchange:
+            _assert_one_whole_run(out, old_state, new_state, kept, leftovers_allowed=True)
+        else:
+            assert any(p.name.startswith(".out.run-old-") for p in out.parent.iterdir())
+        done = publish.recover(run)  # what the next run does first
+        assert done
+        outcomes.append(_assert_one_whole_run(out, old_state, new_state, kept, leftovers_allowed=False))
+    else:
+        pytest.fail("the swap never completed")
+    assert fail_at >= (2 if exchange else 3) and outcomes, "the fault never hit a step of the swap"
+    assert old_state in outcomes
+
+
+def test_recover_reports_a_leftover_it_cannot_place(good_run, next_run, tmp_path):
+    from voxelflow.pipelines import publish
+
+    run, staging, run_id, old_state, new_state, kept = _swap_case(good_run, next_run, tmp_path)
+    (Path(staging.path) / "cache").mkdir()  # as if carried over, but the run folder has its own cache
+    with unchanged(tmp_path), pytest.raises(errors.InvalidPathError, match="cache"):
+        publish.recover(run)
+
+
+_KILL_AT_SWAP = """
+import os, signal, sys
+from voxelflow.pipelines import publish
+from voxelflow.cli import main
+
+real = publish._exchange
+def exchange(a, b):
+    os.kill(os.getpid(), signal.SIGKILL)  # the cache has been carried over; the swap is next
+publish._exchange = exchange
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.timeout(300)
+def test_sigkill_during_the_swap_then_rerun(good_run, tmp_path):
+    folder, scan, atlas, regions, out = good_run
+    parent = tmp_path / "runs"
+    parent.mkdir()
+    run = parent / "out"
+    shutil.copytree(out, run)
+    old_state = _run_state(run)
+    cache = {k: v for k, v in digest(run).items() if k.startswith("cache/")}
+    config = _config(tmp_path, scan, "", "", run)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.run([sys.executable, "-c", _KILL_AT_SWAP, "run", str(config), "--quiet", "--no-report"],
+                          capture_output=True, text=True, timeout=250, env=env)
+    assert proc.returncode == -9, proc.stderr
+    # killed with the cache moved into the staged run: the folder still shows the old run, whole
+    assert _run_state(run) == old_state and not (run / "cache").exists()
+    assert any(p.name.startswith(".out.run-") for p in parent.iterdir())
+    assert main(["run", str(config), "--quiet", "--no-report"]) == 0
+    record = json.loads((run / "run.json").read_text())
+    assert sorted(p.name for p in parent.iterdir()) == ["out"]
+    assert not (run / "regions.csv").exists() and record["status"] == "ok"
+    # the cache was given back before the rerun: the steps it had stored were reused, not recomputed
+    coarse = {k: v for k, v in cache.items() if k.startswith("cache/coarse/")}
+    assert coarse and {k: v for k, v in digest(run).items() if k in coarse} == coarse
+    cached = [s["cached"] for s in record["steps"]]
+    assert sum(cached) >= len(cached) - 1, record["steps"]

@@ -105,7 +105,11 @@ def test_progress_bar_follows_a_computation_on_the_cluster(cluster):
     from distributed import Client
 
     slow = da.ones((60, 4), chunks=(1, 4)).map_blocks(lambda b: (time.sleep(0.05), b)[1], dtype=float)
-    out = io.StringIO()
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    out = Terminal()  # redrawn in place (into a log it writes lines, see test_progress_bars.py)
     with Client(cluster), ClusterProgressBar(distributed_client(), stream=out, minimum=0.2, interval=0.05):
         assert slow.sum().compute() == 240  # 60 tasks of 50 ms on two one-thread workers: about 1.5 s
     text = out.getvalue()

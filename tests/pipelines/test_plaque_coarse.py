@@ -7,20 +7,26 @@
   objects come from the streaming pass;
 * with a budget that a stored pyramid level fits, the mask, N4 fit and threshold
   read that level and no level-0 chunk (chunk reads counted);
-* the old key together with the new ones is a clear configuration error.
+* the old key together with the new ones is a clear configuration error;
+* the density map is sized in micrometres (``pipeline.density_um``) and capped by the
+  coarse voxel budget, so it does not grow with the scan; its counts are the
+  histogram of the object centroids on that grid.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from pipeline_helpers import small_overrides, write_small_scan
 from voxelflow import steps
 from voxelflow.errors import ConfigError
-from voxelflow.io.ome_zarr import fastread
+from voxelflow.io.ome_zarr import fastread, open_ome_zarr
+from voxelflow.pipelines.coarse import density_factors
 from voxelflow.pipelines.config import load_config
 from voxelflow.pipelines.plaque import run_plaque_pipeline
 
@@ -95,3 +101,49 @@ def test_old_and_new_coarse_keys_together_are_refused():
     with pytest.raises(ConfigError, match="coarse_factors.*cannot be combined.*micrometres"):
         load_config(None, ['input.url="a"', 'output.folder="b"', "pipeline.coarse_factors=[2, 4, 4]",
                            "pipeline.coarse_um=25"])
+
+
+def _density_config(um=None, budget=None, factors=None):
+    return SimpleNamespace(pipeline=SimpleNamespace(density_um=um, coarse_max_voxels=budget, density_factors=factors))
+
+
+def test_density_grid_is_physical_and_within_the_budget():
+    scale = (4.0, 2.0, 2.0)
+    # 25 um: whole voxels of at most 25 um on every axis, whatever the scan's size
+    for shape in [(256, 1024, 1024), (512, 2048, 2048)]:
+        assert density_factors(_density_config(), shape, scale) == (6, 12, 12)
+    assert density_factors(_density_config(um=8), (64, 64, 64), scale) == (2, 4, 4)
+    # a scan whose 25-um map would exceed the budget gets coarser voxels: the map stays within it
+    for shape in [(1024, 2048, 4096), (4096, 8192, 8192)]:
+        f = density_factors(_density_config(), shape, scale)
+        assert np.prod([-(-n // k) for n, k in zip(shape, f)]) <= 2**23
+        assert all(k * s >= 24 for k, s in zip(f, scale))
+    f = density_factors(_density_config(budget=1000), (64, 64, 64), scale)
+    assert np.prod([-(-n // k) for n, k in zip((64, 64, 64), f)]) <= 1000
+    # a voxel size beyond the scan keeps one map voxel along that axis
+    assert density_factors(_density_config(um=1e6), (8, 9, 10), scale) == (8, 9, 10)
+    # the old setting is used as given
+    assert density_factors(_density_config(factors=[4, 8, 8]), (512, 2048, 2048), scale) == (4, 8, 8)
+
+
+def test_density_map_in_micrometres_counts_every_object(scan, tmp_path):
+    brain, paths = scan
+    overrides = [o for o in small_overrides(paths, tmp_path / "run") if "density_factors" not in o]
+    config = load_config(None, overrides + ["pipeline.density_um=10", 'output.full_res="none"'])
+    result = run_plaque_pipeline(config, progress=False)
+    density, meta = open_ome_zarr(str(tmp_path / "run" / "density.ome.zarr"))
+    # voxels of 2 x 1 x 1 um: 5 x 10 x 10 scan voxels per map voxel (10 um)
+    shape = brain.image.shape
+    assert density.shape == tuple(-(-n // f) for n, f in zip(shape, (5, 10, 10)))
+    assert tuple(meta.scale[-3:]) == (10.0, 10.0, 10.0)
+    objects = result.objects
+    centre = np.floor(objects[["z", "y", "x"]].to_numpy() + 0.5) // np.array([5, 10, 10])
+    expected = np.zeros(density.shape, np.int64)
+    np.add.at(expected, tuple(centre.astype(int).T), 1)
+    np.testing.assert_array_equal(density.compute(), expected)
+
+
+def test_old_and_new_density_keys_together_are_refused():
+    with pytest.raises(ConfigError, match="density_factors.*cannot be combined.*micrometres"):
+        load_config(None, ['input.url="a"', 'output.folder="b"', "pipeline.density_factors=[4, 8, 8]",
+                           "pipeline.density_um=25"])

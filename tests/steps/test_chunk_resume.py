@@ -105,6 +105,48 @@ def test_killed_pass_resumes_to_the_clean_result(tmp_path_factory, small_groups,
     assert sorted(resumed["voxels"]) == sorted(np.bincount(lab.ravel())[1:])
 
 
+@pytest.mark.parametrize("kill_after", [0, 5, 17])
+def test_killed_table_of_a_stored_label_image_resumes(tmp_path, kill_after):
+    # the object table of a stored OS (output.full_res = "all") keeps its finished chunks too
+    lab, n = ndi.label(_blobs((12, 18, 18), 4))
+    os_arr = da.from_array(lab.astype(np.int32), chunks=6)
+    intensity = da.from_array(np.random.default_rng(1).random(lab.shape), chunks=6)
+    n_chunks = int(np.prod(os_arr.numblocks))
+    node = tmp_path / "objects"
+    step = Step(op_object_table, kind="OS->LC", name="objects")
+    real_save, saved = PartStore.save, []
+
+    def dying_save(self, part, value):
+        if len(saved) >= kill_after:
+            raise Killed
+        real_save(self, part, value)
+        saved.append(part)
+
+    computed = []
+
+    def counting_save(self, part, value):
+        computed.append(part)
+        real_save(self, part, value)
+
+    with dask.config.set(scheduler="synchronous"):
+        PartStore.save = dying_save
+        try:
+            with pytest.raises(Killed):
+                step(os_arr, intensity, kind="os", cache_url=str(node))
+        finally:
+            PartStore.save = real_save
+        assert parts_progress(str(node)) == (kill_after, n_chunks)
+        PartStore.save = counting_save
+        try:
+            resumed = step(os_arr, intensity, kind="os", cache_url=str(node))
+        finally:
+            PartStore.save = real_save
+    assert sorted(computed) == sorted(set(range(n_chunks)) - set(saved))
+    assert resumed.equals(op_object_table(os_arr, intensity, kind="os"))
+    assert len(resumed) == n
+    assert sorted(resumed["voxels"]) == sorted(np.bincount(lab.ravel())[1:])
+
+
 def test_parts_of_other_work_are_not_reused(tmp_path, small_groups):
     bs_np = _blobs((12, 16, 16), 3)
     bs = da.from_array(bs_np, chunks=6)

@@ -37,11 +37,12 @@ from voxelflow.cache._cached import cached
 from voxelflow.cache._lock import LockInfo, read_lock
 from voxelflow.cache._marker import is_node
 from voxelflow.cache._node import CacheNode, cdir_commit, cdir_init, cdir_query, load, save
-from voxelflow.cache._parts import PartStore, part_store, parts_progress
+from voxelflow.cache._parts import PARTS_NAME, PartStore, part_store, parts_progress
 from voxelflow.cache._store import PAYLOAD_NAMES, ChildNodes, Image
 from voxelflow.cache._tree import TreeEntry, iter_tree, remove_node
 
 __all__ = [
+    "PARTS_NAME",
     "PAYLOAD_NAMES",
     "CacheNode",
     "ChildNodes",

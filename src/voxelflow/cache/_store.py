@@ -49,8 +49,8 @@ from voxelflow.cache._marker import BOOKKEEPING_PREFIX
 from voxelflow.errors import CacheError, UnsupportedObjectError
 from voxelflow.paths import VPath
 
-__all__ = ["PAYLOAD_NAMES", "ChildNodes", "Image", "payload_path", "plain_entry", "prepare_payload", "read_payload",
-           "write_payload"]
+__all__ = ["PAYLOAD_NAMES", "ChildNodes", "Image", "chunk_name", "payload_path", "plain_entry", "prepare_payload",
+           "read_payload", "write_payload"]
 
 PAYLOAD_NAMES = {
     "numpy": "result.npy",  # arrays of strings, dates or records (and every numpy array of voxelflow 0.1)
@@ -229,12 +229,19 @@ def _write_array(target: VPath, arr) -> None:
     group = zarr.open_group(store=target.zarr_store(), mode="w", zarr_format=3)
     if isinstance(arr, np.ndarray):
         z = group.create_array("0", shape=arr.shape, dtype=arr.dtype, chunks=tuple(max(n, 1) for n in arr.shape),
-                               config=_EVERY_CHUNK)
+                               config=_EVERY_CHUNK, compressors=_compressors())
         if arr.size:
             z[...] = arr
     else:
         _write_dask(group, arr)
     group.attrs.update(ome_attributes(arr.ndim, target.parent.name))
+
+
+def _compressors() -> list:
+    """zstd (zarr's default), then the crc32c of the compressed chunk: a damaged chunk fails its checksum on load."""
+    import zarr
+
+    return [zarr.codecs.ZstdCodec(level=0), zarr.codecs.Crc32cCodec()]
 
 
 def _write_dask(group, arr) -> None:
@@ -244,7 +251,8 @@ def _write_dask(group, arr) -> None:
     zchunks = tuple(max(max(dim), 1) for dim in arr.chunks)
     regular = all(all(c == dim[0] for c in dim[:-1]) and dim[-1] <= dim[0] for dim in arr.chunks)
     source = arr if regular else arr.rechunk(zchunks)
-    z = group.create_array("0", shape=arr.shape, dtype=arr.dtype, chunks=zchunks, config=_EVERY_CHUNK)
+    z = group.create_array("0", shape=arr.shape, dtype=arr.dtype, chunks=zchunks, config=_EVERY_CHUNK,
+                           compressors=_compressors())
     # Each dask block maps onto whole zarr chunks, so block writes never overlap and need no lock.
     if not in_process_scheduler([source]):
         da.store(source, z, lock=False)
@@ -385,6 +393,15 @@ class CheckedPayload:
             return self.zarray[key]
         except Exception as exc:  # noqa: BLE001  any failure below zarr means damaged stored bytes
             raise CacheError(
-                f"committed node {self.node} has a damaged payload chunk ({self.zarray.path or 'array'} at "
-                f"{key!r:.120}): {type(exc).__name__}: {exc}"
+                f"committed node {self.node} has a damaged payload chunk (array {self.zarray.path or 'result.zarr'!r}"
+                f"{chunk_name(self.zarray, key)} at {key!r:.120}): {type(exc).__name__}: {exc}"
             ) from exc
+
+
+def chunk_name(zarray, key) -> str:
+    """`` (chunk i/j/k)`` or `` (shard i/j/k)``: the stored unit a dask block read starts in, or ``""``."""
+    if not isinstance(key, tuple) or len(key) != zarray.ndim or not all(isinstance(k, slice) for k in key):
+        return ""
+    unit, grid = ("shard", zarray.shards) if zarray.shards else ("chunk", zarray.chunks)
+    return f" ({unit} {'/'.join(str((k.start or 0) // g) for k, g in zip(key, grid))})"
+

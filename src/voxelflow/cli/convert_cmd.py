@@ -72,12 +72,10 @@ def register(subparsers) -> None:
 def _progress(client, quiet: bool):
     if quiet:
         return contextlib.nullcontext()
+    from voxelflow.pipelines.progress import ClusterProgressBar, dask_bar
+
     if client is None:
-        from dask.diagnostics import ProgressBar
-
-        return ProgressBar(minimum=1.0, out=sys.stderr)
-    from voxelflow.pipelines.progress import ClusterProgressBar
-
+        return dask_bar(sys.stderr, 1.0)
     return ClusterProgressBar(client, stream=sys.stderr, minimum=1.0)
 
 

@@ -15,9 +15,11 @@ from voxelflow.ops._ccpass import (
     as_dask_image,
     check_connectivity,
     chunk_pass,
+    cull,
 )
 from voxelflow.ops._inline import inline_into
 from voxelflow.ops._merge import final_ids
+from voxelflow.ops._resume import pass_results, saved
 from voxelflow.ops._stats import ChunkStats, chunk_stats
 
 _AXES = {2: ("y", "x"), 3: ("z", "y", "x")}
@@ -116,23 +118,35 @@ def _os_chunk(block, origin, full_shape, intensity=None):
 
 
 def _os_pass(arr: da.Array, intensity: da.Array | None):
-    """Compute per-chunk ids and statistics of an OS in one graph execution."""
+    """Compute per-chunk ids and statistics of an OS in one graph execution.
+
+    Inside a resumable step (:func:`voxelflow.ops.resumable_passes`) every finished
+    chunk's result is kept, and a rerun reads those back instead of their input.
+    """
     inputs = [arr] if intensity is None else [arr, intensity]
     token = tokenize(arr, intensity)
     name = f"vf-objects-os-{token}"
     starts = [np.concatenate([[0], np.cumsum(c)[:-1]]).astype(int) for c in arr.chunks]
+    store = pass_results(token, int(np.prod(arr.numblocks)))
+    finished = store.done() if store is not None else set()
     dsk = {}
-    for idx in np.ndindex(*arr.numblocks):
+    for k, idx in enumerate(np.ndindex(*arr.numblocks)):
+        if k in finished:
+            dsk[(name, *idx)] = (store.load, k)
+            continue
         origin = tuple(int(starts[ax][i]) for ax, i in enumerate(idx))
         task = [_os_chunk, (arr.name, *idx), origin, arr.shape]
         if intensity is not None:
             task.append((intensity.name, *idx))
-        dsk[(name, *idx)] = tuple(task)
+        dsk[(name, *idx)] = tuple(task) if store is None else (saved, store, k, tuple(task))
     gather = f"vf-objects-gather-{token}"
     dsk[gather] = (list, [(name, *idx) for idx in np.ndindex(*arr.numblocks)])
     graph = HighLevelGraph.from_collections(gather, dsk, dependencies=inputs)
     chunk_keys = [(name, *idx) for idx in np.ndindex(*arr.numblocks)]
-    results = Delayed(gather, inline_into(graph, chunk_keys)).compute()
+    flat = inline_into(graph, chunk_keys)
+    if finished:
+        flat = cull(flat, gather)  # the input chunks of finished chunks are not read
+    results = Delayed(gather, flat).compute()
     return [r[0] for r in results], [r[1] for r in results]
 
 

@@ -52,7 +52,7 @@ from voxelflow import ops, steps
 from voxelflow.errors import ConfigError
 from voxelflow.pipelines.atlas_space import RegionStage, region_stage
 from voxelflow.pipelines.candidates import classify_candidates, open_candidate_classifier
-from voxelflow.pipelines.coarse import coarse_source
+from voxelflow.pipelines.coarse import coarse_source, density_factors
 from voxelflow.pipelines.config import Config
 from voxelflow.pipelines.inputs import background_reference, background_scan
 from voxelflow.pipelines.run import Inputs, Outputs, PipelineResult, run_pipeline
@@ -140,23 +140,22 @@ def plane_levels(img, spacing, tile_um, negative, factors) -> np.ndarray:
 
 def channel_factor(img, levels, bg, bg_levels, spacing, tile_um, negative, factors) -> float:
     """Autofluorescence in the level-normalised signal per unit of the level-normalised background channel."""
-    s = ops.remove_plane_background(img, np.asarray(levels), spacing, tile_um=tile_um)
-    b = ops.remove_plane_background(bg, np.asarray(bg_levels), spacing, tile_um=tile_um)
     mask = tissue_mask(negative, factors, img.shape, img.chunks)
-    return ops.estimate_channel_factor(s, b, mask=mask)
+    return ops.estimate_channel_factor(img, bg, mask=mask, levels=np.asarray(levels), bg_levels=np.asarray(bg_levels),
+                                       spacing=spacing, tile_um=tile_um)
 
 
 def detection_response(img, levels, bg, bg_levels, factor, spacing, tile_um, prefilter: str, sigma_um: float,
                        per_plane: bool) -> da.Array:
     """The filtered, background-free image the cells are found in (float32, chunks of ``img``)."""
-    x = img.astype(np.float32)
-    if levels is not None:
+    if bg is not None:  # levels of both channels and the subtraction in one pass
+        x = ops.channel_background(img, bg, factor=float(factor), spacing=spacing, tile_um=tile_um,
+                                   levels=None if levels is None else np.asarray(levels),
+                                   bg_levels=None if bg_levels is None else np.asarray(bg_levels))
+    elif levels is not None:
         x = ops.remove_plane_background(img, np.asarray(levels), spacing, tile_um=tile_um)
-    if bg is not None:
-        b = bg.astype(np.float32)
-        if bg_levels is not None:
-            b = ops.remove_plane_background(bg, np.asarray(bg_levels), spacing, tile_um=tile_um)
-        x = ops.channel_background(x, b, factor=float(factor))
+    else:
+        x = img.astype(np.float32)
     if prefilter == "log":
         return ops.log_filter(x, sigma_um, spacing, per_plane=per_plane)
     if prefilter == "dog":
@@ -379,7 +378,7 @@ def cells(run: Runner, config: Config, inputs: Inputs) -> Outputs:
         stage = region_stage(run, objects, inputs.atlas, spacing, img.shape, density_um=config.atlas.density_um,
                              density_sigma_um=config.atlas.density_sigma_um)
     objects, regions = stage.objects, stage.regions
-    df = tuple(config.pipeline.density_factors)
+    df = density_factors(config, img.shape, spacing)
     density = run.step(steps.density_map, objects, img.shape, df, name="density",
                        storage={"scale": tuple(s * f for s, f in zip(spacing, df))}, viewer_args=_HIDDEN)
     facts = {"parameters": params, "masked_fraction": round(masked, 6),

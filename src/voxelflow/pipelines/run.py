@@ -1,10 +1,10 @@
 """Running a workflow: the run folder, the step runner, progress, outputs and the run record.
 
-The run folder holds the outputs of one run, or of none: a finished run's
-outputs are written into a hidden staging folder first, then ``run.json`` is
-removed, the old outputs are replaced (and those the new run does not make
-removed), and the new ``run.json`` is written last. A failed run leaves the
-folder's previous run whole and describes itself in ``run-failed.json``.
+The run folder holds the outputs of one run, or of none: a finished run is
+written into a staging folder beside it and swapped in as a whole
+(:mod:`voxelflow.pipelines.publish`); what an interrupted swap left is resolved
+at the start of the next run. A failed run leaves the folder's previous run whole
+and describes itself in ``run-failed.json``.
 
 :func:`run_pipeline` is the same for every workflow kind: it opens the scan
 (and atlas), makes a :class:`~voxelflow.steps.Runner` on the run's cache with
@@ -17,11 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import os
-import shutil
 import sys
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +32,7 @@ from voxelflow.paths import VPath
 from voxelflow.pipelines.config import Config
 from voxelflow.pipelines.inputs import Atlas, Scan, open_atlas, open_scan
 from voxelflow.pipelines.progress import PartsProgress, progress_bar, progress_printer
+from voxelflow.pipelines.publish import new_run_id, publish, publish_per_file, recover, staging_folder
 from voxelflow.runtime.compute import process_peak_memory_mb, worker_peak_memory_mb
 from voxelflow.steps import Runner, StepRecord
 from voxelflow.steps import node as layout
@@ -138,6 +136,7 @@ def run_pipeline(
     out_dir = VPath(config.output.folder)
     if out_dir.isfile():
         raise ConfigError(f"output.folder: {out_dir.url} is a file; expected a folder (new or of an earlier run)")
+    recover(out_dir)  # a swap interrupted by a crash is finished or undone before anything reads the folder
     cache = VPath(config.output.cache or (out_dir / layout.CACHE_FOLDER).url)
     scan = open_scan(config.input.url, config.input.channel, config.input.level, scale_um=config.input.scale_um)
     if config.atlas.url and config.atlas.brainglobe:
@@ -159,24 +158,34 @@ def run_pipeline(
 
                 inputs.atlas = register_atlas(run, config, scan, out_dir, stream, progress)
             outputs = recipe(run, config, inputs)
-        staging = out_dir / f".run-staging-{uuid.uuid4().hex[:12]}"
+        run_id = new_run_id()
+        staging = staging_folder(out_dir, run_id) if out_dir.is_local else out_dir / f".run-staging-{run_id}"
         try:
             files = _write_outputs(staging, config, outputs)
             shape, chunks = scan.image.shape, scan.image.chunks
             record = _record(
-                config, run, t_start, status="ok",
+                config, run, t_start, status="ok", run_id=run_id,
                 input={"url": config.input.url, "shape": list(shape), "dtype": str(scan.image.dtype),
                        "scale_um": list(scan.scale), "chunks": [list(c[:1]) for c in chunks]},
                 **outputs.facts, objects=int(len(outputs.objects)), cache=cache.url, outputs=files,
             )
-            _publish(staging, out_dir, files, record)
-        finally:
-            with contextlib.suppress(OSError):
-                staging.rm()
+            if out_dir.is_local:
+                layout.write_run(staging, record)
+                publish(staging, out_dir, run_id)
+            else:
+                publish_per_file(staging, out_dir, files, record)
+        except Exception:
+            if out_dir.is_local:
+                recover(out_dir)
+            else:
+                with contextlib.suppress(OSError):
+                    staging.rm()
+            raise
     except BaseException as exc:
         failed = _record(config, run, t_start, status="failed", error=f"{type(exc).__name__}: {exc}")
         with contextlib.suppress(OSError):  # the run's own error matters more than its record
-            layout.write_run(out_dir, failed, layout.FAILED_RUN_FILE)
+            if out_dir.isdir():
+                layout.write_run(out_dir, failed, layout.FAILED_RUN_FILE)
         if isinstance(exc, OSError) and not isinstance(exc, VoxelflowError):
             raise InvalidPathError(f"cannot write the outputs of the run into {out_dir.url}: {exc}; the "
                                    "previous run there is unchanged") from exc
@@ -205,31 +214,6 @@ def _write_outputs(folder: VPath, config: Config, outputs: Outputs) -> dict:
                 src.fs.copy(src.path, dst.path, recursive=True)
                 files[key] = name
     return files
-
-
-#: Every file a run may write into its folder besides ``run.json``.
-_OUTPUT_NAMES = (layout.OBJECTS_TABLE, layout.OBJECTS_CSV, layout.REGIONS_CSV, layout.DENSITY_IMAGE,
-                 layout.ATLAS_DENSITY_IMAGE)
-
-
-def _publish(staging: VPath, out_dir: VPath, files: dict, record: dict) -> None:
-    """Replace the previous run's outputs by the staged ones; ``run.json`` goes first and comes back last."""
-    new = {name for key, name in files.items() if key != "image"}
-    (out_dir / layout.RUN_FILE).rm()
-    for name in _OUTPUT_NAMES:
-        if name not in new:
-            (out_dir / name).rm()
-    for name in sorted(new):
-        src, dst = staging / name, out_dir / name
-        if dst.is_local:
-            if os.path.isdir(dst.path) and not os.path.islink(dst.path):
-                shutil.rmtree(dst.path)
-            os.replace(src.path, dst.path)
-        else:
-            dst.rm()
-            dst.fs.mv(src.path, dst.path, recursive=True)
-    layout.write_run(out_dir, record)
-    (out_dir / layout.FAILED_RUN_FILE).rm()
 
 
 def _record(config: Config, run: Runner, t_start: float, *, status: str, **facts) -> dict:

@@ -4,7 +4,9 @@ A *step node* is the cache node of one step call (its ``cache_url``)::
 
     <node>/step.json    name, kind ("IN->BS"), key, tuple, outputs, seconds
     <node>/parts/       while the step is computed: finished chunk groups of its long
-                        passes (one folder per pass), kept across a kill, deleted at commit
+                        passes (one folder per pass) and the image outputs being written
+                        (``<key>-out<i>.ome.zarr``, with a ledger of finished chunks),
+                        kept across a kill, deleted at commit
     <node>/out0/        one child cache node per output, in order (out0, out1, ...):
                         images (2-5 dimensions) as an OME-Zarr image with a pyramid,
                         other arrays, tables and values as voxelflow.save stores them
@@ -37,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from voxelflow import cache
-from voxelflow.cache import PAYLOAD_NAMES, ChildNodes, Image, cdir_init, part_store, save
+from voxelflow.cache import PARTS_NAME, PAYLOAD_NAMES, ChildNodes, Image, cdir_init, part_store, save
 from voxelflow.errors import InvalidInputError, NoResultError
 from voxelflow.paths import VPath, as_vpath
 from voxelflow.steps.keys import keyed
@@ -101,13 +103,25 @@ def stored_kind(value: Any) -> str:
     return "value"
 
 
-def _write_output(value: Any, url: str, storage: dict) -> str:
-    """Write one output into the child node ``url`` (opened by the caller); return its stored kind."""
+def _image_work(node_url: str, key: str, i: int) -> str | None:
+    """Where image output ``i`` of a local step node is written before it is committed (None: not resumable)."""
+    node = as_vpath(node_url)
+    return (node / PARTS_NAME / f"{key[:16]}-out{i}.ome.zarr").path if node.is_local else None
+
+
+def _write_output(value: Any, url: str, storage: dict, work: str | None = None, job: str | None = None) -> str:
+    """Write one output into the child node ``url`` (opened by the caller); return its stored kind.
+
+    An image is written in ``work`` (kept across a kill, see :func:`_image_work`) when its
+    layout allows a resumable write (:func:`voxelflow.io.write_ome_zarr`'s ``resume``), so a
+    rerun stores only the chunks not yet written.
+    """
     kind = stored_kind(value)
     if kind == "image":
         from voxelflow.io import write_ome_zarr
 
-        save(url, Image(lambda target: write_ome_zarr(value, target.url, overwrite=True, **storage)))
+        save(url, Image(lambda target: write_ome_zarr(value, target.url, overwrite=True, resume=work, job=job,
+                                                      **storage)))
         return kind
     if kind == "value":
         if isinstance(value, np.generic):
@@ -142,7 +156,8 @@ def write_step(node_url: str, desc: dict, result: Any, storage: dict) -> None:
         child = _output(node_url, i).url
         # a resumed node reuses only the outputs already committed under this key
         if cdir_init(child, key=f"{desc['key']}/{i}").commit is None:
-            kinds.append(_write_output(value, child, storage))
+            kinds.append(_write_output(value, child, storage, _image_work(node_url, desc["key"], i),
+                                       f"{desc['key']}/{i}"))
         else:
             kinds.append(stored_kind(value))
     desc = {**desc, "tuple": isinstance(result, tuple), "outputs": kinds}

@@ -10,14 +10,16 @@ dask workers.
 
 Only layouts whose decoding is fully understood take this path (see
 :func:`chunk_reader`); everything else (remote stores, zip archives, sharding,
-checksums, unknown codecs, non-numeric dtypes) stays on zarr's own reader.
+unknown codecs, non-numeric dtypes) stays on zarr's own reader.
 
 Every chunk is proved to be what the metadata declares before it is returned:
 an empty file, a blosc frame whose header disagrees with the file size or the
 chunk's byte size, a decoding error or a decoded size other than the chunk's
 raises :class:`~voxelflow.errors.OmeZarrError` naming the chunk file (blosc
 itself does not check that a frame is whole, and a reused buffer must never
-stand in for missing bytes).
+stand in for missing bytes). A chunk that ends with a crc32c checksum (the zarr v3
+``crc32c`` codec, which voxelflow writes into every image) is verified before it is
+decoded: a flipped byte anywhere in it raises instead of decoding to wrong voxels.
 """
 
 from __future__ import annotations
@@ -31,12 +33,13 @@ from functools import cached_property
 from pathlib import Path
 
 import dask.array as da
+import google_crc32c
 import numcodecs
 import numpy as np
 import zarr
 from dask.base import tokenize
 from dask.delayed import delayed
-from zarr.codecs import BloscCodec, BytesCodec, GzipCodec, TransposeCodec, ZstdCodec
+from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, GzipCodec, TransposeCodec, ZstdCodec
 
 from voxelflow.errors import OmeZarrError
 
@@ -44,6 +47,19 @@ __all__ = ["ChunkReader", "chunk_reader", "read_dask_array"]
 
 #: Size of the header of a blosc frame (version, flags, typesize, nbytes, blocksize, cbytes).
 _BLOSC_HEADER = 16
+
+
+class Crc32cCheck:
+    """Decoder step of the zarr v3 ``crc32c`` codec: the chunk bytes end with their crc32c (4 bytes, little endian)."""
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Crc32cCheck)
+
+    def __hash__(self) -> int:
+        return hash(Crc32cCheck)
+
+    def __repr__(self) -> str:
+        return "Crc32cCheck()"
 
 
 @dataclass(frozen=True)
@@ -71,7 +87,7 @@ class ChunkReader:
     transpose : tuple of int or None
         zarr v3 ``transpose`` codec order (the stored chunk is
         ``chunk.transpose(transpose)``).
-    decoders : tuple of numcodecs codecs
+    decoders : tuple of numcodecs codecs or Crc32cCheck
         Applied in this order to the file bytes (outermost encoding first).
     fill_value : scalar
         Value of chunks that were never written.
@@ -141,6 +157,9 @@ class ChunkReader:
         last = len(self.decoders) - 1
         try:
             for i, codec in enumerate(self.decoders):
+                if isinstance(codec, Crc32cCheck):
+                    data = _checked_crc32c(data, where)
+                    continue
                 if isinstance(codec, numcodecs.Blosc):
                     _check_blosc_frame(data, nbytes if i == last else None, where)
                     if i == last:
@@ -195,6 +214,22 @@ def _read_fully(f, out: np.ndarray, where: str) -> None:
         done += got
 
 
+def _checked_crc32c(data, where: str) -> np.ndarray:
+    """The bytes before the 4-byte crc32c trailer, after checking them against it."""
+    buf = np.frombuffer(data, np.uint8) if not isinstance(data, np.ndarray) else data.reshape(-1).view(np.uint8)
+    if buf.size < 4:
+        raise OmeZarrError(f"chunk file {where!r} holds {buf.size} bytes: too short for its crc32c checksum")
+    inner = buf[:-4]
+    stored = int.from_bytes(buf[-4:].tobytes(), "little")
+    computed = google_crc32c.value(inner)
+    if computed != stored:
+        raise OmeZarrError(
+            f"chunk file {where!r} fails its crc32c checksum (stored {stored:08x}, computed {computed:08x}): "
+            "the chunk is damaged"
+        )
+    return inner
+
+
 def _check_blosc_frame(data, nbytes: int | None, where: str) -> None:
     """Refuse a blosc frame that is not whole or does not hold ``nbytes`` decoded bytes.
 
@@ -231,7 +266,9 @@ def _v3_plan(meta) -> tuple[np.dtype, str, tuple[int, ...] | None, tuple] | None
         stored = stored.newbyteorder("<" if endian.value == "little" else ">")
     decoders = []
     for codec in reversed(codecs):
-        if isinstance(codec, BloscCodec):
+        if isinstance(codec, Crc32cCodec):
+            decoders.append(Crc32cCheck())
+        elif isinstance(codec, BloscCodec):
             decoders.append(numcodecs.Blosc())  # the blosc header describes the frame
         elif isinstance(codec, ZstdCodec):
             decoders.append(numcodecs.Zstd())
@@ -274,7 +311,7 @@ def chunk_reader(zarray: zarr.Array, root: Path | str, url: str, strict: bool) -
     -------
     ChunkReader or None
         None when the array needs zarr's own reader: sharded, storage
-        transformers, a codec other than bytes/transpose/blosc/zstd/gzip (v3)
+        transformers, a codec other than bytes/transpose/blosc/zstd/gzip/crc32c (v3)
         or a non-numcodecs codec (v2), or a dtype that is not bool/int/float/complex.
     """
     meta = zarray.metadata

@@ -22,15 +22,26 @@ import zarr
 from voxelflow.cache._gate import GuardedTargets, in_process_scheduler
 from voxelflow.errors import InvalidInputError, OmeZarrError
 from voxelflow.io.blockreduce import block_reduce, block_reduce_numpy
+from voxelflow.io.chunk_ledger import ChunkLedger
 from voxelflow.paths import VPath
 
-__all__ = ["chunk_codecs", "write_arrays", "write_group"]
+__all__ = ["chunk_codecs", "resumable_layout", "write_arrays", "write_group", "write_resumable"]
 
 
 def chunk_codecs(zarr_format: int):
-    # LZ4 with byte shuffle: compresses microscopy noise reasonably at a few GB/s.
+    """The compressors of every stored chunk: blosc LZ4, then a crc32c checksum (zarr v3).
+
+    LZ4 with byte shuffle compresses microscopy noise reasonably at a few GB/s. blosc
+    itself checks nothing: a flipped byte in a frame decodes to wrong voxels, so zarr v3
+    chunks (sharded or not) end with the crc32c of the compressed frame, verified by every
+    reader. zarr v2 (NGFF 0.4) has no codec after the compressor: those chunks are blosc only.
+
+    Returns
+    -------
+    list of zarr v3 codecs, or a numcodecs.Blosc for zarr v2
+    """
     if zarr_format == 3:
-        return zarr.codecs.BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
+        return [zarr.codecs.BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"), zarr.codecs.Crc32cCodec()]
     import numcodecs
 
     return numcodecs.Blosc(cname="lz4", clevel=5, shuffle=numcodecs.Blosc.SHUFFLE)
@@ -115,9 +126,11 @@ def _fused_level0(arr: da.Array, factors, method, grids, target, *, ledger=None,
     whole reduction blocks. With a ``ledger`` (see :class:`voxelflow.io.chunk_ledger.ChunkLedger`),
     chunks already written are read back from ``stored`` rather than recomputed or rewritten.
     """
-    if not factors:
+    if not factors and ledger is None:
         return None
-    grid, f = grids[0], factors[0]
+    grid = grids[0]
+    # a one-level image has no level 1: each task reduces its chunk to one voxel, which is dropped
+    f = factors[0] if factors else tuple(grid)
     if any(g % fa and g < s for g, fa, s in zip(grid, f, arr.shape)):
         return None  # a stored chunk would split reduction blocks
     # One task per stored chunk (or shard): parallel, and never a partial chunk write.
@@ -167,7 +180,8 @@ def _open_level_arrays(group: zarr.Group, shapes, dtype, chunks, shards, url: st
         level_chunks = tuple(min(c, max(1, s)) for c, s in zip(chunks, shape))
         if tuple(target.shape) != tuple(shape) or target.dtype != dtype or tuple(target.chunks) != level_chunks:
             raise OmeZarrError(f"{url}: level {k} of the interrupted write does not match this job; delete the folder")
-        targets.append(target)
+        # the runtime setting is not stored: without it, chunks of zeros would be left out
+        targets.append(target.with_config({"write_empty_chunks": True}))
     return targets
 
 
@@ -221,16 +235,25 @@ def write_arrays(arr: da.Array, root: VPath, *, version, axes, chunks, shards, f
     fused = _fused_level0(arr, factors, method, grids, writable[0], ledger=ledger, stored=targets[0])
     if fused is None:
         if ledger is not None:
-            raise InvalidInputError("a resumable write needs at least 2 levels and chunks made of whole "
-                                    f"reduction blocks; got chunks {grids[0]} and factors {factors}")
+            raise InvalidInputError("a resumable write needs chunks made of whole reduction blocks; got chunks "
+                                    f"{grids[0]} and factors {factors}")
         sources = _pyramid(arr, factors, method, grids)
+    elif not factors:
+        sources, writable = [], []
     else:
         sources, writable = _pyramid(fused, factors[1:], method, grids[1:], copy=False), writable[1:]
+
+    def store():
+        if sources:
+            da.store(sources, writable, lock=False, compute=True)
+        else:  # one level: the fused tasks store it
+            fused.compute()
+
     if not in_process:
-        da.store(sources, writable, lock=False, compute=True)
+        store()
         return shapes
     try:
-        da.store(sources, writable, lock=False, compute=True)
+        store()
     except BaseException:
         guarded.close_and_wait()
         raise
@@ -254,3 +277,35 @@ def write_group(arr, target: VPath, attrs_for, *, version, axes, chunks, shards,
         target.rm()
         raise
 
+
+
+def resumable_layout(shape, chunks, factors) -> bool:
+    """Whether an image of ``shape`` stored in ``chunks`` with level factors ``factors`` can be written resumably.
+
+    Every stored level-0 chunk must hold whole reduction blocks (the finished chunks
+    are read back to make the lower levels).
+    """
+    if not factors:
+        return True
+    grid = tuple(min(c, max(1, s)) for c, s in zip(chunks, shape))
+    return not any(g % f and g < s for g, f, s in zip(grid, factors[0], shape))
+
+
+def write_resumable(arr, work: str, job: str | None, attrs_for, *, version, axes, chunks, shards, factors,
+                    method) -> None:
+    """Write every level in the local folder ``work`` with a chunk ledger, then the group attributes.
+
+    A rerun of the same job after a kill stores only the level-0 chunks the ledger
+    does not list. A ledger of another job (other ``job``, shape, dtype, chunking or
+    pyramid) is discarded with the folder's content, so chunks are reused only by
+    the same write. The ledger files are removed once the image is complete.
+    """
+    fingerprint = {"job": job if job is not None else arr.name, "shape": list(arr.shape), "dtype": str(arr.dtype),
+                   "axes": list(axes), "chunks": list(chunks), "shards": list(shards or ()), "version": version,
+                   "factors": [list(f) for f in factors], "method": method}
+    ledger = ChunkLedger.open(work, fingerprint)
+    shapes = write_arrays(arr, VPath(work), version=version, axes=axes, chunks=chunks, shards=shards,
+                          factors=factors, method=method, ledger=ledger)
+    # The metadata that makes the folder an OME-Zarr image goes last.
+    zarr.open_group(VPath(work).zarr_store(), mode="r+").attrs.update(attrs_for([str(k) for k in range(len(shapes))]))
+    ledger.remove()

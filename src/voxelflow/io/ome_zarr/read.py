@@ -7,6 +7,7 @@ import numpy as np
 import zarr
 from dask.base import tokenize
 
+from voxelflow.cache._store import chunk_name
 from voxelflow.errors import InvalidInputError, OmeZarrError, SliceSyntaxError
 from voxelflow.io.ome_zarr.fastread import chunk_reader, read_dask_array
 from voxelflow.io.ome_zarr.metadata import OmeMeta, ome_section, parse_image
@@ -157,9 +158,10 @@ class CheckedLevel:
             where = ", ".join(f"{k.start}:{k.stop}" if isinstance(k, slice) else str(k) for k in key) \
                 if isinstance(key, tuple) else str(key)
             raise OmeZarrError(
-                f"{self.url}: level {self.zarray.path!r} cannot be read at [{where}] (damaged chunk?): "
-                f"{type(exc).__name__}: {exc}"
+                f"{self.url}: level {self.zarray.path!r} cannot be read at [{where}]{chunk_name(self.zarray, key)} "
+                f"(damaged chunk?): {type(exc).__name__}: {exc}"
             ) from exc
+
 
 
 def open_ome_zarr(

@@ -26,7 +26,7 @@ from voxelflow.io.ome_zarr.fastread import ChunkReader
 from voxelflow.io.ome_zarr.stores import is_zip
 from voxelflow.paths import VPath
 
-__all__ = ["check_replaceable", "check_target", "write_beside"]
+__all__ = ["check_replaceable", "check_target", "swap_into_place", "write_beside"]
 
 _GROUP_FILES = ("zarr.json", ".zattrs", ".zgroup")
 
@@ -115,7 +115,7 @@ def write_beside(target: VPath, write_into: Callable[[VPath], None]) -> None:
     work = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:12]}"
     try:
         write_into(work)
-        _swap(work, target)
+        swap_into_place(work, target)
     except BaseException as exc:
         with contextlib.suppress(OSError):
             work.rm()
@@ -125,7 +125,7 @@ def write_beside(target: VPath, write_into: Callable[[VPath], None]) -> None:
         raise
 
 
-def _swap(work: VPath, target: VPath) -> None:
+def swap_into_place(work: VPath, target: VPath) -> None:
     """Move ``work`` to ``target``; an old ``target`` is moved aside first and removed only after."""
     old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:12]}" if target.exists() else None
     if target.is_local:

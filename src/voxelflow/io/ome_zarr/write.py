@@ -5,6 +5,8 @@ The arguments are checked before anything is written
 input (:mod:`voxelflow.io.ome_zarr.levels`); the image is written beside its target
 and swapped in at the end (:mod:`voxelflow.io.ome_zarr.replace`), or zipped
 (:mod:`voxelflow.io.ome_zarr.zipped`), so an image it replaces stays whole until then.
+With ``resume=FOLDER`` it is written in that (kept) folder with a ledger of finished
+chunks, so a killed write rerun with the same job stores only the chunks it had not.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ import zarr
 from voxelflow.errors import InvalidInputError, InvalidPathError, OmeZarrError, VoxelflowError
 from voxelflow.io.blockreduce import METHODS
 from voxelflow.io.ome_zarr import metadata as md
-from voxelflow.io.ome_zarr.levels import write_group
+from voxelflow.io.ome_zarr.levels import resumable_layout, write_group, write_resumable
 from voxelflow.io.ome_zarr.read import read_metadata
-from voxelflow.io.ome_zarr.replace import check_target, write_beside
+from voxelflow.io.ome_zarr.replace import check_target, swap_into_place, write_beside
 from voxelflow.io.ome_zarr.slices import split_slices
 from voxelflow.io.ome_zarr.stores import is_zip
 from voxelflow.io.ome_zarr.write_args import (
@@ -62,6 +64,8 @@ def write_ome_zarr(
     translation=None,
     channel_names: Sequence[str] | None = None,
     name: str | None = None,
+    resume: str | None = None,
+    job: str | None = None,
 ) -> VPath:
     """Write an array as an OME-Zarr image with an optional pyramid.
 
@@ -112,6 +116,18 @@ def write_ome_zarr(
         Written as ``omero.channels[].label`` (one per ``c`` entry).
     name : str, optional
         ``multiscales[0].name``.
+    resume : str, optional
+        A local folder (outside ``url``) to write the image in, with a record of its
+        finished level-0 chunks (:class:`~voxelflow.io.chunk_ledger.ChunkLedger`).
+        A write killed at any moment and started again with the same ``resume``
+        folder and the same job keeps the level-0 chunks it had finished: they are
+        read back (for the lower levels), neither recomputed nor rewritten. The
+        finished image is then moved to ``url``. Ignored (a plain write) for a zip
+        or remote ``url`` and for chunks that split reduction blocks.
+    job : str, optional
+        What the array is, for the resume check: a folder written for another job
+        is discarded. Default ``arr.name`` (a hash of the dask graph); give a stable
+        identity (e.g. a cache key) when the graph's name is not.
 
     Returns
     -------
@@ -173,8 +189,14 @@ def write_ome_zarr(
         write_group(arr, folder, attrs_for, version=version, axes=axes, chunks=chunk_shape,
                      shards=shard_shape, factors=level_factors, method=method)
 
+    if zip or not target.is_local or not resumable_layout(arr.shape, chunk_shape, level_factors):
+        resume = None
     try:
-        if zip:
+        if resume is not None:
+            write_resumable(arr, str(resume), job, attrs_for, version=version, axes=axes, chunks=chunk_shape,
+                            shards=shard_shape, factors=level_factors, method=method)
+            swap_into_place(VPath(str(resume)), target)
+        elif zip:
             write_zip(target, write_into)
         else:
             write_beside(target, write_into)

@@ -89,6 +89,12 @@ def _build(values: dict[str, Any], where: str) -> Config:
             "coarse grid is now chosen by a voxel budget or a voxel size in micrometres, so its cost "
             "does not grow with the scan"
         )
+    if p.density_factors is not None and p.density_um is not None:
+        raise ConfigError(
+            f"{where}: pipeline.density_factors (the old fixed factors of the density map) cannot be combined "
+            "with pipeline.density_um; drop density_factors: the density map is now sized in micrometres "
+            "(within the coarse voxel budget), so it does not grow with the scan"
+        )
     return Config(**sections)
 
 

@@ -12,7 +12,6 @@ from voxelflow.pipelines.config.checks import (
     optional_positive_int,
     optional_triple,
     string,
-    triple,
 )
 
 #: Workflow kinds ``pipeline.kind`` may name.
@@ -59,8 +58,12 @@ class PlaqueSection:
                      "none = exact connected components; watershed = split touching objects")
     split_min_distance: int = key(4, number(lo=1, integer=True), "an integer >= 1 (voxels)",
                                   "watershed: minimum distance between two seeds")
-    density_factors: list[int] = key([4, 8, 8], triple, "three integers >= 1 (z, y, x)",
-                                     "voxels per density-map voxel")
+    density_um: float | None = key(None, number(lo=1e-9, allow_none=True), "a number > 0 (micrometres; or unset)",
+                                   "edge of a density-map voxel (unset: 25); the map never has more voxels "
+                                   "than the coarse grid's budget (coarse_max_voxels)")
+    density_factors: list[int] | None = key(None, optional_triple, "three integers >= 1 (z, y, x), or unset",
+                                            "old setting: scan voxels per density-map voxel; prefer density_um, "
+                                            "whose map does not grow with the scan")
     prefilter: str = key("none", string(choices=("none", "log", "dog", "tophat", "background")),
                          "'none', 'log', 'dog', 'tophat' or 'background'",
                          "filter before the threshold; background = subtract the scaled background channel")
