@@ -214,7 +214,7 @@ def inverse_points(points_um, registration, iterations: int = 8) -> np.ndarray:
     -------
     numpy.ndarray, shape (N, 3), float64
     """
-    from voxelflow.ops._register_result import _displacement_field
+    from voxelflow.ops._register_result import displacement_sampler
 
     p = np.asarray(points_um, dtype=np.float64).reshape(-1, 3)
     aff = registration.affine
@@ -225,13 +225,10 @@ def inverse_points(points_um, registration, iterations: int = 8) -> np.ndarray:
     r = xyz[:, ::-1]
     if registration.deformable is None:
         return r
-    field = _displacement_field(registration, registration.deformable)
-    spacing = np.asarray(registration.fixed_spacing, dtype=np.float64)
+    displacement = displacement_sampler(registration)
     q = r.copy()
     for _ in range(iterations):
-        coords = (q / spacing - 0.5).T
-        d = np.stack([ndi.map_coordinates(c, coords, order=1, mode="nearest") for c in field], axis=1)
-        q = r - d
+        q = r - displacement(q)
     return q
 
 
