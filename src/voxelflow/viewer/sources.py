@@ -340,7 +340,8 @@ def run_folder_layers(url, storage_options: dict | None = None) -> list[LayerDat
 
     In drawing order: the input image (the run description's ``outputs.image``), the
     background (autofluorescence) channel the run names (``background``), the
-    OME-Zarr images in the folder (density map; hidden, as a heat map), the
+    OME-Zarr images in the folder (density maps; hidden, as heat maps; the
+    atlas-space density map in atlas axes and micrometres), the
     label (``OS``) and mask (``BS``, hidden) steps of the run's cache, and the
     objects of the object table as points placed on the input image's voxel grid.
     """
@@ -371,6 +372,9 @@ def run_folder_layers(url, storage_options: dict | None = None) -> list[LayerDat
             if layer_type == "image":
                 # Coarse maps would hide the scan: shown on request, drawn as a heat map.
                 kwargs.update(colormap="inferno", blending="additive", opacity=0.6, visible=False)
+            if image.name == step_node.ATLAS_DENSITY_IMAGE:
+                # in the atlas's axes and micrometres: it does not lie over the scan
+                kwargs["name"] = "atlas density (atlas space)"
             layers.append((data, kwargs, layer_type))
     cache = as_vpath(_in_run(folder, run.get("cache")) or (folder / step_node.CACHE_FOLDER).url, storage_options)
     if cache.isdir():
