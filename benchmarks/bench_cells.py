@@ -125,10 +125,10 @@ def front_end(sig, bg, spacing, diameter):
         return out
 
     lev_s, lev_b = stage("levels", lambda: (ops.plane_tile_median(sig, spacing), ops.plane_tile_median(bg, spacing)))
-    s_n = ops.remove_plane_background(sig, lev_s, spacing)
-    b_n = ops.remove_plane_background(bg, lev_b, spacing)
-    factor = stage("factor", lambda: ops.estimate_channel_factor(s_n, b_n))
-    response = ops.log_filter(ops.channel_background(s_n, b_n, factor=factor), sigma, spacing)
+    factor = stage("factor", lambda: ops.estimate_channel_factor(sig, bg, levels=lev_s, bg_levels=lev_b,
+                                                                 spacing=spacing))
+    response = ops.log_filter(ops.channel_background(sig, bg, factor=factor, levels=lev_s, bg_levels=lev_b,
+                                                     spacing=spacing), sigma, spacing)
     stats = stage("threshold_stats", lambda: ops.tile_stats(response, spacing))
 
     def maxima():

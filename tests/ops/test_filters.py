@@ -171,6 +171,38 @@ def test_remove_plane_background_equals_numpy_for_any_chunking_and_tile(seed, da
     np.testing.assert_array_equal(got.compute(), ref)
 
 
+@settings(max_examples=20)
+@given(st.integers(0, 2**16), st.data(), st.sampled_from([None, 10.0, 30.0]), st.sampled_from(["subtract", "ratio"]))
+def test_channel_background_with_levels_equals_the_composed_ops_exactly(seed, data, tile_um, how):
+    rng = np.random.default_rng(seed)
+    shape = (4, 19, 26)
+    bg = rng.integers(0, 600, size=shape).astype(np.uint16)
+    img = (rng.integers(0, 300, size=shape) + 0.6 * bg).astype(np.uint16)  # autofluorescence in both channels
+    spacing = (5.0, 2.0, 2.5)
+    tile = (19, 26) if tile_um is None else (int(round(tile_um / 2.0)), int(round(tile_um / 2.5)))
+    grid = (4, -(-19 // tile[0]), -(-26 // tile[1]))
+    levels = rng.uniform(50.0, 150.0, size=grid)
+    bg_levels = levels * rng.uniform(0.7, 0.9, size=grid)  # planes and tiles brighter or darker in both channels
+    levels[1, 0, 0] = np.nan  # filled with the plane's median, as remove_plane_background does
+    bg_levels[2, -1, -1] = 0.3  # raised to 1
+    chunks = tuple(data.draw(partitions(n)) for n in shape)
+    a, b = da.from_array(img, chunks=chunks), da.from_array(bg, chunks=chunks[::-1][::-1])
+    fused = channel_background(a, b, how=how, factor=0.7, floor=2.0, levels=levels, bg_levels=bg_levels,
+                               spacing=spacing, tile_um=tile_um)
+    composed = channel_background(remove_plane_background(a, levels, spacing, tile_um=tile_um),
+                                  remove_plane_background(b, bg_levels, spacing, tile_um=tile_um), how=how,
+                                  factor=0.7, floor=2.0)
+    np.testing.assert_array_equal(fused.compute(), composed.compute())
+    mask = rng.random(shape) > 0.2
+    step = data.draw(st.integers(1, 5))
+    got = estimate_channel_factor(a, b, step=step, mask=mask, quantile=0.5, levels=levels, bg_levels=bg_levels,
+                                  spacing=spacing, tile_um=tile_um)
+    ref = estimate_channel_factor(remove_plane_background(a, levels, spacing, tile_um=tile_um),
+                                  remove_plane_background(b, bg_levels, spacing, tile_um=tile_um), step=step,
+                                  mask=mask, quantile=0.5)
+    assert got == ref and got > 0
+
+
 def test_plane_steps_vanish_after_background_division():
     rng = np.random.default_rng(5)
     gains = np.array([1.0, 1.8, 0.6, 1.3])
@@ -210,6 +242,8 @@ def test_channel_background_recovers_the_planted_autofluorescence_factor():
         lambda a: white_tophat(a, "big", (5, 2, 2)),
         lambda a: channel_background(a, a[:, :2], factor=1.0),
         lambda a: remove_plane_background(a, np.ones((1, 1, 1)), (5, 2, 2)),
+        lambda a: channel_background(a, a, levels=np.ones((4, 1, 1))),
+        lambda a: channel_background(a, a, levels=np.ones((3, 1, 1)), spacing=(5, 2, 2)),
     ],
 )
 def test_bad_arguments_raise_a_clear_error(call):

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from scipy import ndimage as ndi
 
 from voxelflow.errors import InvalidInputError, RegistrationError
 from voxelflow.io.blockreduce import block_reduce
@@ -18,12 +19,14 @@ from voxelflow.ops._register import (
     register,
     transform_points,
 )
+from voxelflow.ops._register_images import working_factors, working_image
+from voxelflow.ops._register_params import level_factors
 from voxelflow.synth_atlas import dice_per_region, make_synthetic_atlas, make_synthetic_scan
 
 pytest.importorskip("SimpleITK")
 
-FAST = RegistrationParameters(affine_iterations=120, deformable_iterations=15, affine_shrink=(2, 1),
-                              affine_smoothing_vox=(1.0, 0.0))
+FAST = RegistrationParameters(affine_iterations=120, deformable_iterations=15, affine_levels_um=(600.0, 300.0),
+                              deformable_levels_um=(600.0, 300.0))
 
 
 @pytest.fixture(scope="module")
@@ -168,12 +171,66 @@ def test_empty_channel_is_a_clear_error(pair):
 
 
 def test_parameters_from_a_config_table():
-    p = RegistrationParameters.from_dict({"grid_spacing_um": 1500, "affine_shrink": [4, 2, 1]})
-    assert p.grid_spacing_um == 1500 and p.affine_shrink == (4, 2, 1)
+    p = RegistrationParameters.from_dict({"grid_spacing_um": 1500, "affine_levels_um": [800, 400, 200]})
+    assert p.grid_spacing_um == 1500 and p.affine_levels_um == (800.0, 400.0, 200.0)
     with pytest.raises(InvalidInputError, match="unknown registration parameters"):
         RegistrationParameters.from_dict({"grid_spacing": 1})
-    with pytest.raises(InvalidInputError, match="sampling_fraction"):
-        RegistrationParameters.from_dict({"sampling_fraction": 0})
+    with pytest.raises(InvalidInputError, match="metric_samples"):
+        RegistrationParameters.from_dict({"metric_samples": 0})
+    with pytest.raises(InvalidInputError, match="coarse to fine"):
+        RegistrationParameters.from_dict({"deformable_levels_um": [100, 400]})
+    with pytest.raises(InvalidInputError, match="positive voxel sizes"):
+        RegistrationParameters.from_dict({"affine_levels_um": []})
+
+
+def test_level_factors_follow_the_voxel_size():
+    # 25 um images: the levels 800, 400, 200 um are factors 32, 16, 8; 200 um images: 4, 2, 1
+    assert level_factors((800.0, 400.0, 200.0), (25.0, 25.0, 25.0)) == [32, 16, 8]
+    assert level_factors((800.0, 400.0, 200.0), (200.0, 200.0, 200.0)) == [4, 2, 1]
+    # levels finer than the images collapse onto factor 1, once
+    assert level_factors((400.0, 200.0, 100.0), (300.0, 300.0, 300.0)) == [1]
+    assert working_factors((25.0, 50.0, 300.0), 100.0) == (4, 2, 1)
+
+
+def test_block_averaged_working_image_keeps_the_physical_frame():
+    import SimpleITK as sitk
+
+    rng = np.random.default_rng(5)
+    arr = ndi.gaussian_filter(rng.random((35, 32, 39)), 2).astype(np.float32)
+    spacing = (20.0, 25.0, 30.0)  # towards 100 um: blocks of 5, 4, 3 voxels
+    img = working_image(sitk, arr, spacing, 100.0, "test image")
+    assert img.GetSpacing() == (90.0, 100.0, 100.0)  # x y z
+    # block j spans [j k s, (j + 1) k s): its centre is at half a block, the frame is unchanged
+    assert img.GetOrigin() == (45.0, 50.0, 50.0)
+    # independent reference: numpy block means, scaled between their 0.5th and 99.5th percentiles
+    ref = arr.reshape(7, 5, 8, 4, 13, 3).mean(axis=(1, 3, 5))
+    lo, hi = np.percentile(ref, [0.5, 99.5])
+    np.testing.assert_allclose(sitk.GetArrayFromImage(img), np.clip((ref - lo) / (hi - lo), 0, 1), atol=1e-5)
+
+
+def test_a_finer_input_gives_the_same_registration(pair):
+    atlas, scan, coarse, cscale, f, mapping = pair
+    params = RegistrationParameters(affine_iterations=30, affine_levels_um=(600.0, 300.0), deformable=False)
+    fixed = np.ascontiguousarray(coarse[:, : coarse.shape[1] // 2 * 2])
+    base = register(fixed, atlas.reference, cscale, atlas.resolution, params, check=False)
+    # every voxel split in 2 x 2 x 2 at half the size: block averaging gives the same working image back
+    fine = np.repeat(np.repeat(np.repeat(fixed, 2, 0), 2, 1), 2, 2)
+    again = register(fine, atlas.reference, tuple(s / 2 for s in cscale), atlas.resolution, params, check=False)
+    assert again.qc["working_spacing_um"] == base.qc["working_spacing_um"]
+    np.testing.assert_allclose(again.affine.GetParameters(), base.affine.GetParameters(), rtol=1e-9, atol=1e-6)
+    assert again.fixed_shape == fine.shape
+
+
+def test_points_follow_the_spline_itself(pair):
+    reg = pair[-1].registration
+    rng = np.random.default_rng(3)
+    sp = np.asarray(reg.fixed_spacing)
+    pts = (rng.uniform(0.5, np.asarray(reg.fixed_shape) - 0.5, (200, 3))) * sp  # between the first and last centres
+    full = reg.transform()
+    # independent reference: SimpleITK evaluates the composite transform point by point (x, y, z order)
+    ref = np.array([full.TransformPoint(tuple(float(v) for v in p[::-1]))[::-1] for p in pts])
+    got = transform_points(pts, reg)
+    assert np.abs(got - ref).max() < 0.05 * min(reg.fixed_spacing)
 
 
 def test_an_implausible_rotation_is_caught(pair):

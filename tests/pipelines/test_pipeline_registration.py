@@ -116,7 +116,7 @@ def test_atlas_settings_are_checked_and_round_trip(tmp_path):
     with pytest.raises(ConfigError, match="atlas.orientation"):
         load_config(None, base + ["atlas.orientation=abc"])
     text = '[input]\nurl = "s.ome.zarr"\n[output]\nfolder = "r"\n[atlas]\nbrainglobe = "a"\norientation = "asl"\n' \
-           '[atlas.registration]\ngrid_spacing_um = 2500.0\naffine_shrink = [2, 1]\naffine_smoothing_vox = [1.0, 0.0]\n'
+           '[atlas.registration]\ngrid_spacing_um = 2500.0\naffine_levels_um = [600.0, 300.0]\n'
     (tmp_path / "c.toml").write_text(text)
     cfg = load_config(tmp_path / "c.toml")
     assert cfg.atlas.registration["grid_spacing_um"] == 2500.0

@@ -23,6 +23,7 @@ import dask.array as da
 import numpy as np
 
 from voxelflow.errors import InvalidInputError, OrientationError
+from voxelflow.ops._hemispheres import fill_hemispheres
 from voxelflow.ops._orientation import (
     ORIENTATION_CODES,
     parse_orientation,
@@ -74,6 +75,16 @@ class ScanAtlasMap:
         """An atlas label image (atlas grid) resampled onto the coarse scan grid (scan orientation), nearest."""
         warped = _warp_labels(labels, self.registration)
         return np.ascontiguousarray(reorient_volume(warped, self.atlas_orientation, self.scan_orientation))
+
+    def hemispheres_to_scan(self, hemispheres) -> np.ndarray:
+        """The atlas hemisphere image on the coarse scan grid, split by the registered midline alone.
+
+        The image is first extended over the whole atlas volume
+        (:func:`voxelflow.ops._hemispheres.fill_hemispheres`), so a scan voxel
+        registration puts just outside the atlas brain keeps its side; every
+        voxel of the coarse grid gets a side (no 0), shape ``grid_shape``.
+        """
+        return self.labels_to_scan(fill_hemispheres(hemispheres, self.atlas_orientation))
 
     def image_to_scan(self, image) -> np.ndarray:
         """An atlas intensity image resampled (linear) onto the coarse scan grid, float32."""

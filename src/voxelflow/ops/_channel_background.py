@@ -10,13 +10,15 @@ import dask.array as da
 import numpy as np
 
 from voxelflow.errors import InvalidInputError
-from voxelflow.ops._filter_args import as_image
+from voxelflow.ops._filter_args import as_image, as_spacing, tile_shape
 from voxelflow.ops._kernels import _compile
+from voxelflow.ops._plane_background import checked_levels
 
 __all__ = ["estimate_channel_factor", "channel_background"]
 
 
-def estimate_channel_factor(img, bg, *, quantile: float = 0.995, step: int = 4, mask=None) -> float:
+def estimate_channel_factor(img, bg, *, quantile: float = 0.995, step: int = 4, mask=None, levels=None,
+                            bg_levels=None, spacing=None, tile_um: float | None = None) -> float:
     """Scale of the autofluorescence seen in the signal channel, per unit of the background channel.
 
     Autofluorescent structures (vessels, fibres, lipofuscin) are bright in both
@@ -35,6 +37,10 @@ def estimate_channel_factor(img, bg, *, quantile: float = 0.995, step: int = 4, 
         Sub-grid spacing in voxels (every ``step``-th voxel along y and x).
     mask : array of bool, optional
         Only voxels where True are used.
+    levels, bg_levels, spacing, tile_um : optional
+        Per-plane / per-tile levels each channel is divided by first (as in
+        :func:`channel_background`); only the sub-grid is divided, with the
+        same result as dividing the whole channel.
 
     Returns
     -------
@@ -45,8 +51,15 @@ def estimate_channel_factor(img, bg, *, quantile: float = 0.995, step: int = 4, 
     if img.shape != bg.shape:
         raise InvalidInputError(f"background channel shape {bg.shape} differs from the image shape {img.shape}")
     sel = (Ellipsis, slice(None, None, step), slice(None, None, step))
-    s = np.asarray(img[sel], dtype=np.float64).ravel()
-    b = np.asarray(bg[sel], dtype=np.float64).ravel()
+    s, b = np.asarray(img[sel]), np.asarray(bg[sel])
+    if levels is not None or bg_levels is not None:
+        if img.ndim != 3 or spacing is None:
+            raise InvalidInputError("estimate_channel_factor with plane levels needs a 3-D image and its spacing")
+        tile = tile_shape(tile_um, as_spacing(spacing, 3), img.shape)
+        s, b = (x if v is None else _divide_sub_grid(x, checked_levels(v, img.shape, tile, name), tile, step)
+                for x, v, name in ((s, levels, "levels"), (b, bg_levels, "bg_levels")))
+    s = s.astype(np.float64).ravel()
+    b = b.astype(np.float64).ravel()
     if mask is not None:
         keep = np.asarray(da.asarray(mask)[sel], dtype=bool).ravel()
         s, b = s[keep], b[keep]
@@ -60,18 +73,41 @@ def estimate_channel_factor(img, bg, *, quantile: float = 0.995, step: int = 4, 
     return float(max(np.median((s[high] - s_med) / (b[high] - b_med)), 0.0))
 
 
-def channel_background(img, bg, *, how: str = "subtract", factor: float = 1.0, floor: float = 1.0) -> da.Array:
+def _divide_sub_grid(sub: np.ndarray, levels: np.ndarray, tile, step: int) -> np.ndarray:
+    """Sub-grid voxels (``[:, ::step, ::step]``) divided by the level of their plane and tile, in float32."""
+    ys = np.arange(sub.shape[1]) * step // tile[0]
+    xs = np.arange(sub.shape[2]) * step // tile[1]
+    lv = np.maximum(levels.astype(np.float32)[:, ys][:, :, xs], np.float32(1.0))
+    return sub.astype(np.float32) / lv
+
+
+def channel_background(img, bg, *, how: str = "subtract", factor: float = 1.0, floor: float = 1.0, levels=None,
+                       bg_levels=None, spacing=None, tile_um: float | None = None) -> da.Array:
     """Remove autofluorescence with a background channel: ``img - factor * bg`` or ``img / bg``.
+
+    With per-plane / per-tile ``levels`` and ``bg_levels`` (e.g. from
+    :func:`voxelflow.ops.plane_tile_median`) each channel is first divided by
+    its level, in the same pass: the result equals ``channel_background(
+    remove_plane_background(img, levels, spacing, tile_um=tile_um),
+    remove_plane_background(bg, bg_levels, spacing, tile_um=tile_um), ...)``
+    exactly, with one float32 array written instead of three.
 
     Parameters
     ----------
-    img, bg : dask.array.Array or numpy.ndarray, same shape, numeric
+    img, bg : dask.array.Array or numpy.ndarray, shape (Z, Y, X) (or (Y, X) without levels), numeric
         Signal and background (autofluorescence) channel; ``bg`` is rechunked to ``img``.
     how : {'subtract', 'ratio'}
     factor : float
         Scale of ``bg`` when subtracting (see :func:`estimate_channel_factor`).
     floor : float
         ``bg`` below ``floor`` is raised to it before dividing.
+    levels, bg_levels : numpy.ndarray, shape (Z, n_tiles_y, n_tiles_x), optional
+        Background level of every plane (and tile) of each channel; levels below
+        1 are raised to 1 (as :func:`voxelflow.ops.remove_plane_background` does).
+    spacing : sequence of 3 float, optional
+        Voxel size in um; needed with levels.
+    tile_um : float, optional
+        The tile size the levels were computed with (None: whole planes).
 
     Returns
     -------
@@ -83,8 +119,26 @@ def channel_background(img, bg, *, how: str = "subtract", factor: float = 1.0, f
     if how not in ("subtract", "ratio"):
         raise InvalidInputError(f"how must be 'subtract' or 'ratio', got {how!r}")
     bg = bg.rechunk(img.chunks)
-    return da.map_blocks(_combine_block, img, bg, np.float32(factor), np.float32(floor), how == "ratio",
-                         dtype=np.float32)
+    if levels is None and bg_levels is None:
+        return da.map_blocks(_combine_block, img, bg, np.float32(factor), np.float32(floor), how == "ratio",
+                             dtype=np.float32)
+    if img.ndim != 3 or spacing is None:
+        raise InvalidInputError("channel_background with plane levels needs a 3-D (z, y, x) image and its spacing")
+    tile = tile_shape(tile_um, as_spacing(spacing, 3), img.shape)
+    ones = np.ones((img.shape[0], -(-img.shape[1] // tile[0]), -(-img.shape[2] // tile[1])))
+    lv = [np.ascontiguousarray(checked_levels(ones if v is None else v, img.shape, tile, name), dtype=np.float32)
+          for v, name in ((levels, "levels"), (bg_levels, "bg_levels"))]
+    starts = [np.concatenate([[0], np.cumsum(c)[:-1]]).astype(int) for c in img.chunks]
+
+    def run(a, b, block_info=None):
+        loc = block_info[0]["chunk-location"]
+        start = tuple(int(starts[axis][i]) for axis, i in enumerate(loc))
+        out = np.empty(a.shape, np.float32)
+        _levelled_combine(np.ascontiguousarray(a), np.ascontiguousarray(b), lv[0], lv[1], *start, *tile,
+                          np.float32(factor), np.float32(floor), how == "ratio", out)
+        return out
+
+    return da.map_blocks(run, img, bg, dtype=np.float32)
 
 
 @_compile
@@ -101,3 +155,24 @@ def _combine_block(a, b, factor, floor, ratio):
     _combine(np.ascontiguousarray(a).reshape(-1), np.ascontiguousarray(b).reshape(-1), factor, floor, ratio,
              out.reshape(-1))
     return out
+
+
+@_compile
+def _levelled_combine(a, b, la, lb, z0, y0, x0, ty, tx, factor, floor, ratio, out):
+    """``_combine`` of ``a / max(level_a, 1)`` and ``b / max(level_b, 1)``, levels per plane and tile."""
+    nz, ny, nx = a.shape
+    one = np.float32(1.0)
+    for z in range(nz):
+        for y in range(ny):
+            row_a, row_b = la[z0 + z, (y0 + y) // ty], lb[z0 + z, (y0 + y) // ty]
+            src_a, src_b, dst = a[z, y], b[z, y], out[z, y]
+            x = 0
+            while x < nx:  # runs of constant tile column
+                t = (x0 + x) // tx
+                stop = min(nx, (t + 1) * tx - x0)
+                da_, db_ = max(row_a[t], one), max(row_b[t], one)
+                for i in range(x, stop):
+                    u = np.float32(src_a[i]) / da_
+                    v = np.float32(src_b[i]) / db_
+                    dst[i] = u / max(v, floor) if ratio else u - factor * v
+                x = stop

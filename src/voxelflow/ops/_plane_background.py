@@ -16,7 +16,7 @@ from voxelflow.ops._filter_args import as_image, as_spacing, tile_shape
 from voxelflow.ops._halo import iter_blocks
 from voxelflow.ops._kernels import by_tile
 
-__all__ = ["plane_tile_median", "remove_plane_background"]
+__all__ = ["plane_tile_median", "remove_plane_background", "checked_levels"]
 
 
 def _median_block(block, start, tile, step, n_tiles, mask):
@@ -136,12 +136,7 @@ def remove_plane_background(img, medians, spacing, *, tile_um: float | None = No
     if how not in ("divide", "subtract"):
         raise InvalidInputError(f"how must be 'divide' or 'subtract', got {how!r}")
     tile = tile_shape(tile_um, sp, img.shape)
-    n_tiles = (-(-img.shape[1] // tile[0]), -(-img.shape[2] // tile[1]))
-    medians = np.array(medians, dtype=np.float64)
-    if medians.shape != (img.shape[0],) + n_tiles:
-        raise InvalidInputError(f"medians must have shape {(img.shape[0],) + n_tiles} for this image and tile "
-                                f"size, got {medians.shape}")
-    medians = _fill_missing(medians)
+    medians = checked_levels(medians, img.shape, tile)
     starts = [np.concatenate([[0], np.cumsum(c)[:-1]]).astype(int) for c in img.chunks]
 
     def run(block, block_info=None):
@@ -150,6 +145,22 @@ def remove_plane_background(img, medians, spacing, *, tile_um: float | None = No
         return _background_block(block, start, medians, tile, how, floor)
 
     return img.map_blocks(run, dtype=np.float32)
+
+
+def checked_levels(levels, shape, tile, name: str = "medians") -> np.ndarray:
+    """Levels of every plane and tile of an image of ``shape`` (Z, Y, X), NaN filled: (Z, ny, nx), float64.
+
+    Raises
+    ------
+    InvalidInputError
+        If ``levels`` does not have one value per plane and tile of ``tile`` (y, x) voxels.
+    """
+    n_tiles = (-(-shape[1] // tile[0]), -(-shape[2] // tile[1]))
+    levels = np.array(levels, dtype=np.float64)
+    if levels.shape != (shape[0],) + n_tiles:
+        raise InvalidInputError(f"{name} must have shape {(shape[0],) + n_tiles} for this image and tile "
+                                f"size, got {levels.shape}")
+    return _fill_missing(levels)
 
 
 def _fill_missing(levels: np.ndarray) -> np.ndarray:

@@ -7,16 +7,21 @@ module finds serves both directions the pipeline needs: resampling the atlas
 annotation onto the scan grid (a pull through the transform) and carrying scan
 points into the atlas (a push of the points through the same transform).
 
-Stages: (1) a start from the two tissue masks (:mod:`voxelflow.ops._register_start`);
-(2) an affine transform, multi-resolution, Mattes mutual information, gradient
-descent with scales from physical shifts; (3) a cubic B-spline on top of the
-affine (``CompositeTransform([affine, bspline])``: the B-spline acts first),
-L-BFGS-B. QC: the metric of the start, of the affine and of the final transform
-(all on every fixed voxel, so they are comparable), the range of the Jacobian
-determinant of the full transform on the fixed grid, and the fraction of folded
-voxels (determinant <= 0). A final metric worse than the affine one, or too
-much folding, raises :class:`voxelflow.errors.RegistrationError`, which carries
-the result so callers can still draw QC images.
+Both images are first block-averaged towards the finest registration level
+(:func:`voxelflow.ops._register_images.working_image`; levels are voxel sizes
+in micrometres, see :class:`RegistrationParameters`), so time and memory follow
+the levels, not the atlas resolution. Stages: (1) a start from the two tissue
+masks (:mod:`voxelflow.ops._register_start`); (2) an affine transform,
+multi-resolution, Mattes mutual information on a fixed number of random
+samples per level, gradient descent with scales from physical shifts; (3) a
+cubic B-spline on top of the affine (``CompositeTransform([affine, bspline])``:
+the B-spline acts first), L-BFGS-B. QC: the metric of the start, of the affine
+and of the final transform (all on every voxel of the working images, so they
+are comparable), the range of the Jacobian determinant of the full transform on
+the working grid, and the fraction of folded voxels (determinant <= 0). A final
+metric worse than the affine one, or too much folding, raises
+:class:`voxelflow.errors.RegistrationError`, which carries the result so
+callers can still draw QC images.
 
 The pieces live in their own modules (parameters, images, metric, start,
 result); their public names are re-exported here.
@@ -30,12 +35,13 @@ from dataclasses import asdict
 import numpy as np
 
 from voxelflow.errors import RegistrationError
-from voxelflow.ops._register_images import as_spacing, as_volume, load_simpleitk, normalise, to_sitk
+from voxelflow.ops._register_images import as_spacing, as_volume, load_simpleitk, working_image
 from voxelflow.ops._register_metric import full_metric, registration_method
-from voxelflow.ops._register_params import RegistrationParameters
+from voxelflow.ops._register_params import RegistrationParameters, level_factors
 from voxelflow.ops._register_result import (
     Registration,
     jacobian_determinant,
+    jacobian_on_grid,
     transform_points,
     warp_image,
     warp_labels,
@@ -103,49 +109,28 @@ def register(
     moving = as_volume(moving, "moving image")
     fixed_spacing = as_spacing(fixed_spacing, "fixed_spacing")
     moving_spacing = as_spacing(moving_spacing, "moving_spacing")
-    f_img = to_sitk(sitk, normalise(fixed, "fixed image (the scan's registration channel)"), fixed_spacing)
-    m_img = to_sitk(sitk, normalise(moving, "moving image (the atlas template)"), moving_spacing)
+    finest = min(params.affine_levels_um[-1], params.deformable_levels_um[-1] if params.deformable else np.inf)
+    f_img = working_image(sitk, fixed, fixed_spacing, finest, "fixed image (the scan's registration channel)")
+    m_img = working_image(sitk, moving, moving_spacing, finest, "moving image (the atlas template)")
 
     start, baseline = moments_start(sitk, f_img, m_img)
     metric_start = full_metric(sitk, f_img, m_img, baseline, params)
-
     t0 = time.perf_counter()
-    affine = sitk.AffineTransform(start)
-    reg = registration_method(sitk, params, params.affine_shrink, params.affine_smoothing_vox)
-    reg.SetOptimizerAsRegularStepGradientDescent(learningRate=1.0, minStep=1e-4,
-                                                 numberOfIterations=params.affine_iterations,
-                                                 relaxationFactor=0.7, gradientMagnitudeTolerance=1e-8)
-    reg.SetOptimizerScalesFromPhysicalShift()
-    reg.SetInitialTransform(affine, inPlace=True)
-    reg.Execute(f_img, m_img)
-    stop_affine = reg.GetOptimizerStopConditionDescription()
+    affine, stop_affine = _affine_stage(sitk, f_img, m_img, start, params)
     seconds_affine = time.perf_counter() - t0
     metric_affine = full_metric(sitk, f_img, m_img, affine, params)
 
-    bspline = None
-    seconds_def = 0.0
-    stop_def = ""
-    metric_final = metric_affine
+    bspline, stop_def, metric_final = None, "", metric_affine
+    t0 = time.perf_counter()
     if params.deformable:
-        t0 = time.perf_counter()
-        extent = np.asarray(f_img.GetSize()) * np.asarray(f_img.GetSpacing())
-        final_mesh = np.maximum(1, np.round(extent / params.grid_spacing_um)).astype(int)
-        bspline = sitk.BSplineTransformInitializer(f_img, [int(n) for n in final_mesh], order=3)
-        reg = registration_method(sitk, params, params.deformable_shrink, params.deformable_smoothing_vox)
-        reg.SetOptimizerAsLBFGSB(gradientConvergenceTolerance=1e-5, numberOfIterations=params.deformable_iterations,
-                                 maximumNumberOfCorrections=5,
-                                 maximumNumberOfFunctionEvaluations=4 * params.deformable_iterations,
-                                 costFunctionConvergenceFactor=1e7)
-        reg.SetMovingInitialTransform(affine)
-        reg.SetInitialTransform(bspline, inPlace=True)
-        reg.Execute(f_img, m_img)
-        stop_def = reg.GetOptimizerStopConditionDescription()
-        seconds_def = time.perf_counter() - t0
+        bspline, stop_def = _bspline_stage(sitk, f_img, m_img, affine, params)
         metric_final = full_metric(sitk, f_img, m_img, sitk.CompositeTransform([affine, bspline]), params)
+    seconds_def = time.perf_counter() - t0
 
     result = Registration(affine, bspline, tuple(fixed.shape), fixed_spacing, tuple(moving.shape), moving_spacing,
                           {}, asdict(params))
-    det = jacobian_determinant(result)
+    det = jacobian_on_grid(result.transform(), tuple(reversed(f_img.GetSize())),
+                           tuple(reversed(f_img.GetSpacing())))
     result.qc = {
         "metric_start": metric_start, "metric_affine": metric_affine, "metric_final": metric_final,
         "jacobian_min": float(det.min()), "jacobian_max": float(det.max()),
@@ -153,10 +138,59 @@ def register(
         "rotation_deg": rotation_angle_deg(affine.GetMatrix()),
         "seconds_affine": round(seconds_affine, 3), "seconds_deformable": round(seconds_def, 3),
         "stop_affine": stop_affine, "stop_deformable": stop_def,
+        "working_spacing_um": [float(s) for s in reversed(f_img.GetSpacing())],
     }
     if check:
         check_registration(result)
     return result
+
+
+def _affine_stage(sitk, f_img, m_img, start, params: RegistrationParameters):
+    """Affine transform from ``start``: regular-step gradient descent over the affine levels.
+
+    Returns
+    -------
+    affine : SimpleITK.AffineTransform
+    stop : str
+        The optimizer's stop condition.
+    """
+    affine = sitk.AffineTransform(start)
+    shrink = level_factors(params.affine_levels_um, tuple(reversed(f_img.GetSpacing())))
+    reg = registration_method(sitk, params, f_img, shrink)
+    reg.SetOptimizerAsRegularStepGradientDescent(learningRate=1.0, minStep=1e-4,
+                                                 numberOfIterations=params.affine_iterations,
+                                                 relaxationFactor=0.7, gradientMagnitudeTolerance=1e-8)
+    reg.SetOptimizerScalesFromPhysicalShift()
+    reg.SetInitialTransform(affine, inPlace=True)
+    reg.Execute(f_img, m_img)
+    return affine, reg.GetOptimizerStopConditionDescription()
+
+
+def _bspline_stage(sitk, f_img, m_img, affine, params: RegistrationParameters):
+    """Cubic B-spline on top of ``affine``: L-BFGS-B over the deformable levels, one mesh for all of them.
+
+    The mesh has about ``grid_spacing_um`` between control points (at least
+    one interval per axis).
+
+    Returns
+    -------
+    bspline : SimpleITK.BSplineTransform
+    stop : str
+        The optimizer's stop condition.
+    """
+    shrink = level_factors(params.deformable_levels_um, tuple(reversed(f_img.GetSpacing())))
+    extent = np.asarray(f_img.GetSize()) * np.asarray(f_img.GetSpacing())
+    mesh = np.maximum(1, np.round(extent / params.grid_spacing_um)).astype(int)
+    bspline = sitk.BSplineTransformInitializer(f_img, [int(n) for n in mesh], order=3)
+    reg = registration_method(sitk, params, f_img, shrink)
+    reg.SetOptimizerAsLBFGSB(gradientConvergenceTolerance=1e-5, numberOfIterations=params.deformable_iterations,
+                             maximumNumberOfCorrections=5,
+                             maximumNumberOfFunctionEvaluations=params.deformable_evaluations,
+                             costFunctionConvergenceFactor=1e7)
+    reg.SetMovingInitialTransform(affine)
+    reg.SetInitialTransform(bspline, inPlace=True)
+    reg.Execute(f_img, m_img)
+    return bspline, reg.GetOptimizerStopConditionDescription()
 
 
 def check_registration(result: Registration) -> None:

@@ -2,37 +2,45 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from voxelflow.ops._register_params import RegistrationParameters
 
 __all__ = ["registration_method", "full_metric"]
 
 
-def registration_method(sitk, params: RegistrationParameters, shrink, smoothing):
+def registration_method(sitk, params: RegistrationParameters, f_img, shrink):
     """A SimpleITK registration method: Mattes MI on randomly sampled voxels, linear interpolation.
+
+    Level ``l`` shrinks both images by ``shrink[l]`` after a Gaussian of sigma
+    ``shrink[l] / 2`` voxels (none on an unshrunk level) and samples about
+    ``params.metric_samples`` fixed voxels (all of them on a smaller level).
 
     Parameters
     ----------
     sitk : module
         SimpleITK.
     params : RegistrationParameters
-        Bins, sampling fraction, seed and threads.
+        Bins, samples, seed and threads.
+    f_img : SimpleITK.Image
+        The fixed image (its size sets the sampling percentage of each level).
     shrink : sequence of int
         Down-sampling factor of each resolution level (coarse to fine).
-    smoothing : sequence of float
-        Gaussian sigma (voxels of the full image) of each level.
 
     Returns
     -------
     SimpleITK.ImageRegistrationMethod
         Without optimizer and transform: the caller sets those.
     """
+    size = np.asarray(f_img.GetSize(), dtype=np.float64)
+    fractions = [min(1.0, params.metric_samples / float(np.prod(np.ceil(size / s)))) for s in shrink]
     reg = sitk.ImageRegistrationMethod()
     reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=params.histogram_bins)
     reg.SetMetricSamplingStrategy(reg.RANDOM)
-    reg.SetMetricSamplingPercentage(params.sampling_fraction, seed=params.seed + 1)
+    reg.SetMetricSamplingPercentagePerLevel(fractions, seed=params.seed + 1)
     reg.SetInterpolator(sitk.sitkLinear)
     reg.SetShrinkFactorsPerLevel([int(s) for s in shrink])
-    reg.SetSmoothingSigmasPerLevel([float(s) for s in smoothing])
+    reg.SetSmoothingSigmasPerLevel([s / 2.0 if s > 1 else 0.0 for s in shrink])
     reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()
     reg.SetNumberOfThreads(int(params.threads))
     return reg

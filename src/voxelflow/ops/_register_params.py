@@ -1,40 +1,50 @@
-"""Settings of atlas registration (:func:`voxelflow.ops._register.register`)."""
+"""Settings of atlas registration (:func:`voxelflow.ops._register.register`).
+
+Resolution levels are voxel sizes in micrometres, so the same settings fit a
+200 um and a 25 um atlas: each level's images are the fixed and moving images
+block-averaged towards that voxel size (integer factors, never finer than the
+images themselves). Registration never works finer than the finest level, so
+the cost is set by the levels and by ``metric_samples``, not by the atlas size.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from voxelflow.errors import InvalidInputError
 
-__all__ = ["RegistrationParameters"]
+__all__ = ["RegistrationParameters", "level_factors"]
 
 
 @dataclass(frozen=True)
 class RegistrationParameters:
     """Settings of :func:`register`.
 
-    The defaults were measured on synthetic mouse-brain pairs (docs/registration.md): a
-    coarse B-spline mesh (4 mm) corrects smooth deformations without bending to the bias
-    field; lower ``grid_spacing_um`` for more local corrections.
+    The defaults were measured on synthetic mouse-brain pairs (docs/registration.md).
 
     Attributes
     ----------
     affine_iterations : int
         Gradient-descent iterations per resolution level of the affine stage.
     deformable_iterations : int
-        L-BFGS-B iterations per level of the B-spline stage.
-    affine_shrink : tuple of int
-        Down-sampling factor of each affine level (coarse to fine).
-    affine_smoothing_vox : tuple of float
-        Gaussian sigma (voxels) of each affine level.
-    deformable_shrink, deformable_smoothing_vox : tuple
-        The same for the B-spline stage.
+        L-BFGS-B iterations per resolution level of the B-spline stage.
+    deformable_evaluations : int
+        L-BFGS-B metric evaluations per level (line searches included).
+    affine_levels_um : tuple of float
+        Voxel size (micrometres) of each affine level, coarse to fine.
+    deformable_levels_um : tuple of float
+        Voxel size of each B-spline level, coarse to fine.
     grid_spacing_um : float
-        Control-point spacing of the finest B-spline mesh, in micrometres.
+        Control-point spacing of the B-spline mesh, in micrometres (at least
+        one interval per axis); a coarse mesh follows smooth deformations
+        without bending to the bias field.
     histogram_bins : int
         Mattes mutual-information bins.
-    sampling_fraction : float
-        Fraction of fixed voxels sampled (randomly, seeded) per iteration.
+    metric_samples : int
+        Fixed voxels sampled (randomly, seeded) for the metric on each level
+        (all voxels where a level has fewer).
     deformable : bool
         Run the B-spline stage (False: affine only).
     max_folded_fraction : float
@@ -48,15 +58,14 @@ class RegistrationParameters:
         Threads SimpleITK may use.
     """
 
-    affine_iterations: int = 200
+    affine_iterations: int = 100
     deformable_iterations: int = 30
-    affine_shrink: tuple[int, ...] = (4, 2, 1)
-    affine_smoothing_vox: tuple[float, ...] = (2.0, 1.0, 0.0)
-    deformable_shrink: tuple[int, ...] = (2, 1)
-    deformable_smoothing_vox: tuple[float, ...] = (1.0, 0.0)
+    deformable_evaluations: int = 120
+    affine_levels_um: tuple[float, ...] = (800.0, 400.0, 200.0)
+    deformable_levels_um: tuple[float, ...] = (400.0, 200.0, 100.0)
     grid_spacing_um: float = 4000.0
     histogram_bins: int = 32
-    sampling_fraction: float = 0.1
+    metric_samples: int = 50_000
     deformable: bool = True
     max_folded_fraction: float = 1e-3
     max_rotation_deg: float = 45.0
@@ -71,26 +80,52 @@ class RegistrationParameters:
         unknown = sorted(set(values) - known)
         if unknown:
             raise InvalidInputError(f"unknown registration parameters {unknown}; known: {sorted(known)}")
-        for key in ("affine_shrink", "affine_smoothing_vox", "deformable_shrink", "deformable_smoothing_vox"):
+        for key in ("affine_levels_um", "deformable_levels_um"):
             if key in values:
-                values[key] = tuple(values[key])
+                values[key] = tuple(float(v) for v in values[key])
         out = cls(**values)
         out.validate()
         return out
 
     def validate(self) -> None:
         """Raise InvalidInputError on values registration cannot use."""
-        if len(self.affine_shrink) != len(self.affine_smoothing_vox) or not self.affine_shrink:
-            raise InvalidInputError("affine_shrink and affine_smoothing_vox need the same (non-zero) length")
-        if len(self.deformable_shrink) != len(self.deformable_smoothing_vox) or not self.deformable_shrink:
-            raise InvalidInputError("deformable_shrink and deformable_smoothing_vox need the same (non-zero) length")
-        if min(self.affine_shrink + self.deformable_shrink) < 1:
-            raise InvalidInputError("shrink factors must be >= 1")
-        if self.affine_iterations < 1 or self.deformable_iterations < 1:
+        for name in ("affine_levels_um", "deformable_levels_um"):
+            levels = getattr(self, name)
+            if not levels or not all(np.isfinite(v) and v > 0 for v in levels):
+                raise InvalidInputError(f"{name} must be one or more positive voxel sizes (micrometres), "
+                                        f"got {levels!r}")
+            if list(levels) != sorted(levels, reverse=True):
+                raise InvalidInputError(f"{name} must go from coarse to fine (decreasing), got {levels!r}")
+        if min(self.affine_iterations, self.deformable_iterations, self.deformable_evaluations) < 1:
             raise InvalidInputError("iterations must be >= 1")
-        if not 0 < self.sampling_fraction <= 1:
-            raise InvalidInputError(f"sampling_fraction must be in (0, 1], got {self.sampling_fraction}")
+        if self.metric_samples < 1000:
+            raise InvalidInputError(f"metric_samples must be >= 1000, got {self.metric_samples}")
         if not self.grid_spacing_um > 0 or self.histogram_bins < 4:
             raise InvalidInputError("grid_spacing_um must be > 0 and histogram_bins >= 4")
         if not 0 <= self.max_folded_fraction < 1:
             raise InvalidInputError("max_folded_fraction must be in [0, 1)")
+
+
+def level_factors(levels_um, spacing) -> list[int]:
+    """Integer down-sampling factor of each level for images of voxel size ``spacing``.
+
+    Parameters
+    ----------
+    levels_um : sequence of float
+        Level voxel sizes (micrometres), coarse to fine.
+    spacing : sequence of 3 float
+        Voxel size of the images the factors apply to.
+
+    Returns
+    -------
+    list of int
+        ``max(1, round(level / mean spacing))`` per level, repeated factors
+        dropped (a level no finer than the one before adds nothing).
+    """
+    mean = float(np.exp(np.mean(np.log(np.asarray(spacing, dtype=np.float64)))))
+    out: list[int] = []
+    for level in levels_um:
+        f = max(1, int(round(level / mean)))
+        if not out or f < out[-1]:
+            out.append(f)
+    return out

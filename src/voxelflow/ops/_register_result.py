@@ -18,7 +18,11 @@ from scipy import ndimage as ndi
 from voxelflow.errors import InvalidInputError
 from voxelflow.ops._register_images import load_simpleitk, reference_image, to_sitk
 
-__all__ = ["Registration", "warp_labels", "warp_image", "transform_points", "jacobian_determinant"]
+__all__ = ["Registration", "warp_labels", "warp_image", "transform_points", "displacement_sampler",
+           "jacobian_determinant", "jacobian_on_grid", "FIELD_SAMPLES_PER_KNOT"]
+
+#: Samples of the displacement field per B-spline knot interval used by :func:`transform_points`.
+FIELD_SAMPLES_PER_KNOT = 10
 
 
 @dataclass
@@ -37,7 +41,8 @@ class Registration:
         ``metric_start`` (tissue centres of mass matched), ``metric_affine``,
         ``metric_final`` (Mattes MI on every fixed voxel, lower is better), ``jacobian_min``, ``jacobian_max``,
         ``folded_fraction``, ``seconds_affine``, ``seconds_deformable``,
-        ``stop_affine``, ``stop_deformable``.
+        ``stop_affine``, ``stop_deformable``, ``working_spacing_um`` (voxel size the metrics and
+        Jacobian were computed at).
     parameters : dict
         The :class:`RegistrationParameters` used.
     """
@@ -101,10 +106,11 @@ def warp_image(image, result: Registration, order: int = 1) -> np.ndarray:
 def transform_points(points_um, result: Registration) -> np.ndarray:
     """Map fixed-frame points (z, y, x um) to the moving frame (z, y, x um).
 
-    The affine part is exact; the B-spline part is the displacement field
-    evaluated on the fixed grid and interpolated trilinearly (constant beyond
-    the grid), which is vectorised and within a small fraction of a voxel of
-    the spline itself.
+    The affine part is exact; the B-spline part is its displacement field
+    sampled on the fixed grid (every ``k``-th voxel centre, ``k`` keeping at
+    least :data:`FIELD_SAMPLES_PER_KNOT` samples between B-spline knots) and
+    interpolated trilinearly (constant beyond the grid): vectorised, and within
+    a small fraction of a voxel of the spline itself.
 
     Parameters
     ----------
@@ -119,24 +125,67 @@ def transform_points(points_um, result: Registration) -> np.ndarray:
     if pts.ndim != 2 or pts.shape[1] != 3:
         raise InvalidInputError(f"points must have shape (N, 3), got {pts.shape}")
     if result.deformable is not None:
-        field = _displacement_field(result, result.deformable)  # (3, Z, Y, X) in z, y, x order, um
-        coords = (pts / np.asarray(result.fixed_spacing) - 0.5).T
-        disp = np.stack([ndi.map_coordinates(c, coords, order=1, mode="nearest") for c in field], axis=1)
-        pts = pts + disp
+        pts = pts + displacement_sampler(result)(pts)
     return _apply_affine(result.affine, pts)
+
+
+def displacement_sampler(result: Registration):
+    """The B-spline displacement of ``result`` as a vectorised function of fixed-frame points.
+
+    The field is sampled once on the fixed grid (every ``k``-th voxel centre,
+    ``k`` keeping at least :data:`FIELD_SAMPLES_PER_KNOT` samples between
+    B-spline knots, float32) and interpolated trilinearly, constant beyond the
+    grid.
+
+    Parameters
+    ----------
+    result : Registration
+        With a deformable part.
+
+    Returns
+    -------
+    callable
+        ``f(points_um)``: points (N, 3) z y x um -> displacements (N, 3) z y x um, float64.
+    """
+    field, step = _displacement_field(result)  # (3, Z', Y', X') z y x components, um; grid step (um)
+    origin = np.asarray(result.fixed_spacing, dtype=np.float64) / 2
+
+    def sample(points_um) -> np.ndarray:
+        coords = ((np.asarray(points_um, dtype=np.float64) - origin) / step).T
+        return np.stack([ndi.map_coordinates(c, coords, order=1, mode="nearest") for c in field], axis=1)
+
+    return sample
 
 
 def jacobian_determinant(result: Registration) -> np.ndarray:
     """Jacobian determinant of the full transform at every fixed voxel, float32, shape ``fixed_shape``."""
+    return jacobian_on_grid(result.transform(), result.fixed_shape, result.fixed_spacing)
+
+
+def jacobian_on_grid(transform, shape, spacing) -> np.ndarray:
+    """Jacobian determinant of a SimpleITK transform at the voxel centres of a grid.
+
+    Parameters
+    ----------
+    transform : SimpleITK.Transform
+    shape : tuple of 3 int
+        Grid shape (z, y, x).
+    spacing : tuple of 3 float
+        Voxel size (um, z y x); voxel centres at ``(i + 0.5) * spacing``.
+
+    Returns
+    -------
+    numpy.ndarray, shape ``shape``, float32
+    """
     sitk = load_simpleitk()
-    ref = reference_image(sitk, result.fixed_shape, result.fixed_spacing)
-    disp = sitk.TransformToDisplacementField(result.transform(), sitk.sitkVectorFloat64, ref.GetSize(),
+    ref = reference_image(sitk, shape, spacing)
+    disp = sitk.TransformToDisplacementField(transform, sitk.sitkVectorFloat32, ref.GetSize(),
                                              ref.GetOrigin(), ref.GetSpacing(), ref.GetDirection())
     det = sitk.DisplacementFieldJacobianDeterminant(disp)
-    return sitk.GetArrayFromImage(det).astype(np.float32)
+    return sitk.GetArrayFromImage(det).astype(np.float32, copy=False)
 
 
-
+# --- internals --------------------------------------------------------------------------
 
 def _warp(arr, result: Registration, how: str) -> np.ndarray:
     sitk = load_simpleitk()
@@ -150,13 +199,26 @@ def _warp(arr, result: Registration, how: str) -> np.ndarray:
     return sitk.GetArrayFromImage(out)
 
 
-def _displacement_field(result: Registration, transform) -> np.ndarray:
+def _displacement_field(result: Registration) -> tuple[np.ndarray, np.ndarray]:
+    """B-spline displacement (3, Z', Y', X') float32, z y x components in um, on every ``k``-th fixed voxel centre.
+
+    Returns the field and its grid step ``k * fixed_spacing`` (um, z y x); the
+    grid starts at the first voxel centre and covers the last one.
+    """
     sitk = load_simpleitk()
-    ref = reference_image(sitk, result.fixed_shape, result.fixed_spacing)
-    disp = sitk.TransformToDisplacementField(transform, sitk.sitkVectorFloat64, ref.GetSize(), ref.GetOrigin(),
+    bspline = result.deformable
+    knot = np.asarray(bspline.GetTransformDomainPhysicalDimensions(), dtype=np.float64) / np.maximum(
+        1, np.asarray(bspline.GetTransformDomainMeshSize()))
+    spacing = np.asarray(result.fixed_spacing, dtype=np.float64)
+    k = np.maximum(1, np.floor(float(knot.min()) / FIELD_SAMPLES_PER_KNOT / spacing)).astype(int)
+    shape = [int(np.ceil((n - 1) / kk)) + 1 for n, kk in zip(result.fixed_shape, k)]
+    step = k * spacing
+    ref = reference_image(sitk, shape, step)
+    ref.SetOrigin(tuple(float(s) / 2 for s in spacing[::-1]))
+    disp = sitk.TransformToDisplacementField(bspline, sitk.sitkVectorFloat32, ref.GetSize(), ref.GetOrigin(),
                                              ref.GetSpacing(), ref.GetDirection())
-    arr = sitk.GetArrayFromImage(disp)  # (Z, Y, X, 3) with x, y, z components
-    return np.moveaxis(arr[..., ::-1], -1, 0)
+    arr = sitk.GetArrayFromImage(disp)  # (Z', Y', X', 3) with x, y, z components
+    return np.moveaxis(arr[..., ::-1], -1, 0), step
 
 
 def _apply_affine(affine, pts_zyx: np.ndarray) -> np.ndarray:

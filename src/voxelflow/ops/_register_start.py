@@ -14,7 +14,7 @@ import itertools
 import numpy as np
 
 from voxelflow.errors import RegistrationError
-from voxelflow.ops._register_images import as_spacing, as_volume, load_simpleitk, normalise, to_sitk
+from voxelflow.ops._register_images import as_spacing, as_volume, load_simpleitk, working_image
 from voxelflow.ops._register_metric import full_metric
 from voxelflow.ops._register_params import RegistrationParameters
 
@@ -85,15 +85,31 @@ def principal_axes(sitk, mask):
     return centre, vectors, values
 
 
-def start_metric(fixed, moving, fixed_spacing, moving_spacing, shrink: int = 2, bins: int = 32) -> float:
-    """Mattes MI after matching the tissue centres of mass only (on images shrunk by ``shrink``).
+def start_metric(fixed, moving, fixed_spacing, moving_spacing, level_um: float = 400.0, bins: int = 32) -> float:
+    """Mattes MI after matching the tissue centres of mass only, on images block-averaged towards ``level_um``.
 
-    Cheap (one metric evaluation): used to compare candidate orientations of the fixed image.
+    Cheap (one metric evaluation on small images): used to compare candidate
+    orientations of the fixed image.
+
+    Parameters
+    ----------
+    fixed, moving : numpy.ndarray, shape (Z, Y, X), numeric
+    fixed_spacing, moving_spacing : sequence of 3 float
+        Voxel sizes (um).
+    level_um : float
+        Voxel size the images are averaged towards (never finer than they are).
+    bins : int
+        Histogram bins.
+
+    Returns
+    -------
+    float
+        Lower is better.
     """
     sitk = load_simpleitk()
-    f_img = sitk.Shrink(to_sitk(sitk, normalise(as_volume(fixed, "fixed image"), "fixed image"),
-                                 as_spacing(fixed_spacing, "fixed_spacing")), [shrink] * 3)
-    m_img = sitk.Shrink(to_sitk(sitk, normalise(as_volume(moving, "moving image"), "moving image"),
-                                 as_spacing(moving_spacing, "moving_spacing")), [shrink] * 3)
+    f_img = working_image(sitk, as_volume(fixed, "fixed image"), as_spacing(fixed_spacing, "fixed_spacing"),
+                          level_um, "fixed image")
+    m_img = working_image(sitk, as_volume(moving, "moving image"), as_spacing(moving_spacing, "moving_spacing"),
+                          level_um, "moving image")
     _, centred = moments_start(sitk, f_img, m_img, axes=False)
     return full_metric(sitk, f_img, m_img, centred, RegistrationParameters(histogram_bins=bins))

@@ -140,23 +140,22 @@ def plane_levels(img, spacing, tile_um, negative, factors) -> np.ndarray:
 
 def channel_factor(img, levels, bg, bg_levels, spacing, tile_um, negative, factors) -> float:
     """Autofluorescence in the level-normalised signal per unit of the level-normalised background channel."""
-    s = ops.remove_plane_background(img, np.asarray(levels), spacing, tile_um=tile_um)
-    b = ops.remove_plane_background(bg, np.asarray(bg_levels), spacing, tile_um=tile_um)
     mask = tissue_mask(negative, factors, img.shape, img.chunks)
-    return ops.estimate_channel_factor(s, b, mask=mask)
+    return ops.estimate_channel_factor(img, bg, mask=mask, levels=np.asarray(levels), bg_levels=np.asarray(bg_levels),
+                                       spacing=spacing, tile_um=tile_um)
 
 
 def detection_response(img, levels, bg, bg_levels, factor, spacing, tile_um, prefilter: str, sigma_um: float,
                        per_plane: bool) -> da.Array:
     """The filtered, background-free image the cells are found in (float32, chunks of ``img``)."""
-    x = img.astype(np.float32)
-    if levels is not None:
+    if bg is not None:  # levels of both channels and the subtraction in one pass
+        x = ops.channel_background(img, bg, factor=float(factor), spacing=spacing, tile_um=tile_um,
+                                   levels=None if levels is None else np.asarray(levels),
+                                   bg_levels=None if bg_levels is None else np.asarray(bg_levels))
+    elif levels is not None:
         x = ops.remove_plane_background(img, np.asarray(levels), spacing, tile_um=tile_um)
-    if bg is not None:
-        b = bg.astype(np.float32)
-        if bg_levels is not None:
-            b = ops.remove_plane_background(bg, np.asarray(bg_levels), spacing, tile_um=tile_um)
-        x = ops.channel_background(x, b, factor=float(factor))
+    else:
+        x = img.astype(np.float32)
     if prefilter == "log":
         return ops.log_filter(x, sigma_um, spacing, per_plane=per_plane)
     if prefilter == "dog":

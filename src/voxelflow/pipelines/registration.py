@@ -119,7 +119,11 @@ def warp_atlas_image(result: dict, atlas_folder: str, atlas_stamp: str, which: s
     (the viewer shows it over the scan).
     """
     atlas = cut_part(read_brainglobe_folder(atlas_folder), part_of(result))
-    warped = mapping_from_result(result).labels_to_scan(getattr(atlas, which))
+    mapping = mapping_from_result(result)
+    if which == "hemispheres":  # split by the registered midline, also where the brain edges miss by a voxel
+        warped = mapping.hemispheres_to_scan(atlas.hemispheres)
+    else:
+        warped = mapping.labels_to_scan(getattr(atlas, which))
     return da.from_array(warped, chunks=tuple(min(64, n) for n in warped.shape))
 
 
