@@ -34,8 +34,8 @@ from voxelflow.viewer.layers import LayerData, object_layer, ome_zarr_layers, re
 __all__ = [
     "CachedStep",
     "classify_path",
-    "layers_for_path",
     "image_reference_layers",
+    "layers_for_path",
     "list_cached_steps",
     "run_folder_layers",
     "step_layers",
@@ -259,11 +259,11 @@ def step_layers(step: CachedStep, *, scale: Sequence[float] | None = None) -> li
     out_type = _output_type(step.kind)
     layers: list[LayerData] = []
     if step.from_step:
+        if step.outputs == ("reference",):  # a value naming an input image
+            ((_, where),) = step_node.step_output_paths(node, {"outputs": ("value",)})
+            return image_reference_layers(load(where.url), name=step.name)
         shown = [k for k in step.outputs if k in ("image", "array", "table")]
-        outputs = step_node.step_output_paths(node, {"outputs": ("value",) if step.outputs == ("reference",)
-                                                      else step.outputs})
-        if step.outputs == ("reference",):
-            return image_reference_layers(load(outputs[0][1].url), name=step.name)
+        outputs = step_node.step_output_paths(node, {"outputs": step.outputs})
         for i, (kind, where) in enumerate(outputs):
             name = step.name if len(shown) == 1 else f"{step.name}[{i}]"
             if kind == "image":
