@@ -10,6 +10,8 @@ For every generated scan (0.27, 2.1 and 8.6 GVox uint16 OME-Zarr with a pyramid,
 * ``read``: the floor no pipeline can beat, in a fresh process: level 0 read and
   decompressed by zarr with all cores (slab by slab), and by a thread pool
   decoding whole chunk files with numcodecs;
+* ``memory`` (``--memory``): the run once more inside one process with its RSS sampled
+  every 20 ms, tagged by step: where the memory goes;
 * ``resume`` (``--resume``): SIGKILL the run during its full-resolution pass at
   ``--kills`` random moments, rerun each time, and compare the rerun's time with the
   unfinished share of the pass and its objects with a clean run's.
@@ -20,6 +22,7 @@ is shared). Usage::
     python benchmarks/bench_pipeline_scale.py                       # 0.27, 2.1, 8.6 GVox
     python benchmarks/bench_pipeline_scale.py --scans 0.27          # one scan
     python benchmarks/bench_pipeline_scale.py --scans 2.1 --resume  # + the resume benchmark
+    python benchmarks/bench_pipeline_scale.py --memory              # + peak RSS during each step
     python benchmarks/bench_pipeline_scale.py --workers 1,2 --scans 0.27   # worker scaling
 """
 
@@ -95,6 +98,49 @@ def _case_read(url: str) -> dict:
         total2 = sum(pool.map(decode, files))
     direct_s = time.perf_counter() - t0
     return {"zarr_read_s": zarr_s, "direct_read_s": direct_s, "check": total == total2, "chunks": len(files)}
+
+
+def _case_memory(url: str, out: str) -> dict:
+    """``run_pipeline`` in this process with its RSS sampled every 20 ms: the peak during each step."""
+    import threading
+
+    import psutil
+
+    from voxelflow.pipelines.config import load_config
+    from voxelflow.pipelines.run import run_pipeline
+    from voxelflow.steps import subscribe
+
+    proc, samples, ends, stop = psutil.Process(), [], [], threading.Event()
+    t0 = time.perf_counter()
+
+    def sample():
+        while not stop.is_set():
+            samples.append((time.perf_counter() - t0, proc.memory_info().rss))
+            time.sleep(0.02)
+
+    subscribe(lambda r: ends.append((time.perf_counter() - t0, Path(r.record.node or r.record.name).name)))
+    cfg = _config(url, Path(out), 0)
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    run_pipeline(load_config(str(cfg), []), progress=False)
+    stop.set()
+    thread.join()
+    steps, start = {}, 0.0
+    for end, name in [*ends, (float("inf"), "(outputs)")]:
+        window = [rss for t, rss in samples if start <= t <= end]
+        steps[name] = round(max(window, default=0) / 2**20)
+        start = end
+    return {"step_peak_mb": steps, "peak_mb": round(max(rss for _, rss in samples) / 2**20)}
+
+
+def measure_memory(scan) -> dict:
+    out = DATA / "runs" / f"memory-{scan.path.parent.name}"
+    shutil.rmtree(out, ignore_errors=True)
+    load_before = load()
+    res = run_measured([sys.executable, str(Path(__file__).resolve()), "--case", "memory", "--url", str(scan.path),
+                        "--out", str(out)])
+    shutil.rmtree(out, ignore_errors=True)
+    return {"scan_gvox": round(scan.gvox, 2), "load_before": load_before, "load_after": load(), **res}
 
 
 # --- orchestration -------------------------------------------------------------------------
@@ -265,13 +311,19 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip-read", action="store_true")
     p.add_argument("--tag", default="", help="suffix of the result file and run folders")
+    p.add_argument("--memory", action="store_true", help="also the peak RSS during each step (one more run per scan)")
     p.add_argument("--case", default=None, help=argparse.SUPPRESS)
     p.add_argument("--url", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--out", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.case == "read":
         emit(_case_read(args.url))
         return 0
-    results = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "runs": [], "reads": [], "resume": []}
+    if args.case == "memory":
+        emit(_case_memory(args.url, args.out))
+        return 0
+    results = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "runs": [], "reads": [], "resume": [],
+               "memory": []}
     for name in args.scans.split(","):
         scan = ensure_scan(DATA, name, log=print)
         if not args.skip_read:
@@ -286,6 +338,10 @@ def main(argv=None) -> int:
             if read and "error" not in row:
                 row["vs_zarr_read"] = round(row["wall_s"] / read["zarr_read_s"], 2)
                 row["vs_direct_read"] = round(row["wall_s"] / read["direct_read_s"], 2)
+        if args.memory:
+            row = measure_memory(scan)
+            print("memory", json.dumps(row), flush=True)
+            results["memory"].append(row)
         if args.resume:
             clean = dict(results["runs"][-1])
             clean["out"] = DATA / "runs" / f"run-{scan.path.parent.name}-w{clean['workers']}{args.tag}"
@@ -300,6 +356,9 @@ def main(argv=None) -> int:
     for r in results["runs"]:
         md.append(f"- {r['scan_gvox']} GVox, {r['workers']} workers, steps (s): {r.get('steps')}; "
                   f"per-process peak MB: {r.get('per_process_peak_mb')}")
+    for r in results["memory"]:
+        md.append(f"- {r['scan_gvox']} GVox, peak RSS (MB) during each step, in process: {r.get('step_peak_mb')} "
+                  f"(load {r['load_before']})")
     if results["resume"]:
         md += ["", "resume:", "", markdown_table(results["resume"], [(k, k) for k in results["resume"][0]])]
     (RESULTS / f"{name}.md").write_text("\n".join(md) + "\n")

@@ -5,10 +5,10 @@ receptive-field radius 2) built with the ``onnx`` helper API. Cases, each in
 its own subprocess:
 
 * whole: onnxruntime (default threads: all cores) on the whole array in memory,
-  padded by the halo (2 voxels, reflect) the way ``predict`` pads it (best of 2 runs);
+  padded by the halo (2 voxels, reflect) the way ``predict`` pads it (best of 3 runs);
 * chunked: ``voxelflow.ops.predict`` on the same in-memory array, chunks
   64 x 128 x 128, halo 2, one single-threaded onnxruntime session shared by
-  Dask's 2 worker threads, the output stored into a preallocated array (best of 2);
+  Dask's 2 worker threads, the output stored into a preallocated array (best of 3);
 * store: the same, reading the array from an OME-Zarr on disk (float32, blosc),
   as a scan is read: every block reads its padded region from the store, so a
   chunk is decoded once per padded region that overlaps it;
@@ -42,7 +42,7 @@ SIZES = ((64, 256, 256), (128, 256, 512))
 MEMORY_SIZES = ((64, 256, 256), (128, 512, 512), (256, 512, 1024), (256, 1024, 1024))
 CHUNKS = (64, 128, 128)
 HALO = 2
-REPEATS = 2  # best of: the first run also pays onnxruntime's warm-up
+REPEATS = 3  # best of: the first run also pays onnxruntime's warm-up; the machine is shared
 
 
 def _net(folder: Path) -> Path:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dask.array as da
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import ndimage as ndi
 
 from voxelflow.errors import InvalidInputError
-from voxelflow.ops import threshold_corrected
+from voxelflow.ops import foreground_objects, object_table, threshold_corrected
 
 
 def _field_reference(field, shape):
@@ -67,3 +68,28 @@ def test_without_field_and_mask_is_a_plain_threshold():
 def test_bad_field_is_refused(field):
     with pytest.raises(InvalidInputError, match="field"):
         threshold_corrected(np.ones((4, 4, 4)), 1.0, field)
+
+
+@settings(max_examples=10, deadline=None)
+@given(
+    shape=st.tuples(st.integers(2, 20), st.integers(2, 24), st.integers(2, 24)),
+    chunks=st.tuples(st.integers(2, 10), st.integers(2, 12), st.integers(2, 12)),
+    with_field=st.booleans(),
+    with_mask=st.booleans(),
+    seed=st.integers(0, 10_000),
+)
+def test_streaming_table_equals_the_table_of_the_foreground(shape, chunks, with_field, with_mask, seed):
+    # the pass thresholds each chunk inside its labelling task; the result is that of the foreground image
+    rng = np.random.default_rng(seed)
+    img = ndi.gaussian_filter(rng.random(shape), 1.0)
+    img = (img * 2000).astype(np.uint16)
+    value = float(np.quantile(img, 0.7))
+    field = rng.uniform(0.8, 1.2, (2, 3, 3)).astype(np.float32) if with_field else None
+    negative = rng.random((2, 2, 2)) < 0.3 if with_mask else None
+    arr = da.from_array(img, chunks=chunks)
+    got = foreground_objects(arr, value, negative, field, connectivity=1)
+    bs = threshold_corrected(arr, value, field, negative)
+    pd.testing.assert_frame_equal(got, object_table(bs, intensity=arr, kind="bs"))
+    labels, n = ndi.label(bs.compute())
+    assert len(got) == n
+    assert sorted(got["voxels"]) == sorted(np.bincount(labels.ravel())[1:])

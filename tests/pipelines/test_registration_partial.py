@@ -128,3 +128,30 @@ def test_a_second_run_reads_everything_from_the_cache(cropped):
     assert main(["run", str(cropped["config"]), "--no-report", "--quiet"]) == 0
     record = json.loads((cropped["run"] / "run.json").read_text())
     assert all(s["cached"] for s in record["steps"]), [s["name"] for s in record["steps"] if not s["cached"]]
+
+
+def test_viewer_lists_the_atlas_density_map_in_atlas_space(hemisphere):
+    from voxelflow.viewer.sources import run_folder_layers
+
+    layers = {str(kw.get("name")): (data, kw, kind) for data, kw, kind in run_folder_layers(str(hemisphere["run"]))}
+    data, kwargs, kind = layers["atlas density (atlas space)"]
+    assert kind == "image" and kwargs["visible"] is False and list(kwargs["scale"]) == [RES] * 3
+    assert tuple((data[0] if isinstance(data, list) else data).shape) == hemisphere["synthetic"].atlas.shape
+
+
+def test_objects_take_the_region_of_their_voxel_on_the_full_resolution_labels(hemisphere):
+    from voxelflow.io.ome_zarr import open_ome_zarr
+    from voxelflow.steps.node import output_image
+
+    run = hemisphere["run"]
+    coarse, meta = open_ome_zarr(output_image(run / "cache" / "atlas_labels").url)
+    scan_shape = hemisphere["synthetic"].image.shape
+    factors = [int(round(c / s)) for c, s in zip(meta.scale, hemisphere["synthetic"].scale)]
+    # the eager reference: every coarse voxel repeated over the scan voxels it was averaged from
+    full = np.asarray(coarse)
+    for axis, f in enumerate(factors):
+        full = full.repeat(f, axis=axis)
+    full = full[: scan_shape[0], : scan_shape[1], : scan_shape[2]]
+    objects = pd.read_csv(run / "objects.csv")
+    voxel = np.floor(objects[["z", "y", "x"]].to_numpy() + 0.5).astype(int)
+    np.testing.assert_array_equal(objects["region_id"].to_numpy(), full[tuple(voxel.T)])

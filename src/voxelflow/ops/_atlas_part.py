@@ -195,13 +195,17 @@ def _extent_um(mask: np.ndarray, scale) -> np.ndarray:
     return np.asarray(out)
 
 
-def inverse_points(points_um, registration, iterations: int = 8) -> np.ndarray:
+def inverse_points(points_um, registration, iterations: int = 10, tolerance_um: float = 0.01) -> np.ndarray:
     """Fixed-frame points (z, y, x um) that a registration maps onto the given moving-frame points.
 
     The registration maps ``q`` to ``A(q + d(q))`` (B-spline displacement
-    ``d`` on the fixed grid, then the affine ``A``). The inverse inverts ``A``
-    exactly and solves ``q + d(q) = A^-1 p`` by fixed-point iteration
-    (``d`` is smooth and a few voxels long, so a few steps converge).
+    ``d``, then the affine ``A``). The inverse inverts ``A`` exactly and solves
+    ``q + d(q) = A^-1 p`` by fixed-point iteration (``d`` is smooth and a few
+    voxels long, so a few steps converge), stopping once no point moves more
+    than ``tolerance_um``. ``d`` is read through
+    :func:`voxelflow.ops._register_result.displacement_sampler` (a float32 field
+    sampled a few times per B-spline knot, so memory stays bounded at any atlas
+    resolution).
 
     Parameters
     ----------
@@ -209,6 +213,7 @@ def inverse_points(points_um, registration, iterations: int = 8) -> np.ndarray:
         Moving-frame (atlas) points.
     registration : voxelflow.ops._register.Registration
     iterations : int
+    tolerance_um : float
 
     Returns
     -------
@@ -228,12 +233,16 @@ def inverse_points(points_um, registration, iterations: int = 8) -> np.ndarray:
     displacement = displacement_sampler(registration)
     q = r.copy()
     for _ in range(iterations):
-        q = r - displacement(q)
+        moved = r - displacement(q)
+        done = float(np.abs(moved - q).max(initial=0.0)) <= tolerance_um
+        q = moved
+        if done:
+            break
     return q
 
 
 def atlas_coverage(mapping, atlas_shape, part: AtlasPart | None = None, hemispheres=None,
-                   slab_voxels: int = 2_000_000) -> np.ndarray:
+                   slab_voxels: int = 500_000) -> np.ndarray:
     """The atlas voxels a registered scan imaged.
 
     A voxel is imaged when it lies in the registered part of the atlas (and,

@@ -16,9 +16,11 @@ from dataclasses import dataclass
 import cc3d
 import dask.array as da
 import numpy as np
+from dask._task_spec import convert_legacy_graph
 from dask.base import tokenize
 from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
+from dask.utils import ensure_dict
 
 from voxelflow.errors import InvalidInputError
 from voxelflow.ops._faces import block_faces, face_contacts, forward_directions
@@ -29,6 +31,10 @@ from voxelflow.ops._stats import chunk_stats
 
 #: Input bytes (binary + intensity) of the chunks one task labels; see :func:`block_groups`.
 GROUP_BYTES = 8 << 20
+
+#: The same on a distributed scheduler, where a task costs a few milliseconds of scheduler,
+#: worker and client time (measured ~5 ms against ~20 ms of compute per 64x256x256 chunk).
+CLUSTER_GROUP_BYTES = 48 << 20
 
 #: cc3d connectivity for ``generate_binary_structure(ndim, connectivity)``.
 CC3D_CONNECTIVITY = {2: {1: 4, 2: 8}, 3: {1: 6, 2: 18, 3: 26}}
@@ -94,9 +100,16 @@ def _local_task(block, connectivity, origin, full_shape, want_stats, intensity=N
     return n, block_faces(labels), stats
 
 
-def _local_group(blocks, origins, connectivity, full_shape, want_stats, intensities=None):
-    """:func:`_local_task` for each chunk of a group."""
+def _local_group(blocks, origins, connectivity, full_shape, want_stats, intensities=None, make_bs=None):
+    """:func:`_local_task` for each chunk of a group.
+
+    With ``make_bs = [fn, *args]`` the binary chunks are ``fn(intensity, origin, *args)``
+    (``blocks`` is then unused), so each intensity chunk is read by this task alone.
+    """
     intensities = intensities or [None] * len(blocks)
+    if make_bs is not None:
+        fn, *args = make_bs
+        blocks = [fn(i, o, *args) for i, o in zip(intensities, origins)]
     out = [
         _local_task(b, connectivity, o, full_shape, want_stats, i)
         for b, o, i in zip(blocks, origins, intensities)
@@ -196,6 +209,7 @@ def chunk_pass(
     *,
     want_stats: bool = False,
     intensity: da.Array | None = None,
+    make_bs: list | None = None,
 ) -> PassResult:
     """Label every chunk, find face contacts, compute once and merge.
 
@@ -209,6 +223,11 @@ def chunk_pass(
         Also return per-chunk :class:`ChunkStats`.
     intensity : dask.array.Array, optional
         Same shape and chunks as ``bs``; adds intensity sums and maxima.
+    make_bs : list, optional
+        ``[fn, *args]``: each binary chunk is ``fn(intensity_chunk, origin, *args)``,
+        computed inside the labelling task (``args`` may name graph keys of ``bs``,
+        e.g. a mask shared by every chunk); ``bs`` then gives only the chunking and
+        those keys. Each intensity chunk is then read by one task only.
 
     Returns
     -------
@@ -224,11 +243,13 @@ def chunk_pass(
     chunk_bytes = max(1, int(np.prod([max(c) for c in bs.chunks]))) * (
         bs.dtype.itemsize + (intensity.dtype.itemsize if intensity is not None else 0)
     )
-    groups = block_groups(grid, max(1, GROUP_BYTES // chunk_bytes))
+    group_bytes = GROUP_BYTES if _in_process(inputs) else CLUSTER_GROUP_BYTES
+    groups = block_groups(grid, max(1, group_bytes // chunk_bytes))
     where = {idx: (g, p) for g, group in enumerate(groups) for p, idx in enumerate(group)}
 
     # inside a resumable step, finished groups are read back and the others stored as they finish
-    store = pass_results(token, len(groups))
+    # parts are kept per grouping: a rerun on another scheduler starts its own
+    store = pass_results(tokenize(token, len(groups)), len(groups))
     finished = store.done() if store is not None else set()
     dsk = {}
     for g, group in enumerate(groups):
@@ -236,10 +257,12 @@ def chunk_pass(
             dsk[(local_name, g)] = (store.load, g)
             continue
         origins = [tuple(int(starts[ax][i]) for ax, i in enumerate(idx)) for idx in group]
-        task = [_local_group, [(bs.name, *idx) for idx in group], origins, connectivity,
-                bs.shape, want_stats]
+        blocks = [None] * len(group) if make_bs is not None else [(bs.name, *idx) for idx in group]
+        task = [_local_group, blocks, origins, connectivity, bs.shape, want_stats]
         if intensity is not None:
             task.append([(intensity.name, *idx) for idx in group])
+        if make_bs is not None:
+            task.append(list(make_bs))
         dsk[(local_name, g)] = tuple(task) if store is None else (saved, store, g, tuple(task))
     for g, group in enumerate(groups):
         slots, links = [g], []
@@ -259,6 +282,8 @@ def chunk_pass(
     dsk[gather_key] = (list, [(pair_name, g) for g in range(len(groups))])
     graph = HighLevelGraph.from_collections(gather_key, dsk, dependencies=inputs)
     local_keys = [(local_name, g) for g in range(len(groups))]
+    if make_bs is not None:  # bs's own chunk tasks are not used: drop them before counting uses
+        graph = cull(convert_legacy_graph(ensure_dict(graph)), gather_key)
     flat = inline_into(graph, local_keys)
     if finished:
         flat = cull(flat, gather_key)  # the input chunks of finished groups are not read
@@ -267,6 +292,15 @@ def chunk_pass(
 
     plan = plan_from_chunk_results(results)
     return PassResult(plan, [r[1] for r in results] if want_stats else None)
+
+
+def _in_process(collections) -> bool:
+    """True if ``collections`` compute on a scheduler of this process (threads or sync), not a cluster."""
+    import dask.base
+    import dask.local
+    import dask.threaded
+
+    return dask.base.get_scheduler(collections=collections) in (dask.threaded.get, dask.local.get_sync)
 
 
 def cull(dsk: dict, key) -> dict:

@@ -21,8 +21,9 @@ from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
 from voxelflow.errors import InvalidInputError
+from voxelflow.ops._ccpass import as_dask_image, check_connectivity, chunk_pass
 from voxelflow.ops._halo import iter_blocks
-from voxelflow.ops._objects import object_table
+from voxelflow.ops._objects import bs_pass_table, object_table
 
 __all__ = ["threshold_corrected", "foreground_objects", "field_at", "mask_part"]
 
@@ -205,5 +206,13 @@ def foreground_objects(img, value: float, negative=None, field=None, connectivit
         As :func:`voxelflow.ops.object_table` of the foreground with ``intensity=img``;
         ids equal those :func:`voxelflow.ops.label` gives that foreground.
     """
+    img = as_dask_image(img, "img")
+    connectivity = check_connectivity(connectivity, img.ndim)
     bs = threshold_corrected(img, value, field, negative)
-    return object_table(bs, intensity=img, connectivity=connectivity, kind="bs")
+    if img.size == 0:
+        return object_table(bs, intensity=img, connectivity=connectivity, kind="bs")
+    # each chunk is thresholded inside its labelling task: read once, by one task
+    keys = [f"{bs.name}-{what}" if arr is not None else None for what, arr in (("field", field), ("negative", negative))]
+    make_bs = [_block, img.shape, float(value), *keys]
+    result = chunk_pass(bs, connectivity, want_stats=True, intensity=img, make_bs=make_bs)
+    return bs_pass_table(result, img.ndim, True)

@@ -91,15 +91,19 @@ def object_table(
     if arr.size == 0:
         return _table(np.empty(0, np.int64), _concat([], arr.ndim, intensity is not None), arr.ndim)
     if kind == "bs":
-        result = chunk_pass(arr, connectivity, want_stats=True, intensity=intensity)
-        rows = _concat(result.stats, arr.ndim, intensity is not None)
-        group = final_ids(result.plan) - 1
-        ids = np.arange(1, result.plan.n + 1, dtype=np.int64)
-    else:
-        chunk_ids, stats = _os_pass(arr, intensity)
-        rows = _concat(stats, arr.ndim, intensity is not None)
-        ids, group = np.unique(np.concatenate(chunk_ids), return_inverse=True)
+        return bs_pass_table(chunk_pass(arr, connectivity, want_stats=True, intensity=intensity), arr.ndim,
+                             intensity is not None)
+    chunk_ids, stats = _os_pass(arr, intensity)
+    rows = _concat(stats, arr.ndim, intensity is not None)
+    ids, group = np.unique(np.concatenate(chunk_ids), return_inverse=True)
     return _table(ids, _aggregate(group, ids.size, rows), arr.ndim)
+
+
+def bs_pass_table(result, ndim: int, with_intensity: bool) -> pd.DataFrame:
+    """The LC table of a binary image from its :func:`~voxelflow.ops._ccpass.chunk_pass` (with statistics)."""
+    rows = _concat(result.stats, ndim, with_intensity)
+    ids = np.arange(1, result.plan.n + 1, dtype=np.int64)
+    return _table(ids, _aggregate(final_ids(result.plan) - 1, ids.size, rows), ndim)
 
 
 def _os_chunk(block, origin, full_shape, intensity=None):

@@ -13,7 +13,11 @@ whatever the chunking, up to floating-point differences of the engine.
 
 A task holds ``batch_size`` padded blocks and their outputs, so memory per
 worker is bounded by ``batch_size * (chunk + 2 * halo)`` voxels (times the
-model's own working memory), whatever the volume.
+model's own working memory), whatever the volume. Each task reads its padded
+region itself, straight from the image's source when the image's chunks are
+reads (a store, an in-memory array, element-wise steps on them; see
+:mod:`voxelflow.ops._region_reads`), so no input chunk stays in memory waiting
+for its neighbours.
 
 Model protocol
 --------------

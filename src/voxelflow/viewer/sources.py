@@ -34,8 +34,8 @@ from voxelflow.viewer.layers import LayerData, object_layer, ome_zarr_layers, re
 __all__ = [
     "CachedStep",
     "classify_path",
-    "layers_for_path",
     "image_reference_layers",
+    "layers_for_path",
     "list_cached_steps",
     "run_folder_layers",
     "step_layers",
@@ -259,11 +259,11 @@ def step_layers(step: CachedStep, *, scale: Sequence[float] | None = None) -> li
     out_type = _output_type(step.kind)
     layers: list[LayerData] = []
     if step.from_step:
+        if step.outputs == ("reference",):  # a value naming an input image
+            ((_, where),) = step_node.step_output_paths(node, {"outputs": ("value",)})
+            return image_reference_layers(load(where.url), name=step.name)
         shown = [k for k in step.outputs if k in ("image", "array", "table")]
-        outputs = step_node.step_output_paths(node, {"outputs": ("value",) if step.outputs == ("reference",)
-                                                      else step.outputs})
-        if step.outputs == ("reference",):
-            return image_reference_layers(load(outputs[0][1].url), name=step.name)
+        outputs = step_node.step_output_paths(node, {"outputs": step.outputs})
         for i, (kind, where) in enumerate(outputs):
             name = step.name if len(shown) == 1 else f"{step.name}[{i}]"
             if kind == "image":
@@ -340,7 +340,8 @@ def run_folder_layers(url, storage_options: dict | None = None) -> list[LayerDat
 
     In drawing order: the input image (the run description's ``outputs.image``), the
     background (autofluorescence) channel the run names (``background``), the
-    OME-Zarr images in the folder (density map; hidden, as a heat map), the
+    OME-Zarr images in the folder (density maps; hidden, as heat maps; the
+    atlas-space density map in atlas axes and micrometres), the
     label (``OS``) and mask (``BS``, hidden) steps of the run's cache, and the
     objects of the object table as points placed on the input image's voxel grid.
     """
@@ -371,6 +372,9 @@ def run_folder_layers(url, storage_options: dict | None = None) -> list[LayerDat
             if layer_type == "image":
                 # Coarse maps would hide the scan: shown on request, drawn as a heat map.
                 kwargs.update(colormap="inferno", blending="additive", opacity=0.6, visible=False)
+            if image.name == step_node.ATLAS_DENSITY_IMAGE:
+                # in the atlas's axes and micrometres: it does not lie over the scan
+                kwargs["name"] = "atlas density (atlas space)"
             layers.append((data, kwargs, layer_type))
     cache = as_vpath(_in_run(folder, run.get("cache")) or (folder / step_node.CACHE_FOLDER).url, storage_options)
     if cache.isdir():
