@@ -12,6 +12,9 @@ For every generated scan (0.27, 2.1 and 8.6 GVox uint16 OME-Zarr with a pyramid,
   decoding whole chunk files with numcodecs;
 * ``memory`` (``--memory``): the run once more inside one process with its RSS sampled
   every 20 ms, tagged by step: where the memory goes;
+* ``pass`` (``--pass-modes``): the streaming pass alone on the first ``--planes`` planes,
+  with the run's cached mask, field and threshold, on 1 or 2 threads or local worker
+  processes: wall time and CPU seconds of every process (what a worker costs);
 * ``resume`` (``--resume``): SIGKILL the run during its full-resolution pass at
   ``--kills`` random moments, rerun each time, and compare the rerun's time with the
   unfinished share of the pass and its objects with a clean run's.
@@ -23,6 +26,7 @@ is shared). Usage::
     python benchmarks/bench_pipeline_scale.py --scans 0.27          # one scan
     python benchmarks/bench_pipeline_scale.py --scans 2.1 --resume  # + the resume benchmark
     python benchmarks/bench_pipeline_scale.py --memory              # + peak RSS during each step
+    python benchmarks/bench_pipeline_scale.py --scans 2.1 --pass-modes t1,t2,p1,p2   # the pass: threads vs workers
     python benchmarks/bench_pipeline_scale.py --workers 1,2 --scans 0.27   # worker scaling
 """
 
@@ -131,6 +135,61 @@ def _case_memory(url: str, out: str) -> dict:
         steps[name] = round(max(window, default=0) / 2**20)
         start = end
     return {"step_peak_mb": steps, "peak_mb": round(max(rss for _, rss in samples) / 2**20)}
+
+
+def _case_pass(url: str, cache: str, mode: str, planes: int) -> dict:
+    """The streaming pass alone on the first ``planes`` planes, with a run's cached mask, field and threshold.
+
+    ``mode``: ``t1``/``t2`` threads in this process, ``p1``/``p2`` local worker processes
+    (started before the clock). CPU seconds (user, system) of every process.
+    """
+    import dask
+    import numpy as np
+    import psutil
+
+    from voxelflow import load as load_node
+    from voxelflow.ops import foreground_objects
+    from voxelflow.pipelines.inputs import open_scan
+    from voxelflow.runtime.compute import start_local_cluster
+
+    full = open_scan(url, None, 0).image
+    img = full[:planes]
+    share = planes / full.shape[0]
+    negative = np.asarray(load_node(f"{cache}/negative_mask"))
+    negative = negative[: max(1, round(negative.shape[0] * share))]
+    field = np.asarray(load_node(f"{cache}/bias_field"))
+    field = field[: max(2, round(field.shape[0] * share))]
+    value = load_node(f"{cache}/threshold_value")
+    kind, n = mode[0], int(mode[1:])
+    procs = {"client": psutil.Process()}
+    client = cluster = None
+    if kind == "p":
+        client, cluster = start_local_cluster(n, 1, "3GB")
+        procs.update({f"worker{i}": psutil.Process(pid) for i, pid in enumerate(client.run(os.getpid).values())})
+    context = dask.config.set(scheduler="threads", num_workers=n) if kind == "t" else dask.config.set({})
+    with context:
+        foreground_objects(full[:64], value, negative[:1], field[:2], 1)  # imports, worker start-up
+        before = {k: p.cpu_times() for k, p in procs.items()}
+        t0 = time.perf_counter()
+        table = foreground_objects(img, value, negative, field, 1)
+        wall = time.perf_counter() - t0
+    cpu = {k: [round(p.cpu_times().user - before[k].user, 2), round(p.cpu_times().system - before[k].system, 2)]
+           for k, p in procs.items()}
+    if client is not None:
+        client.close()
+        cluster.close()
+    return {"mode": mode, "gvox": round(img.size / 1e9, 3), "wall_s": round(wall, 2), "cpu_user_sys": cpu,
+            "cpu_total_s": round(sum(sum(v) for v in cpu.values()), 2), "objects": len(table)}
+
+
+def measure_pass(scan, cache: Path, modes: str, planes: int) -> list[dict]:
+    rows = []
+    for mode in modes.split(","):
+        load_before = load()
+        res = run_measured([sys.executable, str(Path(__file__).resolve()), "--case", "pass", "--url", str(scan.path),
+                            "--out", str(cache), "--mode", mode, "--planes", str(planes)])
+        rows.append({"scan_gvox": round(scan.gvox, 2), "load_before": load_before, "load_after": load(), **res})
+    return rows
 
 
 def measure_memory(scan) -> dict:
@@ -312,7 +371,11 @@ def main(argv=None) -> int:
     p.add_argument("--skip-read", action="store_true")
     p.add_argument("--tag", default="", help="suffix of the result file and run folders")
     p.add_argument("--memory", action="store_true", help="also the peak RSS during each step (one more run per scan)")
+    p.add_argument("--pass-modes", default="", help="the streaming pass alone, e.g. t1,t2,p1,p2 (threads / worker "
+                   "processes), on a run's cache; CPU seconds of every process")
+    p.add_argument("--planes", type=int, default=128, help="planes of the scan the --pass-modes cases read")
     p.add_argument("--case", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--mode", default=None, help=argparse.SUPPRESS)
     p.add_argument("--url", default=None, help=argparse.SUPPRESS)
     p.add_argument("--out", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -322,8 +385,11 @@ def main(argv=None) -> int:
     if args.case == "memory":
         emit(_case_memory(args.url, args.out))
         return 0
+    if args.case == "pass":
+        emit(_case_pass(args.url, args.out, args.mode, args.planes))
+        return 0
     results = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "runs": [], "reads": [], "resume": [],
-               "memory": []}
+               "memory": [], "pass": []}
     for name in args.scans.split(","):
         scan = ensure_scan(DATA, name, log=print)
         if not args.skip_read:
@@ -338,6 +404,11 @@ def main(argv=None) -> int:
             if read and "error" not in row:
                 row["vs_zarr_read"] = round(row["wall_s"] / read["zarr_read_s"], 2)
                 row["vs_direct_read"] = round(row["wall_s"] / read["direct_read_s"], 2)
+        if args.pass_modes:
+            cache = DATA / "runs" / f"run-{scan.path.parent.name}-w{results['runs'][-1]['workers']}{args.tag}" / "cache"
+            for row in measure_pass(scan, cache, args.pass_modes, args.planes):
+                print("pass", json.dumps(row), flush=True)
+                results["pass"].append(row)
         if args.memory:
             row = measure_memory(scan)
             print("memory", json.dumps(row), flush=True)
@@ -356,6 +427,9 @@ def main(argv=None) -> int:
     for r in results["runs"]:
         md.append(f"- {r['scan_gvox']} GVox, {r['workers']} workers, steps (s): {r.get('steps')}; "
                   f"per-process peak MB: {r.get('per_process_peak_mb')}")
+    for r in results["pass"]:
+        md.append(f"- pass alone, {r.get('gvox')} GVox, {r.get('mode')}: {r.get('wall_s')} s, CPU (user, system) "
+                  f"{r.get('cpu_user_sys')} (load {r['load_before']})")
     for r in results["memory"]:
         md.append(f"- {r['scan_gvox']} GVox, peak RSS (MB) during each step, in process: {r.get('step_peak_mb')} "
                   f"(load {r['load_before']})")
