@@ -132,8 +132,7 @@ def front_end(sig, bg, spacing, diameter):
     stats = stage("threshold_stats", lambda: ops.tile_stats(response, spacing))
 
     def maxima():
-        fg = ops.tile_threshold(response, stats, 3.0)
-        return ops.thin_peaks(ops.find_peaks(response, spacing, 0.2 * diameter, foreground=fg), spacing,
+        return ops.thin_peaks(ops.find_peaks(response, spacing, 0.2 * diameter, threshold=(stats, 3.0)), spacing,
                               0.5 * diameter)
 
     return stage("maxima", maxima), t

@@ -51,6 +51,31 @@ def test_both_peak_searches_equal_scipy_on_plateaus_and_ties(monkeypatch, direct
         np.testing.assert_array_equal(got[["z", "y", "x"]].to_numpy(), ref.astype(float))
 
 
+@settings(max_examples=15)
+@given(st.integers(0, 2**16), st.data(), st.sampled_from([1.0, 2.0, 6.0]), st.booleans())
+def test_threshold_in_the_search_equals_the_tile_threshold_foreground(seed, data, radius_um, with_mask):
+    from voxelflow.ops import tile_stats, tile_threshold
+
+    rng = np.random.default_rng(seed)
+    shape = (6, 23, 18)
+    resp = ndi.gaussian_filter(rng.normal(size=shape), 1.0).astype(np.float32)
+    resp[rng.random(shape) < 0.01] = np.nan
+    spacing = (5.0, 2.0, 2.0)
+    stats = tile_stats(np.nan_to_num(resp), spacing, tile_um=data.draw(st.sampled_from([None, 16.0, 22.0])))
+    k = data.draw(st.floats(-0.5, 1.5))
+    mask = rng.random(shape) > 0.3 if with_mask else np.ones(shape, bool)
+    chunks = tuple(data.draw(partitions(n)) for n in shape)
+    got = find_peaks(da.from_array(resp, chunks=chunks), spacing, radius_um,
+                     foreground=mask if with_mask else None, threshold=(stats, k))
+    fg = np.asarray(tile_threshold(resp, stats, k)) & mask
+    box = peak_box(radius_um, spacing)
+    m = np.where(fg, resp, -np.inf)
+    ref = np.argwhere((ndi.maximum_filter(m, size=tuple(2 * b + 1 for b in box), mode="nearest") == m) & fg)
+    assert len(ref)
+    np.testing.assert_array_equal(got[["z", "y", "x"]].to_numpy(), ref.astype(float))
+    np.testing.assert_array_equal(got["response"].to_numpy(), resp[tuple(ref.T)].astype(float))
+
+
 def test_peak_box_is_in_micrometres_and_compares_neighbouring_planes():
     assert peak_box(2.0, (5.0, 2.0, 2.0)) == (1, 1, 1)
     assert peak_box(6.0, (5.0, 2.0, 1.0)) == (1, 3, 6)

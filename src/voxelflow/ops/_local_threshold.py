@@ -170,15 +170,7 @@ def tile_threshold(img, stats: TileStats, k: float, *, min_voxels: int = 1) -> d
     dask.array.Array, shape and chunks of ``img``, bool (BS)
     """
     img = as_image(img)
-    expected = (img.shape[0], -(-img.shape[1] // stats.tile[0]), -(-img.shape[2] // stats.tile[1]))
-    if stats.mean.shape != expected:
-        raise InvalidInputError(f"stats are for a grid of {stats.mean.shape} planes x tiles; this image needs "
-                                f"{expected}")
-    try:
-        k = float(k)
-    except (TypeError, ValueError):
-        raise InvalidInputError(f"k must be a number of standard deviations, got {k!r}") from None
-    thr = _thresholds(stats, k, int(min_voxels))
+    thr = tile_thresholds(img.shape, stats, k, min_voxels=min_voxels)
     starts = [np.concatenate([[0], np.cumsum(c)[:-1]]).astype(int) for c in img.chunks]
     tile = stats.tile
 
@@ -188,6 +180,34 @@ def tile_threshold(img, stats: TileStats, k: float, *, min_voxels: int = 1) -> d
         return by_tile(np.asarray(block), thr, start, tile, "greater")
 
     return img.map_blocks(run, dtype=bool)
+
+
+def tile_thresholds(shape, stats: TileStats, k: float, *, min_voxels: int = 1) -> np.ndarray:
+    """The threshold ``mean + k * SD`` of every plane and tile, as :func:`tile_threshold` applies it.
+
+    Parameters
+    ----------
+    shape : tuple of 3 int
+        Shape (Z, Y, X) of the image the statistics were computed on.
+    stats : TileStats
+    k : float
+    min_voxels : int
+        As in :func:`tile_threshold`.
+
+    Returns
+    -------
+    numpy.ndarray, shape (Z, n_tiles_y, n_tiles_x), float32
+        +inf where no voxel was counted.
+    """
+    expected = (shape[0], -(-shape[1] // stats.tile[0]), -(-shape[2] // stats.tile[1]))
+    if stats.mean.shape != expected:
+        raise InvalidInputError(f"stats are for a grid of {stats.mean.shape} planes x tiles; this image needs "
+                                f"{expected}")
+    try:
+        k = float(k)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"k must be a number of standard deviations, got {k!r}") from None
+    return np.ascontiguousarray(_thresholds(stats, k, int(min_voxels)), dtype=np.float32)
 
 
 def _pooled(n, s, q):

@@ -16,6 +16,7 @@ from voxelflow.errors import InvalidInputError
 from voxelflow.ops._filter_args import as_length, as_spacing, voxel_lengths
 from voxelflow.ops._halo import iter_blocks, map_regions, padded_region
 from voxelflow.ops._kernels import _compile, extremum_axis
+from voxelflow.ops._local_threshold import TileStats, tile_thresholds
 
 __all__ = ["find_peaks", "peak_box", "thin_peaks"]
 
@@ -69,6 +70,19 @@ def _direct_peaks(data, z0, z1, y0, y1, x0, x1, rz, ry, rx, flags):
     return count
 
 
+@_compile
+def _drop_below(data, thr, z0, y0, x0, ty, tx):
+    """Set ``data`` to -inf where it is not above the threshold of its plane and tile (NaN included), in place."""
+    nz, ny, nx = data.shape
+    low = np.float32(-np.inf)
+    for z in range(nz):
+        for y in range(ny):
+            row, lv = data[z, y], thr[z0 + z, (y0 + y) // ty]
+            for x in range(nx):
+                if not row[x] > lv[(x0 + x) // tx]:
+                    row[x] = low
+
+
 def _peak_flags(data, core, radii):
     """Core voxels that are finite and the maximum of their box, as a bool array of the core's shape."""
     if np.prod([2 * r + 1 for r in radii]) <= DIRECT_BOX_VOXELS:
@@ -83,8 +97,12 @@ def _peak_flags(data, core, radii):
     return ((data == high) & np.isfinite(data))[core]
 
 
-def _peaks_block(padded, origin, start, stop, radii):
+def _peaks_block(padded, origin, start, stop, radii, above):
     data = np.ascontiguousarray(padded, dtype=np.float32)
+    if above is not None:
+        if data is padded:
+            data = data.copy()
+        _drop_below(data, above[0], *(int(o) for o in origin), *above[1])
     core = tuple(slice(a - o, b - o) for a, b, o in zip(start, stop, origin))
     local = np.argwhere(_peak_flags(data, core, radii)) + np.array([c.start for c in core], dtype=np.int64)
     values = data[tuple(local.T)]
@@ -93,7 +111,8 @@ def _peaks_block(padded, origin, start, stop, radii):
     return out
 
 
-def find_peaks(response, spacing, radius_um: float, foreground=None) -> pd.DataFrame:
+def find_peaks(response, spacing, radius_um: float, foreground=None, *,
+               threshold: tuple[TileStats, float] | None = None) -> pd.DataFrame:
     """Local maxima of ``response`` among foreground voxels.
 
     Parameters
@@ -107,6 +126,11 @@ def find_peaks(response, spacing, radius_um: float, foreground=None) -> pd.DataF
         are at least this far apart along some axis unless they tie.
     foreground : array of bool, shape of ``response``, optional
         Where peaks may lie (e.g. the thresholded response); everywhere when None.
+    threshold : tuple (TileStats, float), optional
+        ``(stats, k)``: peaks may lie only where the response is above ``mean +
+        k * SD`` of its plane/tile, the foreground of
+        :func:`voxelflow.ops.tile_threshold` ``(response, stats, k)``, here
+        applied inside each block's search (and-ed with ``foreground``).
 
     Returns
     -------
@@ -126,11 +150,15 @@ def find_peaks(response, spacing, radius_um: float, foreground=None) -> pd.DataF
         if fg.shape != resp.shape:
             raise InvalidInputError(f"foreground shape {fg.shape} differs from the response shape {resp.shape}")
         resp = da.where(fg.rechunk(resp.chunks).astype(bool), resp.astype(np.float32), np.float32(-np.inf))
+    above = None
+    if threshold is not None:
+        stats, k = threshold
+        above = (tile_thresholds(resp.shape, stats, k), tuple(int(t) for t in stats.tile))
     grid = tuple(len(c) for c in resp.chunks)
     plan = []
     for block in iter_blocks(resp.chunks):
         lo, hi = padded_region(block, radii, resp.shape)
-        plan.append((block.index, (lo, hi), _peaks_block, (lo, block.start, block.stop, radii)))
+        plan.append((block.index, (lo, hi), _peaks_block, (lo, block.start, block.stop, radii, above)))
     per_block = map_regions(resp, tuple((1,) * n for n in grid), plan, object, "vf-peaks").compute()
     parts = [p for p in per_block.ravel() if len(p[0])]
     pos = np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, 3), np.int64)

@@ -187,8 +187,14 @@ def _foreground(response, mode, stats, tile, k, value, window_um, spacing, negat
 def find_cells(response, mode, stats, tile, k, value, window_um, spacing, peak_radius_um, min_distance_um,
                negative, factors) -> pd.DataFrame:
     """Local maxima of the response inside the thresholded foreground, thinned to one per ``min_distance_um`` (LC)."""
-    fg = _foreground(response, mode, stats, tile, k, value, window_um, spacing, negative, factors)
-    peaks = ops.find_peaks(response, spacing, peak_radius_um, foreground=fg)
+    if mode in ("plane", "tile"):  # the threshold is applied inside the peak search
+        mean, sd, count = (np.asarray(a) for a in stats)
+        peaks = ops.find_peaks(response, spacing, peak_radius_um,
+                               foreground=tissue_mask(negative, factors, response.shape, response.chunks),
+                               threshold=(ops.TileStats(mean, sd, count.astype(np.int64), tuple(tile)), k))
+    else:
+        fg = _foreground(response, mode, stats, tile, k, value, window_um, spacing, negative, factors)
+        peaks = ops.find_peaks(response, spacing, peak_radius_um, foreground=fg)
     return ops.thin_peaks(peaks, spacing, min_distance_um)
 
 
