@@ -249,3 +249,33 @@ def test_channel_background_recovers_the_planted_autofluorescence_factor():
 def test_bad_arguments_raise_a_clear_error(call):
     with pytest.raises(InvalidInputError):
         call(da.zeros((4, 8, 8), chunks=4))
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(0, 2**16), st.sampled_from([(3, 9, 10), (4, 17, 13), (2, 8, 8)]), st.integers(1, 3),
+       st.booleans(), st.booleans())
+def test_channel_factor_equals_the_float64_formula(seed, shape, step, with_levels, with_mask):
+    from voxelflow.ops import estimate_channel_factor
+
+    rng = np.random.default_rng(seed)
+    bg = rng.integers(90, 130, shape).astype(np.uint16)
+    bg = bg + (rng.random(shape) < 0.2) * rng.integers(100, 2000, shape).astype(np.uint16)
+    img = (bg * 0.7 + rng.integers(50, 80, shape)).astype(np.uint16)
+    spacing = (5.0, 2.0, 2.0)
+    lev = rng.uniform(0.5, 300.0, (shape[0], 1, 1)) if with_levels else None
+    blev = rng.uniform(0.5, 300.0, (shape[0], 1, 1)) if with_levels else None
+    mask = rng.random(shape) > 0.3 if with_mask else None
+    got = estimate_channel_factor(img, bg, step=step, quantile=0.9, mask=mask, levels=lev, bg_levels=blev,
+                                  spacing=spacing)
+    sel = (slice(None), slice(None, None, step), slice(None, None, step))
+    s, b = img[sel].astype(np.float32), bg[sel].astype(np.float32)
+    if with_levels:
+        s = s / np.maximum(lev.astype(np.float32), np.float32(1.0))
+        b = b / np.maximum(blev.astype(np.float32), np.float32(1.0))
+    s, b = s.astype(np.float64).ravel(), b.astype(np.float64).ravel()
+    if with_mask:
+        s, b = s[mask[sel].ravel()], b[mask[sel].ravel()]
+    b_med, s_med = np.median(b), np.median(s)
+    high = (b > np.quantile(b, 0.9)) & (b > b_med)
+    want = max(np.median((s[high] - s_med) / (b[high] - b_med)), 0.0) if high.any() else 0.0
+    assert got == want

@@ -58,19 +58,30 @@ def estimate_channel_factor(img, bg, *, quantile: float = 0.995, step: int = 4, 
         tile = tile_shape(tile_um, as_spacing(spacing, 3), img.shape)
         s, b = (x if v is None else _divide_sub_grid(x, checked_levels(v, img.shape, tile, name), tile, step)
                 for x, v, name in ((s, levels, "levels"), (b, bg_levels, "bg_levels")))
-    s = s.astype(np.float64).ravel()
-    b = b.astype(np.float64).ravel()
+    # samples stay float32 (exact for uint16 and the level-divided sub-grid) for the medians
+    s = np.asarray(s, dtype=np.float32).ravel()
+    b = np.asarray(b, dtype=np.float32).ravel()
     if mask is not None:
         keep = np.asarray(da.asarray(mask)[sel], dtype=bool).ravel()
         s, b = s[keep], b[keep]
     if s.size == 0:
         return 0.0
-    b_med, s_med = np.median(b), np.median(s)
-    high = b > np.quantile(b, quantile)
-    high &= b > b_med
+    b_med, s_med = _median64(b), _median64(s)
+    b64 = b.astype(np.float64)
+    high = b64 > np.quantile(b64, quantile)
+    high &= b64 > b_med
     if not high.any():
         return 0.0
-    return float(max(np.median((s[high] - s_med) / (b[high] - b_med)), 0.0))
+    return float(max(np.median((s[high].astype(np.float64) - s_med) / (b64[high] - b_med)), 0.0))
+
+
+def _median64(x: np.ndarray) -> float:
+    """``numpy.median(x.astype(float64))`` of a 1-D float32 array (no NaN), partitioning the float32 values."""
+    k = x.size // 2
+    if x.size % 2:
+        return float(np.partition(x, k)[k])
+    part = np.partition(x, [k - 1, k])
+    return float(np.mean(np.array([part[k - 1], part[k]], np.float64)))
 
 
 def _divide_sub_grid(sub: np.ndarray, levels: np.ndarray, tile, step: int) -> np.ndarray:
