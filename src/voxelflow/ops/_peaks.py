@@ -38,9 +38,11 @@ DIRECT_BOX_VOXELS = 125
 
 
 @_compile
-def _direct_peaks(data, z0, z1, y0, y1, x0, x1, rz, ry, rx, flags):
-    """``flags[core voxel] = True`` where the value is finite and no voxel of its box (clipped to the block) is larger."""
+def _direct_peaks(data, z0, z1, y0, y1, x0, x1, rz, ry, rx, thr, oz, oy, ox, ty, tx, flags):
+    """``flags[core voxel] = True`` where the value is finite, above ``thr`` of its plane and tile (when
+    ``thr`` is not empty), and no voxel of its box (clipped to the block) above its own threshold is larger."""
     nz, ny, nx = data.shape
+    has_thr = thr.size > 0
     count = 0
     for z in range(z0, z1):
         za, zb = max(z - rz, 0), min(z + rz + 1, nz)
@@ -51,13 +53,16 @@ def _direct_peaks(data, z0, z1, y0, y1, x0, x1, rz, ry, rx, flags):
                 v = row[x]
                 if not np.isfinite(v):
                     continue
+                if has_thr and not v > thr[oz + z, (oy + y) // ty, (ox + x) // tx]:
+                    continue
                 xa, xb = max(x - rx, 0), min(x + rx + 1, nx)
                 peak = True
                 for zz in range(za, zb):
                     for yy in range(ya, yb):
                         other = data[zz, yy]
                         for xx in range(xa, xb):
-                            if other[xx] > v:
+                            w = other[xx]
+                            if w > v and (not has_thr or w > thr[oz + zz, (oy + yy) // ty, (ox + xx) // tx]):
                                 peak = False
                                 break
                         if not peak:
@@ -83,12 +88,18 @@ def _drop_below(data, thr, z0, y0, x0, ty, tx):
                     row[x] = low
 
 
-def _peak_flags(data, core, radii):
-    """Core voxels that are finite and the maximum of their box, as a bool array of the core's shape."""
+def _peak_flags(data, core, radii, origin, above):
+    """Core voxels that are finite, above their threshold and the maximum of their box, as a bool array of the
+    core's shape."""
     if np.prod([2 * r + 1 for r in radii]) <= DIRECT_BOX_VOXELS:
         flags = np.zeros(tuple(c.stop - c.start for c in core), bool)
-        _direct_peaks(data, *(v for c in core for v in (c.start, c.stop)), *radii, flags)
+        thr, tile = (np.zeros((0, 0, 0), np.float32), (1, 1)) if above is None else above
+        _direct_peaks(data, *(v for c in core for v in (c.start, c.stop)), *radii, thr,
+                      *(int(o) for o in origin), *tile, flags)
         return flags
+    if above is not None:
+        data = data.copy()
+        _drop_below(data, above[0], *(int(o) for o in origin), *above[1])
     # the box's maximum at every voxel; "nearest" at the block's clipped edges repeats the edge
     # voxel, which lies in the box anyway, so it equals the maximum over the clipped box
     high = data
@@ -99,12 +110,8 @@ def _peak_flags(data, core, radii):
 
 def _peaks_block(padded, origin, start, stop, radii, above):
     data = np.ascontiguousarray(padded, dtype=np.float32)
-    if above is not None:
-        if data is padded:
-            data = data.copy()
-        _drop_below(data, above[0], *(int(o) for o in origin), *above[1])
     core = tuple(slice(a - o, b - o) for a, b, o in zip(start, stop, origin))
-    local = np.argwhere(_peak_flags(data, core, radii)) + np.array([c.start for c in core], dtype=np.int64)
+    local = np.argwhere(_peak_flags(data, core, radii, origin, above)) + np.array([c.start for c in core], dtype=np.int64)
     values = data[tuple(local.T)]
     out = np.empty((1, 1, 1), dtype=object)
     out.flat[0] = (local + np.asarray(origin, dtype=np.int64), values)
