@@ -541,6 +541,20 @@ def test_a_fault_at_any_step_of_the_swap_leaves_one_whole_run(good_run, next_run
     assert old_state in outcomes
 
 
+def test_a_run_folder_that_is_a_link_is_swapped_where_it_points(good_run, next_run, tmp_path):
+    from voxelflow.paths import VPath
+    from voxelflow.pipelines import publish
+
+    (tmp_path / "disk").mkdir()
+    run, staging, run_id, old_state, new_state, kept = _swap_case(good_run, next_run, tmp_path / "disk")
+    link = tmp_path / "out"
+    link.symlink_to(run.path, target_is_directory=True)
+    assert publish.staging_folder(VPath(str(link)), run_id).path == staging.path
+    publish.publish(staging, VPath(str(link)), run_id)
+    assert link.is_symlink() and os.path.realpath(link) == run.path
+    assert _assert_one_whole_run(Path(run.path), old_state, new_state, kept, leftovers_allowed=False) == new_state
+
+
 def test_recover_reports_a_leftover_it_cannot_place(good_run, next_run, tmp_path):
     from voxelflow.pipelines import publish
 

@@ -18,6 +18,7 @@ back what it took from the run folder and is deleted, a swapped-out old run is
 deleted, and an old run renamed aside with no run folder in its place is renamed
 back. Anything else is reported, never guessed at.
 
+A run folder that is a symbolic link is swapped where it points to (the link stays).
 Only local run folders are swapped this way; on other file systems (``memory://``,
 object stores) directory renames are not atomic and the outputs are replaced file
 by file, ``run.json`` last (:func:`publish_per_file`).
@@ -53,9 +54,15 @@ def new_run_id() -> str:
     return uuid.uuid4().hex[:16]
 
 
+def _real(out_dir: VPath) -> VPath:
+    """The folder a local run folder really is (a link is followed, so the swap happens where it points)."""
+    return VPath(os.path.realpath(out_dir.path)) if out_dir.is_local else out_dir
+
+
 def staging_folder(out_dir: VPath, run_id: str) -> VPath:
-    """Where the run ``run_id`` is staged: a hidden sibling of ``out_dir``."""
-    return out_dir.parent / f".{out_dir.name}.run-{run_id}"
+    """Where the run ``run_id`` is staged: a hidden sibling of ``out_dir`` (of the folder a link points to)."""
+    real = _real(out_dir)
+    return real.parent / f".{real.name}.run-{run_id}"
 
 
 def _old_folder(out_dir: VPath, run_id: str) -> VPath:
@@ -99,6 +106,7 @@ def publish(staging: VPath, out_dir: VPath, run_id: str) -> None:
     is left with the previous run (or already with the new one) and the leftovers
     are resolved before the error is raised.
     """
+    out_dir = _real(out_dir)
     try:
         for name in sorted(os.listdir(out_dir.path)):
             if name not in _RUN_ENTRIES:
@@ -126,6 +134,7 @@ def recover(out_dir: VPath) -> list[str]:
     """
     if not out_dir.is_local:
         return []
+    out_dir = _real(out_dir)
     parent, name = out_dir.parent.path, out_dir.name
     try:
         entries = os.listdir(parent)
