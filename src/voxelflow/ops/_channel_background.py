@@ -58,9 +58,10 @@ def estimate_channel_factor(img, bg, *, quantile: float = 0.995, step: int = 4, 
         tile = tile_shape(tile_um, as_spacing(spacing, 3), img.shape)
         s, b = (x if v is None else _divide_sub_grid(x, checked_levels(v, img.shape, tile, name), tile, step)
                 for x, v, name in ((s, levels, "levels"), (b, bg_levels, "bg_levels")))
-    # samples stay float32 (exact for uint16 and the level-divided sub-grid) for the medians
-    s = np.asarray(s, dtype=np.float32).ravel()
-    b = np.asarray(b, dtype=np.float32).ravel()
+    # the medians partition float32 samples when that dtype holds them exactly (uint16, the level-divided grid)
+    exact = np.float32 if np.can_cast(np.result_type(s, b), np.float32, "safe") else np.float64
+    s = np.asarray(s, dtype=exact).ravel()
+    b = np.asarray(b, dtype=exact).ravel()
     if mask is not None:
         keep = np.asarray(da.asarray(mask)[sel], dtype=bool).ravel()
         s, b = s[keep], b[keep]
@@ -76,7 +77,7 @@ def estimate_channel_factor(img, bg, *, quantile: float = 0.995, step: int = 4, 
 
 
 def _median64(x: np.ndarray) -> float:
-    """``numpy.median(x.astype(float64))`` of a 1-D float32 array (no NaN), partitioning the float32 values."""
+    """``numpy.median(x.astype(float64))`` of a 1-D float array without NaN, partitioning ``x`` itself."""
     k = x.size // 2
     if x.size % 2:
         return float(np.partition(x, k)[k])
