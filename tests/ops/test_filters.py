@@ -200,7 +200,10 @@ def test_channel_background_with_levels_equals_the_composed_ops_exactly(seed, da
     ref = estimate_channel_factor(remove_plane_background(a, levels, spacing, tile_um=tile_um),
                                   remove_plane_background(b, bg_levels, spacing, tile_um=tile_um), step=step,
                                   mask=mask, quantile=0.5)
-    assert got == ref and got > 0
+    assert got == ref
+    # a whole background plane left at level 1 (tile_um None) makes its raw voxels the brightest "structures",
+    # and their signal, divided by ~100, carries no autofluorescence: the estimate may then be 0, never below
+    assert got > 0 if tile_um is not None else got >= 0
 
 
 def test_plane_steps_vanish_after_background_division():
