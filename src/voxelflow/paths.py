@@ -157,9 +157,20 @@ class VPath:
         self.fs.makedirs(self.path, exist_ok=True)
 
     def rm(self) -> None:
-        """Delete this file or folder tree; no error if it does not exist."""
-        if self.exists():
-            self.fs.rm(self.path, recursive=True)
+        """Delete this file or folder tree; no error if it does not exist.
+
+        Entries that vanish while the tree is removed (a writer that failed and is
+        cleaning up its temporary files) are no error either: the removal is retried.
+        """
+        for attempt in range(3):
+            if not self.exists():
+                return
+            try:
+                self.fs.rm(self.path, recursive=True)
+                return
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
 
     def open(self, mode: str = "rb", **kwargs):
         return self.fs.open(self.path, mode, **kwargs)

@@ -175,3 +175,23 @@ def test_cli_refuses_foreign_folders_and_missing_paths(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     assert main(["cache", "info", str(tmp_path / "home")]) == 2
     assert main(["cache", "ls", str(tmp_path / "home" / "notes.txt")]) == 2
+
+
+def test_removing_a_tree_whose_files_vanish_meanwhile(tmp_path, monkeypatch):
+    # a failed zarr write may delete its temporary file while the retry clears the node
+    import shutil
+
+    (tmp_path / "node" / "data").mkdir(parents=True)
+    (tmp_path / "node" / "data" / "zarr.tmp.partial").write_text("x")
+    real, calls = shutil.rmtree, []
+
+    def vanishing(path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) == 1:
+            (tmp_path / "node" / "data" / "zarr.tmp.partial").unlink()
+            raise FileNotFoundError(2, "No such file or directory", "zarr.tmp.partial")
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(shutil, "rmtree", vanishing)
+    VPath(str(tmp_path / "node")).rm()
+    assert not (tmp_path / "node").exists() and len(calls) == 2
