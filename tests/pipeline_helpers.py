@@ -1,4 +1,4 @@
-"""Small synthetic scans on disk for the pipeline, CLI and distributed tests (engineer F)."""
+"""Small synthetic scans on disk for the pipeline, CLI and distributed tests."""
 
 from __future__ import annotations
 

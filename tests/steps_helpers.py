@@ -1,4 +1,4 @@
-"""Shared helpers of the steps / pipeline tests (engineer F)."""
+"""Shared helpers of the steps / pipeline tests."""
 
 from __future__ import annotations
 
@@ -7,7 +7,20 @@ import sys
 import textwrap
 from contextlib import contextmanager
 
+import numpy as np
 from dask.callbacks import Callback
+from scipy import ndimage as ndi
+
+
+class Killed(Exception):
+    """Stands for a SIGKILL in the kill-point resume tests."""
+
+
+def blobs(shape, seed):
+    """A bool volume of smooth random blobs (the top 20 % of smoothed noise)."""
+    rng = np.random.default_rng(seed)
+    img = ndi.gaussian_filter(rng.random(shape), 1.2)
+    return img > np.quantile(img, 0.8)
 
 
 class TaskCounter(Callback):

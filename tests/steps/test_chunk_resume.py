@@ -24,20 +24,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy import ndimage as ndi
 
+from steps_helpers import Killed, blobs
 from voxelflow.cache import PartStore, cdir_query, parts_progress
 from voxelflow.ops import _ccpass
 from voxelflow.ops import object_table as op_object_table
 from voxelflow.steps import Step
-
-
-class Killed(Exception):
-    pass
-
-
-def _blobs(shape, seed):
-    rng = np.random.default_rng(seed)
-    img = ndi.gaussian_filter(rng.random(shape), 1.2)
-    return img > np.quantile(img, 0.8)
 
 
 @pytest.fixture
@@ -55,7 +46,7 @@ def small_groups(monkeypatch):
     seed=st.integers(0, 1000),
 )
 def test_killed_pass_resumes_to_the_clean_result(tmp_path_factory, small_groups, shape, chunk, kill_frac, seed):
-    bs_np = _blobs(shape, seed)
+    bs_np = blobs(shape, seed)
     bs = da.from_array(bs_np, chunks=chunk)
     n_groups = int(np.prod(bs.numblocks))
     kill_after = int(kill_frac * n_groups)
@@ -108,7 +99,7 @@ def test_killed_pass_resumes_to_the_clean_result(tmp_path_factory, small_groups,
 @pytest.mark.parametrize("kill_after", [0, 5, 17])
 def test_killed_table_of_a_stored_label_image_resumes(tmp_path, kill_after):
     # the object table of a stored OS (output.full_res = "all") keeps its finished chunks too
-    lab, n = ndi.label(_blobs((12, 18, 18), 4))
+    lab, n = ndi.label(blobs((12, 18, 18), 4))
     os_arr = da.from_array(lab.astype(np.int32), chunks=6)
     intensity = da.from_array(np.random.default_rng(1).random(lab.shape), chunks=6)
     n_chunks = int(np.prod(os_arr.numblocks))
@@ -148,7 +139,7 @@ def test_killed_table_of_a_stored_label_image_resumes(tmp_path, kill_after):
 
 
 def test_parts_of_other_work_are_not_reused(tmp_path, small_groups):
-    bs_np = _blobs((12, 16, 16), 3)
+    bs_np = blobs((12, 16, 16), 3)
     bs = da.from_array(bs_np, chunks=6)
     node = tmp_path / "objects"
     step = Step(op_object_table, kind="BS->LC", name="objects")

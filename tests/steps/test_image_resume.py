@@ -27,20 +27,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy import ndimage as ndi
 
+from steps_helpers import Killed, blobs
 from voxelflow.cache import cdir_query
 from voxelflow.io.chunk_ledger import ChunkLedger
 from voxelflow.ops import label as op_label
 from voxelflow.steps import Step, label
-
-
-class Killed(Exception):
-    pass
-
-
-def _blobs(shape, seed):
-    rng = np.random.default_rng(seed)
-    img = ndi.gaussian_filter(rng.random(shape), 1.2)
-    return img > np.quantile(img, 0.8)
 
 
 def _levels(node: Path) -> list[np.ndarray]:
@@ -65,7 +56,7 @@ def _same_partition(a: np.ndarray, b: np.ndarray) -> bool:
     seed=st.integers(0, 1000),
 )
 def test_killed_label_write_resumes_to_the_clean_image(tmp_path_factory, shape, chunk, levels, kill_frac, seed):
-    bs_np = _blobs(shape, seed)
+    bs_np = blobs(shape, seed)
     bs = da.from_array(bs_np, chunks=chunk)
     n_chunks = int(np.prod(bs.numblocks))
     kill_after = int(kill_frac * n_chunks)
@@ -120,7 +111,7 @@ def test_killed_label_write_resumes_to_the_clean_image(tmp_path_factory, shape, 
 
 
 def test_a_partial_write_of_other_work_is_not_reused(tmp_path):
-    bs_np = _blobs((12, 16, 16), 3)
+    bs_np = blobs((12, 16, 16), 3)
     storage = {"chunks": (6, 8, 8), "levels": 2}
     node = tmp_path / "label"
     real_record = ChunkLedger.record
@@ -207,7 +198,7 @@ def _copy(bs):
 
 def test_an_unchanged_step_is_not_rewritten(tmp_path):
     # a committed node is read back: no chunk is stored again
-    bs = da.from_array(_blobs((8, 12, 12), 1), chunks=4)
+    bs = da.from_array(blobs((8, 12, 12), 1), chunks=4)
     step = Step(_copy, kind="BS->BS", name="copy")
     with dask.config.set(scheduler="synchronous"):
         step(bs, cache_url=str(tmp_path / "copy"), storage_options={"chunks": (4, 4, 4), "levels": 2})
