@@ -194,3 +194,18 @@ def test_irregular_chunks_are_stored_on_a_regular_grid(tmp_path):
     np.testing.assert_array_equal(back.compute(), np.arange(10))
     marker = json.loads((VPath(tmp_path / "irr") / ".voxelflow_commit.json").read_text())
     assert marker["payload"]["chunks"] == [[2, 5, 3]]
+
+
+def test_a_lost_chunk_of_a_step_image_is_an_error_on_load(tmp_path):
+    import voxelflow.steps as steps
+    from voxelflow.steps import Runner
+
+    vol = np.arange(4 * 6 * 8, dtype=np.uint16).reshape(4, 6, 8)
+    Runner(tmp_path).step(steps.threshold, da.from_array(vol, chunks=(2, 3, 4)), 100, name="n",
+                          storage={"levels": 1, "chunks": (2, 3, 4)})
+    level0 = tmp_path / "n" / "out0" / "data.ome.zarr" / "0"
+    chunks = sorted(p for p in level0.rglob("*") if p.is_file() and p.name != "zarr.json")
+    np.testing.assert_array_equal(np.asarray(load(tmp_path / "n" / "out0")), vol > 100)
+    chunks[0].unlink()  # all False: zarr would read the fill value
+    with pytest.raises(CacheError, match="missing"):
+        np.asarray(load(tmp_path / "n" / "out0"))

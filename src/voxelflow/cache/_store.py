@@ -71,9 +71,13 @@ class Image:
     write : callable
         ``write(target: VPath) -> None`` writes the OME-Zarr image at ``target``
         (with its pyramid, voxel size and axes); level 0 is the result.
+    every_chunk : bool
+        The writer writes every chunk (also empty ones), so reading an absent
+        chunk of level 0 raises instead of returning the fill value.
     """
 
     write: Callable[[VPath], None]
+    every_chunk: bool = False
 
 
 @dataclass(frozen=True)
@@ -184,6 +188,8 @@ def write_payload(folder: VPath, kind: str, data: Any) -> dict:
     info: dict[str, Any] = {"kind": kind, "name": target.name}
     if isinstance(data, Image):
         data.write(target)
+        if data.every_chunk:
+            info["every_chunk"] = True
     elif kind == "numpy":
         with target.open("wb") as f:
             np.save(f, data, allow_pickle=False)

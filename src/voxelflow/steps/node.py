@@ -120,8 +120,9 @@ def _write_output(value: Any, url: str, storage: dict, work: str | None = None, 
     if kind == "image":
         from voxelflow.io import write_ome_zarr
 
+        # the writer writes every chunk, so a chunk file lost later reads as an error, never as zeros
         save(url, Image(lambda target: write_ome_zarr(value, target.url, overwrite=True, resume=work, job=job,
-                                                      **storage)))
+                                                      **storage), every_chunk=True))
         return kind
     if kind == "value":
         if isinstance(value, np.generic):
