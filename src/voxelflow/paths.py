@@ -16,8 +16,10 @@ Examples
 
 from __future__ import annotations
 
+import errno
 import os
 import posixpath
+import time
 import uuid
 from typing import Any
 
@@ -159,18 +161,20 @@ class VPath:
     def rm(self) -> None:
         """Delete this file or folder tree; no error if it does not exist.
 
-        Entries that vanish while the tree is removed (a writer that failed and is
-        cleaning up its temporary files) are no error either: the removal is retried.
+        Entries that vanish or appear while the tree is removed (a writer that failed
+        and is still finishing or cleaning up its temporary files) are no error
+        either: the removal is retried a few times.
         """
-        for attempt in range(3):
+        for attempt in range(5):
             if not self.exists():
                 return
             try:
                 self.fs.rm(self.path, recursive=True)
                 return
-            except FileNotFoundError:
-                if attempt == 2:
+            except OSError as exc:
+                if attempt == 4 or exc.errno not in (errno.ENOENT, errno.ENOTEMPTY):
                     raise
+                time.sleep(0.05)
 
     def open(self, mode: str = "rb", **kwargs):
         return self.fs.open(self.path, mode, **kwargs)
