@@ -36,6 +36,10 @@ def registration_method(sitk, params: RegistrationParameters, f_img, shrink):
     fractions = [min(1.0, params.metric_samples / float(np.prod(np.ceil(size / s)))) for s in shrink]
     reg = sitk.ImageRegistrationMethod()
     reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=params.histogram_bins)
+    # image gradients by central differences at each sample, not from a Gaussian-smoothed gradient image:
+    # the smoothed gradient is not the derivative of the metric being optimised, and the line searches stall on it
+    reg.SetMetricUseFixedImageGradientFilter(False)
+    reg.SetMetricUseMovingImageGradientFilter(False)
     reg.SetMetricSamplingStrategy(reg.RANDOM)
     reg.SetMetricSamplingPercentagePerLevel(fractions, seed=params.seed + 1)
     reg.SetInterpolator(sitk.sitkLinear)

@@ -58,7 +58,7 @@ class RegistrationParameters:
         Threads SimpleITK may use.
     """
 
-    affine_iterations: int = 100
+    affine_iterations: int = 400
     deformable_iterations: int = 30
     deformable_evaluations: int = 120
     affine_levels_um: tuple[float, ...] = (800.0, 400.0, 200.0)
