@@ -183,7 +183,7 @@ def _bspline_stage(sitk, f_img, m_img, affine, params: RegistrationParameters):
     mesh = np.maximum(1, np.round(extent / params.grid_spacing_um)).astype(int)
     bspline = sitk.BSplineTransformInitializer(f_img, [int(n) for n in mesh], order=3)
     reg = registration_method(sitk, params, f_img, shrink)
-    reg.SetOptimizerAsLBFGSB(gradientConvergenceTolerance=1e-5, numberOfIterations=params.deformable_iterations,
+    reg.SetOptimizerAsLBFGSB(gradientConvergenceTolerance=1e-7, numberOfIterations=params.deformable_iterations,
                              maximumNumberOfCorrections=5,
                              maximumNumberOfFunctionEvaluations=params.deformable_evaluations,
                              costFunctionConvergenceFactor=1e7)
