@@ -260,6 +260,7 @@ def register_only(config, *, progress: bool = True, stream=None) -> dict:
     import sys
 
     from voxelflow.pipelines.progress import progress_bar, progress_printer
+    from voxelflow.pipelines.run_lock import run_folder_lock
     from voxelflow.steps import node as layout
 
     stream = stream or sys.stderr
@@ -269,7 +270,7 @@ def register_only(config, *, progress: bool = True, stream=None) -> dict:
     out_dir.mkdirs()
     bar = progress_bar(progress, stream)
     run = Runner(cache, on_result=progress_printer(stream, bar) if progress else None)
-    with bar:
+    with run_folder_lock(out_dir), bar:
         atlas = register_atlas(run, config, scan, out_dir, stream, progress)
     folder = out_dir / REGISTRATION_FOLDER
     write_beside(folder, lambda work: write_files(work, atlas.files))

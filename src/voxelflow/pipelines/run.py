@@ -44,6 +44,7 @@ from voxelflow.pipelines.publish import (
     staging_folder,
     write_files,
 )
+from voxelflow.pipelines.run_lock import run_folder_lock
 from voxelflow.runtime.compute import process_peak_memory_mb, worker_peak_memory_mb
 from voxelflow.steps import Runner, StepRecord
 from voxelflow.steps import node as layout
@@ -147,6 +148,12 @@ def run_pipeline(
     out_dir = VPath(config.output.folder)
     if out_dir.isfile():
         raise ConfigError(f"output.folder: {out_dir.url} is a file; expected a folder (new or of an earlier run)")
+    with run_folder_lock(out_dir):
+        return _run_into(out_dir, config, mask, viewer, progress, stream, t_start)
+
+
+def _run_into(out_dir: VPath, config: Config, mask, viewer, progress: bool, stream, t_start: float) -> PipelineResult:
+    """The body of :func:`run_pipeline`, run while this process holds the run folder."""
     recover(out_dir)  # a swap interrupted by a crash is finished or undone before anything reads the folder
     cache = VPath(config.output.cache or (out_dir / layout.CACHE_FOLDER).url)
     scan = open_scan(config.input.url, config.input.channel, config.input.level, scale_um=config.input.scale_um)

@@ -19,11 +19,11 @@ import dask.array as da
 import numpy as np
 import zarr
 
-from voxelflow.cache._gate import GuardedTargets, in_process_scheduler
 from voxelflow.errors import InvalidInputError, OmeZarrError
 from voxelflow.io.blockreduce import block_reduce, block_reduce_numpy
 from voxelflow.io.chunk_ledger import ChunkLedger
 from voxelflow.paths import VPath
+from voxelflow.zarr_stores import WriteGate
 
 __all__ = ["chunk_codecs", "resumable_layout", "write_arrays", "write_group", "write_resumable"]
 
@@ -117,14 +117,14 @@ def _read_back_done(arr: da.Array, stored: zarr.Array, done) -> da.Array:
     return da.Array(graph, name, arr.chunks, meta=arr._meta)
 
 
-def _fused_level0(arr: da.Array, factors, method, grids, target, *, ledger=None, stored=None):
+def _fused_level0(arr: da.Array, factors, method, grids, target, *, ledger=None):
     """Level 1 as a dask array whose tasks also write level 0, or None if chunks do not allow it.
 
     One task per level-0 chunk stores it and reduces it while it is still in cache:
     no second pass over level 0 from memory, no level-0 chunk held between a store task
     and a reduction task. Needs chunks that are whole stored chunks (or shards) and
     whole reduction blocks. With a ``ledger`` (see :class:`voxelflow.io.chunk_ledger.ChunkLedger`),
-    chunks already written are read back from ``stored`` rather than recomputed or rewritten.
+    chunks already written are read back from ``target`` rather than recomputed or rewritten.
     """
     if not factors and ledger is None:
         return None
@@ -137,7 +137,7 @@ def _fused_level0(arr: da.Array, factors, method, grids, target, *, ledger=None,
     if arr.chunks != da.core.normalize_chunks(grid, arr.shape):
         arr = arr.rechunk(grid)
     if ledger is not None and ledger.done:
-        arr = _read_back_done(arr, stored, ledger.done)
+        arr = _read_back_done(arr, target, ledger.done)
     out_chunks = tuple(tuple(-(-c // fa) for c in ch) for ch, fa in zip(arr.chunks, f))
     return arr.map_blocks(
         _write_and_reduce,
@@ -196,14 +196,24 @@ def write_arrays(arr: da.Array, root: VPath, *, version, axes, chunks, shards, f
     shapes = [tuple(arr.shape)]
     for f in factors:
         shapes.append(tuple(-(-s // g) for s, g in zip(shapes[-1], f)))
-    store = root.zarr_store()
+    # a failed write must not keep writing into a folder that is being removed or restarted
+    store = WriteGate(root.zarr_store())
+    try:
+        return _fill_levels(arr, store, shapes, zarr_format, root.url, axes=axes, chunks=chunks, shards=shards,
+                            factors=factors, method=method, ledger=ledger)
+    except BaseException:
+        store.close_and_wait()
+        raise
+
+
+def _fill_levels(arr, store, shapes, zarr_format, url, *, axes, chunks, shards, factors, method, ledger):
     resume = ledger is not None and not ledger.fresh
     # A fresh ledger emptied the folder already and keeps its own files there: "a", not "w".
     mode = "r+" if resume else ("a" if ledger is not None else "w")
     group = zarr.open_group(store, mode=mode, zarr_format=zarr_format)
     targets, grids = [], []
     if resume:
-        targets = _open_level_arrays(group, shapes, arr.dtype, chunks, shards, root.url)
+        targets = _open_level_arrays(group, shapes, arr.dtype, chunks, shards, url)
     for k, shape in enumerate(shapes):
         level_chunks = tuple(min(c, max(1, s)) for c, s in zip(chunks, shape))
         level_shards = None
@@ -228,35 +238,16 @@ def write_arrays(arr: da.Array, root: VPath, *, version, axes, chunks, shards, f
                 **kwargs,
             )
         )
-    in_process = in_process_scheduler([arr])
-    # Gates hold a lock and cannot travel to distributed workers.
-    guarded = GuardedTargets(targets) if in_process else None
-    writable = guarded.targets if in_process else targets
-    fused = _fused_level0(arr, factors, method, grids, writable[0], ledger=ledger, stored=targets[0])
+    fused = _fused_level0(arr, factors, method, grids, targets[0], ledger=ledger)
     if fused is None:
         if ledger is not None:
             raise InvalidInputError("a resumable write needs chunks made of whole reduction blocks; got chunks "
                                     f"{grids[0]} and factors {factors}")
-        sources = _pyramid(arr, factors, method, grids)
-    elif not factors:
-        sources, writable = [], []
+        da.store(_pyramid(arr, factors, method, grids), targets, lock=False, compute=True)
+    elif not factors:  # one level: the fused tasks store it
+        fused.compute()
     else:
-        sources, writable = _pyramid(fused, factors[1:], method, grids[1:], copy=False), writable[1:]
-
-    def store():
-        if sources:
-            da.store(sources, writable, lock=False, compute=True)
-        else:  # one level: the fused tasks store it
-            fused.compute()
-
-    if not in_process:
-        store()
-        return shapes
-    try:
-        store()
-    except BaseException:
-        guarded.close_and_wait()
-        raise
+        da.store(_pyramid(fused, factors[1:], method, grids[1:], copy=False), targets[1:], lock=False, compute=True)
     return shapes
 
 
