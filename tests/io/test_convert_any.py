@@ -271,3 +271,28 @@ def test_tasks_finishing_after_a_failure_mark_no_chunk_done(tmp_path, monkeypatc
     monkeypatch.setattr(levels_module, "_write_and_reduce", real_task)
     convert_to_ome_zarr(str(folder), out, scale_um=1.0, levels=2, chunks=(4, 16, 16))
     np.testing.assert_array_equal(open_ome_zarr(str(out))[0].compute(), vol)
+
+
+def test_a_finished_chunk_lost_before_the_resume_is_an_error(tmp_path, monkeypatch):
+    from voxelflow.errors import MissingChunkError
+
+    vol = lightsheet_volume((32, 32, 32), seed=8)
+    folder = write_planes(tmp_path / "planes", vol)
+    out = tmp_path / "r.ome.zarr"
+    real = planes_module.PlaneStack.read_plane
+
+    def failing(self, name):
+        if name.endswith("Z0020.tif"):
+            raise OSError("disk went away")
+        return real(self, name)
+
+    monkeypatch.setattr(planes_module.PlaneStack, "read_plane", failing)
+    with dask.config.set(scheduler="sync"), pytest.raises(OSError, match="disk went away"):
+        convert_to_ome_zarr(str(folder), out, scale_um=1.0, levels=2, chunks=(8, 16, 16))
+    monkeypatch.setattr(planes_module.PlaneStack, "read_plane", real)
+    partial = tmp_path / ".r.ome.zarr.partial"
+    first = (partial / ".voxelflow-ledger.done").read_text().splitlines()[0].split()[1].replace(",", "/")
+    (partial / "0" / "c" / first).unlink()  # a finished chunk, recorded in the ledger
+    with pytest.raises(MissingChunkError, match=f"0/c/{first}"):
+        convert_to_ome_zarr(str(folder), out, scale_um=1.0, levels=2, chunks=(8, 16, 16))
+    assert not out.exists()

@@ -117,14 +117,14 @@ def _read_back_done(arr: da.Array, stored: zarr.Array, done) -> da.Array:
     return da.Array(graph, name, arr.chunks, meta=arr._meta)
 
 
-def _fused_level0(arr: da.Array, factors, method, grids, target, *, ledger=None):
+def _fused_level0(arr: da.Array, factors, method, grids, target, *, ledger=None, stored=None):
     """Level 1 as a dask array whose tasks also write level 0, or None if chunks do not allow it.
 
     One task per level-0 chunk stores it and reduces it while it is still in cache:
     no second pass over level 0 from memory, no level-0 chunk held between a store task
     and a reduction task. Needs chunks that are whole stored chunks (or shards) and
     whole reduction blocks. With a ``ledger`` (see :class:`voxelflow.io.chunk_ledger.ChunkLedger`),
-    chunks already written are read back from ``target`` rather than recomputed or rewritten.
+    chunks already written are read back from ``stored`` rather than recomputed or rewritten.
     """
     if not factors and ledger is None:
         return None
@@ -137,7 +137,7 @@ def _fused_level0(arr: da.Array, factors, method, grids, target, *, ledger=None)
     if arr.chunks != da.core.normalize_chunks(grid, arr.shape):
         arr = arr.rechunk(grid)
     if ledger is not None and ledger.done:
-        arr = _read_back_done(arr, target, ledger.done)
+        arr = _read_back_done(arr, stored, ledger.done)
     out_chunks = tuple(tuple(-(-c // fa) for c in ch) for ch, fa in zip(arr.chunks, f))
     return arr.map_blocks(
         _write_and_reduce,
@@ -199,21 +199,21 @@ def write_arrays(arr: da.Array, root: VPath, *, version, axes, chunks, shards, f
     # a failed write must not keep writing into a folder that is being removed or restarted
     store = WriteGate(root.zarr_store())
     try:
-        return _fill_levels(arr, store, shapes, zarr_format, root.url, axes=axes, chunks=chunks, shards=shards,
+        return _fill_levels(arr, store, shapes, zarr_format, root, axes=axes, chunks=chunks, shards=shards,
                             factors=factors, method=method, ledger=ledger)
     except BaseException:
         store.close_and_wait()
         raise
 
 
-def _fill_levels(arr, store, shapes, zarr_format, url, *, axes, chunks, shards, factors, method, ledger):
+def _fill_levels(arr, store, shapes, zarr_format, root: VPath, *, axes, chunks, shards, factors, method, ledger):
     resume = ledger is not None and not ledger.fresh
     # A fresh ledger emptied the folder already and keeps its own files there: "a", not "w".
     mode = "r+" if resume else ("a" if ledger is not None else "w")
     group = zarr.open_group(store, mode=mode, zarr_format=zarr_format)
     targets, grids = [], []
     if resume:
-        targets = _open_level_arrays(group, shapes, arr.dtype, chunks, shards, url)
+        targets = _open_level_arrays(group, shapes, arr.dtype, chunks, shards, root.url)
     for k, shape in enumerate(shapes):
         level_chunks = tuple(min(c, max(1, s)) for c, s in zip(chunks, shape))
         level_shards = None
@@ -238,7 +238,9 @@ def _fill_levels(arr, store, shapes, zarr_format, url, *, axes, chunks, shards, 
                 **kwargs,
             )
         )
-    fused = _fused_level0(arr, factors, method, grids, targets[0], ledger=ledger)
+    # finished chunks are read back strictly: a chunk file lost since it was recorded is an error, not zeros
+    stored = zarr.open_array(root.zarr_store(read_only=True, complete=True), path="0", mode="r") if resume else None
+    fused = _fused_level0(arr, factors, method, grids, targets[0], ledger=ledger, stored=stored)
     if fused is None:
         if ledger is not None:
             raise InvalidInputError("a resumable write needs chunks made of whole reduction blocks; got chunks "
