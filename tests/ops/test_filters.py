@@ -140,6 +140,29 @@ def test_plane_tile_median_equals_numpy_on_the_sub_grid():
     np.testing.assert_allclose(whole[:, 0, 0], np.median(img.reshape(5, -1), axis=1))
 
 
+@settings(max_examples=20, deadline=None)
+@given(st.integers(0, 2**16), st.data(), st.sampled_from([None, 8.0, 30.0]), st.integers(1, 5), st.booleans())
+def test_plane_tile_median_equals_numpy_on_the_sub_grid_for_any_chunking(seed, data, tile_um, step, with_mask):
+    rng = np.random.default_rng(seed)
+    shape = (4, 23, 19)
+    img = rng.integers(0, 1000, size=shape).astype(np.uint16)
+    mask = rng.random(shape) > 0.3 if with_mask else np.ones(shape, bool)
+    spacing = (5.0, 2.0, 2.0)
+    chunks = tuple(data.draw(partitions(n)) for n in shape)  # chunks thinner than the step included
+    got = plane_tile_median(da.from_array(img, chunks=chunks), spacing, tile_um=tile_um, step=step,
+                            mask=da.from_array(mask, chunks=chunks[::-1][::-1]) if with_mask else None)
+    tile = shape[1:] if tile_um is None else (int(round(tile_um / 2.0)),) * 2
+    assert got.shape == (4, -(-shape[1] // tile[0]), -(-shape[2] // tile[1]))
+    for z, a, b in np.ndindex(got.shape):
+        ys = [y for y in range(0, shape[1], step) if y // tile[0] == a]
+        xs = [x for x in range(0, shape[2], step) if x // tile[1] == b]
+        vals = img[z][np.ix_(ys, xs)][mask[z][np.ix_(ys, xs)]]
+        if vals.size:
+            assert got[z, a, b] == np.median(vals.astype(np.float32))
+        else:
+            assert np.isnan(got[z, a, b])
+
+
 def test_remove_plane_background_divides_each_plane_and_tile():
     rng = np.random.default_rng(4)
     img = rng.uniform(50, 150, size=(4, 20, 30)).astype(np.float32)
@@ -282,3 +305,38 @@ def test_channel_factor_equals_the_float64_formula(seed, shape, step, with_level
     high = (b > np.quantile(b, 0.9)) & (b > b_med)
     want = max(np.median((s[high] - s_med) / (b[high] - b_med)), 0.0) if high.any() else 0.0
     assert got == want
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(0, 2**16), st.integers(1, 4), st.integers(20, 400), st.booleans())
+def test_channel_factor_within_a_sample_budget_equals_the_formula_on_the_thinned_sub_grid(seed, step, budget,
+                                                                                           with_levels):
+    rng = np.random.default_rng(seed)
+    shape = (7, 30, 26)
+    bg = rng.integers(90, 130, shape).astype(np.uint16)
+    bg = bg + (rng.random(shape) < 0.2) * rng.integers(100, 2000, shape).astype(np.uint16)
+    img = (bg * 0.7 + rng.integers(50, 80, shape)).astype(np.uint16)
+    spacing = (5.0, 2.0, 2.0)
+    lev = rng.uniform(0.5, 300.0, (shape[0], 1, 1)) if with_levels else None
+    blev = rng.uniform(0.5, 300.0, (shape[0], 1, 1)) if with_levels else None
+    got = estimate_channel_factor(da.from_array(img, chunks=(3, 11, 9)), da.from_array(bg, chunks=(2, 30, 13)),
+                                  step=step, quantile=0.8, levels=lev, bg_levels=blev, spacing=spacing,
+                                  max_samples=budget)
+    # the smallest f whose sub-grid (every f-th plane, every f * step-th voxel along y and x) fits the budget
+    f = next(f for f in range(1, 100)
+             if -(-7 // f) * -(-30 // (f * step)) * -(-26 // (f * step)) <= budget or f * step >= 30)
+    sel = (slice(None, None, f), slice(None, None, f * step), slice(None, None, f * step))
+    s, b = img[sel].astype(np.float32), bg[sel].astype(np.float32)
+    assert s.size <= budget or f * step >= 30
+    if with_levels:
+        s = s / np.maximum(lev[::f].astype(np.float32), np.float32(1.0))
+        b = b / np.maximum(blev[::f].astype(np.float32), np.float32(1.0))
+    s, b = s.astype(np.float64).ravel(), b.astype(np.float64).ravel()
+    b_med, s_med = np.median(b), np.median(s)
+    high = (b > np.quantile(b, 0.8)) & (b > b_med)
+    want = max(np.median((s[high] - s_med) / (b[high] - b_med)), 0.0) if high.any() else 0.0
+    assert got == want
+    full = estimate_channel_factor(img, bg, step=step, quantile=0.8, levels=lev, bg_levels=blev, spacing=spacing,
+                                   max_samples=None)
+    assert full == estimate_channel_factor(img, bg, step=step, quantile=0.8, levels=lev, bg_levels=blev,
+                                           spacing=spacing, max_samples=10**9)

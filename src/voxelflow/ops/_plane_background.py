@@ -20,24 +20,31 @@ __all__ = ["plane_tile_median", "remove_plane_background", "checked_levels"]
 
 
 def _median_block(block, start, tile, step, n_tiles, mask):
-    """Sub-grid samples of one chunk grouped by (plane, tile y, tile x): dict key -> values."""
+    """Sub-grid samples of one chunk grouped by (plane, tile y, tile x): dict key -> float32 values."""
     z0, y0, x0 = start
     # the sub-grid is global (every ``step`` voxels from 0), so samples do not depend on chunking
-    ys = np.arange(-(-y0 // step) * step, y0 + block.shape[1], step) - y0
-    xs = np.arange(-(-x0 // step) * step, x0 + block.shape[2], step) - x0
-    sub = np.asarray(block)[:, ys][:, :, xs].astype(np.float32)
-    keep = np.ones(sub.shape, bool) if mask is None else np.asarray(mask)[:, ys][:, :, xs].astype(bool)
-    ty = (ys + y0) // tile[0]
-    tx = (xs + x0) // tile[1]
+    fy, fx = -(-y0 // step) * step - y0, -(-x0 // step) * step - x0
+    sub = np.asarray(block)[:, fy::step, fx::step]
+    keep = None if mask is None else np.asarray(mask)[:, fy::step, fx::step].astype(bool)
     out = {}
-    for iz in range(sub.shape[0]):
-        for a in np.unique(ty):
-            for b in np.unique(tx):
-                sel = keep[iz][np.ix_(ty == a, tx == b)]
-                vals = sub[iz][np.ix_(ty == a, tx == b)][sel]
+    for a, ya, yb in _tile_runs(np.arange(fy, block.shape[1], step) + y0, tile[0]):
+        for b, xa, xb in _tile_runs(np.arange(fx, block.shape[2], step) + x0, tile[1]):
+            part = sub[:, ya:yb, xa:xb]
+            for iz in range(sub.shape[0]):
+                vals = part[iz] if keep is None else part[iz][keep[iz, ya:yb, xa:xb]]
                 if vals.size:
-                    out[(z0 + iz, int(a), int(b))] = vals
+                    out[(z0 + iz, a, b)] = vals.astype(np.float32).ravel()
     return out
+
+
+def _tile_runs(pos: np.ndarray, tile: int):
+    """(tile index, first, stop) of the runs of sampled positions ``pos`` (increasing) that share a tile."""
+    if not len(pos):
+        return []
+    t = pos // tile
+    cuts = np.flatnonzero(np.diff(t)) + 1
+    edges = np.concatenate([[0], cuts, [len(t)]]).astype(int)
+    return [(int(t[a]), int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
 
 
 def plane_tile_median(img, spacing, *, tile_um: float | None = None, step: int = 4, mask=None) -> np.ndarray:
