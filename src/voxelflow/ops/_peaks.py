@@ -14,7 +14,8 @@ import pandas as pd
 
 from voxelflow.errors import InvalidInputError
 from voxelflow.ops._filter_args import as_length, as_spacing, voxel_lengths
-from voxelflow.ops._halo import iter_blocks, map_regions, padded_region
+from voxelflow.ops._filter_map import filter_recipe, filter_region
+from voxelflow.ops._halo import Block, iter_blocks, map_regions, padded_region
 from voxelflow.ops._kernels import _compile, extremum_axis
 from voxelflow.ops._local_threshold import TileStats, tile_thresholds
 
@@ -123,6 +124,12 @@ def _peak_flags(data, core, radii, origin, above):
     return ((data == high) & np.isfinite(data))[core]
 
 
+def _filtered_peaks_block(padded, recipe, region, origin, start, stop, radii, above):
+    """:func:`_peaks_block` of the filter response of ``region`` (3 slices of ``padded``, the block plus the peak
+    box's halo), filtered here from its input."""
+    return _peaks_block(filter_region(padded, recipe, region), origin, start, stop, radii, above)
+
+
 def _peaks_block(padded, origin, start, stop, radii, above):
     data = np.ascontiguousarray(padded, dtype=np.float32)
     core = tuple(slice(a - o, b - o) for a, b, o in zip(start, stop, origin))
@@ -177,11 +184,21 @@ def find_peaks(response, spacing, radius_um: float, foreground=None, *,
         stats, k = threshold
         above = (tile_thresholds(resp.shape, stats, k), tuple(int(t) for t in stats.tile))
     grid = tuple(len(c) for c in resp.chunks)
+    recipe = filter_recipe(resp)
     plan = []
     for block in iter_blocks(resp.chunks):
         lo, hi = padded_region(block, radii, resp.shape)
-        plan.append((block.index, (lo, hi), _peaks_block, (lo, block.start, block.stop, radii, above)))
-    per_block = map_regions(resp, tuple((1,) * n for n in grid), plan, object, "vf-peaks").compute()
+        if recipe is None:
+            plan.append((block.index, (lo, hi), _peaks_block, (lo, block.start, block.stop, radii, above)))
+            continue
+        # a filter output: each task filters its block plus the box's halo from the filter's input, so no
+        # response chunk is held in memory for its neighbours (the voxels are the same, bitwise)
+        flo, fhi = padded_region(Block(block.index, lo, hi), recipe.depth, resp.shape)
+        region = tuple(slice(a - f, b - f) for a, b, f in zip(lo, hi, flo))
+        plan.append((block.index, (flo, fhi), _filtered_peaks_block,
+                     (recipe, region, lo, block.start, block.stop, radii, above)))
+    source = resp if recipe is None else recipe.img
+    per_block = map_regions(source, tuple((1,) * n for n in grid), plan, object, "vf-peaks").compute()
     parts = [p for p in per_block.ravel() if len(p[0])]
     pos = np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, 3), np.int64)
     val = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.float32)
