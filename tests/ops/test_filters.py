@@ -11,6 +11,7 @@ from ops_helpers import partitions
 from voxelflow.errors import InvalidInputError
 from voxelflow.ops import (
     channel_background,
+    channel_levels,
     dog_filter,
     estimate_channel_factor,
     gaussian,
@@ -270,6 +271,10 @@ def test_channel_background_recovers_the_planted_autofluorescence_factor():
         lambda a: remove_plane_background(a, np.ones((1, 1, 1)), (5, 2, 2)),
         lambda a: channel_background(a, a, levels=np.ones((4, 1, 1))),
         lambda a: channel_background(a, a, levels=np.ones((3, 1, 1)), spacing=(5, 2, 2)),
+        lambda a: channel_levels(a, a[:, :2], (5, 2, 2)),
+        lambda a: channel_levels(a[0], a[0], (5, 2, 2)),
+        lambda a: channel_levels(a, a, (5, 2, 2), step=0),
+        lambda a: estimate_channel_factor(a, a, max_samples=0),
     ],
 )
 def test_bad_arguments_raise_a_clear_error(call):
@@ -340,3 +345,30 @@ def test_channel_factor_within_a_sample_budget_equals_the_formula_on_the_thinned
                                    max_samples=None)
     assert full == estimate_channel_factor(img, bg, step=step, quantile=0.8, levels=lev, bg_levels=blev,
                                            spacing=spacing, max_samples=10**9)
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(0, 2**16), st.data(), st.sampled_from([None, 10.0, 30.0]), st.integers(1, 4),
+       st.sampled_from([None, 40, 300]), st.booleans())
+def test_channel_levels_equal_the_levels_and_factor_read_apart(seed, data, tile_um, step, budget, with_mask):
+    rng = np.random.default_rng(seed)
+    shape = (6, 27, 23)
+    bg = rng.integers(90, 130, shape).astype(np.uint16)
+    bg = bg + (rng.random(shape) < 0.2) * rng.integers(100, 2000, shape).astype(np.uint16)
+    gain = rng.uniform(0.5, 2.0, (shape[0], 1, 1))  # planes brighter or darker in both channels
+    img = ((bg * 0.7 + rng.integers(50, 80, shape)) * gain).astype(np.uint16)
+    bg = (bg * gain).astype(np.uint16)
+    spacing = (5.0, 2.0, 2.0)
+    mask = rng.random(shape) > 0.3 if with_mask else None
+    chunks = tuple(data.draw(partitions(n)) for n in shape)
+    a = da.from_array(img, chunks=chunks)
+    b = da.from_array(bg, chunks=tuple(data.draw(partitions(n)) for n in shape))  # rechunked to the image's
+    levels, bg_levels, factor = channel_levels(a, b, spacing, tile_um=tile_um, step=step, mask=mask, quantile=0.8,
+                                               max_samples=budget)
+    want_a = plane_tile_median(img, spacing, tile_um=tile_um, step=step, mask=mask)
+    want_b = plane_tile_median(bg, spacing, tile_um=tile_um, step=step, mask=mask)
+    np.testing.assert_array_equal(levels, want_a)
+    np.testing.assert_array_equal(bg_levels, want_b)
+    assert factor == estimate_channel_factor(img, bg, step=step, mask=mask, quantile=0.8, levels=want_a,
+                                             bg_levels=want_b, spacing=spacing, tile_um=tile_um, max_samples=budget)
+    assert factor > 0

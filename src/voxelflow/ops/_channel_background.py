@@ -14,7 +14,7 @@ from voxelflow.ops._filter_args import as_image, as_spacing, tile_shape
 from voxelflow.ops._kernels import _compile
 from voxelflow.ops._plane_background import checked_levels
 
-__all__ = ["estimate_channel_factor", "channel_background"]
+__all__ = ["estimate_channel_factor", "channel_background", "factor_of_samples", "sub_grid_steps", "FACTOR_SAMPLES"]
 
 
 #: Default sample budget of :func:`estimate_channel_factor`: enough for a stable median of the top 0.5 %
@@ -64,7 +64,7 @@ def estimate_channel_factor(img, bg, *, quantile: float = 0.995, step: int = 4, 
     with_levels = levels is not None or bg_levels is not None
     if with_levels and (img.ndim != 3 or spacing is None):
         raise InvalidInputError("estimate_channel_factor with plane levels needs a 3-D image and its spacing")
-    zs, ys = _sub_grid_steps(img.shape, int(step), max_samples)
+    zs, ys = sub_grid_steps(img.shape, int(step), max_samples)
     sel = (Ellipsis, slice(None, None, ys), slice(None, None, ys))
     if img.ndim == 3:
         sel = (slice(None, None, zs),) + sel[1:]
@@ -74,13 +74,21 @@ def estimate_channel_factor(img, bg, *, quantile: float = 0.995, step: int = 4, 
         tile = tile_shape(tile_um, as_spacing(spacing, 3), img.shape)
         s, b = (x if v is None else _divide_sub_grid(x, checked_levels(v, img.shape, tile, name)[::zs], tile, ys)
                 for x, v, name in ((s, levels, "levels"), (b, bg_levels, "bg_levels")))
+    if keep:
+        k = keep[0].astype(bool).ravel()
+        s, b = s.ravel()[k], b.ravel()[k]
+    return factor_of_samples(s, b, quantile)
+
+
+def factor_of_samples(s: np.ndarray, b: np.ndarray, quantile: float) -> float:
+    """:func:`estimate_channel_factor` of the sampled signal ``s`` and background ``b`` (same shape, any order).
+
+    Returns 0.0 when there is no sample or no bright background structure.
+    """
     # the medians partition float32 samples when that dtype holds them exactly (uint16, the level-divided grid)
     exact = np.float32 if np.can_cast(np.result_type(s, b), np.float32, "safe") else np.float64
     s = np.asarray(s, dtype=exact).ravel()
     b = np.asarray(b, dtype=exact).ravel()
-    if keep:
-        k = keep[0].astype(bool).ravel()
-        s, b = s[k], b[k]
     if s.size == 0:
         return 0.0
     b_med, s_med = _median64(b), _median64(s)
@@ -92,7 +100,7 @@ def estimate_channel_factor(img, bg, *, quantile: float = 0.995, step: int = 4, 
     return float(max(np.median((s[high].astype(np.float64) - s_med) / (b64[high] - b_med)), 0.0))
 
 
-def _sub_grid_steps(shape, step: int, max_samples: int | None) -> tuple[int, int]:
+def sub_grid_steps(shape, step: int, max_samples: int | None) -> tuple[int, int]:
     """Steps (along z, along y and x) of the factor's sub-grid: ``(f, f * step)`` with the smallest ``f >= 1``
     whose sub-grid holds at most ``max_samples`` voxels."""
     if step < 1:
