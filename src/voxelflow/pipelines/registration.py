@@ -270,8 +270,8 @@ def register_only(config, *, progress: bool = True, stream=None) -> dict:
     out_dir.mkdirs()
     bar = progress_bar(progress, stream)
     run = Runner(cache, on_result=progress_printer(stream, bar) if progress else None)
+    folder = out_dir / REGISTRATION_FOLDER
     with run_folder_lock(out_dir), bar:
         atlas = register_atlas(run, config, scan, out_dir, stream, progress)
-    folder = out_dir / REGISTRATION_FOLDER
-    write_beside(folder, lambda work: write_files(work, atlas.files))
+        write_beside(folder, lambda work: write_files(work, atlas.files))
     return dict(atlas.registration["mapping"]["qc"], folder=folder.url)
