@@ -124,9 +124,7 @@ def front_end(sig, bg, spacing, diameter):
         t[name] = {"wall": time.perf_counter() - t0, "cpu": _cpu_s() - c0}
         return out
 
-    lev_s, lev_b = stage("levels", lambda: (ops.plane_tile_median(sig, spacing), ops.plane_tile_median(bg, spacing)))
-    factor = stage("factor", lambda: ops.estimate_channel_factor(sig, bg, levels=lev_s, bg_levels=lev_b,
-                                                                 spacing=spacing))
+    lev_s, lev_b, factor = stage("levels_factor", lambda: ops.channel_levels(sig, bg, spacing))
     response = ops.log_filter(ops.channel_background(sig, bg, factor=factor, levels=lev_s, bg_levels=lev_b,
                                                      spacing=spacing), sigma, spacing)
     stats = stage("threshold_stats", lambda: ops.tile_stats(response, spacing))
