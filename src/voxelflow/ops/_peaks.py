@@ -39,14 +39,15 @@ DIRECT_BOX_VOXELS = 125
 
 
 @_compile
-def _direct_peaks(data, z0, z1, y0, y1, x0, x1, rz, ry, rx, thr_rows, row_of, flags):
-    """``flags[core voxel] = True`` where the value is finite, above its threshold and no voxel of its box
-    (clipped to the block) above its own threshold is larger.
+def _direct_peaks(data, z0, z1, y0, y1, x0, x1, rz, ry, rx, thr_rows, row_of):
+    """Positions (n, 3) in the block, in C order, of the core voxels whose value is finite, above its threshold,
+    and not below any voxel of its box (clipped to the block) that is above its own threshold.
 
     ``thr_rows[row_of[z, y], x]`` is the threshold of voxel (z, y, x) of the block (-inf: none).
     """
     nz, ny, nx = data.shape
     count = 0
+    found = np.empty((64, 3), np.int64)
     for z in range(z0, z1):
         za, zb = max(z - rz, 0), min(z + rz + 1, nz)
         for y in range(y0, y1):
@@ -72,9 +73,13 @@ def _direct_peaks(data, z0, z1, y0, y1, x0, x1, rz, ry, rx, thr_rows, row_of, fl
                     if not peak:
                         break
                 if peak:
-                    flags[z - z0, y - y0, x - x0] = True
+                    if count == found.shape[0]:
+                        grown = np.empty((2 * count, 3), np.int64)
+                        grown[:count] = found
+                        found = grown
+                    found[count, 0], found[count, 1], found[count, 2] = z, y, x
                     count += 1
-    return count
+    return found[:count]
 
 
 def _block_thresholds(shape, origin, above):
@@ -105,14 +110,12 @@ def _drop_below(data, thr, z0, y0, x0, ty, tx):
                     row[x] = low
 
 
-def _peak_flags(data, core, radii, origin, above):
-    """Core voxels that are finite, above their threshold and the maximum of their box, as a bool array of the
-    core's shape."""
+def _peak_positions(data, core, radii, origin, above):
+    """Positions (n, 3) int64 in the block, in C order, of the core voxels that are finite, above their threshold
+    and the maximum of their box."""
     if np.prod([2 * r + 1 for r in radii]) <= DIRECT_BOX_VOXELS:
-        flags = np.zeros(tuple(c.stop - c.start for c in core), bool)
-        _direct_peaks(data, *(v for c in core for v in (c.start, c.stop)), *radii,
-                      *_block_thresholds(data.shape, origin, above), flags)
-        return flags
+        return _direct_peaks(data, *(v for c in core for v in (c.start, c.stop)), *radii,
+                             *_block_thresholds(data.shape, origin, above))
     if above is not None:
         data = data.copy()
         _drop_below(data, above[0], *(int(o) for o in origin), *above[1])
@@ -121,7 +124,8 @@ def _peak_flags(data, core, radii, origin, above):
     high = data
     for axis, r in enumerate(radii):
         high = extremum_axis(np.ascontiguousarray(high), r, axis, "nearest", True)
-    return ((data == high) & np.isfinite(data))[core]
+    flags = ((data == high) & np.isfinite(data))[core]
+    return np.argwhere(flags) + np.array([c.start for c in core], dtype=np.int64)
 
 
 def _filtered_peaks_block(padded, recipe, region, origin, start, stop, radii, above):
@@ -133,7 +137,7 @@ def _filtered_peaks_block(padded, recipe, region, origin, start, stop, radii, ab
 def _peaks_block(padded, origin, start, stop, radii, above):
     data = np.ascontiguousarray(padded, dtype=np.float32)
     core = tuple(slice(a - o, b - o) for a, b, o in zip(start, stop, origin))
-    local = np.argwhere(_peak_flags(data, core, radii, origin, above)) + np.array([c.start for c in core], dtype=np.int64)
+    local = _peak_positions(data, core, radii, origin, above)
     values = data[tuple(local.T)]
     out = np.empty((1, 1, 1), dtype=object)
     out.flat[0] = (local + np.asarray(origin, dtype=np.int64), values)
