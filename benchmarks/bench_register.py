@@ -13,13 +13,6 @@ random points inside the brain), hemisphere agreement (split by the registered
 midline as the pipeline does; ``hemisphere_unfilled`` from the warped hemisphere
 image alone, 0 outside the atlas brain), seconds and CPU seconds.
 
-``counts``: for each seed, a synthetic experiment (atlas folder, two-channel
-scan with planted plaques away from region boundaries, configuration) run end
-to end through the plaque pipeline with the atlas registered by voxelflow;
-printed: planted objects, per-region count error (largest relative error over
-regions with at least 10 planted objects), objects whose region / hemisphere
-is right.
-
 ``speed``: one pair at a given atlas resolution (50 um ~ 10 MVox, 25 um ~
 80 MVox), the scan made directly at the atlas resolution (the registration
 input size is what matters). The pair is made once in its own process and
@@ -32,7 +25,8 @@ Dice and landmark error against the planted truth, load average before and
 after (the machine is shared: compare CPU seconds).
 
 Run: ``python benchmarks/bench_register.py accuracy --pairs 5 --resolution 200``
-and ``python benchmarks/bench_register.py speed --resolution 50``. Report the
+and ``python benchmarks/bench_register.py speed --resolution 50``. Counts end to end
+through ``voxelflow run``: ``benchmarks/bench_register_counts.py``. Report the
 figures with ``uptime`` load: the machine is shared.
 """
 
@@ -182,39 +176,9 @@ def speed(resolution: float, seed: int) -> None:
               f"{got['load_after']}")
 
 
-def counts_pair(resolution: float, seed: int) -> dict:
-    import tempfile
-
-    import pandas as pd
-
-    from voxelflow.pipelines.config import load_config
-    from voxelflow.pipelines.run import run_pipeline
-    from voxelflow.synth_atlas import write_synthetic_experiment
-
-    with tempfile.TemporaryDirectory() as tmp:
-        exp = write_synthetic_experiment(tmp, resolution=resolution, seed=seed, n_objects=400, orientation=None,
-                                         factors=None)
-        t0 = time.perf_counter()
-        result = run_pipeline(load_config(exp["config"]), progress=False)
-        seconds = time.perf_counter() - t0
-        truth = exp["truth"]
-        got = result.regions.set_index("id")
-        planted = truth.groupby("region_id").size()
-        rel = [abs(got.loc[r, "count_self"] - n) / n for r, n in planted.items() if n >= 10]
-        objects = result.objects
-        found = objects[["z", "y", "x"]].to_numpy()
-        nearest = np.argmin(np.linalg.norm(found[:, None] - truth[["z", "y", "x"]].to_numpy()[None], axis=2), axis=1)
-        matched = truth.iloc[nearest]
-        side = pd.Series(objects["hemisphere"].to_numpy() == matched["hemisphere"].to_numpy())
-        return {"seed": seed, "orientation": exp["synthetic"].orientation, "planted": len(truth),
-                "found": len(objects), "regions_10plus": len(rel), "max_rel_count_error": max(rel, default=0.0),
-                "region_right": float((objects["region_id"].to_numpy() == matched["region_id"].to_numpy()).mean()),
-                "hemisphere_right": float(side.mean()), "seconds": seconds}
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("mode", choices=("accuracy", "counts", "speed", "prepare", "speed-case"))
+    ap.add_argument("mode", choices=("accuracy", "speed", "prepare", "speed-case"))
     ap.add_argument("--pairs", type=int, default=5)
     ap.add_argument("--resolution", type=float, default=200.0)
     ap.add_argument("--first-seed", type=int, default=10)
@@ -235,10 +199,6 @@ def main() -> None:
                and r["landmark_vox"] <= 1.0 and r["hemisphere"] >= 0.99 and r["qc"] == "accepted"]
         print(f"GOALS (Dice >= 0.85, >= 0.9 above 1000 atlas voxels, landmark <= 1 voxel, hemisphere >= 99 %, "
               f"QC accepted) met by {len(met)} of {len(rows)} pairs: seeds {met}")
-    elif args.mode == "counts":
-        for seed in range(args.first_seed, args.first_seed + args.pairs):
-            print(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
-                           for k, v in counts_pair(args.resolution, seed).items()), flush=True)
     elif args.mode == "prepare":
         prepare_pair(args.resolution, args.first_seed, DATA / f"register_{args.resolution:g}um_seed{args.first_seed}")
         emit({"prepared": True})

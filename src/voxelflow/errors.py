@@ -107,6 +107,10 @@ class EmptyResultError(VoxelflowError, ValueError):
     """A pipeline stage produced nothing where something was required."""
 
 
+class RunFolderBusyError(VoxelflowError, OSError):
+    """Another process is running a pipeline into the same run folder."""
+
+
 # --- atlas registration ------------------------------------------------------
 
 

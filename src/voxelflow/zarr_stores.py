@@ -1,18 +1,27 @@
-"""zarr 3 store wrappers that need no knowledge of images: a store whose absent chunks are errors.
+"""zarr 3 store wrappers that need no knowledge of images.
 
-zarr returns the fill value for a chunk that has no file, which is how it saves
-space for empty chunks. voxelflow writes every chunk of its own arrays
-(``write_empty_chunks``), so for them an absent chunk means a lost file, and
-reading it as zeros would be a silently wrong result.
+:class:`CompleteChunkStore` makes absent chunks errors. zarr returns the fill
+value for a chunk that has no file, which is how it saves space for empty
+chunks. voxelflow writes every chunk of its own arrays (``write_empty_chunks``),
+so for them an absent chunk means a lost file, and reading it as zeros would be
+a silently wrong result.
+
+:class:`WriteGate` stops a failed write from writing on. zarr writes chunks and
+metadata documents concurrently; when one fails, the call raises while its
+siblings are still running, and so do the other tasks of a failed
+``dask.array.store``. Their files would land in a folder that the caller is
+already removing, retrying or restarting.
 """
 
 from __future__ import annotations
+
+import threading
 
 from zarr.storage import WrapperStore
 
 from voxelflow.errors import MissingChunkError
 
-__all__ = ["METADATA_KEYS", "CompleteChunkStore"]
+__all__ = ["METADATA_KEYS", "CompleteChunkStore", "WriteGate", "WriteGateClosedError"]
 
 #: Names of zarr metadata documents (absent ones are normal: zarr probes for several formats).
 METADATA_KEYS = ("zarr.json", ".zarray", ".zattrs", ".zgroup", ".zmetadata")
@@ -54,3 +63,96 @@ class CompleteChunkStore(WrapperStore):
         key_ranges = list(key_ranges)
         values = await self._store.get_partial_values(prototype, key_ranges)
         return [self._check(key, v) for (key, _), v in zip(key_ranges, values)]
+
+
+class WriteGateClosedError(RuntimeError):
+    """A write reached a :class:`WriteGate` after the write it belongs to had failed."""
+
+
+class _GateState:
+    def __init__(self):
+        self.cond = threading.Condition()
+        self.busy = 0
+        self.closed = False
+
+
+class WriteGate(WrapperStore):
+    """Wrap a store so that, after a failure, no write starts and none is left running.
+
+    Every ``set`` and ``delete`` is counted while it runs. :meth:`close_and_wait`
+    refuses every later write with :class:`WriteGateClosedError` and returns once
+    the writes in flight have finished, so the caller can remove or reuse the
+    folder. The count lives in this process: a gate sent to another process
+    (distributed workers) arrives open and guards only that copy's writes.
+
+    Parameters
+    ----------
+    store : zarr.abc.store.Store
+    """
+
+    def __init__(self, store, _state: _GateState | None = None):
+        super().__init__(store)
+        self._state = _state or _GateState()
+
+    def _with_store(self, store):
+        return type(self)(store, self._state)  # views of the store (read-only, ...) share the gate
+
+    def __getstate__(self):
+        return {"_store": self._store}
+
+    def __setstate__(self, state):
+        self.__init__(state["_store"])
+
+    def close_and_wait(self) -> None:
+        """Refuse further writes and return once no write is in progress."""
+        state = self._state
+        with state.cond:
+            state.closed = True
+            state.cond.wait_for(lambda: state.busy == 0)
+
+    def _enter(self, key: str) -> None:
+        state = self._state
+        with state.cond:
+            if state.closed:
+                raise WriteGateClosedError(f"not writing {key!r}: the write it belongs to has failed")
+            state.busy += 1
+
+    def _leave(self) -> None:
+        state = self._state
+        with state.cond:
+            state.busy -= 1
+            state.cond.notify_all()
+
+    async def set(self, key, value):
+        self._enter(key)
+        try:
+            await self._store.set(key, value)
+        finally:
+            self._leave()
+
+    async def set_if_not_exists(self, key, value):
+        self._enter(key)
+        try:
+            await self._store.set_if_not_exists(key, value)
+        finally:
+            self._leave()
+
+    async def _set_many(self, values):
+        # the wrapped store's own _set_many would bypass the count
+        import asyncio
+
+        await asyncio.gather(*(self.set(key, value) for key, value in values))
+
+    async def delete(self, key):
+        self._enter(key)
+        try:
+            await self._store.delete(key)
+        finally:
+            self._leave()
+
+    async def delete_dir(self, prefix):
+        self._enter(prefix)
+        try:
+            await self._store.delete_dir(prefix)
+        finally:
+            self._leave()

@@ -603,3 +603,35 @@ def test_sigkill_during_the_swap_then_rerun(good_run, tmp_path):
     assert coarse and {k: v for k, v in digest(run).items() if k in coarse} == coarse
     cached = [s["cached"] for s in record["steps"]]
     assert sum(cached) >= len(cached) - 1, record["steps"]
+
+
+_HOLD_RUN_FOLDER = """
+import sys
+from voxelflow.paths import VPath
+from voxelflow.pipelines.run_lock import run_folder_lock
+
+with run_folder_lock(VPath(sys.argv[1])):
+    print("held", flush=True)
+    sys.stdin.read()
+"""
+
+
+@pytest.mark.timeout(300)
+def test_a_second_run_into_a_folder_in_use_is_refused(good_run, tmp_path, capsys):
+    scan, atlas, regions, run = _copy_run(good_run, tmp_path)
+    before = digest(run)
+    config = _config(tmp_path, scan, "", "", run)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_RUN_FOLDER, str(run)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert main(["run", str(config), "--quiet", "--no-report"]) == 2
+        assert f"process {holder.pid} is running a pipeline into it" in capsys.readouterr().err
+        assert digest(run) == before  # not even a run-failed.json: the folder belongs to the other run
+        assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".out")) == [".out.lock"]
+    finally:
+        holder.communicate("", timeout=60)
+    assert main(["run", str(config), "--quiet", "--no-report"]) == 0
+    assert not (run / "regions.csv").exists()
+    assert not any(p.name.startswith(".out") for p in tmp_path.iterdir())

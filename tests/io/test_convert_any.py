@@ -104,7 +104,7 @@ def test_interrupted_conversion_resumes_without_rewriting(tmp_path, monkeypatch)
     assert not out.exists()
     partial = tmp_path / ".r.ome.zarr.partial"
     kept = chunk_files(partial)
-    done = {tuple(map(int, line.split(","))) for line in (partial / ".voxelflow-ledger.done").read_text().split()}
+    done = {tuple(map(int, line.split()[1].split(","))) for line in (partial / ".voxelflow-ledger.done").read_text().splitlines()}
     slabs = {z for z, _, _ in done}  # z-slabs of 8 planes finished before the one holding plane 20
     assert slabs and 2 not in slabs and done == {(z, y, x) for z in slabs for y in (0, 1) for x in (0, 1)}
     assert len(kept) == len(done)
@@ -230,3 +230,69 @@ def test_bigstitcher_channel_named_by_number(tmp_path):
     arr, meta = open_ome_zarr(str(out))
     assert meta.axes == ("z", "y", "x") and meta.scale == (2.0, 0.5, 0.5)
     np.testing.assert_array_equal(arr.compute(), vols[0][1])  # the channel named "0", not index 0
+
+
+def test_tasks_finishing_after_a_failure_mark_no_chunk_done(tmp_path, monkeypatch):
+    """Chunks whose tasks were still running when another chunk failed are neither stored nor recorded.
+
+    Recording a chunk the failed write did not store would make the resumed write
+    read it back as zeros.
+    """
+    import threading
+
+    from voxelflow.io.ome_zarr import levels as levels_module
+
+    vol = lightsheet_volume((16, 16, 16), seed=9)
+    folder = write_planes(tmp_path / "planes", vol)
+    out = tmp_path / "c.ome.zarr"
+    real_task = levels_module._write_and_reduce
+    all_running, release, ended = threading.Barrier(4, timeout=30), threading.Event(), []
+
+    def task(*args, block_info=None, **kwargs):
+        all_running.wait()  # the four slab tasks run at once
+        if block_info[0]["chunk-location"][0] == 0:
+            raise OSError("first slab failed")
+        release.wait(30)  # the others go on after the failure has been raised
+        try:
+            return real_task(*args, block_info=block_info, **kwargs)
+        finally:
+            ended.append(1)
+
+    monkeypatch.setattr(levels_module, "_write_and_reduce", task)
+    with dask.config.set(scheduler="threads", num_workers=4), pytest.raises(OSError, match="first slab"):
+        convert_to_ome_zarr(str(folder), out, scale_um=1.0, levels=2, chunks=(4, 16, 16))
+    release.set()
+    pause = threading.Event()
+    for _ in range(3000):
+        if len(ended) == 3:
+            break
+        pause.wait(0.01)
+    assert len(ended) == 3
+    monkeypatch.setattr(levels_module, "_write_and_reduce", real_task)
+    convert_to_ome_zarr(str(folder), out, scale_um=1.0, levels=2, chunks=(4, 16, 16))
+    np.testing.assert_array_equal(open_ome_zarr(str(out))[0].compute(), vol)
+
+
+def test_a_finished_chunk_lost_before_the_resume_is_an_error(tmp_path, monkeypatch):
+    from voxelflow.errors import MissingChunkError
+
+    vol = lightsheet_volume((32, 32, 32), seed=8)
+    folder = write_planes(tmp_path / "planes", vol)
+    out = tmp_path / "r.ome.zarr"
+    real = planes_module.PlaneStack.read_plane
+
+    def failing(self, name):
+        if name.endswith("Z0020.tif"):
+            raise OSError("disk went away")
+        return real(self, name)
+
+    monkeypatch.setattr(planes_module.PlaneStack, "read_plane", failing)
+    with dask.config.set(scheduler="sync"), pytest.raises(OSError, match="disk went away"):
+        convert_to_ome_zarr(str(folder), out, scale_um=1.0, levels=2, chunks=(8, 16, 16))
+    monkeypatch.setattr(planes_module.PlaneStack, "read_plane", real)
+    partial = tmp_path / ".r.ome.zarr.partial"
+    first = (partial / ".voxelflow-ledger.done").read_text().splitlines()[0].split()[1].replace(",", "/")
+    (partial / "0" / "c" / first).unlink()  # a finished chunk, recorded in the ledger
+    with pytest.raises(MissingChunkError, match=f"0/c/{first}"):
+        convert_to_ome_zarr(str(folder), out, scale_um=1.0, levels=2, chunks=(8, 16, 16))
+    assert not out.exists()

@@ -11,6 +11,7 @@ from ops_helpers import partitions
 from voxelflow.errors import InvalidInputError
 from voxelflow.ops import (
     channel_background,
+    channel_levels,
     dog_filter,
     estimate_channel_factor,
     gaussian,
@@ -140,6 +141,29 @@ def test_plane_tile_median_equals_numpy_on_the_sub_grid():
     np.testing.assert_allclose(whole[:, 0, 0], np.median(img.reshape(5, -1), axis=1))
 
 
+@settings(max_examples=20, deadline=None)
+@given(st.integers(0, 2**16), st.data(), st.sampled_from([None, 8.0, 30.0]), st.integers(1, 5), st.booleans())
+def test_plane_tile_median_equals_numpy_on_the_sub_grid_for_any_chunking(seed, data, tile_um, step, with_mask):
+    rng = np.random.default_rng(seed)
+    shape = (4, 23, 19)
+    img = rng.integers(0, 1000, size=shape).astype(np.uint16)
+    mask = rng.random(shape) > 0.3 if with_mask else np.ones(shape, bool)
+    spacing = (5.0, 2.0, 2.0)
+    chunks = tuple(data.draw(partitions(n)) for n in shape)  # chunks thinner than the step included
+    got = plane_tile_median(da.from_array(img, chunks=chunks), spacing, tile_um=tile_um, step=step,
+                            mask=da.from_array(mask, chunks=chunks[::-1][::-1]) if with_mask else None)
+    tile = shape[1:] if tile_um is None else (int(round(tile_um / 2.0)),) * 2
+    assert got.shape == (4, -(-shape[1] // tile[0]), -(-shape[2] // tile[1]))
+    for z, a, b in np.ndindex(got.shape):
+        ys = [y for y in range(0, shape[1], step) if y // tile[0] == a]
+        xs = [x for x in range(0, shape[2], step) if x // tile[1] == b]
+        vals = img[z][np.ix_(ys, xs)][mask[z][np.ix_(ys, xs)]]
+        if vals.size:
+            assert got[z, a, b] == np.median(vals.astype(np.float32))
+        else:
+            assert np.isnan(got[z, a, b])
+
+
 def test_remove_plane_background_divides_each_plane_and_tile():
     rng = np.random.default_rng(4)
     img = rng.uniform(50, 150, size=(4, 20, 30)).astype(np.float32)
@@ -247,6 +271,10 @@ def test_channel_background_recovers_the_planted_autofluorescence_factor():
         lambda a: remove_plane_background(a, np.ones((1, 1, 1)), (5, 2, 2)),
         lambda a: channel_background(a, a, levels=np.ones((4, 1, 1))),
         lambda a: channel_background(a, a, levels=np.ones((3, 1, 1)), spacing=(5, 2, 2)),
+        lambda a: channel_levels(a, a[:, :2], (5, 2, 2)),
+        lambda a: channel_levels(a[0], a[0], (5, 2, 2)),
+        lambda a: channel_levels(a, a, (5, 2, 2), step=0),
+        lambda a: estimate_channel_factor(a, a, max_samples=0),
     ],
 )
 def test_bad_arguments_raise_a_clear_error(call):
@@ -282,3 +310,65 @@ def test_channel_factor_equals_the_float64_formula(seed, shape, step, with_level
     high = (b > np.quantile(b, 0.9)) & (b > b_med)
     want = max(np.median((s[high] - s_med) / (b[high] - b_med)), 0.0) if high.any() else 0.0
     assert got == want
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(0, 2**16), st.integers(1, 4), st.integers(20, 400), st.booleans())
+def test_channel_factor_within_a_sample_budget_equals_the_formula_on_the_thinned_sub_grid(seed, step, budget,
+                                                                                           with_levels):
+    rng = np.random.default_rng(seed)
+    shape = (7, 30, 26)
+    bg = rng.integers(90, 130, shape).astype(np.uint16)
+    bg = bg + (rng.random(shape) < 0.2) * rng.integers(100, 2000, shape).astype(np.uint16)
+    img = (bg * 0.7 + rng.integers(50, 80, shape)).astype(np.uint16)
+    spacing = (5.0, 2.0, 2.0)
+    lev = rng.uniform(0.5, 300.0, (shape[0], 1, 1)) if with_levels else None
+    blev = rng.uniform(0.5, 300.0, (shape[0], 1, 1)) if with_levels else None
+    got = estimate_channel_factor(da.from_array(img, chunks=(3, 11, 9)), da.from_array(bg, chunks=(2, 30, 13)),
+                                  step=step, quantile=0.8, levels=lev, bg_levels=blev, spacing=spacing,
+                                  max_samples=budget)
+    # the smallest f whose sub-grid (every f-th plane, every f * step-th voxel along y and x) fits the budget
+    f = next(f for f in range(1, 100)
+             if -(-7 // f) * -(-30 // (f * step)) * -(-26 // (f * step)) <= budget or f * step >= 30)
+    sel = (slice(None, None, f), slice(None, None, f * step), slice(None, None, f * step))
+    s, b = img[sel].astype(np.float32), bg[sel].astype(np.float32)
+    assert s.size <= budget or f * step >= 30
+    if with_levels:
+        s = s / np.maximum(lev[::f].astype(np.float32), np.float32(1.0))
+        b = b / np.maximum(blev[::f].astype(np.float32), np.float32(1.0))
+    s, b = s.astype(np.float64).ravel(), b.astype(np.float64).ravel()
+    b_med, s_med = np.median(b), np.median(s)
+    high = (b > np.quantile(b, 0.8)) & (b > b_med)
+    want = max(np.median((s[high] - s_med) / (b[high] - b_med)), 0.0) if high.any() else 0.0
+    assert got == want
+    full = estimate_channel_factor(img, bg, step=step, quantile=0.8, levels=lev, bg_levels=blev, spacing=spacing,
+                                   max_samples=None)
+    assert full == estimate_channel_factor(img, bg, step=step, quantile=0.8, levels=lev, bg_levels=blev,
+                                           spacing=spacing, max_samples=10**9)
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(0, 2**16), st.data(), st.sampled_from([None, 10.0, 30.0]), st.integers(1, 4),
+       st.sampled_from([None, 40, 300]), st.booleans())
+def test_channel_levels_equal_the_levels_and_factor_read_apart(seed, data, tile_um, step, budget, with_mask):
+    rng = np.random.default_rng(seed)
+    shape = (6, 27, 23)
+    bg = rng.integers(90, 130, shape).astype(np.uint16)
+    bg = bg + (rng.random(shape) < 0.2) * rng.integers(100, 2000, shape).astype(np.uint16)
+    gain = rng.uniform(0.5, 2.0, (shape[0], 1, 1))  # planes brighter or darker in both channels
+    img = ((bg * 0.7 + rng.integers(50, 80, shape)) * gain).astype(np.uint16)
+    bg = (bg * gain).astype(np.uint16)
+    spacing = (5.0, 2.0, 2.0)
+    mask = rng.random(shape) > 0.3 if with_mask else None
+    chunks = tuple(data.draw(partitions(n)) for n in shape)
+    a = da.from_array(img, chunks=chunks)
+    b = da.from_array(bg, chunks=tuple(data.draw(partitions(n)) for n in shape))  # rechunked to the image's
+    levels, bg_levels, factor = channel_levels(a, b, spacing, tile_um=tile_um, step=step, mask=mask, quantile=0.8,
+                                               max_samples=budget)
+    want_a = plane_tile_median(img, spacing, tile_um=tile_um, step=step, mask=mask)
+    want_b = plane_tile_median(bg, spacing, tile_um=tile_um, step=step, mask=mask)
+    np.testing.assert_array_equal(levels, want_a)
+    np.testing.assert_array_equal(bg_levels, want_b)
+    assert factor == estimate_channel_factor(img, bg, step=step, mask=mask, quantile=0.8, levels=want_a,
+                                             bg_levels=want_b, spacing=spacing, tile_um=tile_um, max_samples=budget)
+    assert factor > 0

@@ -114,7 +114,7 @@ def test_rerun_is_cached_and_a_new_k_recomputes_only_what_follows(crop_files, de
     other = run_cell_pipeline(_config(urls, folder / "run_k4", "cells.threshold_k=4",
                                       f"output.cache={folder / 'run' / 'cache'}"), progress=False)
     state = {r.name: r.cached for r in other.records}
-    assert state["detection_response"] and state["threshold_stats"] and state["plane_levels"]
+    assert state["detection_response"] and state["threshold_stats"] and state["channel_levels"]
     assert not state["find_cells"] and not state["foreground_components"]
     # a higher k leaves fewer maxima above the threshold
     assert other.run["cells_before_shape_filter"] < default_run.run["cells_before_shape_filter"]

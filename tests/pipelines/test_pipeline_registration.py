@@ -81,9 +81,11 @@ def test_wrong_orientation_is_a_clear_error_with_qc_pictures(experiment, tmp_pat
     assert code == 2
     err = capsys.readouterr().err
     assert "does not look like orientation 'asr'" in err and "psl" in err
-    assert (tmp_path / "run" / "registration" / "qc_scan_axis0.png").is_file()
+    failed = tmp_path / "run" / "run-failed-registration"
+    assert (failed / "qc_scan_axis0.png").is_file() and str(failed) in err
     record = json.loads((tmp_path / "run" / "run-failed.json").read_text())
     assert record["status"] == "failed" and not (tmp_path / "run" / "regions.csv").exists()
+    assert record["error"].startswith("OrientationError: ") and not (tmp_path / "run" / "registration").exists()
 
 
 def test_empty_channel_is_a_clear_error_with_qc_pictures(experiment, tmp_path, capsys):
@@ -97,7 +99,7 @@ def test_empty_channel_is_a_clear_error_with_qc_pictures(experiment, tmp_path, c
                  f"input.url={tmp_path / 'empty.ome.zarr'}", "--out", str(tmp_path / "run")])
     assert code == 2
     assert "no contrast" in capsys.readouterr().err
-    assert (tmp_path / "run" / "registration" / "qc_scan_axis1.png").is_file()
+    assert (tmp_path / "run" / "run-failed-registration" / "qc_scan_axis1.png").is_file()
 
 
 def test_atlas_url_and_brainglobe_together_are_refused(experiment, tmp_path, capsys):

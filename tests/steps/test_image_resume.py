@@ -176,7 +176,7 @@ def test_sigkill_mid_write_then_rerun_stores_only_the_rest(tmp_path):
     child.wait()
     # a chunk may have been stored and recorded after the last line was read
     ledger = next((node / "parts").glob("*-out0.ome.zarr")) / ".voxelflow-ledger.done"
-    done = {tuple(int(v) for v in line.split(",")) for line in ledger.read_text().splitlines()}
+    done = {tuple(int(v) for v in line.split()[1].split(",")) for line in ledger.read_text().splitlines()}
     assert before <= done and len(done) < 3 * 6 * 6
     rerun = subprocess.run([sys.executable, str(script), str(node), "0"], capture_output=True, text=True, env=env,
                            check=True)

@@ -76,3 +76,40 @@ def test_classify_cells_step_adds_columns_and_follows_the_classifier_file(tmp_pa
     again = run.step(classify_cells, table, os_np, signal, classifier=str(path), stamp=classifier_stamp(path),
                      radius_um=4, name="cells")
     assert run.records[-1].cached is False and again["is_cell"].sum() <= out["is_cell"].sum()
+
+
+def test_a_damaged_scratch_tile_is_an_error_not_wrong_labels(tmp_path, monkeypatch):
+    import glob
+    import os
+
+    import dask
+    import pytest
+
+    from voxelflow import ops
+    from voxelflow.errors import MissingChunkError
+
+    x = np.zeros((8, 16, 16), np.uint8)
+    x[2:5, 3:7, 3:7] = 1
+    real_stitch = ops.stitch
+    damage = {}
+
+    def stitch_after_damage(labels, matches):
+        # the tiles are in the scratch store now; damage one before it is read back
+        files = sorted(glob.glob(os.path.join(str(tmp_path / damage["how"]), "voxelflow-tiles-*", "c", "**", "*"),
+                              recursive=True))
+        files = [f for f in files if os.path.isfile(f)]
+        if damage["how"] == "flip":
+            data = bytearray(open(files[0], "rb").read())
+            data[len(data) // 2] ^= 0x40
+            open(files[0], "wb").write(bytes(data))
+        else:
+            os.remove(files[0])
+        return real_stitch(labels, matches)
+
+    monkeypatch.setattr(ops, "stitch", stitch_after_damage)
+    for how, error, message in (("flip", ValueError, "checksum"), ("remove", MissingChunkError, "missing")):
+        damage["how"] = how
+        with dask.config.set({"temporary-directory": str(tmp_path / how)}), pytest.raises(error, match=message):
+            run = Runner(tmp_path / f"cache-{how}")
+            np.asarray(run.step(predict_instances, da.from_array(x, chunks=(8, 8, 8)), label_model, halo=2,
+                                pad_mode="constant", name="instances"))

@@ -44,7 +44,6 @@ from typing import Any
 
 import numpy as np
 
-from voxelflow.cache._gate import GuardedTargets, in_process_scheduler
 from voxelflow.cache._marker import BOOKKEEPING_PREFIX
 from voxelflow.errors import CacheError, UnsupportedObjectError
 from voxelflow.paths import VPath
@@ -232,15 +231,24 @@ def _write_array(target: VPath, arr) -> None:
     """Write a numpy or dask array as array ``0`` of a zarr group; the group's metadata is written last."""
     import zarr
 
-    group = zarr.open_group(store=target.zarr_store(), mode="w", zarr_format=3)
-    if isinstance(arr, np.ndarray):
-        z = group.create_array("0", shape=arr.shape, dtype=arr.dtype, chunks=tuple(max(n, 1) for n in arr.shape),
-                               config=_EVERY_CHUNK, compressors=_compressors())
-        if arr.size:
-            z[...] = arr
-    else:
-        _write_dask(group, arr)
-    group.attrs.update(ome_attributes(arr.ndim, target.parent.name))
+    from voxelflow.zarr_stores import WriteGate
+
+    # a failed write must not keep writing into a node that is being cleared or retried
+    store = WriteGate(target.zarr_store())
+    try:
+        group = zarr.open_group(store=store, mode="w", zarr_format=3)
+        if isinstance(arr, np.ndarray):
+            z = group.create_array("0", shape=arr.shape, dtype=arr.dtype,
+                                   chunks=tuple(max(n, 1) for n in arr.shape), config=_EVERY_CHUNK,
+                                   compressors=_compressors())
+            if arr.size:
+                z[...] = arr
+        else:
+            _write_dask(group, arr)
+        group.attrs.update(ome_attributes(arr.ndim, target.parent.name))
+    except BaseException:
+        store.close_and_wait()
+        raise
 
 
 def _compressors() -> list:
@@ -260,16 +268,7 @@ def _write_dask(group, arr) -> None:
     z = group.create_array("0", shape=arr.shape, dtype=arr.dtype, chunks=zchunks, config=_EVERY_CHUNK,
                            compressors=_compressors())
     # Each dask block maps onto whole zarr chunks, so block writes never overlap and need no lock.
-    if not in_process_scheduler([source]):
-        da.store(source, z, lock=False)
-        return
-    # a failed store must not keep writing into a node that is being cleared or retried
-    guarded = GuardedTargets([z])
-    try:
-        da.store(source, guarded.targets[0], lock=False)
-    except BaseException:
-        guarded.close_and_wait()
-        raise
+    da.store(source, z, lock=False)
 
 
 def payload_path(folder: VPath, payload: Any) -> VPath:

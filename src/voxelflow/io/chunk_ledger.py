@@ -1,21 +1,26 @@
 """A record of the chunks a long write has finished, so a killed write resumes where it stopped.
 
 The ledger lives in the (local) folder being written: ``.voxelflow-ledger.json``
-holds a fingerprint of the job (source, shapes, chunking, parameters) and
-``.voxelflow-ledger.done`` one line per finished chunk index, appended with a
-single ``write`` on a file opened with ``O_APPEND`` (atomic for lines this short,
-also from several processes). A line is appended only after its chunk is stored,
-so every index listed is on disk in full; a half-written last line (a kill
-during the append) is ignored. A ledger whose fingerprint differs from the new
-job's is discarded with the folder content: a different job never reuses chunks.
+holds a fingerprint of the job (source, shapes, chunking, parameters) and a
+random id of the start, and ``.voxelflow-ledger.done`` one line per finished chunk
+index, prefixed with that id and appended with a single ``write`` on a file opened
+with ``O_APPEND`` (atomic for lines this short, also from several processes). A
+line is appended only after its chunk is stored, so every index listed is on disk
+in full; a half-written last line (a kill during the append) is ignored. A ledger
+whose fingerprint differs from the new job's is discarded with the folder content:
+a different job never reuses chunks. Lines with another start's id are ignored,
+so a task of an abandoned start that records its chunk late (after its write
+failed and the folder was restarted) cannot mark a chunk of the new start done.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
+import uuid
 from dataclasses import dataclass
+
+from voxelflow.paths import VPath
 
 __all__ = ["ChunkLedger"]
 
@@ -31,6 +36,8 @@ class ChunkLedger:
     ----------
     folder : str
         Local folder being written.
+    start : str
+        Random id of the start of this job in ``folder``; kept by resumed runs.
     done : frozenset of tuple of int
         Chunk indices finished before this process opened the ledger.
     fresh : bool
@@ -38,6 +45,7 @@ class ChunkLedger:
     """
 
     folder: str
+    start: str
     done: frozenset
     fresh: bool
 
@@ -56,22 +64,24 @@ class ChunkLedger:
         meta = os.path.join(folder, META)
         try:
             with open(meta, encoding="utf-8") as fh:
-                same = fh.read() == wanted
-        except (FileNotFoundError, UnicodeDecodeError):
-            same = False
-        if same:
-            return cls(folder, frozenset(_read_done(os.path.join(folder, DONE))), fresh=False)
-        shutil.rmtree(folder, ignore_errors=True)
+                stored = json.load(fh)
+            start = stored["start"] if stored["job"] == wanted else None
+        except (FileNotFoundError, ValueError, TypeError, KeyError):
+            start = None
+        if isinstance(start, str):
+            return cls(folder, start, frozenset(_read_done(os.path.join(folder, DONE), start)), fresh=False)
+        VPath(folder).rm()
         os.makedirs(folder)
+        start = uuid.uuid4().hex
         tmp = meta + ".tmp"
         with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(wanted)
+            json.dump({"job": wanted, "start": start}, fh)
         os.replace(tmp, meta)
-        return cls(folder, frozenset(), fresh=True)
+        return cls(folder, start, frozenset(), fresh=True)
 
     def record(self, index: tuple[int, ...]) -> None:
         """Append ``index`` as finished (call only after its chunk is fully stored)."""
-        line = (",".join(str(int(i)) for i in index) + "\n").encode()
+        line = (self.start + " " + ",".join(str(int(i)) for i in index) + "\n").encode()
         fd = os.open(os.path.join(self.folder, DONE), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             os.write(fd, line)
@@ -87,7 +97,7 @@ class ChunkLedger:
                 pass
 
 
-def _read_done(path: str) -> set[tuple[int, ...]]:
+def _read_done(path: str, start: str) -> set[tuple[int, ...]]:
     try:
         with open(path, "rb") as fh:
             text = fh.read().decode("ascii", "replace")
@@ -95,8 +105,11 @@ def _read_done(path: str) -> set[tuple[int, ...]]:
         return set()
     done = set()
     for line in text.split("\n")[:-1]:  # the part after the last newline is an interrupted append
+        owner, _, index = line.partition(" ")
+        if owner != start:
+            continue  # recorded by an abandoned start of the folder
         try:
-            done.add(tuple(int(v) for v in line.split(",")))
+            done.add(tuple(int(v) for v in index.split(",")))
         except ValueError:
             continue
     return done

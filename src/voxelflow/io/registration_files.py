@@ -16,7 +16,7 @@ import numpy as np
 from voxelflow.errors import InvalidPathError, OptionalDependencyError
 from voxelflow.paths import as_vpath
 
-__all__ = ["write_registration", "read_registration", "transforms_to_text", "transforms_from_text", "write_png"]
+__all__ = ["write_registration", "read_registration", "transforms_to_text", "transforms_from_text", "png_bytes"]
 
 
 def write_registration(folder, affine, deformable, meta: dict) -> None:
@@ -126,15 +126,15 @@ def transforms_from_text(texts: dict):
     return out[0], out[1]
 
 
-def write_png(path, rgb) -> None:
-    """Write an RGB (H, W, 3) uint8 or grey (H, W) uint8 array as a PNG (local path or URL)."""
+def png_bytes(rgb) -> bytes:
+    """An RGB (H, W, 3) uint8 or grey (H, W) uint8 array encoded as a PNG file's bytes."""
     import io
 
     from PIL import Image
 
     buf = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(rgb)).save(buf, format="PNG")
-    as_vpath(path).write_bytes(buf.getvalue())
+    return buf.getvalue()
 
 
 def _jsonable(value):

@@ -51,7 +51,8 @@ function                      types      what
 ``plane_tile_median``,        IN -> IN   per-plane / per-tile median background
 ``remove_plane_background``
 ``estimate_channel_factor``,  IN -> IN   autofluorescence removal with a background channel
-``channel_background``
+``channel_background``,
+``channel_levels``                       (levels of both channels and the factor in one read)
 ``tile_stats``,               IN -> BS   per-plane / per-tile mean + k SD threshold (in a mask)
 ``tile_threshold``,
 ``local_threshold``                      local (Niblack / adaptive mean) threshold
@@ -74,6 +75,7 @@ from voxelflow.ops._atlas import RC_COLUMNS, add_regions, assign_regions, count_
 from voxelflow.ops._bias import BIAS_METHODS, apply_bias_field, estimate_bias_field
 from voxelflow.ops._blobs import BLOB_METHODS, blob_detect
 from voxelflow.ops._channel_background import channel_background, estimate_channel_factor
+from voxelflow.ops._channel_levels import channel_levels
 from voxelflow.ops._classify import (
     CellClassifier,
     classify_objects,
@@ -138,6 +140,7 @@ __all__ = [
     "budget_factors",
     "centroid_voxels",
     "channel_background",
+    "channel_levels",
     "classify_objects",
     "count_by_region",
     "count_labels_per_chunk",

@@ -8,13 +8,29 @@ result does not depend on the chunking.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import dask.array as da
 import numpy as np
 
 from voxelflow.ops._halo import iter_blocks, map_regions, padded_region
 
-__all__ = ["map_filter", "as3"]
+__all__ = ["map_filter", "as3", "FilterRecipe", "filter_recipe", "filter_region"]
+
+
+class FilterRecipe(NamedTuple):
+    """How a :func:`map_filter` output is computed, so a consumer that reads it with a halo (a peak search) can
+    filter the larger region itself instead of holding the neighbouring output chunks."""
+
+    img: da.Array
+    depth: tuple[int, ...]
+    func: object
+    args: tuple
+    core_only: bool
+
+
+#: The attribute of a :func:`map_filter` output that holds its :class:`FilterRecipe`.
+_RECIPE = "_voxelflow_filter_recipe"
 
 
 def map_filter(img: da.Array, depth: Sequence[int], func, args, name: str, *, core_only: bool = False) -> da.Array:
@@ -44,7 +60,22 @@ def map_filter(img: da.Array, depth: Sequence[int], func, args, name: str, *, co
         lo, hi = padded_region(block, depth, img.shape)
         core = tuple(slice(a - p, b - p) for a, b, p in zip(block.start, block.stop, lo))
         plan.append((block.index, (lo, hi), _run_block, (func, core, args, core_only)))
-    return map_regions(img, img.chunks, plan, np.float32, name)
+    out = map_regions(img, img.chunks, plan, np.float32, name)
+    setattr(out, _RECIPE, FilterRecipe(img, depth, func, tuple(args), core_only))
+    return out
+
+
+def filter_recipe(arr) -> FilterRecipe | None:
+    """The recipe of a 3-D :func:`map_filter` output (None for any other array, including one derived from it)."""
+    recipe = getattr(arr, _RECIPE, None)
+    return recipe if recipe is not None and arr.ndim == 3 else None
+
+
+def filter_region(padded: np.ndarray, recipe: FilterRecipe, core) -> np.ndarray:
+    """The filter of ``recipe`` on the region ``core`` (3 slices) of ``padded``, a region of ``recipe.img`` that
+    extends ``recipe.depth`` past it (clipped at the array border): float32, equal to the same voxels of the
+    :func:`map_filter` output."""
+    return _run_block(padded, recipe.func, core, recipe.args, recipe.core_only)
 
 
 def _run_block(padded, func, core, args, core_only):

@@ -94,14 +94,21 @@ def map_regions(arr: da.Array, chunks, plan, dtype, name: str) -> da.Array:
     token = tokenize(arr, chunks, [(i, b, f, a) for i, b, f, a in plan])
     out_name = f"{name}-{token}"
     dsk = {}
+    pieces = (f"{out_name}-piece", dsk)
     for index, box, func, args in plan:
-        region = None if box is None else _region_task(arr.name, bounds, *box, arr.dtype)
+        region = None if box is None else _region_task(arr.name, bounds, *box, arr.dtype, pieces)
         dsk[(out_name,) + tuple(index)] = (func, region) + tuple(args)
     graph = HighLevelGraph.from_collections(out_name, dsk, dependencies=[arr])
     return da.Array(graph, out_name, chunks, dtype=np.dtype(dtype))
 
 
-def _region_task(name, bounds, start, stop, dtype):
+def _region_task(name, bounds, start, stop, dtype, pieces=None):
+    """The task that assembles ``[start, stop)`` of the array ``name`` (chunk edges ``bounds``).
+
+    With ``pieces = (piece_name, dsk)``, a chunk that lies only partly in the region enters through a task (added
+    to ``dsk``) that copies out the part needed: a chunk is then held in memory until its own consumer and the
+    copies of its edges have run, not until every neighbour that reads a halo from it has.
+    """
     ranges = []
     for b, a, z in zip(bounds, start, stop):
         first = int(np.searchsorted(b, a, side="right")) - 1
@@ -109,9 +116,23 @@ def _region_task(name, bounds, start, stop, dtype):
         ranges.append(range(first, last))
     keys, origins = [], []
     for index in itertools.product(*ranges):
-        keys.append((name,) + index)
-        origins.append(tuple(int(b[i]) for b, i in zip(bounds, index)))
+        origin = tuple(int(b[i]) for b, i in zip(bounds, index))
+        size = tuple(int(b[i + 1] - b[i]) for b, i in zip(bounds, index))
+        lo = tuple(max(a, o) for a, o in zip(start, origin))
+        hi = tuple(min(z, o + n) for z, o, n in zip(stop, origin, size))
+        key = (name,) + index
+        if pieces is not None and (lo != origin or hi != tuple(o + n for o, n in zip(origin, size))):
+            piece_name, dsk = pieces
+            piece = (piece_name,) + index + lo + hi
+            dsk[piece] = (_copy_box, key, tuple(slice(a - o, z - o) for a, z, o in zip(lo, hi, origin)))
+            key, origin = piece, lo
+        keys.append(key)
+        origins.append(origin)
     return (_stitch, keys, origins, tuple(start), tuple(stop), dtype)
+
+
+def _copy_box(part, box) -> np.ndarray:
+    return np.array(part[box])
 
 
 def _stitch(parts, origins, start, stop, dtype) -> np.ndarray:

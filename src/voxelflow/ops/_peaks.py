@@ -14,7 +14,8 @@ import pandas as pd
 
 from voxelflow.errors import InvalidInputError
 from voxelflow.ops._filter_args import as_length, as_spacing, voxel_lengths
-from voxelflow.ops._halo import iter_blocks, map_regions, padded_region
+from voxelflow.ops._filter_map import filter_recipe, filter_region
+from voxelflow.ops._halo import Block, iter_blocks, map_regions, padded_region
 from voxelflow.ops._kernels import _compile, extremum_axis
 from voxelflow.ops._local_threshold import TileStats, tile_thresholds
 
@@ -38,31 +39,33 @@ DIRECT_BOX_VOXELS = 125
 
 
 @_compile
-def _direct_peaks(data, z0, z1, y0, y1, x0, x1, rz, ry, rx, thr, oz, oy, ox, ty, tx, flags):
-    """``flags[core voxel] = True`` where the value is finite, above ``thr`` of its plane and tile (when
-    ``thr`` is not empty), and no voxel of its box (clipped to the block) above its own threshold is larger."""
+def _direct_peaks(data, z0, z1, y0, y1, x0, x1, rz, ry, rx, thr_rows, row_of):
+    """Positions (n, 3) in the block, in C order, of the core voxels whose value is finite, above its threshold,
+    and not below any voxel of its box (clipped to the block) that is above its own threshold.
+
+    ``thr_rows[row_of[z, y], x]`` is the threshold of voxel (z, y, x) of the block (-inf: none).
+    """
     nz, ny, nx = data.shape
-    has_thr = thr.size > 0
     count = 0
+    found = np.empty((64, 3), np.int64)
     for z in range(z0, z1):
         za, zb = max(z - rz, 0), min(z + rz + 1, nz)
         for y in range(y0, y1):
             ya, yb = max(y - ry, 0), min(y + ry + 1, ny)
-            row = data[z, y]
+            row, low = data[z, y], thr_rows[row_of[z, y]]
             for x in range(x0, x1):
                 v = row[x]
-                if not np.isfinite(v):
-                    continue
-                if has_thr and not v > thr[oz + z, (oy + y) // ty, (ox + x) // tx]:
+                # NaN and -inf are never above a threshold; +inf is not a peak either
+                if not v > low[x] or v == np.inf:
                     continue
                 xa, xb = max(x - rx, 0), min(x + rx + 1, nx)
                 peak = True
                 for zz in range(za, zb):
                     for yy in range(ya, yb):
-                        other = data[zz, yy]
+                        other, other_low = data[zz, yy], thr_rows[row_of[zz, yy]]
                         for xx in range(xa, xb):
                             w = other[xx]
-                            if w > v and (not has_thr or w > thr[oz + zz, (oy + yy) // ty, (ox + xx) // tx]):
+                            if w > v and w > other_low[xx]:
                                 peak = False
                                 break
                         if not peak:
@@ -70,9 +73,28 @@ def _direct_peaks(data, z0, z1, y0, y1, x0, x1, rz, ry, rx, thr, oz, oy, ox, ty,
                     if not peak:
                         break
                 if peak:
-                    flags[z - z0, y - y0, x - x0] = True
+                    if count == found.shape[0]:
+                        grown = np.empty((2 * count, 3), np.int64)
+                        grown[:count] = found
+                        found = grown
+                    found[count, 0], found[count, 1], found[count, 2] = z, y, x
                     count += 1
-    return count
+    return found[:count]
+
+
+def _block_thresholds(shape, origin, above):
+    """The threshold of every voxel of a block as rows: ``(thr_rows, row_of)`` with ``thr_rows[row_of[z, y], x]``
+    the threshold at (z, y, x) of the block (float32; one row of -inf without a threshold)."""
+    nz, ny, nx = shape
+    if above is None:
+        return np.full((1, nx), -np.inf, np.float32), np.zeros((nz, ny), np.int64)
+    thr, (ty, tx) = above
+    oz, oy, ox = (int(o) for o in origin)
+    tile_y = (oy + np.arange(ny)) // ty
+    first = int(tile_y[0])
+    rows = thr[oz:oz + nz, first:int(tile_y[-1]) + 1][:, :, (ox + np.arange(nx)) // tx]
+    row_of = np.arange(nz)[:, None] * rows.shape[1] + (tile_y - first)[None, :]
+    return np.ascontiguousarray(rows.reshape(-1, nx), dtype=np.float32), np.ascontiguousarray(row_of, np.int64)
 
 
 @_compile
@@ -88,15 +110,12 @@ def _drop_below(data, thr, z0, y0, x0, ty, tx):
                     row[x] = low
 
 
-def _peak_flags(data, core, radii, origin, above):
-    """Core voxels that are finite, above their threshold and the maximum of their box, as a bool array of the
-    core's shape."""
+def _peak_positions(data, core, radii, origin, above):
+    """Positions (n, 3) int64 in the block, in C order, of the core voxels that are finite, above their threshold
+    and the maximum of their box."""
     if np.prod([2 * r + 1 for r in radii]) <= DIRECT_BOX_VOXELS:
-        flags = np.zeros(tuple(c.stop - c.start for c in core), bool)
-        thr, tile = (np.zeros((0, 0, 0), np.float32), (1, 1)) if above is None else above
-        _direct_peaks(data, *(v for c in core for v in (c.start, c.stop)), *radii, thr,
-                      *(int(o) for o in origin), *tile, flags)
-        return flags
+        return _direct_peaks(data, *(v for c in core for v in (c.start, c.stop)), *radii,
+                             *_block_thresholds(data.shape, origin, above))
     if above is not None:
         data = data.copy()
         _drop_below(data, above[0], *(int(o) for o in origin), *above[1])
@@ -105,13 +124,20 @@ def _peak_flags(data, core, radii, origin, above):
     high = data
     for axis, r in enumerate(radii):
         high = extremum_axis(np.ascontiguousarray(high), r, axis, "nearest", True)
-    return ((data == high) & np.isfinite(data))[core]
+    flags = ((data == high) & np.isfinite(data))[core]
+    return np.argwhere(flags) + np.array([c.start for c in core], dtype=np.int64)
+
+
+def _filtered_peaks_block(padded, recipe, region, origin, start, stop, radii, above):
+    """:func:`_peaks_block` of the filter response of ``region`` (3 slices of ``padded``, the block plus the peak
+    box's halo), filtered here from its input."""
+    return _peaks_block(filter_region(padded, recipe, region), origin, start, stop, radii, above)
 
 
 def _peaks_block(padded, origin, start, stop, radii, above):
     data = np.ascontiguousarray(padded, dtype=np.float32)
     core = tuple(slice(a - o, b - o) for a, b, o in zip(start, stop, origin))
-    local = np.argwhere(_peak_flags(data, core, radii, origin, above)) + np.array([c.start for c in core], dtype=np.int64)
+    local = _peak_positions(data, core, radii, origin, above)
     values = data[tuple(local.T)]
     out = np.empty((1, 1, 1), dtype=object)
     out.flat[0] = (local + np.asarray(origin, dtype=np.int64), values)
@@ -162,11 +188,21 @@ def find_peaks(response, spacing, radius_um: float, foreground=None, *,
         stats, k = threshold
         above = (tile_thresholds(resp.shape, stats, k), tuple(int(t) for t in stats.tile))
     grid = tuple(len(c) for c in resp.chunks)
+    recipe = filter_recipe(resp)
     plan = []
     for block in iter_blocks(resp.chunks):
         lo, hi = padded_region(block, radii, resp.shape)
-        plan.append((block.index, (lo, hi), _peaks_block, (lo, block.start, block.stop, radii, above)))
-    per_block = map_regions(resp, tuple((1,) * n for n in grid), plan, object, "vf-peaks").compute()
+        if recipe is None:
+            plan.append((block.index, (lo, hi), _peaks_block, (lo, block.start, block.stop, radii, above)))
+            continue
+        # a filter output: each task filters its block plus the box's halo from the filter's input, so no
+        # response chunk is held in memory for its neighbours (the voxels are the same, bitwise)
+        flo, fhi = padded_region(Block(block.index, lo, hi), recipe.depth, resp.shape)
+        region = tuple(slice(a - f, b - f) for a, b, f in zip(lo, hi, flo))
+        plan.append((block.index, (flo, fhi), _filtered_peaks_block,
+                     (recipe, region, lo, block.start, block.stop, radii, above)))
+    source = resp if recipe is None else recipe.img
+    per_block = map_regions(source, tuple((1,) * n for n in grid), plan, object, "vf-peaks").compute()
     parts = [p for p in per_block.ravel() if len(p[0])]
     pos = np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, 3), np.int64)
     val = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.float32)

@@ -16,28 +16,35 @@ from voxelflow.ops._filter_args import as_image, as_spacing, tile_shape
 from voxelflow.ops._halo import iter_blocks
 from voxelflow.ops._kernels import by_tile
 
-__all__ = ["plane_tile_median", "remove_plane_background", "checked_levels"]
+__all__ = ["plane_tile_median", "remove_plane_background", "checked_levels", "median_samples", "medians_of_samples"]
 
 
-def _median_block(block, start, tile, step, n_tiles, mask):
-    """Sub-grid samples of one chunk grouped by (plane, tile y, tile x): dict key -> values."""
+def median_samples(block, start, tile, step, n_tiles, mask):
+    """Sub-grid samples of one chunk grouped by (plane, tile y, tile x): dict key -> float32 values."""
     z0, y0, x0 = start
     # the sub-grid is global (every ``step`` voxels from 0), so samples do not depend on chunking
-    ys = np.arange(-(-y0 // step) * step, y0 + block.shape[1], step) - y0
-    xs = np.arange(-(-x0 // step) * step, x0 + block.shape[2], step) - x0
-    sub = np.asarray(block)[:, ys][:, :, xs].astype(np.float32)
-    keep = np.ones(sub.shape, bool) if mask is None else np.asarray(mask)[:, ys][:, :, xs].astype(bool)
-    ty = (ys + y0) // tile[0]
-    tx = (xs + x0) // tile[1]
+    fy, fx = -(-y0 // step) * step - y0, -(-x0 // step) * step - x0
+    sub = np.asarray(block)[:, fy::step, fx::step].astype(np.float32)
+    keep = None if mask is None else np.asarray(mask)[:, fy::step, fx::step].astype(bool)
     out = {}
-    for iz in range(sub.shape[0]):
-        for a in np.unique(ty):
-            for b in np.unique(tx):
-                sel = keep[iz][np.ix_(ty == a, tx == b)]
-                vals = sub[iz][np.ix_(ty == a, tx == b)][sel]
+    for a, ya, yb in _tile_runs(np.arange(fy, block.shape[1], step) + y0, tile[0]):
+        for b, xa, xb in _tile_runs(np.arange(fx, block.shape[2], step) + x0, tile[1]):
+            part = sub[:, ya:yb, xa:xb]
+            for iz in range(sub.shape[0]):
+                vals = part[iz].ravel() if keep is None else part[iz][keep[iz, ya:yb, xa:xb]]
                 if vals.size:
-                    out[(z0 + iz, int(a), int(b))] = vals
+                    out[(z0 + iz, a, b)] = vals
     return out
+
+
+def _tile_runs(pos: np.ndarray, tile: int):
+    """(tile index, first, stop) of the runs of sampled positions ``pos`` (increasing) that share a tile."""
+    if not len(pos):
+        return []
+    t = pos // tile
+    cuts = np.flatnonzero(np.diff(t)) + 1
+    edges = np.concatenate([[0], cuts, [len(t)]]).astype(int)
+    return [(int(t[a]), int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
 
 
 def plane_tile_median(img, spacing, *, tile_um: float | None = None, step: int = 4, mask=None) -> np.ndarray:
@@ -79,12 +86,20 @@ def plane_tile_median(img, spacing, *, tile_um: float | None = None, step: int =
         if mask.shape != img.shape:
             raise InvalidInputError(f"mask shape {mask.shape} differs from the image shape {img.shape}")
         mask = mask.rechunk(img.chunks)
-    parts = _gather_blocks(img, mask, _median_block, (tile, int(step), n_tiles))
+    parts = _gather_blocks(img, mask, median_samples, (tile, int(step), n_tiles))
+    return medians_of_samples(parts, (img.shape[0],) + n_tiles)
+
+
+def medians_of_samples(parts, shape) -> np.ndarray:
+    """The median of every (plane, tile y, tile x) from the per-chunk samples of :func:`median_samples`.
+
+    Returns an array of ``shape`` (Z, n_tiles_y, n_tiles_x), float64, NaN where no sample.
+    """
     samples: dict = {}
     for part in parts:
         for key, vals in part.items():
             samples.setdefault(key, []).append(vals)
-    out = np.full((img.shape[0],) + n_tiles, np.nan)
+    out = np.full(shape, np.nan)
     for (z, a, b), vals in samples.items():
         out[z, a, b] = float(np.median(np.concatenate(vals)))
     return out

@@ -27,25 +27,31 @@ def _x_pass(row_a, row_b, wa, wb, ix, x0, x1, buf_a, buf_b, out):
     n = x1 - x0
     taps = wa.size
     two = wb.size > 0
-    for i in range(n):
-        buf_a[i] = row_a[ix[x0 + i, 0]]
-    for k in range(1, taps):
-        buf_a[n - 1 + k] = row_a[ix[x1 - 1, k]]
-    if two:
+    lo = x0 - (taps - 1) // 2
+    if lo >= 0 and lo + n + taps - 1 <= row_a.size:
+        # the kernel's reach lies inside the row (a block with its whole halo): read it in place
+        src_a, src_b = row_a[lo:], row_b[lo:]
+    else:  # the boundary mode decides what lies beyond the array's edge: gather through the index map
         for i in range(n):
-            buf_b[i] = row_b[ix[x0 + i, 0]]
+            buf_a[i] = row_a[ix[x0 + i, 0]]
         for k in range(1, taps):
-            buf_b[n - 1 + k] = row_b[ix[x1 - 1, k]]
+            buf_a[n - 1 + k] = row_a[ix[x1 - 1, k]]
+        if two:
+            for i in range(n):
+                buf_b[i] = row_b[ix[x0 + i, 0]]
+            for k in range(1, taps):
+                buf_b[n - 1 + k] = row_b[ix[x1 - 1, k]]
+        src_a, src_b = buf_a[0:], buf_b[0:]
     out[:] = 0.0
     for k in range(taps):
         w = wa[k]
         if two:
             v = wb[k]
             for i in range(n):
-                out[i] += w * buf_a[i + k] + v * buf_b[i + k]
+                out[i] += w * src_a[i + k] + v * src_b[i + k]
         else:
             for i in range(n):
-                out[i] += w * buf_a[i + k]
+                out[i] += w * src_a[i + k]
 
 
 @_compile(fast=True)

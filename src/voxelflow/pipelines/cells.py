@@ -14,9 +14,10 @@ Every other length defaults from it and the scan's voxel size
 2. tissue mask on the coarse level [``negative_mask``]; on a crop the volume
    border is not a tissue edge unless ``mask.whole_brain``; the masked
    fraction goes into ``run.json`` and the summary;
-3. per-plane (or per-tile) median of each channel inside the tissue
-   [``plane_levels``, ``background_levels``], and the autofluorescence
-   factor [``channel_factor``];
+3. per-plane (or per-tile) median of each channel inside the tissue and the
+   autofluorescence factor, from one read of both channels [``channel_levels``]
+   (without a background channel: the levels [``plane_levels``]; with one but
+   ``cells.background = "none"``: the factor [``channel_factor``]);
 4. the detection response [``response``]: each channel divided by its
    plane/tile level, the scaled background channel subtracted, then the
    pre-filter (LoG by default, sized from the diameter);
@@ -143,6 +144,14 @@ def channel_factor(img, levels, bg, bg_levels, spacing, tile_um, negative, facto
     mask = tissue_mask(negative, factors, img.shape, img.chunks)
     return ops.estimate_channel_factor(img, bg, mask=mask, levels=np.asarray(levels), bg_levels=np.asarray(bg_levels),
                                        spacing=spacing, tile_um=tile_um)
+
+
+def channel_levels(img, bg, spacing, tile_um, negative, factors):
+    """Median of every plane (tile) of both channels inside the tissue, and the autofluorescence factor of the
+    level-divided channels: (levels, bg_levels, factor), the arrays (Z, n_tiles_y, n_tiles_x) float64."""
+    mask = tissue_mask(negative, factors, img.shape, img.chunks)
+    levels, bg_levels, factor = ops.channel_levels(img, bg, spacing, tile_um=tile_um, mask=mask)
+    return levels, bg_levels, float(factor)
 
 
 def detection_response(img, levels, bg, bg_levels, factor, spacing, tile_um, prefilter: str, sigma_um: float,
@@ -297,6 +306,7 @@ def background_channel(reference: dict) -> dict:
 _background_channel = Step(background_channel, name="background_channel")
 _plane_levels = Step(plane_levels, name="plane_levels")
 _channel_factor = Step(channel_factor, name="channel_factor")
+_channel_levels = Step(channel_levels, name="channel_levels")
 _detection_response = Step(detection_response, kind="IN->IN", name="detection_response")
 _threshold_stats = Step(threshold_stats, name="threshold_stats")
 _find_cells = Step(find_cells, kind="IN->LC", name="find_cells")
@@ -346,17 +356,18 @@ def cells(run: Runner, config: Config, inputs: Inputs) -> Outputs:
     masked = report_masked_fraction(run, negative, config, inputs)
     levels = bg_levels = None
     factor = 0.0
-    if c.background != "none":
-        levels = run.step(_plane_levels, img, spacing, tile_bg, negative, cf, name="plane_levels")
     background = background_reference(config)
     if bg is not None:
         run.step(_background_channel, background, name="background_channel")
-        if c.background != "none":
-            bg_levels = run.step(_plane_levels, bg, spacing, tile_bg, negative, cf, name="background_levels")
+    if bg is not None and c.background != "none":  # the levels of both channels and the factor in one read
+        levels, bg_levels, factor = run.step(_channel_levels, img, bg, spacing, tile_bg, negative, cf,
+                                             name="channel_levels")
+    elif bg is not None:
         flat = np.ones((img.shape[0], 1, 1))
-        factor = run.step(_channel_factor, img, flat if levels is None else levels, bg,
-                          flat if bg_levels is None else bg_levels, spacing, tile_bg, negative, cf,
+        factor = run.step(_channel_factor, img, flat, bg, flat, spacing, tile_bg, negative, cf,
                           name="channel_factor")
+    elif c.background != "none":
+        levels = run.step(_plane_levels, img, spacing, tile_bg, negative, cf, name="plane_levels")
     response = run.step(_detection_response, img, levels, bg, bg_levels, factor, spacing, tile_bg, c.prefilter,
                         params["sigma_um"], c.per_plane, name="response", storage=full_store)
     stats, tile = None, (img.shape[1], img.shape[2])

@@ -55,7 +55,9 @@ class Atlas:
     ``hemispheres`` are then lazily up-sampled to the scan grid, and ``coarse``
     holds what they were up-sampled from: ``labels``, ``hemispheres`` (coarse
     grid), ``factors`` (scan voxels per coarse voxel), ``coverage`` (bool, the
-    atlas voxels the scan imaged) and ``atlas`` (the BrainGlobe atlas).
+    atlas voxels the scan imaged) and ``atlas`` (the BrainGlobe atlas);
+    ``files`` the run folder's ``registration/`` (file name -> bytes: transforms,
+    QC figures and pictures), written with the run's outputs.
     """
 
     labels: da.Array
@@ -64,6 +66,7 @@ class Atlas:
     hemispheres: da.Array | None = None
     registration: dict | None = None
     coarse: dict | None = None
+    files: dict | None = None
 
 
 def _stamp(path: VPath) -> str:

@@ -3,8 +3,9 @@
 A finished run is written into a staging folder beside the run folder
 (``.<name>.run-<id>``, same parent, so renames are atomic): its outputs and its
 ``run.json`` (which records ``run_id = <id>``). What the old folder holds besides
-the previous run's outputs (the cache, registration results, files of the user) is
-then moved into the staging folder entry by entry, and the two folders are
+the previous run's outputs and what a failed run left (``run-failed.json`` and its
+registration QC pictures) -- the cache, files of the user -- is then moved into the
+staging folder entry by entry, and the two folders are
 exchanged in one atomic ``renameat2(RENAME_EXCHANGE)``; the old run, now under the
 staging name, is deleted last. Until the exchange the run folder holds the
 complete previous run, after it the complete new one: never a folder without
@@ -37,13 +38,20 @@ from voxelflow.errors import InvalidPathError
 from voxelflow.paths import VPath
 from voxelflow.steps import node as layout
 
-__all__ = ["OUTPUT_NAMES", "new_run_id", "publish", "publish_per_file", "recover", "staging_folder"]
+__all__ = ["FAILED_NAMES", "FAILED_REGISTRATION_FOLDER", "OUTPUT_NAMES", "REGISTRATION_FOLDER", "new_run_id", "publish",
+           "publish_per_file", "recover", "staging_folder", "write_files"]
 
+#: Folder of a run that registered an atlas: transforms, ``registration.json`` and QC pictures.
+REGISTRATION_FOLDER = "registration"
+#: The same for the last failed run (beside ``run-failed.json``), so the previous run's folder stays whole.
+FAILED_REGISTRATION_FOLDER = "run-failed-registration"
 #: Every file a run may write into its folder besides ``run.json``.
 OUTPUT_NAMES = (layout.OBJECTS_TABLE, layout.OBJECTS_CSV, layout.REGIONS_CSV, layout.DENSITY_IMAGE,
-                layout.ATLAS_DENSITY_IMAGE)
+                layout.ATLAS_DENSITY_IMAGE, REGISTRATION_FOLDER)
+#: What a failed run leaves in the run folder (replaced by the next failed run, removed by the next finished one).
+FAILED_NAMES = (layout.FAILED_RUN_FILE, FAILED_REGISTRATION_FOLDER)
 #: Entries of a run folder that belong to one run and are never carried over to the next.
-_RUN_ENTRIES = frozenset((*OUTPUT_NAMES, layout.RUN_FILE, layout.FAILED_RUN_FILE))
+_RUN_ENTRIES = frozenset((*OUTPUT_NAMES, layout.RUN_FILE, *FAILED_NAMES))
 
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
@@ -94,6 +102,13 @@ def _exchange(a: str, b: str) -> bool:
     if code in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
         return False
     raise OSError(code, f"cannot swap {b} with the staged run {a}: {os.strerror(code)}")
+
+
+def write_files(folder: VPath, files: dict[str, bytes]) -> None:
+    """Write ``files`` (name -> bytes) into ``folder`` (created), e.g. a run's ``registration/``."""
+    folder.mkdirs()
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
 
 
 # --- publishing ------------------------------------------------------------------------------------
@@ -204,4 +219,5 @@ def publish_per_file(staging: VPath, out_dir: VPath, files: dict, record: dict) 
         dst.rm()
         dst.fs.mv(src.path, dst.path, recursive=True)
     layout.write_run(out_dir, record)
-    (out_dir / layout.FAILED_RUN_FILE).rm()
+    for name in FAILED_NAMES:
+        (out_dir / name).rm()

@@ -25,10 +25,13 @@ Steps (cache node names in brackets):
    partial scan are reported as not imaged rather than as empty.
 
 The run folder gets ``registration/``: ``affine.tfm``, ``deformable.tfm``,
-``registration.json`` (QC) and checkerboard / edge PNGs in three planes. They
-are written before the QC verdict, so a diverged or folded registration stops
-the run with a clear :class:`~voxelflow.errors.RegistrationError` and its
-pictures on disk.
+``registration.json`` (QC) and checkerboard / edge PNGs in three planes
+(:func:`registration_files`), published with the run's other outputs. A
+registration that fails (no contrast, wrong orientation, a diverged or folded
+result) stops the run with a clear :class:`~voxelflow.errors.RegistrationError`
+(or :class:`~voxelflow.errors.OrientationError`) naming where its pictures are:
+``run-failed-registration/`` beside ``run-failed.json``, so the previous run's
+``registration/`` is never replaced by a failed run's.
 """
 
 from __future__ import annotations
@@ -42,20 +45,20 @@ import numpy as np
 from voxelflow import steps
 from voxelflow.errors import ConfigError, InvalidInputError, OrientationError, RegistrationError
 from voxelflow.io.brainglobe import read_brainglobe_folder
+from voxelflow.io.ome_zarr.replace import write_beside
 from voxelflow.io.orientation_code import parse_orientation
-from voxelflow.io.registration_files import transforms_from_text, transforms_to_text, write_png
+from voxelflow.io.registration_files import png_bytes, transforms_from_text, transforms_to_text
 from voxelflow.ops._atlas_map import ScanAtlasMap, register_scan, registration_factors, upsample_labels
 from voxelflow.ops._atlas_part import AtlasPart, atlas_coverage, cut_part, detect_hemisphere, find_part
 from voxelflow.ops._register import RegistrationParameters, check_registration
 from voxelflow.ops._register_qc import qc_planes
 from voxelflow.paths import VPath, as_vpath
 from voxelflow.pipelines.inputs import Atlas, open_scan
+from voxelflow.pipelines.publish import FAILED_REGISTRATION_FOLDER, REGISTRATION_FOLDER, write_files
 from voxelflow.steps import Runner, Step
 
-__all__ = ["register_atlas", "mapping_from_result", "part_of", "REGISTRATION_FOLDER"]
-
-#: Folder of the run that holds the transforms and QC pictures.
-REGISTRATION_FOLDER = "registration"
+__all__ = ["register_atlas", "mapping_from_result", "part_of", "registration_files",
+           "FAILED_REGISTRATION_FOLDER", "REGISTRATION_FOLDER"]
 
 
 def _stamp(folder: str) -> str:
@@ -181,7 +184,6 @@ def register_atlas(run: Runner, config, scan, out_dir: VPath, stream=None, progr
                       storage=store, viewer_args={"visible": False})
     coarse_np = np.asarray(coarse)
     stamp = _stamp(a.brainglobe)
-    qc_dir = out_dir / REGISTRATION_FOLDER
     try:
         result = run.step(_register, coarse, cscale, orientation, a.brainglobe, stamp, dict(a.registration),
                           a.coverage, tuple(a.crop_um), name=attempt_name(config, stamp))
@@ -189,14 +191,18 @@ def register_atlas(run: Runner, config, scan, out_dir: VPath, stream=None, progr
         pair = (f"registering the atlas {a.brainglobe!r} (template reference.tiff) to channel {channel} of "
                 f"{config.input.url!r}")
         refused = getattr(exc, "result", None)
+        failed_dir = out_dir / FAILED_REGISTRATION_FOLDER
+        kept = f"; the previous run's {REGISTRATION_FOLDER}/ is kept"
         if isinstance(refused, dict) and "transforms" in refused:
-            _write_qc(qc_dir, coarse_np, _template(refused, atlas), refused)
-            raise RegistrationError(f"{pair}: {exc} (QC pictures in {qc_dir.url})", refused) from None
-        _write_qc(qc_dir, coarse_np, None, None)
+            _write_failed(failed_dir, registration_files(coarse_np, _template(refused, atlas), refused))
+            raise RegistrationError(f"{pair}: {exc} (QC pictures of this run in {failed_dir.url}{kept})",
+                                    refused) from None
+        _write_failed(failed_dir, registration_files(coarse_np, None, None))
+        where = f"pictures of the channel in {failed_dir.url}{kept}"
         if isinstance(exc, RegistrationError):
-            raise RegistrationError(f"{pair}: {exc} (pictures of the channel in {qc_dir.url})") from None
-        raise
-    _write_qc(qc_dir, coarse_np, _template(result, atlas), result)
+            raise RegistrationError(f"{pair}: {exc} ({where})") from None
+        raise OrientationError(f"{exc} ({where})") from None
+    files = registration_files(coarse_np, _template(result, atlas), result)
     labels = run.step(_warp, result, a.brainglobe, stamp, "annotation", name="atlas_labels", storage=store)
     hemis = run.step(_warp, result, a.brainglobe, stamp, "hemispheres", name="atlas_hemispheres", storage=store)
     coverage = run.step(_coverage, result, a.brainglobe, stamp, name="atlas_coverage",
@@ -205,7 +211,7 @@ def register_atlas(run: Runner, config, scan, out_dir: VPath, stream=None, progr
     full = {name: upsample_labels(da.asarray(arr), factors, shape, chunks=chunks)
             for name, arr in (("labels", labels), ("hemispheres", hemis))}
     return Atlas(full["labels"], tuple(scan.scale), atlas.regions, hemispheres=full["hemispheres"],
-                 registration=result,
+                 registration=result, files=files,
                  coarse={"labels": da.asarray(labels), "hemispheres": da.asarray(hemis), "factors": factors,
                          "coverage": np.asarray(coverage), "atlas": atlas})
 
@@ -215,15 +221,32 @@ def _template(result: dict, atlas) -> np.ndarray:
     return mapping_from_result(result).image_to_scan(cut_part(atlas, part_of(result)).reference)
 
 
-def _write_qc(folder: VPath, coarse, template, result) -> None:
-    folder.mkdirs()
-    for name, rgb in qc_planes(coarse, template).items():
-        write_png(folder / f"qc_{name}.png", rgb)
+def registration_files(coarse, template, result) -> dict[str, bytes]:
+    """The files of a run's registration folder, by name: QC pictures, transforms, ``registration.json``.
+
+    Parameters
+    ----------
+    coarse : numpy.ndarray, shape (Z, Y, X)
+        The registration channel on the coarse scan grid.
+    template : numpy.ndarray, same shape, or None
+        The registered atlas template on that grid; None draws the channel alone
+        (``qc_scan_axis*.png``), else checkerboards and edges.
+    result : dict or None
+        A ``registration`` step result (accepted or refused): adds ``affine.tfm``,
+        ``deformable.tfm`` and ``registration.json`` (grids, orientation codes, QC, atlas part).
+    """
+    files = {f"qc_{name}.png": png_bytes(rgb) for name, rgb in qc_planes(coarse, template).items()}
     if result is not None:
         for name, text in result["transforms"].items():
             if text is not None:
-                (folder / f"{name}.tfm").write_text(text)
-        (folder / "registration.json").write_text(json.dumps(dict(result["mapping"], part=result.get("part")), indent=1))
+                files[f"{name}.tfm"] = text.encode()
+        files["registration.json"] = json.dumps(dict(result["mapping"], part=result.get("part")), indent=1).encode()
+    return files
+
+
+def _write_failed(folder: VPath, files: dict[str, bytes]) -> None:
+    """The failed run's files, written beside an earlier failed run's and swapped in."""
+    write_beside(folder, lambda work: write_files(work, files))
 
 
 def register_only(config, *, progress: bool = True, stream=None) -> dict:
@@ -237,6 +260,7 @@ def register_only(config, *, progress: bool = True, stream=None) -> dict:
     import sys
 
     from voxelflow.pipelines.progress import progress_bar, progress_printer
+    from voxelflow.pipelines.run_lock import run_folder_lock
     from voxelflow.steps import node as layout
 
     stream = stream or sys.stderr
@@ -246,6 +270,8 @@ def register_only(config, *, progress: bool = True, stream=None) -> dict:
     out_dir.mkdirs()
     bar = progress_bar(progress, stream)
     run = Runner(cache, on_result=progress_printer(stream, bar) if progress else None)
-    with bar:
+    folder = out_dir / REGISTRATION_FOLDER
+    with run_folder_lock(out_dir), bar:
         atlas = register_atlas(run, config, scan, out_dir, stream, progress)
-    return dict(atlas.registration["mapping"]["qc"], folder=(out_dir / REGISTRATION_FOLDER).url)
+        write_beside(folder, lambda work: write_files(work, atlas.files))
+    return dict(atlas.registration["mapping"]["qc"], folder=folder.url)

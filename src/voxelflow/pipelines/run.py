@@ -4,7 +4,8 @@ The run folder holds the outputs of one run, or of none: a finished run is
 written into a staging folder beside it and swapped in as a whole
 (:mod:`voxelflow.pipelines.publish`); what an interrupted swap left is resolved
 at the start of the next run. A failed run leaves the folder's previous run whole
-and describes itself in ``run-failed.json``.
+and describes itself in ``run-failed.json`` (its registration QC pictures, if it got
+that far, in ``run-failed-registration/``).
 
 :func:`run_pipeline` is the same for every workflow kind: it opens the scan
 (and atlas), makes a :class:`~voxelflow.steps.Runner` on the run's cache with
@@ -28,11 +29,22 @@ import numpy as np
 import pandas as pd
 
 from voxelflow.errors import ConfigError, InvalidPathError, VoxelflowError
+from voxelflow.io.ome_zarr.replace import write_beside
 from voxelflow.paths import VPath
 from voxelflow.pipelines.config import Config
 from voxelflow.pipelines.inputs import Atlas, Scan, open_atlas, open_scan
 from voxelflow.pipelines.progress import PartsProgress, progress_bar, progress_printer
-from voxelflow.pipelines.publish import new_run_id, publish, publish_per_file, recover, staging_folder
+from voxelflow.pipelines.publish import (
+    FAILED_REGISTRATION_FOLDER,
+    REGISTRATION_FOLDER,
+    new_run_id,
+    publish,
+    publish_per_file,
+    recover,
+    staging_folder,
+    write_files,
+)
+from voxelflow.pipelines.run_lock import run_folder_lock
 from voxelflow.runtime.compute import process_peak_memory_mb, worker_peak_memory_mb
 from voxelflow.steps import Runner, StepRecord
 from voxelflow.steps import node as layout
@@ -136,6 +148,12 @@ def run_pipeline(
     out_dir = VPath(config.output.folder)
     if out_dir.isfile():
         raise ConfigError(f"output.folder: {out_dir.url} is a file; expected a folder (new or of an earlier run)")
+    with run_folder_lock(out_dir):
+        return _run_into(out_dir, config, mask, viewer, progress, stream, t_start)
+
+
+def _run_into(out_dir: VPath, config: Config, mask, viewer, progress: bool, stream, t_start: float) -> PipelineResult:
+    """The body of :func:`run_pipeline`, run while this process holds the run folder."""
     recover(out_dir)  # a swap interrupted by a crash is finished or undone before anything reads the folder
     cache = VPath(config.output.cache or (out_dir / layout.CACHE_FOLDER).url)
     scan = open_scan(config.input.url, config.input.channel, config.input.level, scale_um=config.input.scale_um)
@@ -162,6 +180,9 @@ def run_pipeline(
         staging = staging_folder(out_dir, run_id) if out_dir.is_local else out_dir / f".run-staging-{run_id}"
         try:
             files = _write_outputs(staging, config, outputs)
+            if inputs.atlas is not None and inputs.atlas.files:
+                write_files(staging / REGISTRATION_FOLDER, inputs.atlas.files)
+                files["registration"] = REGISTRATION_FOLDER
             shape, chunks = scan.image.shape, scan.image.chunks
             record = _record(
                 config, run, t_start, status="ok", run_id=run_id,
@@ -183,9 +204,12 @@ def run_pipeline(
             raise
     except BaseException as exc:
         failed = _record(config, run, t_start, status="failed", error=f"{type(exc).__name__}: {exc}")
-        with contextlib.suppress(OSError):  # the run's own error matters more than its record
+        with contextlib.suppress(OSError, VoxelflowError):  # the run's own error matters more than its record
             if out_dir.isdir():
                 layout.write_run(out_dir, failed, layout.FAILED_RUN_FILE)
+                if inputs.atlas is not None and inputs.atlas.files:  # registered, then failed: its QC beside the record
+                    files = inputs.atlas.files
+                    write_beside(out_dir / FAILED_REGISTRATION_FOLDER, lambda work: write_files(work, files))
         if isinstance(exc, OSError) and not isinstance(exc, VoxelflowError):
             raise InvalidPathError(f"cannot write the outputs of the run into {out_dir.url}: {exc}; the "
                                    "previous run there is unchanged") from exc

@@ -44,6 +44,7 @@ def _instances(image, model, halo=None, halo_um=None, voxel_size=None, channel_a
 
     from voxelflow.ops import predict as predict_op
     from voxelflow.ops import stitch
+    from voxelflow.zarr_stores import CompleteChunkStore
 
     tiles = predict_op(image, model, halo=halo, halo_um=halo_um, voxel_size=voxel_size, output="instances",
                        channel_axis=channel_axis, batch_size=batch_size, pad_mode=pad_mode, iou=iou)
@@ -54,7 +55,11 @@ def _instances(image, model, halo=None, halo_um=None, voxel_size=None, channel_a
     folder = tempfile.mkdtemp(prefix="voxelflow-tiles-", dir=base)
     atexit.register(shutil.rmtree, folder, True)
     regular = tuple(max(c) for c in labels.chunks)
-    scratch = zarr.create_array(store=folder, shape=labels.shape, chunks=regular, dtype=np.int64, fill_value=0)
+    # every chunk is written with a checksum and read strictly: a damaged or lost tile is an error, not zeros
+    scratch = zarr.create_array(store=CompleteChunkStore(zarr.storage.LocalStore(folder), folder),
+                                shape=labels.shape, chunks=regular, dtype=np.int64, fill_value=0,
+                                compressors=[zarr.codecs.ZstdCodec(level=0), zarr.codecs.Crc32cCodec()],
+                                config={"write_empty_chunks": True})
     aligned = all(all(c == r for c in sizes[:-1]) for sizes, r in zip(labels.chunks, regular))
     store = da.store(labels, scratch, lock=not aligned, compute=False)
     _, matches = dask.compute(store, tiles.matches)

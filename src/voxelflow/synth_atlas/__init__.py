@@ -20,7 +20,7 @@ Examples
 from voxelflow.synth_atlas.brain import ATLAS_REGIONS, BRAIN_EXTENT_UM, make_synthetic_atlas
 from voxelflow.synth_atlas.experiment import write_synthetic_experiment
 from voxelflow.synth_atlas.scan import SyntheticScan, make_synthetic_scan
-from voxelflow.synth_atlas.truth import dice_per_region, plant_objects
+from voxelflow.synth_atlas.truth import dice_per_region, plant_cells, plant_objects
 
 __all__ = ["ATLAS_REGIONS", "BRAIN_EXTENT_UM", "make_synthetic_atlas", "make_synthetic_scan", "SyntheticScan",
-           "dice_per_region", "plant_objects", "write_synthetic_experiment"]
+           "dice_per_region", "plant_cells", "plant_objects", "write_synthetic_experiment"]

@@ -9,7 +9,7 @@ from scipy import ndimage as ndi
 from voxelflow.errors import InvalidInputError
 from voxelflow.synth_atlas.scan import SyntheticScan
 
-__all__ = ["dice_per_region", "plant_objects"]
+__all__ = ["dice_per_region", "plant_cells", "plant_objects"]
 
 
 def dice_per_region(truth: np.ndarray, predicted: np.ndarray) -> pd.DataFrame:
@@ -50,6 +50,65 @@ def plant_objects(scan: SyntheticScan, n: int, seed: int = 0, *, radius_vox: flo
         ``atlas_z_um, atlas_y_um, atlas_x_um`` (true atlas position).
     """
     rng = np.random.default_rng(seed)
+    truth = _pick_centres(scan, n, rng, 4 * radius_vox, radius_vox + 1, margin_vox)
+    img = rng.normal(100.0, 10.0, size=scan.image.shape).astype(np.float32)
+    r = int(np.ceil(radius_vox))
+    offs = np.argwhere(np.ones((2 * r + 1,) * 3, dtype=bool)) - r
+    ball = offs[np.linalg.norm(offs, axis=1) <= radius_vox]
+    for c in truth[["z", "y", "x"]].to_numpy(dtype=np.int64):
+        pts = c + ball
+        img[tuple(pts.T)] += amplitude
+    return np.clip(img, 0, 65535).astype(np.uint16), truth
+
+
+def plant_cells(scan: SyntheticScan, n: int, seed: int = 0, *, diameter_um: float, margin_vox: float = 2.0,
+                contrast=(1.0, 2.5), autofluorescence: float = 0.6, noise: float = 0.04):
+    """A cell (nucleus) channel for ``scan``: soft ellipsoids over the scan's autofluorescence, with their truth.
+
+    The channel is what a lightsheet records in the signal channel: the
+    autofluorescence of ``scan.image`` (its bias, plane steps, stripes and
+    vessels included) times ``autofluorescence``, plus nuclei of ``diameter_um``
+    (each 0.8-1.2 x, slightly ellipsoidal, soft edges, drawn with
+    :func:`voxelflow.synth_cells._draw.add_ball`) as bright as ``contrast`` x the
+    median tissue level, plus noise. ``scan.image`` is the autofluorescence
+    (background) channel that removes the shared structures. Centres are drawn
+    as in :func:`plant_objects`: inside the brain, at least ``margin_vox``
+    atlas voxels from any region or hemisphere boundary, at least 1.5
+    diameters apart (so no two touch).
+
+    Returns
+    -------
+    image : numpy.ndarray, shape of ``scan.image``, uint16
+    truth : pandas.DataFrame
+        As :func:`plant_objects`, plus ``diameter_um`` (float64).
+    """
+    from voxelflow.synth_cells._draw import add_ball
+
+    rng = np.random.default_rng(seed)
+    spacing = np.asarray(scan.scale, dtype=np.float64)
+    apart_vox = 1.5 * diameter_um / float(spacing.min())
+    truth = _pick_centres(scan, n, rng, apart_vox, diameter_um / 2 / spacing + 1, margin_vox)
+    auto = scan.image.astype(np.float32)
+    level = float(np.median(auto[auto > np.percentile(auto, 40)]))
+    img = autofluorescence * auto
+    diameters = rng.uniform(0.8, 1.2, len(truth)) * diameter_um
+    for c, d in zip(truth[["z", "y", "x"]].to_numpy(dtype=np.float64), diameters):
+        semi = d / 2 * rng.uniform(0.9, 1.1, 3)
+        add_ball(img, tuple(spacing), c * spacing, semi, rng.uniform(*contrast) * level, 0.1 * d)
+    img += rng.normal(0.0, noise * level, size=img.shape).astype(np.float32)
+    return np.clip(img, 0, 65535).astype(np.uint16), truth.assign(diameter_um=diameters)
+
+
+def _pick_centres(scan: SyntheticScan, n: int, rng, spacing_vox: float, border_vox, margin_vox: float):
+    """Up to ``n`` scan voxels inside the brain, ``margin_vox`` atlas voxels from any region or hemisphere
+    boundary, ``spacing_vox`` apart and ``border_vox`` (per axis, or one number) from the volume border.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``z, y, x`` (float64 voxel indices), ``region_id``, ``hemisphere``,
+        ``atlas_z_um, atlas_y_um, atlas_x_um``.
+    """
     atlas = scan.atlas
     combined = atlas.annotation.astype(np.int64) * 4 + atlas.hemispheres
     boundary = np.zeros(combined.shape, dtype=bool)
@@ -64,18 +123,18 @@ def plant_objects(scan: SyntheticScan, n: int, seed: int = 0, *, radius_vox: flo
     depth = ndi.distance_transform_edt(~boundary)
     res = np.asarray(atlas.resolution)
     shape = np.asarray(scan.image.shape)
+    border = np.broadcast_to(np.asarray(border_vox, dtype=np.float64), (3,))
     picked: list[np.ndarray] = []
     rows = []
-    spacing = 4 * radius_vox
     for _ in range(200):
-        cand = rng.uniform(radius_vox + 1, shape - radius_vox - 1, size=(4 * n, 3)).round()
+        cand = rng.uniform(border, shape - border, size=(4 * n, 3)).round()
         a_um = scan.scan_to_atlas((cand + 0.5) * np.asarray(scan.scale))
         vox = np.floor(a_um / res).astype(np.int64)
         ok = np.all((vox >= 0) & (vox < np.asarray(atlas.shape)), axis=1)
         cand, a_um, vox = cand[ok], a_um[ok], vox[ok]
         keep = (atlas.annotation[tuple(vox.T)] != 0) & (depth[tuple(vox.T)] >= margin_vox)
         for c, a, v in zip(cand[keep], a_um[keep], vox[keep]):
-            if picked and np.min(np.linalg.norm(np.asarray(picked) - c, axis=1)) < spacing:
+            if picked and np.min(np.linalg.norm(np.asarray(picked) - c, axis=1)) < spacing_vox:
                 continue
             picked.append(c)
             rows.append((*c, int(atlas.annotation[tuple(v)]), int(atlas.hemispheres[tuple(v)]), *a))
@@ -83,13 +142,5 @@ def plant_objects(scan: SyntheticScan, n: int, seed: int = 0, *, radius_vox: flo
                 break
         if len(rows) == n:
             break
-    truth = pd.DataFrame(rows, columns=["z", "y", "x", "region_id", "hemisphere",
-                                        "atlas_z_um", "atlas_y_um", "atlas_x_um"])
-    img = rng.normal(100.0, 10.0, size=scan.image.shape).astype(np.float32)
-    r = int(np.ceil(radius_vox))
-    offs = np.argwhere(np.ones((2 * r + 1,) * 3, dtype=bool)) - r
-    ball = offs[np.linalg.norm(offs, axis=1) <= radius_vox]
-    for c in truth[["z", "y", "x"]].to_numpy(dtype=np.int64):
-        pts = c + ball
-        img[tuple(pts.T)] += amplitude
-    return np.clip(img, 0, 65535).astype(np.uint16), truth
+    return pd.DataFrame(rows, columns=["z", "y", "x", "region_id", "hemisphere",
+                                       "atlas_z_um", "atlas_y_um", "atlas_x_um"])

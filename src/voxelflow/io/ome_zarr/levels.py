@@ -19,11 +19,11 @@ import dask.array as da
 import numpy as np
 import zarr
 
-from voxelflow.cache._gate import GuardedTargets, in_process_scheduler
 from voxelflow.errors import InvalidInputError, OmeZarrError
 from voxelflow.io.blockreduce import block_reduce, block_reduce_numpy
 from voxelflow.io.chunk_ledger import ChunkLedger
 from voxelflow.paths import VPath
+from voxelflow.zarr_stores import WriteGate
 
 __all__ = ["chunk_codecs", "resumable_layout", "write_arrays", "write_group", "write_resumable"]
 
@@ -196,7 +196,17 @@ def write_arrays(arr: da.Array, root: VPath, *, version, axes, chunks, shards, f
     shapes = [tuple(arr.shape)]
     for f in factors:
         shapes.append(tuple(-(-s // g) for s, g in zip(shapes[-1], f)))
-    store = root.zarr_store()
+    # a failed write must not keep writing into a folder that is being removed or restarted
+    store = WriteGate(root.zarr_store())
+    try:
+        return _fill_levels(arr, store, shapes, zarr_format, root, axes=axes, chunks=chunks, shards=shards,
+                            factors=factors, method=method, ledger=ledger)
+    except BaseException:
+        store.close_and_wait()
+        raise
+
+
+def _fill_levels(arr, store, shapes, zarr_format, root: VPath, *, axes, chunks, shards, factors, method, ledger):
     resume = ledger is not None and not ledger.fresh
     # A fresh ledger emptied the folder already and keeps its own files there: "a", not "w".
     mode = "r+" if resume else ("a" if ledger is not None else "w")
@@ -228,35 +238,18 @@ def write_arrays(arr: da.Array, root: VPath, *, version, axes, chunks, shards, f
                 **kwargs,
             )
         )
-    in_process = in_process_scheduler([arr])
-    # Gates hold a lock and cannot travel to distributed workers.
-    guarded = GuardedTargets(targets) if in_process else None
-    writable = guarded.targets if in_process else targets
-    fused = _fused_level0(arr, factors, method, grids, writable[0], ledger=ledger, stored=targets[0])
+    # finished chunks are read back strictly: a chunk file lost since it was recorded is an error, not zeros
+    stored = zarr.open_array(root.zarr_store(read_only=True, complete=True), path="0", mode="r") if resume else None
+    fused = _fused_level0(arr, factors, method, grids, targets[0], ledger=ledger, stored=stored)
     if fused is None:
         if ledger is not None:
             raise InvalidInputError("a resumable write needs chunks made of whole reduction blocks; got chunks "
                                     f"{grids[0]} and factors {factors}")
-        sources = _pyramid(arr, factors, method, grids)
-    elif not factors:
-        sources, writable = [], []
+        da.store(_pyramid(arr, factors, method, grids), targets, lock=False, compute=True)
+    elif not factors:  # one level: the fused tasks store it
+        fused.compute()
     else:
-        sources, writable = _pyramid(fused, factors[1:], method, grids[1:], copy=False), writable[1:]
-
-    def store():
-        if sources:
-            da.store(sources, writable, lock=False, compute=True)
-        else:  # one level: the fused tasks store it
-            fused.compute()
-
-    if not in_process:
-        store()
-        return shapes
-    try:
-        store()
-    except BaseException:
-        guarded.close_and_wait()
-        raise
+        da.store(_pyramid(fused, factors[1:], method, grids[1:], copy=False), targets[1:], lock=False, compute=True)
     return shapes
 
 
