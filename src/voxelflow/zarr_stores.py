@@ -15,6 +15,8 @@ already removing, retrying or restarting.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
 
 from zarr.storage import WrapperStore
@@ -110,49 +112,37 @@ class WriteGate(WrapperStore):
             state.closed = True
             state.cond.wait_for(lambda: state.busy == 0)
 
-    def _enter(self, key: str) -> None:
+    @contextlib.contextmanager
+    def _writing(self, key: str):
+        """Count one write of ``key`` while the block runs; refused once the gate is closed."""
         state = self._state
         with state.cond:
             if state.closed:
                 raise WriteGateClosedError(f"not writing {key!r}: the write it belongs to has failed")
             state.busy += 1
-
-    def _leave(self) -> None:
-        state = self._state
-        with state.cond:
-            state.busy -= 1
-            state.cond.notify_all()
+        try:
+            yield
+        finally:
+            with state.cond:
+                state.busy -= 1
+                state.cond.notify_all()
 
     async def set(self, key, value):
-        self._enter(key)
-        try:
+        with self._writing(key):
             await self._store.set(key, value)
-        finally:
-            self._leave()
 
     async def set_if_not_exists(self, key, value):
-        self._enter(key)
-        try:
+        with self._writing(key):
             await self._store.set_if_not_exists(key, value)
-        finally:
-            self._leave()
 
     async def _set_many(self, values):
         # the wrapped store's own _set_many would bypass the count
-        import asyncio
-
         await asyncio.gather(*(self.set(key, value) for key, value in values))
 
     async def delete(self, key):
-        self._enter(key)
-        try:
+        with self._writing(key):
             await self._store.delete(key)
-        finally:
-            self._leave()
 
     async def delete_dir(self, prefix):
-        self._enter(prefix)
-        try:
+        with self._writing(prefix):
             await self._store.delete_dir(prefix)
-        finally:
-            self._leave()

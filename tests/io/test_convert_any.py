@@ -39,6 +39,19 @@ def chunk_files(image):
     return {p: p.stat().st_mtime_ns for p in (image / "0" / "c").rglob("*") if p.is_file()}
 
 
+def fail_at_plane(monkeypatch, plane: str, message: str):
+    """Make reading the plane file ending in ``plane`` raise OSError(``message``); returns the real reader."""
+    real = planes_module.PlaneStack.read_plane
+
+    def failing(self, name):
+        if name.endswith(plane):
+            raise OSError(message)
+        return real(self, name)
+
+    monkeypatch.setattr(planes_module.PlaneStack, "read_plane", failing)
+    return real
+
+
 def test_planes_to_ome_zarr_with_pyramid(tmp_path, capsys):
     vol = lightsheet_volume((16, 48, 40))
     folder = write_planes(tmp_path / "planes", vol)
@@ -90,15 +103,8 @@ def test_interrupted_conversion_resumes_without_rewriting(tmp_path, monkeypatch)
     vol = lightsheet_volume((32, 32, 32), seed=4)
     folder = write_planes(tmp_path / "planes", vol)
     out = tmp_path / "r.ome.zarr"
-    real = planes_module.PlaneStack.read_plane
+    real = fail_at_plane(monkeypatch, "Z0020.tif", "disk went away")
     read = []
-
-    def failing(self, name):
-        if name.endswith("Z0020.tif"):
-            raise OSError("disk went away")
-        return real(self, name)
-
-    monkeypatch.setattr(planes_module.PlaneStack, "read_plane", failing)
     with dask.config.set(scheduler="sync"), pytest.raises(OSError, match="disk went away"):
         convert_to_ome_zarr(str(folder), out, scale_um=1.0, levels=3, chunks=(8, 16, 16))
     assert not out.exists()
@@ -153,14 +159,7 @@ def test_changed_source_starts_afresh(tmp_path, monkeypatch):
     vol = lightsheet_volume((16, 16, 16), seed=6)
     folder = write_planes(tmp_path / "planes", vol)
     out = tmp_path / "c.ome.zarr"
-    real = planes_module.PlaneStack.read_plane
-
-    def failing(self, name):
-        if name.endswith("Z0012.tif"):
-            raise OSError("stop")
-        return real(self, name)
-
-    monkeypatch.setattr(planes_module.PlaneStack, "read_plane", failing)
+    real = fail_at_plane(monkeypatch, "Z0012.tif", "stop")
     with pytest.raises(OSError):
         convert_to_ome_zarr(str(folder), out, scale_um=1.0, levels=2, chunks=(4, 16, 16))
     monkeypatch.setattr(planes_module.PlaneStack, "read_plane", real)
@@ -279,14 +278,7 @@ def test_a_finished_chunk_lost_before_the_resume_is_an_error(tmp_path, monkeypat
     vol = lightsheet_volume((32, 32, 32), seed=8)
     folder = write_planes(tmp_path / "planes", vol)
     out = tmp_path / "r.ome.zarr"
-    real = planes_module.PlaneStack.read_plane
-
-    def failing(self, name):
-        if name.endswith("Z0020.tif"):
-            raise OSError("disk went away")
-        return real(self, name)
-
-    monkeypatch.setattr(planes_module.PlaneStack, "read_plane", failing)
+    real = fail_at_plane(monkeypatch, "Z0020.tif", "disk went away")
     with dask.config.set(scheduler="sync"), pytest.raises(OSError, match="disk went away"):
         convert_to_ome_zarr(str(folder), out, scale_um=1.0, levels=2, chunks=(8, 16, 16))
     monkeypatch.setattr(planes_module.PlaneStack, "read_plane", real)

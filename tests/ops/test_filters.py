@@ -282,6 +282,16 @@ def test_bad_arguments_raise_a_clear_error(call):
         call(da.zeros((4, 8, 8), chunks=4))
 
 
+def _channel_pair(rng, shape, with_levels):
+    """A uint16 signal channel with 0.7 x an autofluorescence channel (with bright spots) in it, and plane levels."""
+    bg = rng.integers(90, 130, shape).astype(np.uint16)
+    bg = bg + (rng.random(shape) < 0.2) * rng.integers(100, 2000, shape).astype(np.uint16)
+    img = (bg * 0.7 + rng.integers(50, 80, shape)).astype(np.uint16)
+    lev = rng.uniform(0.5, 300.0, (shape[0], 1, 1)) if with_levels else None
+    blev = rng.uniform(0.5, 300.0, (shape[0], 1, 1)) if with_levels else None
+    return img, bg, lev, blev
+
+
 @settings(max_examples=15, deadline=None)
 @given(st.integers(0, 2**16), st.sampled_from([(3, 9, 10), (4, 17, 13), (2, 8, 8)]), st.integers(1, 3),
        st.booleans(), st.booleans())
@@ -289,12 +299,8 @@ def test_channel_factor_equals_the_float64_formula(seed, shape, step, with_level
     from voxelflow.ops import estimate_channel_factor
 
     rng = np.random.default_rng(seed)
-    bg = rng.integers(90, 130, shape).astype(np.uint16)
-    bg = bg + (rng.random(shape) < 0.2) * rng.integers(100, 2000, shape).astype(np.uint16)
-    img = (bg * 0.7 + rng.integers(50, 80, shape)).astype(np.uint16)
+    img, bg, lev, blev = _channel_pair(rng, shape, with_levels)
     spacing = (5.0, 2.0, 2.0)
-    lev = rng.uniform(0.5, 300.0, (shape[0], 1, 1)) if with_levels else None
-    blev = rng.uniform(0.5, 300.0, (shape[0], 1, 1)) if with_levels else None
     mask = rng.random(shape) > 0.3 if with_mask else None
     got = estimate_channel_factor(img, bg, step=step, quantile=0.9, mask=mask, levels=lev, bg_levels=blev,
                                   spacing=spacing)
@@ -318,12 +324,8 @@ def test_channel_factor_within_a_sample_budget_equals_the_formula_on_the_thinned
                                                                                            with_levels):
     rng = np.random.default_rng(seed)
     shape = (7, 30, 26)
-    bg = rng.integers(90, 130, shape).astype(np.uint16)
-    bg = bg + (rng.random(shape) < 0.2) * rng.integers(100, 2000, shape).astype(np.uint16)
-    img = (bg * 0.7 + rng.integers(50, 80, shape)).astype(np.uint16)
+    img, bg, lev, blev = _channel_pair(rng, shape, with_levels)
     spacing = (5.0, 2.0, 2.0)
-    lev = rng.uniform(0.5, 300.0, (shape[0], 1, 1)) if with_levels else None
-    blev = rng.uniform(0.5, 300.0, (shape[0], 1, 1)) if with_levels else None
     got = estimate_channel_factor(da.from_array(img, chunks=(3, 11, 9)), da.from_array(bg, chunks=(2, 30, 13)),
                                   step=step, quantile=0.8, levels=lev, bg_levels=blev, spacing=spacing,
                                   max_samples=budget)
