@@ -100,16 +100,7 @@ def prepare_pair(resolution: float, seed: int, folder: Path) -> None:
     f = registration_factors(scan.scale, scan.orientation, atlas.resolution, atlas.orientation)
     coarse = block_reduce(da.from_array(scan.image, chunks=128), f, "mean").compute()
     cscale = np.asarray([s * k for s, k in zip(scan.scale, f)])
-    # the truth slab by slab: the atlas voxel each coarse voxel centre maps to (floor), as truth_on_grid does
-    truth = np.zeros(coarse.shape, atlas.annotation.dtype)
-    truth_hemi = np.zeros(coarse.shape, np.uint8)
-    yx = np.indices(coarse.shape[1:]).reshape(2, -1).T
-    for z in range(coarse.shape[0]):
-        pts = (np.column_stack([np.full(len(yx), z), yx]) + 0.5) * cscale
-        vox = np.floor(scan.scan_to_atlas(pts) / np.asarray(atlas.resolution)).astype(np.int64)
-        ok = np.all((vox >= 0) & (vox < np.asarray(atlas.shape)), axis=1)
-        truth[z].reshape(-1)[ok] = atlas.annotation[tuple(vox[ok].T)]
-        truth_hemi[z].reshape(-1)[ok] = atlas.hemispheres[tuple(vox[ok].T)]
+    truth, truth_hemi = scan.truth_on_grid(coarse.shape, cscale)  # slab by slab
     rng = np.random.default_rng(seed)
     inside = np.argwhere(truth > 0)
     pick = inside[rng.choice(len(inside), 500)]
