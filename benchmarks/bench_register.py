@@ -90,30 +90,48 @@ def one_pair(resolution: float, seed: int, factors=None, params=None) -> dict:
         "hemisphere": hemi, "hemisphere_unfilled": hemi_unfilled, "seconds": seconds, "cpu_seconds": cpu,
         "folded": qc["folded_fraction"],
         "jacobian": (round(qc["jacobian_min"], 3), round(qc["jacobian_max"], 3)), "qc": verdict,
+        "dice": {int(r): round(float(d), 3) for r, d in zip(dice.id, dice.dice)},
     }
 
 
 def prepare_pair(resolution: float, seed: int, folder: Path) -> None:
-    """Write the speed pair: atlas arrays, the coarse scan, its true labels and 500 landmarks (npy + JSON)."""
+    """Write the speed pair: atlas arrays, the coarse scan, its true labels and 500 landmarks (npy + JSON).
+
+    Every array is written as soon as it is made and dropped (the 25 um pair stays well under 3 GB).
+    """
     atlas = make_synthetic_atlas(resolution=resolution)
     scan = make_synthetic_scan(atlas, seed=seed, factors=(1.0, 1.0, 1.0))
     f = registration_factors(scan.scale, scan.orientation, atlas.resolution, atlas.orientation)
-    coarse = block_reduce(da.from_array(scan.image, chunks=128), f, "mean").compute()
     cscale = np.asarray([s * k for s, k in zip(scan.scale, f)])
-    truth, truth_hemi = scan.truth_on_grid(coarse.shape, cscale)  # slab by slab
-    rng = np.random.default_rng(seed)
-    inside = np.argwhere(truth > 0)
-    pick = inside[rng.choice(len(inside), 500)]
-    landmarks = (pick + rng.uniform(0, 1, pick.shape)) * cscale
     folder.mkdir(parents=True, exist_ok=True)
-    arrays = {"reference": atlas.reference, "annotation": atlas.annotation, "hemispheres": atlas.hemispheres,
-              "coarse": coarse, "truth": truth, "truth_hemi": truth_hemi, "landmarks": landmarks,
-              "landmarks_atlas": scan.scan_to_atlas(landmarks)}
-    for name, arr in arrays.items():
-        np.save(folder / f"{name}.npy", arr)
+    for name in ("reference", "annotation", "hemispheres"):
+        np.save(folder / f"{name}.npy", getattr(atlas, name))
+    coarse = block_reduce(da.from_array(scan.image, chunks=128), f, "mean").compute()
+    np.save(folder / "coarse.npy", coarse)
+    shape = coarse.shape
+    del coarse
+    truth, truth_hemi = scan.truth_on_grid(shape, cscale)  # slab by slab
+    np.save(folder / "truth.npy", truth)
+    np.save(folder / "truth_hemi.npy", truth_hemi)
+    del truth_hemi
+    rng = np.random.default_rng(seed)
+    pick = _nonzero_rows(truth > 0, rng, 500)
+    landmarks = (pick + rng.uniform(0, 1, pick.shape)) * cscale
+    np.save(folder / "landmarks.npy", landmarks)
+    np.save(folder / "landmarks_atlas.npy", scan.scan_to_atlas(landmarks))
     (folder / "pair.json").write_text(json.dumps({
         "resolution": resolution, "orientation": scan.orientation, "atlas_orientation": atlas.orientation,
         "coarse_scale": cscale.tolist(), "max_deformation_vox": scan.max_displacement_vox}))
+
+
+def _nonzero_rows(mask: np.ndarray, rng, n: int) -> np.ndarray:
+    """``np.argwhere(mask)[rng.choice(count, n)]`` without the (count, 3) index array: (n, 3) int64."""
+    cumulative = np.cumsum(mask.sum(axis=(1, 2), dtype=np.int64))
+    ranks = rng.choice(int(cumulative[-1]), n)
+    z = np.searchsorted(cumulative, ranks, side="right")
+    within = ranks - np.concatenate([[0], cumulative])[z]
+    rows = [np.concatenate([[k], np.argwhere(mask[k])[r]]) for k, r in zip(z, within)]
+    return np.asarray(rows, dtype=np.int64).reshape(-1, 3)
 
 
 def speed_case(folder: Path) -> dict:
@@ -146,6 +164,7 @@ def speed_case(folder: Path) -> dict:
             "dice_large": round(float(dice[dice.voxels > 1000 * (200.0 / res) ** 3].dice.mean()), 3),
             "hemisphere": round(hemi, 4), "landmark_um": round(float(err.mean()), 1),
             "landmark_vox": round(float(err.mean()) / res, 2), "folded": qc["folded_fraction"],
+            "dice": {int(r): round(float(d), 3) for r, d in zip(dice.id, dice.dice)},
             "load_before": [round(v, 1) for v in load_before], "load_after": [round(v, 1) for v in load_after]}
 
 
@@ -180,7 +199,8 @@ def main() -> None:
         for seed in range(args.first_seed, args.first_seed + args.pairs):
             r = one_pair(args.resolution, seed)
             rows.append(r)
-            print(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()), flush=True)
+            print(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()
+                           if k != "dice"), flush=True)
         keys = ("dice_mean", "dice_large", "landmark_vox", "hemisphere", "seconds", "cpu_seconds")
         print("MEAN " + " ".join(f"{k}={np.mean([r[k] for r in rows]):.3f}" for k in keys))
         print("WORST dice_mean={:.3f} dice_large={:.3f} landmark_vox={:.3f} hemisphere={:.4f}".format(

@@ -68,8 +68,9 @@ def lightsheet_artefacts(img: np.ndarray, scale, rng, noise: float, slab_voxels:
     plane = shape[1] * shape[2]
     step = max(1, slab_voxels // max(1, plane))
     slabs = [(z0, min(z0 + step, shape[0])) for z0 in range(0, shape[0], step)]
+    plane_bias = np.einsum("bj,ijx->ibx", weights[1], np.tensordot(coarse, weights[2], axes=(2, 1)))  # (3, Y, X)
     for z0, z1 in slabs:  # everything up to the shot noise, drawn slab after slab
-        bias = np.einsum("ai,bj,ck,ijk->abc", weights[0][z0:z1], weights[1], weights[2], coarse)
+        bias = np.tensordot(weights[0][z0:z1], plane_bias, axes=(1, 0))
         slab = img[z0:z1] * bias
         flat = slab.reshape(-1)
         for where in vessels:
