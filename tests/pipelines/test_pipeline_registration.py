@@ -58,6 +58,27 @@ def test_objects_carry_atlas_coordinates(experiment):
     np.testing.assert_array_equal(objects["hemisphere"].to_numpy(), truth["hemisphere"].to_numpy()[nearest])
 
 
+def test_objects_take_the_region_of_the_atlas_voxel_at_their_atlas_position(experiment):
+    """Region and side are those of the atlas files (read with tifffile) at ``atlas_*_um``, not of the
+    labels resampled onto the scan, so objects.csv, regions.csv and the atlas coordinates agree."""
+    import tifffile
+
+    folder = experiment["atlas"]
+    annotation = tifffile.imread(folder / "annotation.tiff")
+    hemispheres = tifffile.imread(folder / "hemispheres.tiff")
+    resolution = np.asarray(json.loads((folder / "metadata.json").read_text())["resolution"], dtype=float)
+    objects = pd.read_csv(experiment["config"].parent / "run" / "objects.csv")
+    voxel = np.floor(objects[["atlas_z_um", "atlas_y_um", "atlas_x_um"]].to_numpy() / resolution).astype(int)
+    inside = np.all((voxel >= 0) & (voxel < annotation.shape), axis=1)
+    assert inside.all()
+    np.testing.assert_array_equal(objects["region_id"].to_numpy(), annotation[tuple(voxel.T)])
+    in_brain = annotation[tuple(voxel.T)] != 0
+    np.testing.assert_array_equal(objects["hemisphere"].to_numpy()[in_brain], hemispheres[tuple(voxel[in_brain].T)])
+    regions = pd.read_csv(experiment["config"].parent / "run" / "regions.csv").set_index("id")
+    counted = objects[objects.region_id != 0].groupby("region_id").size()
+    np.testing.assert_array_equal(regions.loc[counted.index, "count_self"].to_numpy(), counted.to_numpy())
+
+
 def test_registration_files_and_qc_pictures(experiment):
     folder = experiment["config"].parent / "run" / "registration"
     names = {p.name for p in folder.iterdir()}
