@@ -252,6 +252,10 @@ def _write_failed(folder: VPath, files: dict[str, bytes]) -> None:
 def register_only(config, *, progress: bool = True, stream=None) -> dict:
     """Run only the registration stage of ``config`` (``voxelflow register``).
 
+    The files go to the run folder's ``registration/``; when the folder holds a
+    finished run (``run.json``), whose ``registration/`` belongs with its tables,
+    they go to ``registration-new/`` instead (removed by the next finished run).
+
     Returns
     -------
     dict
@@ -260,6 +264,7 @@ def register_only(config, *, progress: bool = True, stream=None) -> dict:
     import sys
 
     from voxelflow.pipelines.progress import progress_bar, progress_printer
+    from voxelflow.pipelines.publish import NEW_REGISTRATION_FOLDER, tidy_run_folder
     from voxelflow.pipelines.run_lock import run_folder_lock
     from voxelflow.steps import node as layout
 
@@ -270,8 +275,10 @@ def register_only(config, *, progress: bool = True, stream=None) -> dict:
     out_dir.mkdirs()
     bar = progress_bar(progress, stream)
     run = Runner(cache, on_result=progress_printer(stream, bar) if progress else None)
-    folder = out_dir / REGISTRATION_FOLDER
     with run_folder_lock(out_dir), bar:
+        tidy_run_folder(out_dir)
         atlas = register_atlas(run, config, scan, out_dir, stream, progress)
+        finished = (out_dir / layout.RUN_FILE).exists()
+        folder = out_dir / (NEW_REGISTRATION_FOLDER if finished else REGISTRATION_FOLDER)
         write_beside(folder, lambda work: write_files(work, atlas.files))
     return dict(atlas.registration["mapping"]["qc"], folder=folder.url)
