@@ -13,9 +13,10 @@ brackets):
 1. the atlas position of every object (``atlas_z_um, atlas_y_um,
    atlas_x_um``: the registration's transform of its centroid, micrometres
    from the whole atlas's corner, atlas axes), its region (the annotation
-   voxel there, 0 outside the registered atlas part) and its hemisphere (the
-   hemisphere image filled out to the whole atlas volume, so the side is
-   decided by the registered midline alone) [``objects_atlas``];
+   voxel there, also beyond the registered part of a partial scan's atlas)
+   and its hemisphere (the hemisphere image filled out to the whole atlas
+   volume, so the side is decided by the registered midline alone)
+   [``objects_atlas``];
 2. region volumes are those of the warped labels up-sampled lazily to the
    scan grid, counted on the coarse grid with each coarse voxel weighted by
    the scan voxels it covers [``region_counts``];
@@ -142,7 +143,7 @@ def add_atlas_space(objects: pd.DataFrame, scale, result: dict, annotation, hemi
     -------
     pandas.DataFrame
         ``objects`` plus ``region_id`` (int64, the annotation voxel under the
-        atlas position, 0 outside the registered atlas part), ``region_acronym``,
+        atlas position, 0 outside the atlas), ``region_acronym``,
         ``hemisphere`` (int64, 1 left, 2 right; the filled hemisphere image, so
         every object has a side) and ``atlas_z_um, atlas_y_um, atlas_x_um``
         (float64, micrometres from the whole atlas's corner, atlas axes; the
@@ -152,17 +153,13 @@ def add_atlas_space(objects: pd.DataFrame, scale, result: dict, annotation, hemi
     mapping = mapping_from_result(result)
     centres = (objects[["z", "y", "x"]].to_numpy(dtype=np.float64) + 0.5) * np.asarray(scale)
     in_part = mapping.scan_to_atlas(centres) if len(objects) else np.zeros((0, 3))
-    sl = part.slices()
-    annotation, hemispheres = np.asarray(annotation)[sl], np.asarray(hemispheres)[sl]
-    if part.side != "whole":  # the other hemisphere was not registered: blanked, as for registering
-        other = (hemispheres != SIDES[part.side]) & (hemispheres != 0)
-        annotation, hemispheres = np.where(other, 0, annotation), np.where(other, 0, hemispheres)
-    region = value_at(in_part, annotation, resolution)
-    hemisphere = value_at(in_part, fill_hemispheres(hemispheres, orientation), resolution, clip=True)
+    pos = in_part + np.asarray(part.origin) * np.asarray(resolution, dtype=np.float64)
+    # the whole atlas, so an object the transform puts just beyond a partial scan's atlas part still counts
+    region = value_at(pos, annotation, resolution)
+    hemisphere = value_at(pos, fill_hemispheres(hemispheres, orientation), resolution, clip=True)
     acronyms = dict(zip(table["id"], table["acronym"]))
     out = objects.assign(region_id=region, region_acronym=[acronyms.get(int(r), "") for r in region],
                          hemisphere=hemisphere)
-    pos = in_part + np.asarray(part.origin) * np.asarray(resolution, dtype=np.float64)
     for k, col in enumerate(ATLAS_COLUMNS):
         out[col] = pos[:, k]
     return out

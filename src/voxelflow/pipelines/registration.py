@@ -121,12 +121,15 @@ def warp_atlas_image(result: dict, atlas_folder: str, atlas_stamp: str, which: s
     Returned as a dask array so the cache stores it as a labels OME-Zarr with its voxel size
     (the viewer shows it over the scan).
     """
-    atlas = cut_part(read_brainglobe_folder(atlas_folder), part_of(result))
+    atlas = read_brainglobe_folder(atlas_folder)
     mapping = mapping_from_result(result)
+    # the whole atlas, placed where the registered part sits in it: scan voxels the transform puts just
+    # beyond the part (across a cut face) take the atlas's labels there, not 0
+    origin = part_of(result).origin
     if which == "hemispheres":  # split by the registered midline, also where the brain edges miss by a voxel
-        warped = mapping.hemispheres_to_scan(atlas.hemispheres)
+        warped = mapping.hemispheres_to_scan(atlas.hemispheres, origin)
     else:
-        warped = mapping.labels_to_scan(getattr(atlas, which))
+        warped = mapping.labels_to_scan(getattr(atlas, which), origin)
     return da.from_array(warped, chunks=tuple(min(64, n) for n in warped.shape))
 
 
