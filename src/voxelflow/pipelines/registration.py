@@ -121,12 +121,15 @@ def warp_atlas_image(result: dict, atlas_folder: str, atlas_stamp: str, which: s
     Returned as a dask array so the cache stores it as a labels OME-Zarr with its voxel size
     (the viewer shows it over the scan).
     """
-    atlas = cut_part(read_brainglobe_folder(atlas_folder), part_of(result))
+    atlas = read_brainglobe_folder(atlas_folder)
     mapping = mapping_from_result(result)
+    # the whole atlas, placed where the registered part sits in it: scan voxels the transform puts just
+    # beyond the part (across a cut face) take the atlas's labels there, not 0
+    origin = part_of(result).origin
     if which == "hemispheres":  # split by the registered midline, also where the brain edges miss by a voxel
-        warped = mapping.hemispheres_to_scan(atlas.hemispheres)
+        warped = mapping.hemispheres_to_scan(atlas.hemispheres, origin)
     else:
-        warped = mapping.labels_to_scan(getattr(atlas, which))
+        warped = mapping.labels_to_scan(getattr(atlas, which), origin)
     return da.from_array(warped, chunks=tuple(min(64, n) for n in warped.shape))
 
 
@@ -252,6 +255,10 @@ def _write_failed(folder: VPath, files: dict[str, bytes]) -> None:
 def register_only(config, *, progress: bool = True, stream=None) -> dict:
     """Run only the registration stage of ``config`` (``voxelflow register``).
 
+    The files go to the run folder's ``registration/``; when the folder holds a
+    finished run (``run.json``), whose ``registration/`` belongs with its tables,
+    they go to ``registration-new/`` instead (removed by the next finished run).
+
     Returns
     -------
     dict
@@ -260,6 +267,7 @@ def register_only(config, *, progress: bool = True, stream=None) -> dict:
     import sys
 
     from voxelflow.pipelines.progress import progress_bar, progress_printer
+    from voxelflow.pipelines.publish import NEW_REGISTRATION_FOLDER, tidy_run_folder
     from voxelflow.pipelines.run_lock import run_folder_lock
     from voxelflow.steps import node as layout
 
@@ -270,8 +278,10 @@ def register_only(config, *, progress: bool = True, stream=None) -> dict:
     out_dir.mkdirs()
     bar = progress_bar(progress, stream)
     run = Runner(cache, on_result=progress_printer(stream, bar) if progress else None)
-    folder = out_dir / REGISTRATION_FOLDER
     with run_folder_lock(out_dir), bar:
+        tidy_run_folder(out_dir)
         atlas = register_atlas(run, config, scan, out_dir, stream, progress)
+        finished = (out_dir / layout.RUN_FILE).exists()
+        folder = out_dir / (NEW_REGISTRATION_FOLDER if finished else REGISTRATION_FOLDER)
         write_beside(folder, lambda work: write_files(work, atlas.files))
     return dict(atlas.registration["mapping"]["qc"], folder=folder.url)
