@@ -145,7 +145,7 @@ def add_atlas_space(objects: pd.DataFrame, scale, result: dict, annotation, hemi
         ``objects`` plus ``region_id`` (int64, the annotation voxel under the
         atlas position, 0 outside the atlas), ``region_acronym``,
         ``hemisphere`` (int64, 1 left, 2 right; the filled hemisphere image, so
-        every object has a side) and ``atlas_z_um, atlas_y_um, atlas_x_um``
+        every object has a side; the scanned side for a scan of one hemisphere) and ``atlas_z_um, atlas_y_um, atlas_x_um``
         (float64, micrometres from the whole atlas's corner, atlas axes; the
         registration's transform of ``(z + 0.5) * scale`` from the scan corner).
     """
@@ -154,9 +154,13 @@ def add_atlas_space(objects: pd.DataFrame, scale, result: dict, annotation, hemi
     centres = (objects[["z", "y", "x"]].to_numpy(dtype=np.float64) + 0.5) * np.asarray(scale)
     in_part = mapping.scan_to_atlas(centres) if len(objects) else np.zeros((0, 3))
     pos = in_part + np.asarray(part.origin) * np.asarray(resolution, dtype=np.float64)
-    # the whole atlas, so an object the transform puts just beyond a partial scan's atlas part still counts
+    # the whole atlas, so an object (in tissue) the transform puts just beyond a partial scan's atlas part
+    # still counts; the warped labels (volumes) stay within the part, where the scan has tissue
     region = value_at(pos, annotation, resolution)
-    hemisphere = value_at(pos, fill_hemispheres(hemispheres, orientation), resolution, clip=True)
+    if part.side == "whole":
+        hemisphere = value_at(pos, fill_hemispheres(hemispheres, orientation), resolution, clip=True)
+    else:  # a scan of one hemisphere: every object is on that side
+        hemisphere = np.full(len(pos), SIDES[part.side], dtype=np.int64)
     acronyms = dict(zip(table["id"], table["acronym"]))
     out = objects.assign(region_id=region, region_acronym=[acronyms.get(int(r), "") for r in region],
                          hemisphere=hemisphere)

@@ -49,7 +49,7 @@ from voxelflow.io.ome_zarr.replace import write_beside
 from voxelflow.io.orientation_code import parse_orientation
 from voxelflow.io.registration_files import png_bytes, transforms_from_text, transforms_to_text
 from voxelflow.ops._atlas_map import ScanAtlasMap, register_scan, registration_factors, upsample_labels
-from voxelflow.ops._atlas_part import AtlasPart, atlas_coverage, cut_part, detect_hemisphere, find_part
+from voxelflow.ops._atlas_part import SIDES, AtlasPart, atlas_coverage, cut_part, detect_hemisphere, find_part
 from voxelflow.ops._register import RegistrationParameters, check_registration
 from voxelflow.ops._register_qc import qc_planes
 from voxelflow.paths import VPath, as_vpath
@@ -122,14 +122,17 @@ def warp_atlas_image(result: dict, atlas_folder: str, atlas_stamp: str, which: s
     (the viewer shows it over the scan).
     """
     atlas = read_brainglobe_folder(atlas_folder)
+    part = part_of(result)
     mapping = mapping_from_result(result)
-    # the whole atlas, placed where the registered part sits in it: scan voxels the transform puts just
-    # beyond the part (across a cut face) take the atlas's labels there, not 0
-    origin = part_of(result).origin
-    if which == "hemispheres":  # split by the registered midline, also where the brain edges miss by a voxel
-        warped = mapping.hemispheres_to_scan(atlas.hemispheres, origin)
+    if which == "hemispheres":
+        # the whole atlas, filled and placed where the registered part sits in it: the side is decided by the
+        # registered midline alone, also for scan voxels the transform puts just beyond a cut face; a scan of
+        # one hemisphere is that side throughout
+        hemi = atlas.hemispheres if part.side == "whole" else np.full_like(atlas.hemispheres, SIDES[part.side])
+        warped = mapping.hemispheres_to_scan(hemi, part.origin)
     else:
-        warped = mapping.labels_to_scan(getattr(atlas, which), origin)
+        # the part only: beyond a partial scan's cut face the scan holds no tissue, so no region volume there
+        warped = mapping.labels_to_scan(getattr(cut_part(atlas, part), which))
     return da.from_array(warped, chunks=tuple(min(64, n) for n in warped.shape))
 
 
