@@ -19,17 +19,18 @@ FAST = RegistrationParameters(affine_iterations=120, deformable_iterations=15, a
 
 
 def test_detail_factors_reach_the_finest_level_never_coarser_than_the_grid():
-    # 66 x 83 x 78 um scan voxels, a 200 um atlas (factors 3, 2, 3), finest level 100 um: the scan itself
-    assert detail_factors((66.3, 83.0, 77.9), (3, 2, 3)) == (1, 1, 1)
-    # 40 um voxels: blocks of 2 reach 80 um
-    assert detail_factors((40.0, 40.0, 40.0), (5, 5, 5)) == (2, 2, 2)
+    # 66 x 83 x 78 um scan voxels, a 200 um atlas (factors 3, 2, 3), finest level 100 um: blocks of about 100 um
+    assert detail_factors((66.3, 83.0, 77.9), (3, 2, 3)) == (2, 1, 1)
+    # 45 um voxels: blocks of 2 reach 90 um
+    assert detail_factors((45.0, 45.0, 45.0), (5, 5, 5)) == (2, 2, 2)
     # the coarse grid already resolves the finest level (a 50 um atlas): nothing finer
     assert detail_factors((20.0, 20.0, 20.0), (3, 2, 3)) is None
     # one axis coarser than the level, the others not: only that axis is refined
     assert detail_factors((20.0, 20.0, 50.0), (3, 4, 4)) == (3, 4, 2)
-    # affine only: the last affine level is the finest (200 um)
+    # affine only: the last affine level (200 um) is the finest, and the coarse grid resolves it
     affine_only = RegistrationParameters(deformable=False)
-    assert detail_factors((66.3, 83.0, 77.9), (3, 2, 3), affine_only) == (3, 2, 2)
+    assert detail_factors((66.3, 83.0, 77.9), (3, 2, 3), affine_only) is None
+    assert detail_factors((40.0, 40.0, 40.0), (8, 8, 8), affine_only) == (5, 5, 5)
 
 
 @pytest.mark.parametrize("orientation", ["psl", "rai", "asr"])

@@ -133,10 +133,12 @@ def detail_factors(scan_scale: Sequence[float], factors: Sequence[int],
                    parameters: RegistrationParameters | None = None) -> tuple[int, ...] | None:
     """Block sizes taking the scan to about the finest registration level, where the coarse grid is coarser.
 
-    Per axis ``min(factor, max(1, floor(finest / scan voxel size)))``: never
-    coarser than the coarse grid (``factors``, :func:`registration_factors`),
-    never finer than the scan or than the finest level of ``parameters``
-    (the smaller of the last affine and, if enabled, the last B-spline level).
+    Per axis ``min(factor, max(1, round(finest / scan voxel size)))``: about
+    the finest level of ``parameters`` (the smaller of the last affine and, if
+    enabled, the last B-spline level), as :func:`registration_factors` takes
+    the scan to about the atlas voxel size, and never coarser than the coarse
+    grid (``factors``). Blocks much finer than the level would leave fewer scan
+    voxels averaged per metric sample, a noisier metric for the same samples.
 
     Returns
     -------
@@ -146,7 +148,7 @@ def detail_factors(scan_scale: Sequence[float], factors: Sequence[int],
     """
     params = parameters or RegistrationParameters()
     finest = min(params.affine_levels_um[-1], params.deformable_levels_um[-1] if params.deformable else np.inf)
-    out = tuple(int(min(int(k), max(1, int(np.floor(finest / float(s) + 1e-9))))) for k, s in zip(factors, scan_scale))
+    out = tuple(int(min(int(k), max(1, int(round(finest / float(s)))))) for k, s in zip(factors, scan_scale))
     return None if out == tuple(int(k) for k in factors) else out
 
 
