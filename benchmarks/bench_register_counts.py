@@ -23,11 +23,9 @@ over every region and hemisphere (objects per region and side), the largest
 absolute count difference over all regions, the objects whose region and side
 are right (matched to the nearest planted centre), wall and CPU seconds of the
 run and the load average. ``--table`` prints the per-region counts of each pair.
-``region_right_perfect`` and ``max_region_error_perfect`` are what a perfect
-registration would give: the planted objects looked up as the pipeline does (scan
-voxel ``i`` takes coarse voxel ``floor(i / f)``) on the true annotation sampled at
-the run's coarse grid, so they show how much of the error near boundaries is the
-coarse label grid rather than the registration.
+Objects take their region in atlas space (the annotation voxel at their
+transformed centroid), the rule the truth is defined by, so every error is the
+registration's (or the detection's).
 
 ``partial``: partial brains on ``--pairs`` seeds: one hemisphere (left on even
 seeds, right on odd ones; ``atlas.coverage = "auto"`` finds it) and an anterior
@@ -116,27 +114,6 @@ def count_errors(truth: pd.DataFrame, regions: pd.DataFrame, objects: pd.DataFra
     }
 
 
-def perfect_registration(exp: dict, run: Path, min_count: int) -> dict:
-    """What the coarse labels allow: planted objects looked up, as the pipeline does, on the true annotation
-    sampled at the run's coarse grid (a perfect registration); the share of objects in the right region and
-    the largest relative per-region count error that leaves."""
-    from voxelflow.io.ome_zarr import open_ome_zarr
-    from voxelflow.steps.node import output_image
-
-    labels, meta = open_ome_zarr(output_image(run / "cache" / "atlas_labels").url)
-    scan = exp["synthetic"]
-    truth_grid, _ = scan.truth_on_grid(labels.shape, meta.scale)
-    factors = np.rint(np.asarray(meta.scale) / np.asarray(scan.scale)).astype(np.int64)
-    truth = exp["truth"]
-    coarse = (truth[["z", "y", "x"]].to_numpy(np.int64) // factors).clip(0, np.asarray(labels.shape) - 1)
-    looked_up = truth_grid[tuple(coarse.T)]
-    planted = truth.groupby("region_id").size()
-    counted = pd.Series(looked_up).value_counts().reindex(planted.index, fill_value=0)
-    rel = (counted - planted).abs() / planted
-    return {"region_right_perfect": float((looked_up == truth["region_id"].to_numpy()).mean()),
-            "max_region_error_perfect": float(rel[planted >= min_count].max())}
-
-
 def warped_accuracy(exp: dict, run: Path) -> dict:
     """Dice and hemisphere agreement of the run's warped annotation / hemispheres on the coarse scan grid."""
     from voxelflow.io.ome_zarr import open_ome_zarr
@@ -172,7 +149,6 @@ def run_case(root: Path, seed: int, resolution: float, n_objects: int, min_count
     out = {"seed": seed, "part": part, "orientation": exp["synthetic"].orientation}
     out.update(count_errors(exp["truth"], pd.read_csv(run / "regions.csv"), pd.read_csv(run / "objects.csv"),
                             min_count))
-    out.update(perfect_registration(exp, run, min_count))
     if part != "whole":
         out.update(warped_accuracy(exp, run))
         out["side_found"] = json.loads((run / "run.json").read_text())["registration"]["atlas_part"]["side"]

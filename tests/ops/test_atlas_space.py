@@ -16,7 +16,7 @@ from voxelflow.errors import InvalidInputError
 from voxelflow.ops import assign_regions, count_by_region, region_volumes
 from voxelflow.ops._atlas_map import registration_factors, upsample_labels
 from voxelflow.ops._atlas_part import crop_atlas, detect_hemisphere, inverse_points
-from voxelflow.ops._atlas_space import atlas_density_map, imaged_fraction, upsampled_label_volumes
+from voxelflow.ops._atlas_space import atlas_density_map, imaged_fraction, upsampled_label_volumes, value_at
 from voxelflow.ops._resample import downsample
 from voxelflow.synth_atlas import ATLAS_REGIONS, make_synthetic_atlas, make_synthetic_scan
 from voxelflow.synth_atlas.scan import partial_atlas
@@ -158,3 +158,32 @@ def test_detect_hemisphere_on_synthetic_scans(side, orientation, seed):
     f = registration_factors(scan.scale, orientation, atlas.resolution, atlas.orientation)
     coarse = np.asarray(downsample(scan.image, f, method="mean"))
     assert detect_hemisphere(coarse, tuple(s * k for s, k in zip(scan.scale, f)), orientation, atlas) == side
+
+
+@settings(max_examples=25, deadline=None)
+@given(shape=st.tuples(*[st.integers(1, 9)] * 3), res=st.tuples(*[st.sampled_from([10.0, 25.0, 7.5])] * 3),
+       seed=st.integers(0, 1000), clip=st.booleans())
+def test_value_at_is_the_voxel_whose_box_holds_the_point(shape, res, seed, clip):
+    rng = np.random.default_rng(seed)
+    image = rng.integers(1, 50, size=shape)
+    extent = np.asarray(shape) * np.asarray(res)
+    pts = rng.uniform(-0.5, 1.5, size=(40, 3)) * extent
+    pts[:5] = np.floor(pts[:5] / res) * res  # exactly on voxel edges
+    pts[5, 1] = np.nan
+    got = value_at(pts, image, res, clip=clip)
+    expected = np.zeros(len(pts), dtype=np.int64)
+    for n, p in enumerate(pts):
+        if not np.all(np.isfinite(p)):
+            continue
+        # the box [i r, (i + 1) r) holding p along each axis: edges at or below p, minus one
+        idx = [int(np.searchsorted(np.arange(m + 1) * r, q, side="right")) - 1 for m, r, q in zip(shape, res, p)]
+        if clip:
+            idx = [min(max(i, 0), m - 1) for i, m in zip(idx, shape)]
+        if all(0 <= i < m for i, m in zip(idx, shape)):
+            expected[n] = image[tuple(idx)]
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_value_at_refuses_a_wrong_image():
+    with pytest.raises(InvalidInputError, match="3-D image"):
+        value_at(np.zeros((1, 3)), np.zeros((4, 4)), (1.0, 1.0, 1.0))

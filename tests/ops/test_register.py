@@ -80,6 +80,26 @@ def test_points_agree_with_the_warped_images(pair):
     assert agree.mean() >= 0.99
 
 
+def test_labels_of_a_larger_atlas_are_read_where_the_registered_part_sits(pair):
+    """A registration to a part of an atlas reads the whole atlas at the part's origin: the same labels
+    inside the part, and the atlas's own labels (not 0) where points leave the part."""
+    atlas, scan, coarse, cscale, f, mapping = pair
+    origin, after = (3, 5, 2), (4, 1, 6)
+    whole = np.pad(atlas.annotation.astype(np.int32), list(zip(origin, after)), constant_values=9999)
+    part_only = mapping.labels_to_scan(atlas.annotation)
+    placed = mapping.labels_to_scan(whole, origin_vox=origin)
+    inside_part = part_only != 0
+    np.testing.assert_array_equal(placed[inside_part], part_only[inside_part])
+    # where the points leave the part but stay in the larger image, the padding's value is read
+    centres = (np.indices(coarse.shape).reshape(3, -1).T + 0.5) * np.asarray(cscale)
+    vox = np.floor(mapping.scan_to_atlas(centres) / np.asarray(atlas.resolution)).astype(int)
+    beyond = np.any((vox < 0) | (vox >= atlas.shape), axis=1)
+    in_whole = np.all((vox + origin >= 0) & (vox + origin < whole.shape), axis=1)
+    assert (beyond & in_whole).sum() > 50
+    got = placed.reshape(-1)[beyond & in_whole]  # centres are in the grid's (scan) order
+    assert (got == 9999).mean() >= 0.95  # up to the half-voxel rounding of nearest neighbour at the part edge
+
+
 def test_transform_files_round_trip(pair, tmp_path):
     atlas, scan, coarse, cscale, f, mapping = pair
     write_registration(tmp_path / "reg", mapping.registration.affine, mapping.registration.deformable,

@@ -9,6 +9,7 @@ import pytest
 
 from voxelflow.cli import main
 from voxelflow.io.ome_zarr import write_ome_zarr
+from voxelflow.paths import VPath
 from voxelflow.synth_atlas import write_synthetic_experiment
 
 pytest.importorskip("SimpleITK")
@@ -58,6 +59,27 @@ def test_objects_carry_atlas_coordinates(experiment):
     np.testing.assert_array_equal(objects["hemisphere"].to_numpy(), truth["hemisphere"].to_numpy()[nearest])
 
 
+def test_objects_take_the_region_of_the_atlas_voxel_at_their_atlas_position(experiment):
+    """Region and side are those of the atlas files (read with tifffile) at ``atlas_*_um``, not of the
+    labels resampled onto the scan, so objects.csv, regions.csv and the atlas coordinates agree."""
+    import tifffile
+
+    folder = experiment["atlas"]
+    annotation = tifffile.imread(folder / "annotation.tiff")
+    hemispheres = tifffile.imread(folder / "hemispheres.tiff")
+    resolution = np.asarray(json.loads((folder / "metadata.json").read_text())["resolution"], dtype=float)
+    objects = pd.read_csv(experiment["config"].parent / "run" / "objects.csv")
+    voxel = np.floor(objects[["atlas_z_um", "atlas_y_um", "atlas_x_um"]].to_numpy() / resolution).astype(int)
+    inside = np.all((voxel >= 0) & (voxel < annotation.shape), axis=1)
+    assert inside.all()
+    np.testing.assert_array_equal(objects["region_id"].to_numpy(), annotation[tuple(voxel.T)])
+    in_brain = annotation[tuple(voxel.T)] != 0
+    np.testing.assert_array_equal(objects["hemisphere"].to_numpy()[in_brain], hemispheres[tuple(voxel[in_brain].T)])
+    regions = pd.read_csv(experiment["config"].parent / "run" / "regions.csv").set_index("id")
+    counted = objects[objects.region_id != 0].groupby("region_id").size()
+    np.testing.assert_array_equal(regions.loc[counted.index, "count_self"].to_numpy(), counted.to_numpy())
+
+
 def test_registration_files_and_qc_pictures(experiment):
     folder = experiment["config"].parent / "run" / "registration"
     names = {p.name for p in folder.iterdir()}
@@ -69,10 +91,53 @@ def test_registration_files_and_qc_pictures(experiment):
     assert qc["folded_fraction"] <= 1e-3 and qc["metric_final"] <= qc["metric_affine"]
 
 
-def test_register_only_reuses_the_cache(experiment, capsys):
-    assert main(["register", str(experiment["config"]), "--quiet"]) == 0
+def test_register_only_reuses_the_cache_and_leaves_the_finished_run_whole(experiment, capsys):
+    run = experiment["config"].parent / "run"
+    before = {p.name: (p.read_bytes(), p.stat().st_ino) for p in (run / "registration").iterdir()}
+    other = experiment["config"].with_name("other-parameters.toml")
+    other.write_text(experiment["config"].read_text().replace("deformable_iterations = 10", "deformable_iterations = 11"))
+    assert main(["register", str(other), "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert "voxelflow register: Mattes MI" in out
+    assert "voxelflow register: Mattes MI" in out and "registration-new" in out
+    # the finished run keeps the registration its tables were counted with; the new one is beside it
+    assert {p.name: (p.read_bytes(), p.stat().st_ino) for p in (run / "registration").iterdir()} == before
+    assert (run / "registration-new" / "registration.json").read_bytes() != before["registration.json"][0]
+    # the next finished run publishes its own registration/ and drops registration-new/
+    assert main(["run", str(experiment["config"]), "--no-report", "--quiet"]) == 0
+    assert not (run / "registration-new").exists()
+    assert {p.name: p.read_bytes() for p in (run / "registration").iterdir()} == {
+        k: v[0] for k, v in before.items()}
+
+
+def test_register_only_into_a_new_folder_writes_registration(experiment, tmp_path):
+    assert main(["register", str(experiment["config"]), "--quiet", "--out", str(tmp_path / "run")]) == 0
+    assert (tmp_path / "run" / "registration" / "affine.tfm").is_file()
+    assert not (tmp_path / "run" / "registration-new").exists()
+
+
+def test_leftovers_of_a_killed_swap_are_resolved_by_the_next_run(experiment, tmp_path):
+    """A process killed while swapping registration/ leaves hidden folders: a partial new one, or the
+    old one moved aside with nothing in its place. The next command holding the folder resolves them."""
+    out = tmp_path / "run"
+    assert main(["register", str(experiment["config"]), "--quiet", "--out", str(out)]) == 0
+    good = {p.name: p.read_bytes() for p in (out / "registration").iterdir()}
+    # killed between the two renames: the old folder is aside, none in place; a partial new one beside
+    (out / "registration").rename(out / ".registration.old-0123456789ab")
+    (out / ".registration.tmp-ba9876543210").mkdir()
+    (out / ".registration.tmp-ba9876543210" / "affine.tfm").write_text("partial")
+    from voxelflow.pipelines.config import load_config
+    from voxelflow.pipelines.publish import tidy_run_folder
+
+    config = load_config(experiment["config"], [], values={"output.folder": str(out)})
+    done = tidy_run_folder(VPath(config.output.folder))
+    assert len(done) == 2
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".registration")) == []
+    assert {p.name: p.read_bytes() for p in (out / "registration").iterdir()} == good
+    # a finished swap's old folder is removed, the current one kept
+    (out / ".registration.old-aaaaaaaaaaaa").mkdir()
+    assert main(["register", str(experiment["config"]), "--quiet", "--out", str(out)]) == 0
+    assert not (out / ".registration.old-aaaaaaaaaaaa").exists()
+    assert {p.name: p.read_bytes() for p in (out / "registration").iterdir()} == good
 
 
 def test_wrong_orientation_is_a_clear_error_with_qc_pictures(experiment, tmp_path, capsys):

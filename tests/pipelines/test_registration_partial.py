@@ -139,7 +139,9 @@ def test_viewer_lists_the_atlas_density_map_in_atlas_space(hemisphere):
     assert tuple((data[0] if isinstance(data, list) else data).shape) == hemisphere["synthetic"].atlas.shape
 
 
-def test_objects_take_the_region_of_their_voxel_on_the_full_resolution_labels(hemisphere):
+def test_objects_regions_in_atlas_space_agree_with_the_full_resolution_labels(hemisphere):
+    """Objects take their region in atlas space; planted 2 atlas voxels from any boundary, that is also the
+    region of their voxel on the warped labels up-sampled to the scan (the labels the volumes come from)."""
     from voxelflow.io.ome_zarr import open_ome_zarr
     from voxelflow.steps.node import output_image
 
@@ -155,3 +157,7 @@ def test_objects_take_the_region_of_their_voxel_on_the_full_resolution_labels(he
     objects = pd.read_csv(run / "objects.csv")
     voxel = np.floor(objects[["z", "y", "x"]].to_numpy() + 0.5).astype(int)
     np.testing.assert_array_equal(objects["region_id"].to_numpy(), full[tuple(voxel.T)])
+    # a scan of one hemisphere is that side wherever the transform stays in the atlas volume, cut faces included
+    hemis = np.asarray(open_ome_zarr(output_image(run / "cache" / "atlas_hemispheres").url)[0])
+    assert set(np.unique(hemis).tolist()) <= {0, 1} and (hemis == 1).mean() > 0.5
+    assert (hemis[np.asarray(coarse) != 0] == 1).all()

@@ -3,7 +3,8 @@
 Reads ``[atlas] brainglobe``, ``orientation``, ``registration_channel`` and
 ``registration`` (parameters), registers the atlas template to the scan's
 registration channel (cached like every step, so a later ``voxelflow run``
-reuses it) and writes ``registration/`` into the run folder: the transforms
+reuses it) and writes ``registration/`` into the run folder (``registration-new/`` if the
+folder holds a finished run, whose ``registration/`` stays with its tables): the transforms
 (``affine.tfm``, ``deformable.tfm``), ``registration.json`` with the QC
 figures and checkerboard / edge pictures in three planes.
 """

@@ -76,20 +76,25 @@ class ScanAtlasMap:
         q = reorient_points(points_um, self.scan_orientation, self.atlas_orientation, self.grid_shape, self.grid_scale)
         return transform_points(q, self.registration)
 
-    def labels_to_scan(self, labels) -> np.ndarray:
-        """An atlas label image (atlas grid) resampled onto the coarse scan grid (scan orientation), nearest."""
-        warped = _warp_labels(labels, self.registration)
+    def labels_to_scan(self, labels, origin_vox=None) -> np.ndarray:
+        """An atlas label image (atlas grid) resampled onto the coarse scan grid (scan orientation), nearest.
+
+        ``origin_vox``: where the registered atlas part starts in ``labels``
+        (the whole atlas), as for :func:`voxelflow.ops._register.warp_labels`.
+        """
+        warped = _warp_labels(labels, self.registration, origin_vox)
         return np.ascontiguousarray(reorient_volume(warped, self.atlas_orientation, self.scan_orientation))
 
-    def hemispheres_to_scan(self, hemispheres) -> np.ndarray:
+    def hemispheres_to_scan(self, hemispheres, origin_vox=None) -> np.ndarray:
         """The atlas hemisphere image on the coarse scan grid, split by the registered midline alone.
 
         The image is first extended over the whole atlas volume
         (:func:`voxelflow.ops._hemispheres.fill_hemispheres`), so a scan voxel
         registration puts just outside the atlas brain keeps its side; every
-        voxel of the coarse grid gets a side (no 0), shape ``grid_shape``.
+        voxel of the coarse grid gets a side (0 only where the transform
+        leaves the atlas volume), shape ``grid_shape``.
         """
-        return self.labels_to_scan(fill_hemispheres(hemispheres, self.atlas_orientation))
+        return self.labels_to_scan(fill_hemispheres(hemispheres, self.atlas_orientation), origin_vox)
 
     def image_to_scan(self, image) -> np.ndarray:
         """An atlas intensity image resampled (linear) onto the coarse scan grid, float32."""

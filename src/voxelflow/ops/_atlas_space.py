@@ -9,7 +9,10 @@
   computed from the coarse image alone (each coarse voxel weighs the number of
   scan voxels it covers), so the full-resolution labels are never built;
 - :func:`imaged_fraction`: per region (rolled up the hierarchy), the fraction of
-  its atlas voxels a scan imaged.
+  its atlas voxels a scan imaged;
+- :func:`value_at`: the value of an atlas image (annotation, hemispheres) at
+  atlas positions in micrometres, so objects get their region in atlas space,
+  on the atlas's own grid, rather than on labels resampled onto the scan.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from scipy import ndimage as ndi
 from voxelflow.errors import InvalidInputError
 from voxelflow.ops._atlas import rollup
 
-__all__ = ["atlas_density_map", "upsampled_label_volumes", "imaged_fraction", "density_grid"]
+__all__ = ["atlas_density_map", "upsampled_label_volumes", "imaged_fraction", "density_grid", "value_at"]
 
 
 def density_grid(atlas_shape: Sequence[int], resolution: Sequence[float], block_um: float | None = None):
@@ -183,3 +186,44 @@ def imaged_fraction(annotation, coverage, regions: pd.DataFrame) -> pd.Series:
     with np.errstate(divide="ignore", invalid="ignore"):
         frac = seen.to_numpy(dtype=np.float64) / total.to_numpy(dtype=np.float64)
     return pd.Series(np.where(total.to_numpy() > 0, frac, np.nan), index=total.index, name="imaged_fraction")
+
+
+def value_at(atlas_um, image, resolution: Sequence[float], *, clip: bool = False) -> np.ndarray:
+    """The value of an atlas image at atlas positions: voxel ``floor(p / resolution)``.
+
+    This is the atlas's own nearest-neighbour rule (voxel ``i`` spans
+    ``[i r, (i + 1) r)``), the rule the annotation defines regions by.
+
+    Parameters
+    ----------
+    atlas_um : array_like, shape (N, 3), float
+        Positions in micrometres from the image's corner, along its axes.
+    image : numpy.ndarray, shape (Z, Y, X), integer
+        Annotation or hemispheres on the atlas grid.
+    resolution : sequence of 3 float
+        Atlas voxel size (micrometres).
+    clip : bool
+        False: positions outside the image (or NaN) get 0. True: finite
+        positions outside take the nearest edge voxel (a filled hemisphere
+        image then gives a side to every object, by the midline alone).
+
+    Returns
+    -------
+    numpy.ndarray, shape (N,), int64
+    """
+    img = np.asarray(image)
+    res = np.asarray(resolution, dtype=np.float64)
+    if img.ndim != 3 or res.shape != (3,) or not np.all(res > 0):
+        raise InvalidInputError(f"value_at needs a 3-D image and 3 positive voxel sizes, got shape {img.shape} "
+                                f"and resolution {tuple(resolution)}")
+    pts = np.asarray(atlas_um, dtype=np.float64).reshape(-1, 3)
+    out = np.zeros(len(pts), dtype=np.int64)
+    ok = np.all(np.isfinite(pts), axis=1)
+    idx = np.floor(pts[ok] / res)
+    top = np.asarray(img.shape) - 1
+    if clip:
+        idx = np.clip(idx, 0, top)
+    inside = np.all((idx >= 0) & (idx <= top), axis=1)
+    keep = np.flatnonzero(ok)[inside]
+    out[keep] = img[tuple(idx[inside].astype(np.int64).T)]
+    return out

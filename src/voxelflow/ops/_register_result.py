@@ -83,20 +83,26 @@ class Registration:
             raise InvalidInputError(f"registration description lacks {exc}") from None
 
 
-def warp_labels(labels, result: Registration) -> np.ndarray:
+def warp_labels(labels, result: Registration, origin_vox=None) -> np.ndarray:
     """Resample a label image of the moving grid onto the fixed grid (nearest neighbour).
 
     Parameters
     ----------
-    labels : numpy.ndarray, shape ``result.moving_shape``, integer
+    labels : numpy.ndarray, integer
+        Shape ``result.moving_shape``; or, with ``origin_vox``, a larger image
+        the moving grid was cut from.
     result : Registration
+    origin_vox : sequence of 3 int, optional
+        Where the moving grid starts in ``labels`` (voxels): a registration to
+        a part of an atlas then reads the whole atlas, so fixed points that the
+        transform puts just beyond the part still get the atlas's labels there.
 
     Returns
     -------
     numpy.ndarray, shape ``result.fixed_shape``, dtype of ``labels``
-        0 where the transformed point leaves the moving grid.
+        0 where the transformed point leaves ``labels``.
     """
-    return _warp(labels, result, "nearest")
+    return _warp(labels, result, "nearest", origin_vox)
 
 
 def warp_image(image, result: Registration, order: int = 1) -> np.ndarray:
@@ -188,12 +194,15 @@ def jacobian_on_grid(transform, shape, spacing) -> np.ndarray:
 
 # --- internals --------------------------------------------------------------------------
 
-def _warp(arr, result: Registration, how: str) -> np.ndarray:
+def _warp(arr, result: Registration, how: str, origin_vox=None) -> np.ndarray:
     sitk = load_simpleitk()
     arr = np.asarray(arr)
-    if arr.shape != tuple(result.moving_shape):
+    if origin_vox is None and arr.shape != tuple(result.moving_shape):
         raise InvalidInputError(f"image shape {arr.shape} differs from the moving grid {tuple(result.moving_shape)}")
     src = to_sitk(sitk, np.ascontiguousarray(arr), result.moving_spacing)
+    if origin_vox is not None:  # voxel origin_vox of arr is the moving grid's first voxel
+        shift = np.asarray(origin_vox, dtype=np.float64) * np.asarray(result.moving_spacing, dtype=np.float64)
+        src.SetOrigin(tuple(float(o - d) for o, d in zip(src.GetOrigin(), shift[::-1])))
     ref = reference_image(sitk, result.fixed_shape, result.fixed_spacing)
     interp = sitk.sitkNearestNeighbor if how == "nearest" else sitk.sitkLinear
     out = sitk.Resample(src, ref, result.transform(), interp, 0.0, src.GetPixelID())

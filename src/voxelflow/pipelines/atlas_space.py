@@ -5,24 +5,33 @@ With a pre-registered atlas (``atlas.url``): the region of every object
 [``region_counts``].
 
 With an atlas registered by voxelflow (``atlas.brainglobe``, see
-:mod:`voxelflow.pipelines.registration`), the labels are the warped annotation
-up-sampled lazily to the scan grid, so (cache node names in brackets):
+:mod:`voxelflow.pipelines.registration`), objects are placed in the atlas and
+take their region there, on the atlas's own grid, as the annotation defines
+it; the warped labels on the scan grid give the volumes (cache node names in
+brackets):
 
-1. every object takes the region of its centroid voxel on the full-resolution
-   labels; only the chunks holding objects are computed, one at a time
-   [``objects_regions``];
-2. region volumes are those of the full-resolution labels, counted on the
-   coarse grid with each coarse voxel weighted by the scan voxels it covers
-   [``region_counts``];
-3. the hemisphere (full-resolution hemispheres, the same way) and the atlas
-   position (``atlas_z_um, atlas_y_um, atlas_x_um``: micrometres from the
-   whole atlas's corner, atlas axes) of every object [``objects_atlas``];
-4. left/right counts and densities, and the fraction of every region (and of
+1. the atlas position of every object (``atlas_z_um, atlas_y_um,
+   atlas_x_um``: the registration's transform of its centroid, micrometres
+   from the whole atlas's corner, atlas axes), its region (the annotation
+   voxel there, also beyond the registered part of a partial scan's atlas)
+   and its hemisphere (the hemisphere image filled out to the whole atlas
+   volume, so the side is decided by the registered midline alone)
+   [``objects_atlas``];
+2. region volumes are those of the warped labels up-sampled lazily to the
+   scan grid, counted on the coarse grid with each coarse voxel weighted by
+   the scan voxels it covers [``region_counts``];
+3. left/right counts and densities, and the fraction of every region (and of
    each side) the scan imaged; a region the scan did not image at all has no
    count (empty in ``regions.csv``), not a count of 0 [``region_counts_lr``];
-5. the atlas-space density map: objects per atlas voxel (or per block of
+4. the atlas-space density map: objects per atlas voxel (or per block of
    ``atlas.density_um``), optionally smoothed, NaN outside what was imaged,
    stored as OME-Zarr with the atlas voxel size [``atlas_density``].
+
+Looking the region up in the atlas, not on the labels resampled onto the
+coarse scan grid, matters at boundaries: resampling twice (atlas grid to
+coarse grid, coarse grid to scan voxels) moves boundaries by up to a coarse
+voxel, so on a 200 um atlas about one object in ten near boundaries was
+counted in a neighbour even with a perfect registration.
 """
 
 from __future__ import annotations
@@ -35,7 +44,14 @@ import pandas as pd
 
 from voxelflow import steps
 from voxelflow.ops._atlas_part import SIDES
-from voxelflow.ops._atlas_space import atlas_density_map, density_grid, imaged_fraction, upsampled_label_volumes
+from voxelflow.ops._atlas_space import (
+    atlas_density_map,
+    density_grid,
+    imaged_fraction,
+    upsampled_label_volumes,
+    value_at,
+)
+from voxelflow.ops._hemispheres import fill_hemispheres
 from voxelflow.paths import VPath
 from voxelflow.pipelines.inputs import Atlas
 from voxelflow.pipelines.registration import mapping_from_result, part_of
@@ -83,13 +99,12 @@ def region_stage(run: Runner, objects: pd.DataFrame, atlas: Atlas, scale, shape,
                            name="region_counts")
         return RegionStage(objects, regions)
     c = atlas.coarse
-    objects = run.step(steps.add_regions, objects, atlas.labels, scale, scale, atlas.regions, image_shape=shape,
-                       name="objects_regions")
+    bg = c["atlas"]
+    objects = run.step(_atlas_space, objects, scale, atlas.registration, bg.annotation, bg.hemispheres,
+                       bg.resolution, bg.orientation, atlas.regions, name="objects_atlas")
     volumes = upsampled_label_volumes(c["labels"], c["factors"], shape, scale)
     regions = run.step(steps.count_by_region, objects, atlas.labels, scale, atlas.regions, volumes=volumes,
                        name="region_counts")
-    objects = run.step(_atlas_space, objects, atlas.hemispheres, scale, atlas.registration, name="objects_atlas")
-    bg = c["atlas"]
     regions = run.step(_split, objects, regions, c["labels"], c["hemispheres"], c["factors"], shape, scale,
                        atlas.regions, bg.annotation, bg.hemispheres, c["coverage"], name="region_counts_lr")
     block, _ = density_grid(bg.shape, bg.resolution, density_um)
@@ -104,22 +119,51 @@ def region_stage(run: Runner, objects: pd.DataFrame, atlas: Atlas, scale, shape,
     return RegionStage(objects, regions, run.node("atlas_density"), facts)
 
 
-def add_atlas_space(objects: pd.DataFrame, hemispheres, scale, result: dict) -> pd.DataFrame:
-    """Objects with ``hemisphere`` (1 left, 2 right, 0 outside) and ``atlas_z_um, atlas_y_um, atlas_x_um``.
+def add_atlas_space(objects: pd.DataFrame, scale, result: dict, annotation, hemispheres, resolution,
+                    orientation: str, table: pd.DataFrame) -> pd.DataFrame:
+    """Objects with their atlas position, region and hemisphere, looked up in the atlas.
 
-    The hemisphere is read on the full-resolution ``hemispheres`` (scan grid,
-    lazily up-sampled); the atlas position is the registration's transform of
-    the centroid (``(z + 0.5) * scale`` from the scan corner) plus the corner
-    of the registered atlas part, in the whole atlas's axes and micrometres.
+    Parameters
+    ----------
+    objects : pandas.DataFrame (LC), centroids ``z, y, x`` in scan voxels
+    scale : tuple of 3 float
+        Scan voxel size (micrometres).
+    result : dict
+        The ``registration`` step result (transforms, grids, atlas part).
+    annotation, hemispheres : numpy.ndarray, shape of the whole atlas, integer
+        The atlas's annotation and hemispheres (1 left, 2 right).
+    resolution : tuple of 3 float
+        Atlas voxel size (micrometres).
+    orientation : str
+        The atlas's orientation code.
+    table : pandas.DataFrame
+        Region table (for the acronyms).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``objects`` plus ``region_id`` (int64, the annotation voxel under the
+        atlas position, 0 outside the atlas), ``region_acronym``,
+        ``hemisphere`` (int64, 1 left, 2 right; the filled hemisphere image, so
+        every object has a side; the scanned side for a scan of one hemisphere) and ``atlas_z_um, atlas_y_um, atlas_x_um``
+        (float64, micrometres from the whole atlas's corner, atlas axes; the
+        registration's transform of ``(z + 0.5) * scale`` from the scan corner).
     """
-    from voxelflow.ops import assign_regions
-
-    hemi = assign_regions(objects, hemispheres, scale, scale)
-    out = objects.assign(hemisphere=hemi.to_numpy().astype(np.int64))
-    centres = (objects[["z", "y", "x"]].to_numpy(dtype=np.float64) + 0.5) * np.asarray(scale)
+    part = part_of(result)
     mapping = mapping_from_result(result)
-    pos = mapping.scan_to_atlas(centres) if len(objects) else np.zeros((0, 3))
-    pos = pos + np.asarray(part_of(result).origin) * np.asarray(mapping.registration.moving_spacing)
+    centres = (objects[["z", "y", "x"]].to_numpy(dtype=np.float64) + 0.5) * np.asarray(scale)
+    in_part = mapping.scan_to_atlas(centres) if len(objects) else np.zeros((0, 3))
+    pos = in_part + np.asarray(part.origin) * np.asarray(resolution, dtype=np.float64)
+    # the whole atlas, so an object (in tissue) the transform puts just beyond a partial scan's atlas part
+    # still counts; the warped labels (volumes) stay within the part, where the scan has tissue
+    region = value_at(pos, annotation, resolution)
+    if part.side == "whole":
+        hemisphere = value_at(pos, fill_hemispheres(hemispheres, orientation), resolution, clip=True)
+    else:  # a scan of one hemisphere: every object is on that side
+        hemisphere = np.full(len(pos), SIDES[part.side], dtype=np.int64)
+    acronyms = dict(zip(table["id"], table["acronym"]))
+    out = objects.assign(region_id=region, region_acronym=[acronyms.get(int(r), "") for r in region],
+                         hemisphere=hemisphere)
     for k, col in enumerate(ATLAS_COLUMNS):
         out[col] = pos[:, k]
     return out

@@ -35,23 +35,28 @@ import shutil
 import uuid
 
 from voxelflow.errors import InvalidPathError
+from voxelflow.io.ome_zarr.replace import tidy_beside
 from voxelflow.paths import VPath
 from voxelflow.steps import node as layout
 
-__all__ = ["FAILED_NAMES", "FAILED_REGISTRATION_FOLDER", "OUTPUT_NAMES", "REGISTRATION_FOLDER", "new_run_id", "publish",
-           "publish_per_file", "recover", "staging_folder", "write_files"]
+__all__ = ["FAILED_NAMES", "FAILED_REGISTRATION_FOLDER", "NEW_REGISTRATION_FOLDER", "OUTPUT_NAMES", "REGISTRATION_FOLDER",
+           "new_run_id", "publish", "publish_per_file", "recover", "staging_folder", "tidy_run_folder",
+           "write_files"]
 
 #: Folder of a run that registered an atlas: transforms, ``registration.json`` and QC pictures.
 REGISTRATION_FOLDER = "registration"
 #: The same for the last failed run (beside ``run-failed.json``), so the previous run's folder stays whole.
 FAILED_REGISTRATION_FOLDER = "run-failed-registration"
+#: ``voxelflow register``'s files when the run folder holds a finished run, whose ``registration/`` stays
+#: with its tables (removed by the next finished run, which publishes its own).
+NEW_REGISTRATION_FOLDER = "registration-new"
 #: Every file a run may write into its folder besides ``run.json``.
 OUTPUT_NAMES = (layout.OBJECTS_TABLE, layout.OBJECTS_CSV, layout.REGIONS_CSV, layout.DENSITY_IMAGE,
                 layout.ATLAS_DENSITY_IMAGE, REGISTRATION_FOLDER)
 #: What a failed run leaves in the run folder (replaced by the next failed run, removed by the next finished one).
 FAILED_NAMES = (layout.FAILED_RUN_FILE, FAILED_REGISTRATION_FOLDER)
 #: Entries of a run folder that belong to one run and are never carried over to the next.
-_RUN_ENTRIES = frozenset((*OUTPUT_NAMES, layout.RUN_FILE, *FAILED_NAMES))
+_RUN_ENTRIES = frozenset((*OUTPUT_NAMES, layout.RUN_FILE, *FAILED_NAMES, NEW_REGISTRATION_FOLDER))
 
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
@@ -163,6 +168,15 @@ def recover(out_dir: VPath) -> list[str]:
         prefix = f".{name}.run-"
         if entry.startswith(prefix) and not entry.startswith(f".{name}.run-old-"):
             done.append(_resolve_staged(out_dir, os.path.join(parent, entry), entry[len(prefix):]))
+    return done
+
+
+def tidy_run_folder(out_dir: VPath) -> list[str]:
+    """:func:`recover`, then the leftovers of the folders replaced inside the run folder by a swap
+    (:func:`voxelflow.io.ome_zarr.replace.tidy_beside`); call it while holding the run folder's lock."""
+    done = recover(out_dir)
+    for name in (REGISTRATION_FOLDER, FAILED_REGISTRATION_FOLDER, NEW_REGISTRATION_FOLDER):
+        done += tidy_beside(out_dir / name)
     return done
 
 

@@ -58,7 +58,7 @@ from voxelflow.ops._atlas_map import (
     registration_factors,
     upsample_labels,
 )
-from voxelflow.ops._atlas_part import AtlasPart, atlas_coverage, cut_part, detect_hemisphere, find_part
+from voxelflow.ops._atlas_part import SIDES, AtlasPart, atlas_coverage, cut_part, detect_hemisphere, find_part
 from voxelflow.ops._register import RegistrationParameters, check_registration
 from voxelflow.ops._register_qc import qc_planes
 from voxelflow.paths import VPath, as_vpath
@@ -133,12 +133,18 @@ def warp_atlas_image(result: dict, atlas_folder: str, atlas_stamp: str, which: s
     Returned as a dask array so the cache stores it as a labels OME-Zarr with its voxel size
     (the viewer shows it over the scan).
     """
-    atlas = cut_part(read_brainglobe_folder(atlas_folder), part_of(result))
+    atlas = read_brainglobe_folder(atlas_folder)
+    part = part_of(result)
     mapping = mapping_from_result(result)
-    if which == "hemispheres":  # split by the registered midline, also where the brain edges miss by a voxel
-        warped = mapping.hemispheres_to_scan(atlas.hemispheres)
+    if which == "hemispheres":
+        # the whole atlas, filled and placed where the registered part sits in it: the side is decided by the
+        # registered midline alone, also for scan voxels the transform puts just beyond a cut face; a scan of
+        # one hemisphere is that side throughout
+        hemi = atlas.hemispheres if part.side == "whole" else np.full_like(atlas.hemispheres, SIDES[part.side])
+        warped = mapping.hemispheres_to_scan(hemi, part.origin)
     else:
-        warped = mapping.labels_to_scan(getattr(atlas, which))
+        # the part only: beyond a partial scan's cut face the scan holds no tissue, so no region volume there
+        warped = mapping.labels_to_scan(getattr(cut_part(atlas, part), which))
     return da.from_array(warped, chunks=tuple(min(64, n) for n in warped.shape))
 
 
@@ -270,6 +276,10 @@ def _write_failed(folder: VPath, files: dict[str, bytes]) -> None:
 def register_only(config, *, progress: bool = True, stream=None) -> dict:
     """Run only the registration stage of ``config`` (``voxelflow register``).
 
+    The files go to the run folder's ``registration/``; when the folder holds a
+    finished run (``run.json``), whose ``registration/`` belongs with its tables,
+    they go to ``registration-new/`` instead (removed by the next finished run).
+
     Returns
     -------
     dict
@@ -278,6 +288,7 @@ def register_only(config, *, progress: bool = True, stream=None) -> dict:
     import sys
 
     from voxelflow.pipelines.progress import progress_bar, progress_printer
+    from voxelflow.pipelines.publish import NEW_REGISTRATION_FOLDER, tidy_run_folder
     from voxelflow.pipelines.run_lock import run_folder_lock
     from voxelflow.steps import node as layout
 
@@ -288,8 +299,10 @@ def register_only(config, *, progress: bool = True, stream=None) -> dict:
     out_dir.mkdirs()
     bar = progress_bar(progress, stream)
     run = Runner(cache, on_result=progress_printer(stream, bar) if progress else None)
-    folder = out_dir / REGISTRATION_FOLDER
     with run_folder_lock(out_dir), bar:
+        tidy_run_folder(out_dir)
         atlas = register_atlas(run, config, scan, out_dir, stream, progress)
+        finished = (out_dir / layout.RUN_FILE).exists()
+        folder = out_dir / (NEW_REGISTRATION_FOLDER if finished else REGISTRATION_FOLDER)
         write_beside(folder, lambda work: write_files(work, atlas.files))
     return dict(atlas.registration["mapping"]["qc"], folder=folder.url)

@@ -42,6 +42,7 @@ from voxelflow.pipelines.publish import (
     publish_per_file,
     recover,
     staging_folder,
+    tidy_run_folder,
     write_files,
 )
 from voxelflow.pipelines.run_lock import run_folder_lock
@@ -154,7 +155,7 @@ def run_pipeline(
 
 def _run_into(out_dir: VPath, config: Config, mask, viewer, progress: bool, stream, t_start: float) -> PipelineResult:
     """The body of :func:`run_pipeline`, run while this process holds the run folder."""
-    recover(out_dir)  # a swap interrupted by a crash is finished or undone before anything reads the folder
+    tidy_run_folder(out_dir)  # a swap interrupted by a crash is finished or undone before anything reads the folder
     cache = VPath(config.output.cache or (out_dir / layout.CACHE_FOLDER).url)
     scan = open_scan(config.input.url, config.input.channel, config.input.level, scale_um=config.input.scale_um)
     if config.atlas.url and config.atlas.brainglobe:

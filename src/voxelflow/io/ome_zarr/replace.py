@@ -6,7 +6,10 @@ that the array being written does not read from (:func:`check_target`).
 A new image is written into a hidden sibling folder (``.<name>.tmp-<id>``) and
 moved into place only once it is complete; an old image at the target is moved
 aside first and deleted last. A failure at any point before the swap leaves the
-old image exactly as it was, and removes the partial new one.
+old image exactly as it was, and removes the partial new one. A process killed
+during the write or between the two renames leaves those hidden folders behind;
+:func:`tidy_beside` resolves them (a caller that knows no other writer is at
+work, e.g. one holding the run folder's lock, calls it before writing again).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from voxelflow.io.ome_zarr.fastread import ChunkReader
 from voxelflow.io.ome_zarr.stores import is_zip
 from voxelflow.paths import VPath
 
-__all__ = ["check_replaceable", "check_target", "swap_into_place", "write_beside"]
+__all__ = ["check_replaceable", "check_target", "swap_into_place", "tidy_beside", "write_beside"]
 
 _GROUP_FILES = ("zarr.json", ".zattrs", ".zgroup")
 
@@ -152,3 +155,35 @@ def swap_into_place(work: VPath, target: VPath) -> None:
     if old is not None:
         with contextlib.suppress(OSError):
             fs.rm(old.path, recursive=True)
+
+
+def tidy_beside(target: VPath) -> list[str]:
+    """Resolve what a killed :func:`write_beside` of ``target`` left in its folder; returns what was done.
+
+    A partial new folder (``.<name>.tmp-<id>``) is removed. An old folder moved
+    aside (``.<name>.old-<id>``) is renamed back when ``target`` is missing (the
+    process died between the two renames; the newest one if there are several),
+    else removed (the swap had finished). Only for local folders, and only while
+    no other process writes ``target``.
+    """
+    if not target.is_local:
+        return []
+    parent, name = target.parent.path, target.name
+    try:
+        entries = sorted(os.listdir(parent))
+    except FileNotFoundError:
+        return []
+    done = []
+    for entry in entries:
+        if entry.startswith(f".{name}.tmp-"):
+            shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)
+            done.append(f"removed the unfinished {entry}")
+    olds = sorted((e for e in entries if e.startswith(f".{name}.old-")),
+                  key=lambda e: os.path.getmtime(os.path.join(parent, e)))
+    if olds and not os.path.lexists(target.path):
+        os.replace(os.path.join(parent, olds.pop()), target.path)
+        done.append(f"renamed the {name} set aside by an interrupted swap back")
+    for entry in olds:
+        shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)
+        done.append(f"removed the replaced {entry}")
+    return done
