@@ -84,40 +84,34 @@ def make_synthetic_atlas(resolution: float = 50.0, seed: int = 0, extent_um=BRAI
                for a, n in enumerate(shape))
     aw = np.abs(w)
     body = (u / 0.78) ** 2 + ((v + 0.05) / 0.72) ** 2 + (aw / 0.82) ** 2
-    bulb = ((u + 0.8) / 0.16) ** 2 + ((v + 0.05) / 0.22) ** 2 + ((aw - 0.12) / 0.14) ** 2
-    brain = (body <= 1) | (bulb <= 1)
+    bulb = ((u + 0.8) / 0.16) ** 2 + ((v + 0.05) / 0.22) ** 2 + ((aw - 0.12) / 0.14) ** 2 <= 1
+    brain = (body <= 1) | bulb
     depth = 1 - np.sqrt(body)  # 0 on the surface, 1 at the centre
+    del body
     labels = np.zeros(shape, dtype=np.uint32)
-    paint = [
-        (343, brain),
-        (313, brain & (u > 0.15) & (v > -0.3)),
-        (1097, brain & (v > 0.3) & (u < 0.2)),
-        (549, (u > -0.15) & (u < 0.3) & (aw < 0.35) & (v > -0.2) & (v < 0.3)),
-        (477, (u > -0.6) & (u < 0.05) & (aw > 0.12) & (aw < 0.6) & (v > -0.25) & (v < 0.35)),
-        (1089, (u > -0.05) & (u < 0.45) & (aw > 0.1) & (v > -0.5) & (v < -0.2) & (depth > 0.2)),
-        (1009, (depth > 0.14) & (depth < 0.2) & (v < 0.15) & (u < 0.5)),
-        (315, (depth <= 0.14) & (v < 0.25) & (u < 0.5)),
-        (512, brain & (u > 0.5)),
-        (698, bulb <= 1),
-        (73, ((u + 0.15) / 0.22) ** 2 + ((v + 0.1) / 0.06) ** 2 + ((aw - 0.18) / 0.05) ** 2 <= 1),
-    ]
-    for rid, where in paint:
+    for rid, where in _region_masks(u, v, aw, brain, bulb, depth):
         labels[np.broadcast_to(where, shape) & np.broadcast_to(brain, shape)] = rid
+    del bulb
+    # cortical layers: intensity bands parallel to the surface (computed now, so depth can go)
+    layers = np.sin(np.broadcast_to(depth, shape)[labels == 315] * 2 * np.pi / 0.05)
+    del depth
 
     ref = np.zeros(shape, dtype=np.float32)
     for rid, (base, amp, tex_um) in _LOOK.items():
         where = labels == rid
         if not where.any():
             continue
-        if rid == 315:  # cortical layers: intensity bands parallel to the surface
-            tex = np.sin(np.broadcast_to(depth, shape) * 2 * np.pi / 0.05)
+        if rid == 315:
+            tex = layers
         elif rid == 512:  # cerebellar folia: bands along the antero-posterior axis
-            tex = np.sin(np.broadcast_to(u * 2 * np.pi / 0.06 + 3 * v, shape))
+            tex = np.sin(np.broadcast_to(u * 2 * np.pi / 0.06 + 3 * v, shape)[where])
         else:
             sigma = max(tex_um / resolution, 0.5)
-            tex = ndi.gaussian_filter(rng.standard_normal(shape).astype(np.float32), sigma)
-            tex /= max(float(np.abs(tex).max()), 1e-6)
-        ref[where] = base * (1 + amp * tex[where])
+            tex = ndi.gaussian_filter(_standard_normal_float32(rng, shape), sigma)
+            tex /= max(float(max(tex.max(), -tex.min())), 1e-6)  # the largest |tex|
+            tex = tex[where]
+        ref[where] = base * (1 + amp * tex)
+        del tex, where
     ref = ndi.gaussian_filter(ref, 0.6)
     ref = (ref + ref[:, :, ::-1]) / 2  # symmetric template
     hemi = np.where(np.broadcast_to(w > 0, shape), LEFT, RIGHT).astype(np.uint8)
@@ -126,3 +120,28 @@ def make_synthetic_atlas(resolution: float = 50.0, seed: int = 0, extent_um=BRAI
             "version": "1.0", "citation": "none (synthetic)", "atlas_link": "", "additional_references": []}
     return Atlas(np.clip(ref, 0, 65535).astype(np.uint16), labels, hemi, ATLAS_REGIONS.copy(),
                  (float(resolution),) * 3, "asr", meta["name"], meta)
+
+
+def _region_masks(u, v, aw, brain, bulb, depth):
+    """(id, mask) of every painted region in painting order, each mask made when it is asked for."""
+    yield 343, brain
+    yield 313, brain & (u > 0.15) & (v > -0.3)
+    yield 1097, brain & (v > 0.3) & (u < 0.2)
+    yield 549, (u > -0.15) & (u < 0.3) & (aw < 0.35) & (v > -0.2) & (v < 0.3)
+    yield 477, (u > -0.6) & (u < 0.05) & (aw > 0.12) & (aw < 0.6) & (v > -0.25) & (v < 0.35)
+    yield 1089, (u > -0.05) & (u < 0.45) & (aw > 0.1) & (v > -0.5) & (v < -0.2) & (depth > 0.2)
+    yield 1009, (depth > 0.14) & (depth < 0.2) & (v < 0.15) & (u < 0.5)
+    yield 315, (depth <= 0.14) & (v < 0.25) & (u < 0.5)
+    yield 512, brain & (u > 0.5)
+    yield 698, bulb
+    yield 73, ((u + 0.15) / 0.22) ** 2 + ((v + 0.1) / 0.06) ** 2 + ((aw - 0.18) / 0.05) ** 2 <= 1
+
+
+def _standard_normal_float32(rng, shape, slab_voxels: int = 4_000_000) -> np.ndarray:
+    """``rng.standard_normal(shape).astype(np.float32)``, drawn slab by slab (the same numbers, less memory)."""
+    out = np.empty(shape, dtype=np.float32)
+    flat = out.reshape(-1)
+    for start in range(0, flat.size, slab_voxels):
+        stop = min(start + slab_voxels, flat.size)
+        flat[start:stop] = rng.standard_normal(stop - start)
+    return out

@@ -25,6 +25,7 @@ from voxelflow.errors import InvalidInputError
 from voxelflow.io.brainglobe import Atlas
 from voxelflow.ops._orientation import (
     ORIENTATION_CODES,
+    orientation_matrix,
     parse_orientation,
     reorient_points,
     reorient_scale,
@@ -83,7 +84,7 @@ class SyntheticScan:
         q = reorient_points(points_um, self.orientation, self.atlas.orientation, self.image.shape, self.scale)
         return self._frame_to_atlas(q)
 
-    def truth_on_grid(self, shape, scale) -> tuple[np.ndarray, np.ndarray]:
+    def truth_on_grid(self, shape, scale, slab_voxels: int = 4_000_000) -> tuple[np.ndarray, np.ndarray]:
         """True annotation and hemispheres at the voxel centres of a grid over the scan box.
 
         Parameters
@@ -91,21 +92,73 @@ class SyntheticScan:
         shape, scale : sequences of 3
             A grid in the scan orientation starting at the scan corner (e.g. a
             down-sampled level: ``shape = ceil(scan.shape / f)``, ``scale = f * scan.scale``).
+        slab_voxels : int
+            Grid voxels mapped per step (bounds memory on large grids).
 
         Returns
         -------
         labels : numpy.ndarray, shape ``shape``, annotation dtype
         hemispheres : numpy.ndarray, shape ``shape``, uint8
         """
-        idx = np.indices(tuple(shape)).reshape(3, -1).T
-        atlas_um = self.scan_to_atlas((idx + 0.5) * np.asarray(scale, dtype=np.float64))
-        vox = np.floor(atlas_um / np.asarray(self.atlas.resolution)).astype(np.int64)
-        inside = np.all((vox >= 0) & (vox < np.asarray(self.atlas.shape)), axis=1)
-        lab = np.zeros(len(vox), dtype=self.atlas.annotation.dtype)
-        hem = np.zeros(len(vox), dtype=np.uint8)
-        lab[inside] = self.atlas.annotation[tuple(vox[inside].T)]
-        hem[inside] = self.atlas.hemispheres[tuple(vox[inside].T)]
-        return lab.reshape(tuple(shape)), hem.reshape(tuple(shape))
+        shape = tuple(int(n) for n in shape)
+        res = np.asarray(self.atlas.resolution, dtype=np.float64)
+        lab = np.zeros(shape, dtype=self.atlas.annotation.dtype)
+        hem = np.zeros(shape, dtype=np.uint8)
+        step = max(1, slab_voxels // max(1, shape[1] * shape[2]))
+        for z0 in range(0, shape[0], step):
+            z1 = min(z0 + step, shape[0])
+            atlas_um = self._grid_to_atlas(shape, scale, z0, z1).reshape(3, -1).T
+            vox = np.floor(atlas_um / res).astype(np.int64)
+            inside = np.all((vox >= 0) & (vox < np.asarray(self.atlas.shape)), axis=1)
+            lab[z0:z1].reshape(-1)[inside] = self.atlas.annotation[tuple(vox[inside].T)]
+            hem[z0:z1].reshape(-1)[inside] = self.atlas.hemispheres[tuple(vox[inside].T)]
+        return lab, hem
+
+    def _grid_to_atlas(self, shape, scale, z0: int, z1: int) -> np.ndarray:
+        """True atlas positions (um) of the voxel centres of rows ``z0:z1`` of a grid in the scan orientation.
+
+        Returns
+        -------
+        numpy.ndarray, shape (3, z1 - z0, shape[1], shape[2]), float64
+            Atlas z, y, x (atlas axes) of every grid voxel, in the scan's axis order.
+        """
+        scale = np.asarray(scale, dtype=np.float64)
+        m = orientation_matrix(self.orientation, self.atlas.orientation, self.image.shape, self.scale)
+        rows = [np.arange(z0, z1), np.arange(shape[1]), np.arange(shape[2])]
+        frame_axis = [int(np.flatnonzero(m[:3, k])[0]) for k in range(3)]  # scan axis k -> frame axis
+        frame = [None, None, None]
+        for k in range(3):
+            t = frame_axis[k]
+            # the scan coordinate reoriented as reorient_points does it (+-p + extent), one axis at a time
+            frame[t] = ((rows[k] + 0.5) * scale[k]) * m[t, k] + m[t, 3]
+        out = self._frame_grid_to_atlas(frame)
+        return out.transpose(0, *(1 + t for t in frame_axis))
+
+    def _frame_grid_to_atlas(self, axes) -> np.ndarray:
+        """True atlas positions (um) of the grid spanned by frame coordinates ``axes`` (3 1-D arrays, um).
+
+        The truth is separable on a grid: the affine part is a sum of one
+        term per axis and the cubic deformation a tensor product of per-axis
+        spline weights, so no (N, 3) point list is built.
+
+        Returns
+        -------
+        numpy.ndarray, shape (3, len(axes[0]), len(axes[1]), len(axes[2])), float64
+        """
+        axes = [np.asarray(a, dtype=np.float64) for a in axes]
+        box = np.asarray(self.frame_shape) * np.asarray(self.frame_scale)
+        g = self.displacement_grid.shape[1:]
+        weights = [_spline_weights(a / box[k] * (g[k] - 1), g[k]) for k, a in enumerate(axes)]
+        shape = tuple(len(a) for a in axes)
+        out = np.empty((3, *shape), dtype=np.float64)
+        for c in range(3):
+            affine = (self.matrix[c, 0] * axes[0][:, None, None] + self.matrix[c, 1] * axes[1][None, :, None]
+                      + self.matrix[c, 2] * axes[2][None, None, :]) + self.offset[c]
+            coeff = np.tensordot(self.displacement_grid[c], weights[2], axes=(2, 1))  # (gz, gy, X)
+            coeff = np.einsum("bj,ijx->ibx", weights[1], coeff)  # (gz, Y, X)
+            disp = np.tensordot(weights[0], coeff, axes=(1, 0))  # (Z, Y, X)
+            out[c] = affine + disp
+        return out
 
     def _frame_to_atlas(self, q) -> np.ndarray:
         q = np.asarray(q, dtype=np.float64)
@@ -229,18 +282,27 @@ def _render(scan: SyntheticScan, frame_shape, frame_scale, slab_voxels: int) -> 
     """Template intensity (float32) at every frame voxel, through the true transform, slab by slab."""
     out = np.zeros(frame_shape, dtype=np.float32)
     ref = scan.atlas.reference.astype(np.float32)
-    res = np.asarray(scan.atlas.resolution)
-    plane = frame_shape[1] * frame_shape[2]
-    step = max(1, slab_voxels // plane)
-    yy, xx = np.meshgrid(np.arange(frame_shape[1]), np.arange(frame_shape[2]), indexing="ij")
+    res = np.asarray(scan.atlas.resolution, dtype=np.float64)[:, None, None, None]
+    step = max(1, slab_voxels // (frame_shape[1] * frame_shape[2]))
+    yx = [(np.arange(n) + 0.5) * s for n, s in zip(frame_shape[1:], frame_scale[1:])]
     for z0 in range(0, frame_shape[0], step):
         z1 = min(z0 + step, frame_shape[0])
-        zz = np.arange(z0, z1)[:, None, None]
-        q = np.stack(np.broadcast_arrays(zz, yy[None], xx[None]), axis=-1).reshape(-1, 3)
-        q = (q + 0.5) * frame_scale
-        a = scan._frame_to_atlas(q) / res - 0.5
-        out[z0:z1] = ndi.map_coordinates(ref, a.T, order=1, mode="constant", cval=0.0).reshape(z1 - z0, *yy.shape)
+        a = scan._frame_grid_to_atlas([(np.arange(z0, z1) + 0.5) * frame_scale[0], *yx])
+        a /= res
+        a -= 0.5
+        out[z0:z1] = ndi.map_coordinates(ref, a, order=1, mode="constant", cval=0.0)
     return out
+
+
+def _spline_weights(coords: np.ndarray, n: int) -> np.ndarray:
+    """Weights (len(coords), n) of the cubic spline of :meth:`SyntheticScan._displacement` along one axis.
+
+    Row ``i`` holds what ``map_coordinates(values, [coords], order=3, mode="nearest",
+    prefilter=False)`` multiplies ``values`` (length ``n``) by at ``coords[i]``.
+    """
+    eye = np.eye(n)
+    return np.stack([ndi.map_coordinates(e, coords[None], order=3, mode="nearest", prefilter=False) for e in eye],
+                    axis=1)
 
 
 def partial_atlas(atlas: Atlas, box_um=None, side: str = "whole") -> tuple[Atlas, tuple[float, ...]]:
