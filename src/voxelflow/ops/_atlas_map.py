@@ -4,7 +4,11 @@ The scan's registration channel is block-averaged to about the atlas
 resolution (:func:`registration_factors`, integer factors, so the coarse grid
 keeps the exact physical scale ``factors * scan_scale``), reoriented to the
 atlas orientation code and registered to the atlas template
-(:func:`voxelflow.ops._register.register`). :class:`ScanAtlasMap` then maps
+(:func:`voxelflow.ops._register.register`). When that coarse grid is coarser
+than the finest registration level (an atlas coarser than the level, e.g. a
+200 um atlas and a 100 um level), registration optimises on a finer copy of
+the scan (:func:`detail_factors`) placed in the coarse grid's frame; the
+mapping stays a mapping of the coarse grid. :class:`ScanAtlasMap` then maps
 
 - scan points (micrometres, scan axes, voxel ``i`` spanning
   ``[i s, (i + 1) s)``) to atlas points (micrometres, atlas axes);
@@ -42,7 +46,8 @@ from voxelflow.ops._register import (
 from voxelflow.ops._register import warp_labels as _warp_labels
 from voxelflow.ops._resample import affine_nearest
 
-__all__ = ["ScanAtlasMap", "registration_factors", "register_scan", "upsample_labels", "check_orientation"]
+__all__ = ["ScanAtlasMap", "registration_factors", "detail_factors", "register_scan", "upsample_labels",
+           "check_orientation"]
 
 
 @dataclass
@@ -129,6 +134,29 @@ def registration_factors(scan_scale: Sequence[float], scan_orientation: str, atl
     return tuple(out)
 
 
+def detail_factors(scan_scale: Sequence[float], factors: Sequence[int],
+                   parameters: RegistrationParameters | None = None) -> tuple[int, ...] | None:
+    """Block sizes taking the scan to about the finest registration level, where the coarse grid is coarser.
+
+    Per axis ``min(factor, max(1, round(finest / scan voxel size)))``: about
+    the finest level of ``parameters`` (the smaller of the last affine and, if
+    enabled, the last B-spline level), as :func:`registration_factors` takes
+    the scan to about the atlas voxel size, and never coarser than the coarse
+    grid (``factors``). Blocks much finer than the level would leave fewer scan
+    voxels averaged per metric sample, a noisier metric for the same samples.
+
+    Returns
+    -------
+    tuple of 3 int, or None
+        None when they equal ``factors`` (the coarse grid already resolves the
+        finest level: nothing finer to register on).
+    """
+    params = parameters or RegistrationParameters()
+    finest = min(params.affine_levels_um[-1], params.deformable_levels_um[-1] if params.deformable else np.inf)
+    out = tuple(int(min(int(k), max(1, int(round(finest / float(s)))))) for k, s in zip(factors, scan_scale))
+    return None if out == tuple(int(k) for k in factors) else out
+
+
 def check_orientation(coarse, coarse_scale, scan_orientation: str, atlas, margin: float = 0.03) -> list:
     """Raise :class:`OrientationError` if another orientation code fits the atlas clearly better.
 
@@ -172,7 +200,7 @@ def check_orientation(coarse, coarse_scale, scan_orientation: str, atlas, margin
 
 def register_scan(coarse, coarse_scale, scan_orientation: str, atlas,
                   parameters: RegistrationParameters | None = None, *, check: bool = True,
-                  orientation_check: bool = True) -> ScanAtlasMap:
+                  orientation_check: bool = True, detail=None, detail_scale=None) -> ScanAtlasMap:
     """Register a coarse scan (scan orientation) to an :class:`~voxelflow.io.brainglobe.Atlas`.
 
     Parameters
@@ -189,10 +217,16 @@ def register_scan(coarse, coarse_scale, scan_orientation: str, atlas,
         See :func:`voxelflow.ops._register.register`.
     orientation_check : bool
         Run :func:`check_orientation` first.
+    detail : numpy.ndarray, shape (Zd, Yd, Xd), numeric, optional
+        The same channel block-averaged by :func:`detail_factors` (scan
+        orientation, from the same scan corner): registration optimises on it.
+    detail_scale : sequence of 3 float, optional
+        Its voxel size (micrometres, scan axes); required with ``detail``.
 
     Returns
     -------
     ScanAtlasMap
+        Of the coarse grid, with or without ``detail``.
 
     Raises
     ------
@@ -208,15 +242,38 @@ def register_scan(coarse, coarse_scale, scan_orientation: str, atlas,
     fixed = reorient_volume(coarse, scan_orientation, atlas.orientation)
     fixed_scale = reorient_scale(coarse_scale, scan_orientation, atlas.orientation)
     grid = (tuple(int(n) for n in coarse.shape), tuple(float(s) for s in coarse_scale))
+    fine = None if detail is None else _detail_in_frame(detail, detail_scale, scan_orientation, atlas.orientation,
+                                                        *grid)
     try:
         reg = register(np.ascontiguousarray(fixed), atlas.reference, fixed_scale, atlas.resolution, parameters,
-                       check=check)
+                       check=check, detail=fine)
     except Exception as exc:
         result = getattr(exc, "result", None)
         if result is not None:
             exc.result = ScanAtlasMap(result, scan_orientation, atlas.orientation, *grid)
         raise
     return ScanAtlasMap(reg, scan_orientation, atlas.orientation, *grid)
+
+
+def _detail_in_frame(detail, detail_scale, scan_orientation: str, atlas_orientation: str, grid_shape, grid_scale):
+    """``(image, spacing, offset_um)`` of the detail image in the atlas orientation and the coarse grid's frame.
+
+    Reorienting flips an axis about the grid's own extent, and the detail grid
+    may end up to a block beyond the coarse one (both cover the scan), so its
+    corner lands at ``offset_um`` in the coarse frame (non-zero on flipped axes).
+    """
+    detail = np.asarray(detail)
+    if detail_scale is None or detail.ndim != 3:
+        raise InvalidInputError(f"detail must be a 3-D image with its detail_scale, got shape {detail.shape} and "
+                                f"scale {detail_scale!r}")
+    scale = tuple(float(s) for s in detail_scale)
+    image = np.ascontiguousarray(reorient_volume(detail, scan_orientation, atlas_orientation))
+    spacing = reorient_scale(scale, scan_orientation, atlas_orientation)
+    # a scan point in both frames: their difference is the detail frame's corner in the coarse frame
+    probe = np.zeros((1, 3))
+    offset = (reorient_points(probe, scan_orientation, atlas_orientation, grid_shape, grid_scale)
+              - reorient_points(probe, scan_orientation, atlas_orientation, detail.shape, scale))[0]
+    return image, spacing, tuple(float(v) for v in offset)
 
 
 def upsample_labels(coarse_labels, factors: Sequence[int], shape: Sequence[int], chunks=None) -> da.Array:

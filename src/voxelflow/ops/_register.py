@@ -18,7 +18,11 @@ cubic B-spline on top of the affine (``CompositeTransform([affine, bspline])``:
 the B-spline acts first), L-BFGS-B. QC: the metric of the start, of the affine
 and of the final transform (all on every voxel of the working images, so they
 are comparable), the range of the Jacobian determinant of the full transform on
-the working grid, and the fraction of folded voxels (determinant <= 0). A final
+the working grid, and the fraction of folded voxels (determinant <= 0). When
+the fixed image is coarser than the finest level (an atlas coarser than that
+level: the fixed grid follows the atlas voxel size), a finer copy of the scan
+in the same frame (``detail``) is what the stages optimise on, so the finest
+level is not dropped; the QC metrics and the Jacobian stay on the fixed grid. A final
 metric worse than the affine one, or too much folding, raises
 :class:`voxelflow.errors.RegistrationError`, which carries the result so
 callers can still draw QC images.
@@ -34,7 +38,7 @@ from dataclasses import asdict
 
 import numpy as np
 
-from voxelflow.errors import RegistrationError
+from voxelflow.errors import InvalidInputError, RegistrationError
 from voxelflow.ops._register_images import as_spacing, as_volume, load_simpleitk, working_image
 from voxelflow.ops._register_metric import full_metric, registration_method
 from voxelflow.ops._register_params import RegistrationParameters, level_factors
@@ -71,6 +75,7 @@ def register(
     parameters: RegistrationParameters | None = None,
     *,
     check: bool = True,
+    detail=None,
 ) -> Registration:
     """Register ``moving`` (atlas template) onto ``fixed`` (scan): affine, then B-spline.
 
@@ -85,6 +90,14 @@ def register(
     parameters : RegistrationParameters, optional
     check : bool
         Raise :class:`RegistrationError` when the result fails the QC checks.
+    detail : tuple (numpy.ndarray, sequence of 3 float, sequence of 3 float), optional
+        ``(image, spacing, offset_um)``: the scan at a finer voxel size than
+        ``fixed`` (shape (Zd, Yd, Xd), same orientation), its voxel size, and
+        the position of its corner in the frame of ``fixed`` (um, z y x; its
+        voxel ``i`` is centred at ``offset + (i + 0.5) spacing``). The start,
+        affine and B-spline stages optimise on it (block-averaged towards the
+        finest level like ``fixed``); the result is still a transform of the
+        frame of ``fixed``, and the QC figures are measured on ``fixed``.
 
     Returns
     -------
@@ -112,18 +125,19 @@ def register(
     finest = min(params.affine_levels_um[-1], params.deformable_levels_um[-1] if params.deformable else np.inf)
     f_img = working_image(sitk, fixed, fixed_spacing, finest, "fixed image (the scan's registration channel)")
     m_img = working_image(sitk, moving, moving_spacing, finest, "moving image (the atlas template)")
+    o_img = f_img if detail is None else detail_image(sitk, detail, finest)
 
-    start, baseline = moments_start(sitk, f_img, m_img)
+    start, baseline = moments_start(sitk, o_img, m_img)
     metric_start = full_metric(sitk, f_img, m_img, baseline, params)
     t0 = time.perf_counter()
-    affine, stop_affine = _affine_stage(sitk, f_img, m_img, start, params)
+    affine, stop_affine = _affine_stage(sitk, o_img, m_img, start, params)
     seconds_affine = time.perf_counter() - t0
     metric_affine = full_metric(sitk, f_img, m_img, affine, params)
 
     bspline, stop_def, metric_final = None, "", metric_affine
     t0 = time.perf_counter()
     if params.deformable:
-        bspline, stop_def = _bspline_stage(sitk, f_img, m_img, affine, params)
+        bspline, stop_def = _bspline_stage(sitk, o_img, m_img, affine, params, mesh_domain=f_img)
         metric_final = full_metric(sitk, f_img, m_img, sitk.CompositeTransform([affine, bspline]), params)
     seconds_def = time.perf_counter() - t0
 
@@ -139,6 +153,7 @@ def register(
         "seconds_affine": round(seconds_affine, 3), "seconds_deformable": round(seconds_def, 3),
         "stop_affine": stop_affine, "stop_deformable": stop_def,
         "working_spacing_um": [float(s) for s in reversed(f_img.GetSpacing())],
+        "optimised_spacing_um": [float(s) for s in reversed(o_img.GetSpacing())],
     }
     if check:
         check_registration(result)
@@ -166,11 +181,47 @@ def _affine_stage(sitk, f_img, m_img, start, params: RegistrationParameters):
     return affine, reg.GetOptimizerStopConditionDescription()
 
 
-def _bspline_stage(sitk, f_img, m_img, affine, params: RegistrationParameters):
+def detail_image(sitk, detail, finest_um: float):
+    """The working image of a finer copy of the fixed image, placed in the fixed image's frame.
+
+    Parameters
+    ----------
+    sitk : module
+        SimpleITK.
+    detail : tuple (numpy.ndarray, sequence of 3 float, sequence of 3 float)
+        ``(image, spacing, offset_um)`` as :func:`register` takes it.
+    finest_um : float
+        The finest registration level (the image is block-averaged towards it).
+
+    Returns
+    -------
+    SimpleITK.Image, float32
+        Its origin shifted by ``offset_um``.
+
+    Raises
+    ------
+    InvalidInputError
+        On a malformed tuple, image or spacing.
+    """
+    try:
+        image, spacing, offset = detail
+    except (TypeError, ValueError):
+        raise InvalidInputError("detail must be (image, spacing, offset_um)") from None
+    img = working_image(sitk, as_volume(image, "detail image"), as_spacing(spacing, "detail spacing"), finest_um,
+                        "detail image (the scan's registration channel, finer)")
+    shift = np.asarray([float(v) for v in offset], dtype=np.float64)
+    if shift.shape != (3,) or not np.all(np.isfinite(shift)):
+        raise InvalidInputError(f"detail offset must be 3 finite numbers (um, z y x), got {offset!r}")
+    img.SetOrigin(tuple(float(o + d) for o, d in zip(img.GetOrigin(), shift[::-1])))
+    return img
+
+
+def _bspline_stage(sitk, f_img, m_img, affine, params: RegistrationParameters, mesh_domain=None):
     """Cubic B-spline on top of ``affine``: L-BFGS-B over the deformable levels, one mesh for all of them.
 
     The mesh has about ``grid_spacing_um`` between control points (at least
-    one interval per axis).
+    one interval per axis) and spans ``mesh_domain`` (default ``f_img``), the
+    fixed grid the transform is used on.
 
     Returns
     -------
@@ -178,10 +229,11 @@ def _bspline_stage(sitk, f_img, m_img, affine, params: RegistrationParameters):
     stop : str
         The optimizer's stop condition.
     """
+    domain = f_img if mesh_domain is None else mesh_domain
     shrink = level_factors(params.deformable_levels_um, tuple(reversed(f_img.GetSpacing())))
-    extent = np.asarray(f_img.GetSize()) * np.asarray(f_img.GetSpacing())
+    extent = np.asarray(domain.GetSize()) * np.asarray(domain.GetSpacing())
     mesh = np.maximum(1, np.round(extent / params.grid_spacing_um)).astype(int)
-    bspline = sitk.BSplineTransformInitializer(f_img, [int(n) for n in mesh], order=3)
+    bspline = sitk.BSplineTransformInitializer(domain, [int(n) for n in mesh], order=3)
     reg = registration_method(sitk, params, f_img, shrink)
     reg.SetOptimizerAsLBFGSB(gradientConvergenceTolerance=1e-7, numberOfIterations=params.deformable_iterations,
                              maximumNumberOfCorrections=5,

@@ -42,7 +42,8 @@ class Registration:
         ``metric_final`` (Mattes MI on every fixed voxel, lower is better), ``jacobian_min``, ``jacobian_max``,
         ``folded_fraction``, ``seconds_affine``, ``seconds_deformable``,
         ``stop_affine``, ``stop_deformable``, ``working_spacing_um`` (voxel size the metrics and
-        Jacobian were computed at).
+        Jacobian were computed at), ``optimised_spacing_um`` (voxel size of the image the stages
+        optimised on: finer with a detail image).
     parameters : dict
         The :class:`RegistrationParameters` used.
     """

@@ -6,7 +6,10 @@ Steps (cache node names in brackets):
    ``input.channel``) block-averaged out of core to about the atlas voxel size
    [``registration_input``]; the integer factors come from the scan's voxel
    size in its metadata and the atlas resolution, so the coarse grid keeps an
-   exact physical scale;
+   exact physical scale; where that grid is coarser than the finest
+   registration level (an atlas coarser than the level), also block-averaged
+   towards that level [``registration_detail``], the image registration
+   optimises on (:func:`voxelflow.ops._atlas_map.detail_factors`);
 2. affine + B-spline registration of the atlas template to it, after
    reorienting it from ``atlas.orientation`` to the atlas's code
    [``registration``]; a partial scan (``atlas.coverage`` a hemisphere or
@@ -48,7 +51,13 @@ from voxelflow.io.brainglobe import read_brainglobe_folder
 from voxelflow.io.ome_zarr.replace import write_beside
 from voxelflow.io.orientation_code import parse_orientation
 from voxelflow.io.registration_files import png_bytes, transforms_from_text, transforms_to_text
-from voxelflow.ops._atlas_map import ScanAtlasMap, register_scan, registration_factors, upsample_labels
+from voxelflow.ops._atlas_map import (
+    ScanAtlasMap,
+    detail_factors,
+    register_scan,
+    registration_factors,
+    upsample_labels,
+)
 from voxelflow.ops._atlas_part import SIDES, AtlasPart, atlas_coverage, cut_part, detect_hemisphere, find_part
 from voxelflow.ops._register import RegistrationParameters, check_registration
 from voxelflow.ops._register_qc import qc_planes
@@ -71,12 +80,14 @@ def _stamp(folder: str) -> str:
 
 
 def register_coarse(coarse, coarse_scale, orientation: str, atlas_folder: str, atlas_stamp: str,
-                    parameters: dict, coverage: str = "whole", crop_um=()) -> dict:
+                    parameters: dict, coverage: str = "whole", crop_um=(), detail=None, detail_scale=None) -> dict:
     """Register the coarse registration channel to (a part of) the atlas; the JSON-ready result.
 
     ``coverage`` (``'whole'``, ``'left'``, ``'right'`` or ``'auto'``) and
     ``crop_um`` (a box in atlas micrometres, or empty) choose the atlas part;
-    the result's ``part`` says which was used.
+    the result's ``part`` says which was used. ``detail`` (with its voxel size
+    ``detail_scale``) is the channel at the finest registration level where the
+    coarse grid is coarser (:func:`voxelflow.ops._atlas_map.register_scan`).
 
     Raises
     ------
@@ -90,7 +101,8 @@ def register_coarse(coarse, coarse_scale, orientation: str, atlas_folder: str, a
     side = detect_hemisphere(coarse, coarse_scale, orientation, atlas) if coverage == "auto" else coverage
     part = find_part(atlas, list(crop_um) or None, side)
     mapping = register_scan(coarse, coarse_scale, orientation, cut_part(atlas, part),
-                            RegistrationParameters.from_dict(parameters), check=False)
+                            RegistrationParameters.from_dict(parameters), check=False,
+                            detail=None if detail is None else np.asarray(detail), detail_scale=detail_scale)
     reg = mapping.registration
     out = {"mapping": mapping.to_meta(), "transforms": transforms_to_text(reg.affine, reg.deformable),
            "part": part.to_meta()}
@@ -189,10 +201,16 @@ def register_atlas(run: Runner, config, scan, out_dir: VPath, stream=None, progr
     coarse = run.step(steps.downsample, reg_scan.image, factors, method="mean", name="registration_input",
                       storage=store, viewer_args={"visible": False})
     coarse_np = np.asarray(coarse)
+    fine = detail_factors(reg_scan.scale, factors, RegistrationParameters.from_dict(dict(a.registration)))
+    detail, dscale = None, None
+    if fine is not None:
+        dscale = tuple(s * f for s, f in zip(reg_scan.scale, fine))
+        detail = run.step(steps.downsample, reg_scan.image, fine, method="mean", name="registration_detail",
+                          storage={"scale": dscale}, viewer_args={"visible": False})
     stamp = _stamp(a.brainglobe)
     try:
         result = run.step(_register, coarse, cscale, orientation, a.brainglobe, stamp, dict(a.registration),
-                          a.coverage, tuple(a.crop_um), name=attempt_name(config, stamp))
+                          a.coverage, tuple(a.crop_um), detail, dscale, name=attempt_name(config, stamp))
     except (RegistrationError, OrientationError) as exc:
         pair = (f"registering the atlas {a.brainglobe!r} (template reference.tiff) to channel {channel} of "
                 f"{config.input.url!r}")
