@@ -139,6 +139,28 @@ def test_viewer_lists_the_atlas_density_map_in_atlas_space(hemisphere):
     assert tuple((data[0] if isinstance(data, list) else data).shape) == hemisphere["synthetic"].atlas.shape
 
 
+def test_viewer_shows_the_warped_annotation_as_labels_over_the_scan(hemisphere):
+    from voxelflow.io.ome_zarr import open_ome_zarr
+    from voxelflow.steps.node import output_image
+    from voxelflow.viewer.sources import run_folder_layers
+
+    layers = {str(kw.get("name")): (data, kw, kind) for data, kw, kind in run_folder_layers(str(hemisphere["run"]))}
+    cached, meta = open_ome_zarr(output_image(hemisphere["run"] / "cache" / "atlas_labels").url)
+    for name in ("atlas_labels", "atlas_hemispheres"):
+        data, kwargs, kind = layers[name]
+        assert kind == "labels" and kwargs.get("visible", True)
+        shown = np.asarray(data[0] if isinstance(data, list) else data)
+        assert list(kwargs["scale"]) == list(meta.scale)
+        # the coarse grid spans the scan: its extent in micrometres is the scan's, up to one coarse voxel
+        scan = np.multiply(hemisphere["synthetic"].image.shape, hemisphere["synthetic"].scale)
+        extent = np.multiply(shown.shape, kwargs["scale"])
+        assert np.all(extent >= scan) and np.all(extent - scan < np.asarray(kwargs["scale"]))
+        if name == "atlas_labels":
+            np.testing.assert_array_equal(shown, np.asarray(cached))
+            # the annotation shows the regions the objects were counted in
+            assert set(hemisphere["truth"]["region_id"]) <= set(np.unique(shown).tolist())
+
+
 def test_objects_regions_in_atlas_space_agree_with_the_full_resolution_labels(hemisphere):
     """Objects take their region in atlas space; planted 2 atlas voxels from any boundary, that is also the
     region of their voxel on the warped labels up-sampled to the scan (the labels the volumes come from)."""
