@@ -11,10 +11,10 @@ runs in its own process with the default registration parameters; then
 ``regions.csv`` and ``objects.csv`` are compared with the planted truth.
 
 ``--margin`` sets how close to a boundary objects may be planted (2 atlas voxels
-by default, as the issue's goal assumes; 0 plants them anywhere in the brain, so
-the counts then also show the boundary errors of registration and of the
-nearest-neighbour labels). ``--kind cells`` runs the cell pipeline on nuclei
-planted over the autofluorescence instead of the plaque pipeline.
+by default; 0 plants them anywhere in the brain, so the counts then also show
+the registration's errors at region boundaries). ``--kind cells`` runs the cell
+pipeline on nuclei planted over the autofluorescence instead of the plaque
+pipeline.
 
 ``counts``: whole brains, one seed per pair. Printed per pair: planted and
 found objects, the largest relative count error over regions with at least
