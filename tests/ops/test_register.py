@@ -112,7 +112,11 @@ def test_transform_files_round_trip(pair, tmp_path):
     assert back.registration.qc == mapping.registration.qc
     import SimpleITK as sitk  # the files are plain ITK transforms
 
-    assert sitk.ReadTransform(str(tmp_path / "reg" / "deformable.h5")).GetNumberOfParameters() > 0
+    assert sitk.ReadTransform(str(tmp_path / "reg" / "deformable.tfm")).GetNumberOfParameters() > 0
+    assert meta["deformable"] is True
+    # written again without its B-spline, the folder holds no stale deformable.tfm
+    write_registration(tmp_path / "reg", mapping.registration.affine, None, mapping.to_meta())
+    assert read_registration(tmp_path / "reg")[1] is None and not (tmp_path / "reg" / "deformable.tfm").exists()
 
 
 def test_upsampled_labels_are_the_block_they_were_reduced_into():

@@ -59,6 +59,36 @@ def test_objects_carry_atlas_coordinates(experiment):
     np.testing.assert_array_equal(objects["hemisphere"].to_numpy(), truth["hemisphere"].to_numpy()[nearest])
 
 
+def test_the_run_folders_transforms_reproduce_the_atlas_coordinates(experiment):
+    """``registration/`` read back with ``read_registration`` maps every object where the run put it: the
+    B-spline included (an affine-only read would be off by the deformation)."""
+    from voxelflow.io.registration_files import read_registration
+    from voxelflow.ops._atlas_map import ScanAtlasMap
+
+    run = experiment["config"].parent / "run"
+    affine, deformable, meta = read_registration(run / "registration")
+    assert deformable is not None and meta["part"]["origin"] == [0, 0, 0]
+    mapping = ScanAtlasMap.from_parts(affine, deformable, meta)
+    objects = pd.read_csv(run / "objects.csv")
+    centres = (objects[["z", "y", "x"]].to_numpy() + 0.5) * np.asarray(experiment["synthetic"].scale)
+    np.testing.assert_allclose(mapping.scan_to_atlas(centres),
+                               objects[["atlas_z_um", "atlas_y_um", "atlas_x_um"]].to_numpy(), atol=1e-3)
+    affine_only = ScanAtlasMap.from_parts(affine, None, meta).scan_to_atlas(centres)
+    assert np.abs(affine_only - mapping.scan_to_atlas(centres)).max() > 1.0  # the check can tell them apart
+
+
+def test_a_run_folder_without_its_deformable_transform_is_refused(experiment, tmp_path):
+    import shutil
+
+    from voxelflow.errors import InvalidPathError
+    from voxelflow.io.registration_files import read_registration
+
+    copy = tmp_path / "registration"
+    shutil.copytree(experiment["config"].parent / "run" / "registration", copy)
+    (copy / "deformable.tfm").unlink()
+    with pytest.raises(InvalidPathError, match="deformable.tfm"):
+        read_registration(copy)
+
 def test_objects_take_the_region_of_the_atlas_voxel_at_their_atlas_position(experiment):
     """Region and side are those of the atlas files (read with tifffile) at ``atlas_*_um``, not of the
     labels resampled onto the scan, so objects.csv, regions.csv and the atlas coordinates agree."""

@@ -1,10 +1,13 @@
-"""Registration transforms on disk: SimpleITK transform files plus a JSON description.
+"""Registration transforms on disk: ITK transform files plus a JSON description.
 
-A registration folder holds ``affine.tfm`` (ITK text transform), optionally
-``deformable.h5`` (the B-spline, ITK HDF5 transform) and ``registration.json``
-(grids, QC figures, parameters, orientation). Any ITK-based tool reads the
-transform files back (``SimpleITK.ReadTransform``, ``itk.transformread``).
-The JSON is written last, so a folder with a ``registration.json`` is complete.
+A registration folder (a run's ``registration/``) holds ``affine.tfm`` and,
+when the registration has a deformable stage, ``deformable.tfm`` (ITK text
+transforms; fixed = the scan grid in the atlas orientation, moving = the atlas)
+and ``registration.json`` (grids, orientation codes, QC figures, parameters,
+atlas part, and ``deformable``: whether ``deformable.tfm`` belongs to it). Any
+ITK-based tool reads the transform files back (``SimpleITK.ReadTransform``,
+``itk.transformread``). The JSON is written last, so a folder with a
+``registration.json`` is complete.
 """
 
 from __future__ import annotations
@@ -16,34 +19,49 @@ import numpy as np
 from voxelflow.errors import InvalidPathError, OptionalDependencyError
 from voxelflow.paths import as_vpath
 
-__all__ = ["write_registration", "read_registration", "transforms_to_text", "transforms_from_text", "png_bytes"]
+__all__ = ["registration_folder_files", "write_registration", "read_registration", "transforms_to_text",
+           "transforms_from_text", "png_bytes"]
 
 
-def write_registration(folder, affine, deformable, meta: dict) -> None:
-    """Write the transforms and ``meta`` into ``folder`` (a local path; created if missing).
+def registration_folder_files(texts: dict, meta: dict) -> dict[str, bytes]:
+    """The files of a registration folder, name -> bytes, ``registration.json`` last.
 
     Parameters
     ----------
-    folder : str or os.PathLike
+    texts : dict
+        ``{"affine": str, "deformable": str or None}`` (:func:`transforms_to_text`).
+    meta : dict
+        JSON-serialisable description (numpy scalars and tuples are converted);
+        ``deformable`` is set from ``texts``.
+    """
+    files = {f"{name}.tfm": texts[name].encode() for name in ("affine", "deformable") if texts.get(name) is not None}
+    meta = dict(meta, deformable=texts.get("deformable") is not None)
+    files["registration.json"] = json.dumps(meta, indent=1, default=_jsonable).encode()
+    return files
+
+
+def write_registration(folder, affine, deformable, meta: dict) -> None:
+    """Write the transforms and ``meta`` into ``folder`` (created if missing; earlier files are replaced).
+
+    Parameters
+    ----------
+    folder : str, os.PathLike or VPath
     affine : SimpleITK.AffineTransform
     deformable : SimpleITK.BSplineTransform or None
     meta : dict
         JSON-serialisable description (numpy scalars and tuples are converted).
     """
-    sitk = _simpleitk()
     root = as_vpath(folder)
     root.mkdirs()
-    sitk.WriteTransform(affine, str(root / "affine.tfm"))
-    if deformable is not None:
-        sitk.WriteTransform(deformable, str(root / "deformable.h5"))
-    elif (root / "deformable.h5").exists():
-        (root / "deformable.h5").rm()
-    meta = dict(meta, deformable=deformable is not None)
-    (root / "registration.json").write_text(json.dumps(meta, indent=1, default=_jsonable))
+    if deformable is None and (root / "deformable.tfm").exists():
+        (root / "deformable.tfm").rm()
+    for name, data in registration_folder_files(transforms_to_text(affine, deformable), meta).items():
+        with (root / name).open("wb") as f:
+            f.write(data)
 
 
 def read_registration(folder):
-    """Read what :func:`write_registration` wrote.
+    """Read a registration folder (a run's ``registration/`` or what :func:`write_registration` wrote).
 
     Returns
     -------
@@ -54,9 +72,10 @@ def read_registration(folder):
     Raises
     ------
     InvalidPathError
-        If a file is missing or unreadable.
+        If a file is missing or unreadable, or ``deformable.tfm`` is missing
+        from a registration that has one: reading the affine part alone would
+        put every point off by the deformation.
     """
-    sitk = _simpleitk()
     root = as_vpath(folder)
     if not (root / "registration.json").isfile() or not (root / "affine.tfm").isfile():
         raise InvalidPathError(f"{root.url!r} holds no saved registration (registration.json and affine.tfm)")
@@ -64,13 +83,18 @@ def read_registration(folder):
         meta = json.loads((root / "registration.json").read_text())
     except json.JSONDecodeError as exc:
         raise InvalidPathError(f"{(root / 'registration.json').url} is not valid JSON: {exc}") from None
-    try:
-        affine = sitk.AffineTransform(sitk.ReadTransform(str(root / "affine.tfm")))
-        deformable = None
-        if meta.get("deformable"):
-            deformable = sitk.BSplineTransform(sitk.ReadTransform(str(root / "deformable.h5")))
-    except RuntimeError as exc:
-        raise InvalidPathError(f"cannot read the transforms in {root.url!r}: {exc}") from None
+    has_file = (root / "deformable.tfm").isfile()
+    # folders written before ``deformable`` was recorded: their parameters say whether a B-spline ran
+    expected = meta.get("deformable", (meta.get("parameters") or {}).get("deformable", has_file))
+    if expected and not has_file:
+        raise InvalidPathError(f"{(root / 'deformable.tfm').url} is missing: this registration has a deformable "
+                               "stage, and its affine part alone would map every point off by the deformation")
+    if has_file and not expected:
+        raise InvalidPathError(f"{(root / 'deformable.tfm').url} does not belong to this registration "
+                               "(registration.json records no deformable stage)")
+    texts = {"affine": (root / "affine.tfm").read_text(),
+             "deformable": (root / "deformable.tfm").read_text() if has_file else None}
+    affine, deformable = transforms_from_text(texts)
     return affine, deformable, meta
 
 

@@ -29,7 +29,9 @@ Steps (cache node names in brackets):
 
 The run folder gets ``registration/``: ``affine.tfm``, ``deformable.tfm``,
 ``registration.json`` (QC) and checkerboard / edge PNGs in three planes
-(:func:`registration_files`), published with the run's other outputs. A
+(:func:`registration_files`; read back by
+:func:`voxelflow.io.registration_files.read_registration`), published with the
+run's other outputs. A
 registration that fails (no contrast, wrong orientation, a diverged or folded
 result) stops the run with a clear :class:`~voxelflow.errors.RegistrationError`
 (or :class:`~voxelflow.errors.OrientationError`) naming where its pictures are:
@@ -50,7 +52,12 @@ from voxelflow.errors import ConfigError, InvalidInputError, OrientationError, R
 from voxelflow.io.brainglobe import read_brainglobe_folder
 from voxelflow.io.ome_zarr.replace import write_beside
 from voxelflow.io.orientation_code import parse_orientation
-from voxelflow.io.registration_files import png_bytes, transforms_from_text, transforms_to_text
+from voxelflow.io.registration_files import (
+    png_bytes,
+    registration_folder_files,
+    transforms_from_text,
+    transforms_to_text,
+)
 from voxelflow.ops._atlas_map import (
     ScanAtlasMap,
     detail_factors,
@@ -261,10 +268,7 @@ def registration_files(coarse, template, result) -> dict[str, bytes]:
     """
     files = {f"qc_{name}.png": png_bytes(rgb) for name, rgb in qc_planes(coarse, template).items()}
     if result is not None:
-        for name, text in result["transforms"].items():
-            if text is not None:
-                files[f"{name}.tfm"] = text.encode()
-        files["registration.json"] = json.dumps(dict(result["mapping"], part=result.get("part")), indent=1).encode()
+        files.update(registration_folder_files(result["transforms"], dict(result["mapping"], part=result.get("part"))))
     return files
 
 
