@@ -155,6 +155,9 @@ def test_viewer_shows_the_warped_annotation_as_labels_over_the_scan(hemisphere):
         scan = np.multiply(hemisphere["synthetic"].image.shape, hemisphere["synthetic"].scale)
         extent = np.multiply(shown.shape, kwargs["scale"])
         assert np.all(extent >= scan) and np.all(extent - scan < np.asarray(kwargs["scale"]))
+        # and each coarse voxel is drawn over the centre of the block of scan voxels it was averaged from
+        f = np.asarray(kwargs["scale"]) / np.asarray(hemisphere["synthetic"].scale)
+        np.testing.assert_allclose(kwargs["translate"], (f - 1) / 2 * np.asarray(hemisphere["synthetic"].scale))
         if name == "atlas_labels":
             np.testing.assert_array_equal(shown, np.asarray(cached))
             # the annotation shows the regions the objects were counted in

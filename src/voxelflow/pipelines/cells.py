@@ -53,7 +53,7 @@ from voxelflow import ops, steps
 from voxelflow.errors import ConfigError
 from voxelflow.pipelines.atlas_space import RegionStage, region_stage
 from voxelflow.pipelines.candidates import classify_candidates, open_candidate_classifier
-from voxelflow.pipelines.coarse import coarse_source, density_factors
+from voxelflow.pipelines.coarse import block_translation, coarse_source, density_factors
 from voxelflow.pipelines.config import Config
 from voxelflow.pipelines.inputs import background_reference, background_scan
 from voxelflow.pipelines.run import Inputs, Outputs, PipelineResult, run_pipeline
@@ -342,11 +342,11 @@ def cells(run: Runner, config: Config, inputs: Inputs) -> Outputs:
     classifier = open_candidate_classifier(c.classifier, bg is not None) if c.classifier else None
     params = cell_parameters(c, spacing)
     source, coarse_factors, method, coarse_info = coarse_source(config, scan)
-    coarse_store = {"scale": tuple(coarse_info["scale_um"])}
+    coarse_store = {"scale": tuple(coarse_info["scale_um"]), "translation": tuple(coarse_info["translation_um"])}
     # the tissue mask is up-sampled to full resolution by whole factors of the coarse grid
     cf = tuple(max(1, round(k / s)) for k, s in zip(coarse_store["scale"], spacing))
     full_store = {"chunks": tuple(min(k, s) for k, s in zip(config.output.chunks, img.shape)),
-                  "levels": config.output.levels, "scale": spacing}
+                  "levels": config.output.levels, "scale": spacing, "translation": scan.translation}
     tile_bg = params["tile_um"] if c.background == "tile" else None
     tile_thr = params["tile_um"] if c.threshold == "tile" else None
 
@@ -397,7 +397,8 @@ def cells(run: Runner, config: Config, inputs: Inputs) -> Outputs:
     objects, regions = stage.objects, stage.regions
     df = density_factors(config, img.shape, spacing)
     density = run.step(steps.density_map, objects, img.shape, df, name="density",
-                       storage={"scale": tuple(s * f for s, f in zip(spacing, df))}, viewer_args=_HIDDEN)
+                       storage={"scale": tuple(s * f for s, f in zip(spacing, df)),
+                                "translation": block_translation(scan.translation, spacing, df)}, viewer_args=_HIDDEN)
     facts = {"parameters": params, "masked_fraction": round(masked, 6),
              "mask_warning": masked > config.mask.warn_fraction, "channel_factor": float(factor),
              "cells_before_shape_filter": int(len(raw)), "coarse": coarse_info, "background": background,

@@ -165,6 +165,17 @@ def level_shapes(shape: Sequence[int], scales: Sequence[Sequence[float]]) -> lis
     return [tuple(max(1, math.ceil(n * a / b - 1e-9)) for n, a, b in zip(shape, s0, s)) for s in scales]
 
 
+def block_translation(translation, scale, factors) -> tuple[float, ...]:
+    """Position (um) of the first voxel centre of a grid of ``factors`` blocks over a grid at ``translation``.
+
+    Block ``j`` averages (or pools) voxels ``j f .. j f + f - 1`` of a grid
+    whose voxel ``i`` is centred at ``translation + i * scale``, so its centre
+    is at ``translation + (j f + (f - 1) / 2) * scale``: written into a step
+    image's metadata, the viewer draws every block over the voxels it came from.
+    """
+    return tuple(float(t) + (f - 1) / 2 * float(s) for t, s, f in zip(translation, scale, factors))
+
+
 def coarse_source(config, scan) -> tuple:
     """The array the coarse step reduces, its factors and method, and a description for ``run.json``.
 
@@ -187,7 +198,8 @@ def coarse_source(config, scan) -> tuple:
     method : str
         ``"max"`` for the old setting, ``"mean"`` otherwise.
     info : dict
-        Level, factors, method, shape, voxel size (um), voxels and voxels read.
+        Level, factors, method, shape, voxel size (um), voxels and voxels read,
+        and ``translation_um``, the centre of the first coarse voxel (:func:`block_translation`).
     """
     from voxelflow.pipelines.inputs import open_scan
 
@@ -199,7 +211,7 @@ def coarse_source(config, scan) -> tuple:
         return _neg_inf_as_nan(img), factors, "max", {
             "level": first, "factors": list(factors), "method": "max", "shape": shape,
             "scale_um": [s * f for s, f in zip(scale, factors)], "voxels": math.prod(shape),
-            "read_voxels": int(img.size)}
+            "read_voxels": int(img.size), "translation_um": list(block_translation(scan.translation, scale, factors))}
     meta = scan.meta
     levels = len(getattr(meta, "levels", None) or ()) or first + 1
     # NGFF puts the space axes last; ratios to the opened level carry ?slices= steps and scale_um over
@@ -208,13 +220,14 @@ def coarse_source(config, scan) -> tuple:
                                for k in range(first + 1, levels)]
     plan = plan_coarse(level_shapes(img.shape, scales), scales, max_voxels=p.coarse_max_voxels,
                        coarse_um=p.coarse_um)
-    src = img
+    src, origin = img, scan.translation
     if plan.level:
-        src = open_scan(config.input.url, config.input.channel, first + plan.level,
-                        scale_um=config.input.scale_um).image
+        level = open_scan(config.input.url, config.input.channel, first + plan.level, scale_um=config.input.scale_um)
+        src, origin = level.image, level.translation
     shape = [-(-n // f) for n, f in zip(src.shape, plan.factors)]  # a crop rounds at each level
+    translation = block_translation(origin, scales[plan.level], plan.factors)
     return src, plan.factors, "mean", {**plan.as_dict(), "level": first + plan.level, "shape": shape,
-                                       "voxels": math.prod(shape), "method": "mean"}
+                                       "voxels": math.prod(shape), "method": "mean", "translation_um": list(translation)}
 
 
 def _neg_inf_as_nan(img):

@@ -40,7 +40,7 @@ from collections.abc import Callable
 from voxelflow import steps
 from voxelflow.errors import ConfigError, EmptyResultError
 from voxelflow.pipelines.atlas_space import RegionStage, region_stage
-from voxelflow.pipelines.coarse import coarse_source, density_factors
+from voxelflow.pipelines.coarse import block_translation, coarse_source, density_factors
 from voxelflow.pipelines.config import Config
 from voxelflow.pipelines.detector import detector_step, split_distance_voxels, uses_detector
 from voxelflow.pipelines.run import Inputs, Outputs, PipelineResult, run_pipeline
@@ -60,9 +60,9 @@ def plaque(run: Runner, config: Config, inputs: Inputs) -> Outputs:
     p, scan = config.pipeline, inputs.scan
     img, scale = scan.image, scan.scale
     source, factors, method, coarse_info = coarse_source(config, scan)
-    coarse_store = {"scale": tuple(coarse_info["scale_um"])}
+    coarse_store = {"scale": tuple(coarse_info["scale_um"]), "translation": tuple(coarse_info["translation_um"])}
     full_store = {"chunks": tuple(min(c, s) for c, s in zip(config.output.chunks, img.shape)),
-                  "levels": config.output.levels, "scale": scale}
+                  "levels": config.output.levels, "scale": scale, "translation": scan.translation}
 
     coarse = run.step(steps.downsample, source, factors, method=method, name="coarse", storage=coarse_store,
                       viewer_args=HIDDEN)
@@ -108,7 +108,8 @@ def plaque(run: Runner, config: Config, inputs: Inputs) -> Outputs:
     objects, regions = stage.objects, stage.regions
     df = density_factors(config, img.shape, scale)
     density = run.step(steps.density_map, objects, img.shape, df, name="density",
-                       storage={"scale": tuple(s * f for s, f in zip(scale, df))}, viewer_args=HIDDEN)
+                       storage={"scale": tuple(s * f for s, f in zip(scale, df)),
+                                "translation": block_translation(scan.translation, scale, df)}, viewer_args=HIDDEN)
     facts = {"threshold": value, "bias_corrected": field is not None, "objects_above_threshold": int(len(raw)),
              "masked_fraction": round(masked, 6), "mask_warning": masked > config.mask.warn_fraction,
              "coarse": coarse_info, "full_res_stored": bool(stored), **stage.facts}

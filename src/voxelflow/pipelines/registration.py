@@ -69,6 +69,7 @@ from voxelflow.ops._atlas_part import SIDES, AtlasPart, atlas_coverage, cut_part
 from voxelflow.ops._register import RegistrationParameters, check_registration
 from voxelflow.ops._register_qc import qc_planes
 from voxelflow.paths import VPath, as_vpath
+from voxelflow.pipelines.coarse import block_translation
 from voxelflow.pipelines.inputs import Atlas, open_scan
 from voxelflow.pipelines.publish import FAILED_REGISTRATION_FOLDER, REGISTRATION_FOLDER, write_files
 from voxelflow.steps import Runner, Step
@@ -204,7 +205,7 @@ def register_atlas(run: Runner, config, scan, out_dir: VPath, stream=None, progr
                                 f"{reg_scan.image.shape}, the counted channel {scan.image.shape}; expected the same")
     factors = registration_factors(reg_scan.scale, orientation, atlas.resolution, atlas.orientation)
     cscale = tuple(s * f for s, f in zip(reg_scan.scale, factors))
-    store = {"scale": cscale}
+    store = {"scale": cscale, "translation": block_translation(reg_scan.translation, reg_scan.scale, factors)}
     coarse = run.step(steps.downsample, reg_scan.image, factors, method="mean", name="registration_input",
                       storage=store, viewer_args={"visible": False})
     coarse_np = np.asarray(coarse)
@@ -213,7 +214,9 @@ def register_atlas(run: Runner, config, scan, out_dir: VPath, stream=None, progr
     if fine is not None:
         dscale = tuple(s * f for s, f in zip(reg_scan.scale, fine))
         detail = run.step(steps.downsample, reg_scan.image, fine, method="mean", name="registration_detail",
-                          storage={"scale": dscale}, viewer_args={"visible": False})
+                          storage={"scale": dscale,
+                                   "translation": block_translation(reg_scan.translation, reg_scan.scale, fine)},
+                          viewer_args={"visible": False})
     stamp = _stamp(a.brainglobe)
     try:
         result = run.step(_register, coarse, cscale, orientation, a.brainglobe, stamp, dict(a.registration),

@@ -63,7 +63,8 @@ from voxelflow.steps.runner import StepRecord, StepResult, emit
 
 __all__ = ["Step", "step"]
 
-_STORAGE_KEYS = ("chunks", "levels", "factors", "method", "scale", "units", "axes", "shards", "version")
+_STORAGE_KEYS = ("chunks", "levels", "factors", "method", "scale", "translation", "units", "axes", "shards",
+                 "version")
 
 
 class Step:

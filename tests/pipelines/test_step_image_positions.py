@@ -1,0 +1,50 @@
+"""Step images carry their position: every voxel of a coarse or full-resolution step image is centred on the
+scan voxels it was computed from, also for a scan whose OME-Zarr has a translation (so the viewer draws every
+layer over the scan)."""
+
+import numpy as np
+import pytest
+
+from pipeline_helpers import SMALL_BRAIN, SMALL_SHAPE, small_overrides
+from voxelflow.io.ome_zarr import open_ome_zarr, write_ome_zarr
+from voxelflow.pipelines.config import load_config
+from voxelflow.pipelines.plaque import run_plaque_pipeline
+from voxelflow.synth import make_synthetic_brain
+
+SCAN_TRANSLATION = (120.0, -37.5, 1000.0)  # um, z y x
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("translated")
+    brain = make_synthetic_brain(SMALL_SHAPE, 5, **SMALL_BRAIN)
+    scan = folder / "scan.ome.zarr"
+    write_ome_zarr(brain.image[None], str(scan), scale=(1.0, *brain.scale), translation=(0.0, *SCAN_TRANSLATION),
+                   levels=2, factors=(1, 1, 2, 2), chunks=(1, 32, 64, 64), overwrite=True)
+    atlas = folder / "atlas.ome.zarr"
+    write_ome_zarr(brain.atlas, str(atlas), scale=brain.atlas_scale, method="nearest", overwrite=True)
+    regions = folder / "regions.csv"
+    regions.write_text(brain.regions.to_csv(index=False))
+    paths = {"scan": str(scan), "atlas": str(atlas), "regions": str(regions)}
+    out = folder / "run"
+    overrides = small_overrides(paths, out) + ["pipeline.coarse_um=8.0"]
+    run_plaque_pipeline(load_config(None, overrides), progress=False)
+    return out, np.asarray(brain.scale, dtype=float)
+
+
+def test_every_step_image_is_centred_on_the_scan_voxels_it_came_from(run):
+    out, scan_scale = run
+    seen = {}
+    for image in sorted((out / "cache").glob("*/out*/data.ome.zarr")):
+        name = image.parent.parent.name
+        _, meta = open_ome_zarr(str(image))
+        scale, translation = np.asarray(meta.scale[-3:]), np.asarray(meta.translation[-3:])
+        factors = scale / scan_scale
+        assert np.allclose(factors, np.round(factors)) and (factors >= 1).all(), (name, scale)
+        # block j covers scan voxels j f .. j f + f - 1, centred at t + (j f + (f - 1) / 2) s
+        np.testing.assert_allclose(translation, np.asarray(SCAN_TRANSLATION) + (factors - 1) / 2 * scan_scale,
+                                   err_msg=name)
+        seen[name] = tuple(int(f) for f in np.round(factors))
+    # the full-resolution steps, the coarse grid (read from the scan's second level) and the density map
+    assert seen["label"] == (1, 1, 1) and seen["foreground"] == (1, 1, 1)
+    assert seen["coarse"] == (4, 8, 8) and seen["density"] == (8, 16, 16)
