@@ -9,6 +9,7 @@ from pipeline_helpers import SMALL_BRAIN, SMALL_SHAPE, small_overrides
 from voxelflow.io.ome_zarr import open_ome_zarr, write_ome_zarr
 from voxelflow.pipelines.config import load_config
 from voxelflow.pipelines.plaque import run_plaque_pipeline
+from voxelflow.steps.node import output_image, read_step
 from voxelflow.synth import make_synthetic_brain
 
 SCAN_TRANSLATION = (120.0, -37.5, 1000.0)  # um, z y x
@@ -34,17 +35,46 @@ def run(tmp_path_factory):
 
 def test_every_step_image_is_centred_on_the_scan_voxels_it_came_from(run):
     out, scan_scale = run
-    seen = {}
-    for image in sorted((out / "cache").glob("*/out*/data.ome.zarr")):
-        name = image.parent.parent.name
-        _, meta = open_ome_zarr(str(image))
-        scale, translation = np.asarray(meta.scale[-3:]), np.asarray(meta.translation[-3:])
-        factors = scale / scan_scale
-        assert np.allclose(factors, np.round(factors)) and (factors >= 1).all(), (name, scale)
-        # block j covers scan voxels j f .. j f + f - 1, centred at t + (j f + (f - 1) / 2) s
-        np.testing.assert_allclose(translation, np.asarray(SCAN_TRANSLATION) + (factors - 1) / 2 * scan_scale,
-                                   err_msg=name)
-        seen[name] = tuple(int(f) for f in np.round(factors))
+    # block j covers scan voxels j f .. j f + f - 1, centred at t + (j f + (f - 1) / 2) s
+    seen = _positions(out, scan_scale, SCAN_TRANSLATION)
     # the full-resolution steps, the coarse grid (read from the scan's second level) and the density map
     assert seen["label"] == (1, 1, 1) and seen["foreground"] == (1, 1, 1)
     assert seen["coarse"] == (4, 8, 8) and seen["density"] == (8, 16, 16)
+
+def _positions(out, scan_scale, scan_translation) -> dict:
+    """Factors over the scan of every step image, after checking each is centred on its blocks."""
+    seen = {}
+    for step_file in sorted((out / "cache").glob("*/step.json")):
+        node = step_file.parent
+        desc = read_step(str(node))
+        # images on the scan's grid; untyped steps hold per-plane statistics, tables carry no position
+        if desc["outputs"][0] != "image" or desc["kind"] is None:
+            continue
+        name = node.name
+        _, meta = open_ome_zarr(output_image(str(node)).url)
+        scale, translation = np.asarray(meta.scale[-3:]), np.asarray(meta.translation[-3:])
+        factors = scale / scan_scale
+        assert np.allclose(factors, np.round(factors)) and (factors >= 1).all(), (name, scale)
+        np.testing.assert_allclose(translation, np.asarray(scan_translation) + (factors - 1) / 2 * scan_scale,
+                                   err_msg=name)
+        seen[name] = tuple(int(f) for f in np.round(factors))
+    return seen
+
+
+def test_the_cell_recipe_places_its_step_images_too(tmp_path):
+    from voxelflow.pipelines.cells import run_cell_pipeline
+    from voxelflow.synth_cells import make_synthetic_cells
+
+    spacing = (5.0, 2.0, 2.0)
+    crop = make_synthetic_cells((24, 160, 160), seed=5, spacing=spacing)
+    url = str(tmp_path / "scan.ome.zarr")
+    write_ome_zarr(np.stack([crop.image, crop.background]), url, axes="czyx", scale=(1.0,) + spacing,
+                   translation=(0.0, *SCAN_TRANSLATION), units="micrometer", levels=3, factors=(1, 1, 2, 2),
+                   chunks=(1, 12, 80, 80))
+    config = load_config(None, [f"input.url={url}?slices=[0]", "input.background_channel=1",
+                                f"output.folder={tmp_path / 'run'}", 'pipeline.kind="cells"', "cells.diameter_um=10",
+                                "pipeline.coarse_um=8.0"])
+    run_cell_pipeline(config, progress=False)
+    seen = _positions(tmp_path / "run", np.asarray(spacing), SCAN_TRANSLATION)
+    assert seen["coarse"] == (1, 4, 4) and seen["negative_mask"] == (1, 4, 4)
+    assert seen["response"] == (1, 1, 1) and seen["components"] == (1, 1, 1) and "density" in seen
