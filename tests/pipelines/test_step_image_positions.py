@@ -28,7 +28,9 @@ def run(tmp_path_factory):
     regions.write_text(brain.regions.to_csv(index=False))
     paths = {"scan": str(scan), "atlas": str(atlas), "regions": str(regions)}
     out = folder / "run"
-    overrides = small_overrides(paths, out) + ["pipeline.coarse_um=8.0"]
+    # the bias field is fitted on blocks of the coarse grid when that grid exceeds bias_max_voxels
+    overrides = small_overrides(paths, out) + ["pipeline.coarse_um=8.0", "pipeline.bias=true",
+                                               "pipeline.bias_max_voxels=512"]
     run_plaque_pipeline(load_config(None, overrides), progress=False)
     return out, np.asarray(brain.scale, dtype=float)
 
@@ -40,6 +42,7 @@ def test_every_step_image_is_centred_on_the_scan_voxels_it_came_from(run):
     # the full-resolution steps, the coarse grid (read from the scan's second level) and the density map
     assert seen["label"] == (1, 1, 1) and seen["foreground"] == (1, 1, 1)
     assert seen["coarse"] == (4, 8, 8) and seen["density"] == (8, 16, 16)
+    assert seen["bias_field"] == (8, 16, 16)  # 8 x 8 x 8 blocks of the 16 x 16 x 16 coarse grid
 
 def _positions(out, scan_scale, scan_translation) -> dict:
     """Factors over the scan of every step image, after checking each is centred on its blocks."""

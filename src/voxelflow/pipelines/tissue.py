@@ -19,7 +19,8 @@ import numpy as np
 from voxelflow import steps
 from voxelflow.errors import InvalidInputError, OptionalDependencyError
 from voxelflow.io.models import load_model
-from voxelflow.ops import model_mask, scale_nearest
+from voxelflow.ops import budget_factors, model_mask, scale_nearest
+from voxelflow.pipelines.coarse import block_translation
 from voxelflow.pipelines.config import Config
 from voxelflow.pipelines.inputs import open_user_mask
 from voxelflow.pipelines.run import Inputs
@@ -113,13 +114,26 @@ def _bias_available() -> bool:
     return importlib.util.find_spec("SimpleITK") is not None
 
 
+def field_storage(store: dict, shape, max_voxels: int) -> dict:
+    """Storage of the bias field: fitted on block means of the coarse grid when that grid exceeds ``max_voxels``
+    (:func:`voxelflow.ops.estimate_bias_field`), so its voxel size and position are those blocks'."""
+    if int(np.prod(shape)) <= max_voxels:
+        return store
+    factors = budget_factors(shape, store["scale"], max_voxels)
+    out = dict(store, scale=tuple(s * f for s, f in zip(store["scale"], factors)))
+    if "translation" in store:
+        out["translation"] = block_translation(store["translation"], store["scale"], factors)
+    return out
+
+
 def bias_field(run: Runner, p, coarse, negative, store: dict, inputs: Inputs):
     skipped = "  bias correction skipped: SimpleITK is not installed"
     bias = p.bias
     if bias is True or (bias == "auto" and _bias_available()):
         try:
             return run.step(steps.estimate_bias_field, coarse, mask=~negative, spacing=store["scale"],
-                            max_voxels=p.bias_max_voxels, name="bias_field", storage=store, viewer_args=HIDDEN)
+                            max_voxels=p.bias_max_voxels, name="bias_field",
+                            storage=field_storage(store, coarse.shape, p.bias_max_voxels), viewer_args=HIDDEN)
         except OptionalDependencyError:
             if bias is True:
                 raise
