@@ -35,15 +35,6 @@ def run(tmp_path_factory):
     return out, np.asarray(brain.scale, dtype=float)
 
 
-def test_every_step_image_is_centred_on_the_scan_voxels_it_came_from(run):
-    out, scan_scale = run
-    # block j covers scan voxels j f .. j f + f - 1, centred at t + (j f + (f - 1) / 2) s
-    seen = _positions(out, scan_scale, SCAN_TRANSLATION)
-    # the full-resolution steps, the coarse grid (read from the scan's second level) and the density map
-    assert seen["label"] == (1, 1, 1) and seen["foreground"] == (1, 1, 1)
-    assert seen["coarse"] == (4, 8, 8) and seen["density"] == (8, 16, 16)
-    assert seen["bias_field"] == (8, 16, 16)  # 8 x 8 x 8 blocks of the 16 x 16 x 16 coarse grid
-
 def _positions(out, scan_scale, scan_translation) -> dict:
     """Factors over the scan of every step image, after checking each is centred on its blocks."""
     seen = {}
@@ -62,6 +53,16 @@ def _positions(out, scan_scale, scan_translation) -> dict:
                                    err_msg=name)
         seen[name] = tuple(int(f) for f in np.round(factors))
     return seen
+
+
+def test_every_step_image_is_centred_on_the_scan_voxels_it_came_from(run):
+    out, scan_scale = run
+    # block j covers scan voxels j f .. j f + f - 1, centred at t + (j f + (f - 1) / 2) s
+    seen = _positions(out, scan_scale, SCAN_TRANSLATION)
+    # the full-resolution steps, the coarse grid (read from the scan's second level) and the density map
+    assert seen["label"] == (1, 1, 1) and seen["foreground"] == (1, 1, 1)
+    assert seen["coarse"] == (4, 8, 8) and seen["density"] == (8, 16, 16)
+    assert seen["bias_field"] == (8, 16, 16)  # 8 x 8 x 8 blocks of the 16 x 16 x 16 coarse grid
 
 
 def test_the_cell_recipe_places_its_step_images_too(tmp_path):
