@@ -137,6 +137,11 @@ def test_viewer_lists_the_atlas_density_map_in_atlas_space(hemisphere):
     data, kwargs, kind = layers["atlas density (atlas space)"]
     assert kind == "image" and kwargs["visible"] is False and list(kwargs["scale"]) == [RES] * 3
     assert tuple((data[0] if isinstance(data, list) else data).shape) == hemisphere["synthetic"].atlas.shape
+    # the imaged atlas voxels are on the atlas grid too, and named so
+    data, kwargs, kind = layers["atlas coverage (atlas space)"]
+    assert kind == "labels" and kwargs["visible"] is False and list(kwargs["scale"]) == [RES] * 3
+    assert tuple((data[0] if isinstance(data, list) else data).shape) == hemisphere["synthetic"].atlas.shape
+    assert "atlas_coverage" not in layers
 
 
 def test_viewer_shows_the_warped_annotation_as_labels_over_the_scan(hemisphere):

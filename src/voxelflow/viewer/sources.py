@@ -335,6 +335,10 @@ def _select(steps: list[CachedStep], wanted: Sequence[str] | None) -> list[Cache
     return chosen
 
 
+#: The registration's step holding the atlas voxels a scan imaged (atlas grid and orientation).
+_ATLAS_COVERAGE_STEP = "atlas_coverage"
+
+
 def run_folder_layers(url, storage_options: dict | None = None) -> list[LayerData]:
     """Layer data for a pipeline run folder.
 
@@ -342,7 +346,8 @@ def run_folder_layers(url, storage_options: dict | None = None) -> list[LayerDat
     background (autofluorescence) channel the run names (``background``), the
     OME-Zarr images in the folder (density maps; hidden, as heat maps; the
     atlas-space density map in atlas axes and micrometres), the
-    label (``OS``) and mask (``BS``, hidden) steps of the run's cache, and the
+    label (``OS``) and mask (``BS``, hidden) steps of the run's cache (the imaged
+    atlas voxels named as atlas space), and the
     objects of the object table as points placed on the input image's voxel grid.
     """
     folder = as_vpath(url, storage_options)
@@ -380,7 +385,12 @@ def run_folder_layers(url, storage_options: dict | None = None) -> list[LayerDat
     if cache.isdir():
         for step in list_cached_steps(cache):
             if _output_type(step.kind) in _LABEL_TYPES:
-                layers += step_layers(step)
+                found = step_layers(step)
+                if step.name == _ATLAS_COVERAGE_STEP:
+                    # on the atlas grid, in the atlas's axes: it does not lie over the scan
+                    for _, kwargs, _ in found:
+                        kwargs["name"] = "atlas coverage (atlas space)"
+                layers += found
     if (folder / step_node.OBJECTS_TABLE).isfile():
         import pandas as pd
 
