@@ -39,6 +39,7 @@ function                      types      what
 ``affine_nearest``
 ``resumable_passes``          (hook)     chunk passes keep finished groups in a caller's store
 ``estimate_bias_field``,      IN         N4 bias field (``bias`` extra: SimpleITK)
+``bias_fit_factors``,                    the block grid it fits on
 ``apply_bias_field``
 ``model_mask``                IN -> BS   a segmentation model's foreground (3-D, per plane,
                                          tri-planar)
@@ -72,7 +73,7 @@ function                      types      what
 """
 
 from voxelflow.ops._atlas import RC_COLUMNS, add_regions, assign_regions, count_by_region, region_volumes, rollup
-from voxelflow.ops._bias import BIAS_METHODS, apply_bias_field, estimate_bias_field
+from voxelflow.ops._bias import BIAS_METHODS, apply_bias_field, bias_fit_factors, estimate_bias_field
 from voxelflow.ops._blobs import BLOB_METHODS, blob_detect
 from voxelflow.ops._channel_background import channel_background, estimate_channel_factor
 from voxelflow.ops._channel_levels import channel_levels
@@ -133,6 +134,7 @@ __all__ = [
     "add_regions",
     "affine_nearest",
     "apply_bias_field",
+    "bias_fit_factors",
     "apply_negative_mask",
     "assign_regions",
     "auto_negative_mask",

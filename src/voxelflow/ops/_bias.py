@@ -25,7 +25,7 @@ from dask.highlevelgraph import HighLevelGraph
 from voxelflow.errors import InvalidInputError, OptionalDependencyError
 from voxelflow.ops._halo import iter_blocks
 
-__all__ = ["estimate_bias_field", "apply_bias_field", "BIAS_METHODS"]
+__all__ = ["estimate_bias_field", "bias_fit_factors", "apply_bias_field", "BIAS_METHODS"]
 
 BIAS_METHODS = ("linear", "nearest")
 
@@ -110,13 +110,26 @@ def estimate_bias_field(
     return field.astype(np.float32)
 
 
+def bias_fit_factors(shape: Sequence[int], spacing: Sequence[float] | None, max_voxels: int | None) -> tuple[int, ...]:
+    """Block factors of the grid :func:`estimate_bias_field` fits on (and returns its field on).
+
+    All 1 when ``shape`` is within ``max_voxels`` (or no budget is given), else
+    :func:`voxelflow.ops.budget_factors` of ``shape`` and ``spacing``.
+    """
+    from voxelflow.ops._resample import budget_factors
+
+    if max_voxels is None or int(np.prod(shape)) <= max_voxels:
+        return (1,) * len(shape)
+    return budget_factors(shape, tuple(spacing) if spacing is not None else (1.0,) * len(shape), int(max_voxels))
+
+
 def _reduced_for_fit(img, mask, spacing, max_voxels: int):
     """Block means of ``img`` (and its mask) within ``max_voxels``; the reduced spacing."""
-    from voxelflow.ops._resample import budget_factors, downsample
+    from voxelflow.ops._resample import downsample
 
     img = np.asarray(img, dtype=np.float32)
     spacing = tuple(spacing) if spacing is not None else (1.0,) * img.ndim
-    factors = budget_factors(img.shape, spacing, max_voxels)
+    factors = bias_fit_factors(img.shape, spacing, max_voxels)
     small = np.asarray(downsample(img, factors, method="mean"))
     if mask is not None:
         keep = np.asarray(mask).astype(bool)

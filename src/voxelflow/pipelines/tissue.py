@@ -19,7 +19,7 @@ import numpy as np
 from voxelflow import steps
 from voxelflow.errors import InvalidInputError, OptionalDependencyError
 from voxelflow.io.models import load_model
-from voxelflow.ops import budget_factors, model_mask, scale_nearest
+from voxelflow.ops import bias_fit_factors, model_mask, scale_nearest
 from voxelflow.pipelines.coarse import block_translation
 from voxelflow.pipelines.config import Config
 from voxelflow.pipelines.inputs import open_user_mask
@@ -117,9 +117,9 @@ def _bias_available() -> bool:
 def field_storage(store: dict, shape, max_voxels: int) -> dict:
     """Storage of the bias field: fitted on block means of the coarse grid when that grid exceeds ``max_voxels``
     (:func:`voxelflow.ops.estimate_bias_field`), so its voxel size and position are those blocks'."""
-    if int(np.prod(shape)) <= max_voxels:
+    factors = bias_fit_factors(shape, store["scale"], max_voxels)
+    if all(f == 1 for f in factors):
         return store
-    factors = budget_factors(shape, store["scale"], max_voxels)
     out = dict(store, scale=tuple(s * f for s, f in zip(store["scale"], factors)))
     if "translation" in store:
         out["translation"] = block_translation(store["translation"], store["scale"], factors)
