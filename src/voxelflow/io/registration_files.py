@@ -41,7 +41,10 @@ def registration_folder_files(texts: dict, meta: dict) -> dict[str, bytes]:
 
 
 def write_registration(folder, affine, deformable, meta: dict) -> None:
-    """Write the transforms and ``meta`` into ``folder`` (created if missing; earlier files are replaced).
+    """Write the transforms and ``meta`` as the folder ``folder``.
+
+    The folder is written beside a folder already there and swapped in whole,
+    so an earlier registration stays readable until the new one is complete.
 
     Parameters
     ----------
@@ -51,13 +54,18 @@ def write_registration(folder, affine, deformable, meta: dict) -> None:
     meta : dict
         JSON-serialisable description (numpy scalars and tuples are converted).
     """
+    from voxelflow.io.ome_zarr.replace import write_beside
+
+    files = registration_folder_files(transforms_to_text(affine, deformable), meta)
+
+    def write_into(work) -> None:
+        work.mkdirs()
+        for name, data in files.items():
+            (work / name).write_bytes(data)
+
     root = as_vpath(folder)
-    root.mkdirs()
-    if deformable is None and (root / "deformable.tfm").exists():
-        (root / "deformable.tfm").rm()
-    for name, data in registration_folder_files(transforms_to_text(affine, deformable), meta).items():
-        with (root / name).open("wb") as f:
-            f.write(data)
+    root.parent.mkdirs()
+    write_beside(root, write_into)
 
 
 def read_registration(folder):
