@@ -42,6 +42,13 @@ class RegistrationParameters:
         without bending to the bias field.
     histogram_bins : int
         Mattes mutual-information bins.
+    flatten_um : float
+        Standard deviation (micrometres) of the Gaussian local mean each image
+        is divided by before registering (both alike; normalised convolution
+        over the tissue, :func:`voxelflow.ops._register_images.flatten_brightness`),
+        so a smooth brightness field of the scan (illumination falling off
+        across the sample) does not pull region boundaries. 0 registers the
+        brightness as it is.
     metric_samples : int
         Fixed voxels sampled (randomly, seeded) for the metric on each level
         (all voxels where a level has fewer).
@@ -65,6 +72,7 @@ class RegistrationParameters:
     deformable_levels_um: tuple[float, ...] = (400.0, 200.0, 100.0)
     grid_spacing_um: float = 4000.0
     histogram_bins: int = 32
+    flatten_um: float = 1000.0
     metric_samples: int = 50_000
     deformable: bool = True
     max_folded_fraction: float = 1e-3
@@ -102,6 +110,9 @@ class RegistrationParameters:
             raise InvalidInputError(f"metric_samples must be >= 1000, got {self.metric_samples}")
         if not self.grid_spacing_um > 0 or self.histogram_bins < 4:
             raise InvalidInputError("grid_spacing_um must be > 0 and histogram_bins >= 4")
+        if not (np.isfinite(self.flatten_um) and self.flatten_um >= 0):
+            raise InvalidInputError(f"flatten_um must be >= 0 (micrometres; 0 turns flattening off), "
+                                    f"got {self.flatten_um!r}")
         if not 0 <= self.max_folded_fraction < 1:
             raise InvalidInputError("max_folded_fraction must be in [0, 1)")
 

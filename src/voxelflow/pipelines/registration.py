@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import asdict
 
 import dask.array as da
 import numpy as np
@@ -171,11 +172,13 @@ def attempt_name(config, stamp: str) -> str:
     """Cache node name of the ``registration`` step: ``registration-`` plus a hash of the atlas settings.
 
     Each set of settings (atlas folder and its stamp, orientation, channel,
-    parameters, part) gets its own node, so trying other settings, or a
-    registration that fails, never replaces an accepted registration in the cache.
+    parameters with their defaults filled in, part) gets its own node, so
+    trying other settings, a registration that fails, or new default
+    parameters never replace an accepted registration in the cache.
     """
     a = config.atlas
-    settings = [a.brainglobe, stamp, a.orientation, a.registration_channel, a.registration, a.coverage, a.crop_um]
+    parameters = asdict(RegistrationParameters.from_dict(dict(a.registration)))
+    settings = [a.brainglobe, stamp, a.orientation, a.registration_channel, parameters, a.coverage, a.crop_um]
     return "registration-" + hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
