@@ -26,8 +26,9 @@ from voxelflow.synth_atlas import dice_per_region, make_synthetic_atlas, make_sy
 
 pytest.importorskip("SimpleITK")
 
+# a 300 um atlas works on 300 um voxels: the metric margin is widened to five of them (metric_mask_um)
 FAST = RegistrationParameters(affine_iterations=120, deformable_iterations=15, affine_levels_um=(600.0, 300.0),
-                              deformable_levels_um=(600.0, 300.0))
+                              deformable_levels_um=(600.0, 300.0), metric_mask_um=1500.0)
 
 
 @pytest.fixture(scope="module")

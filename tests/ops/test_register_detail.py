@@ -14,8 +14,9 @@ from voxelflow.synth_atlas import make_synthetic_atlas, make_synthetic_scan
 pytest.importorskip("SimpleITK")
 
 # finest level 150 um on a 300 um atlas: the coarse grid (about 300 um) is coarser than it
+# (the metric margin is five voxels of the 300 um grid, as for any atlas this coarse: metric_mask_um)
 FAST = RegistrationParameters(affine_iterations=120, deformable_iterations=15, affine_levels_um=(600.0, 300.0),
-                              deformable_levels_um=(600.0, 300.0, 150.0))
+                              deformable_levels_um=(600.0, 300.0, 150.0), metric_mask_um=1500.0)
 
 
 def test_detail_factors_reach_the_finest_level_never_coarser_than_the_grid():

@@ -12,14 +12,17 @@ Both images are first block-averaged towards the finest registration level
 in micrometres, see :class:`RegistrationParameters`), so time and memory follow
 the levels, not the atlas resolution; each is then divided by its own local
 mean brightness (``flatten_um``, :func:`voxelflow.ops._register_images.flatten_brightness`),
-so a smooth brightness field of the scan does not pull region boundaries. Stages: (1) a start from the two tissue
+so a smooth brightness field of the scan does not pull region boundaries. The
+metric is measured on the scan's tissue and a margin around it
+(``metric_mask_um``, :func:`voxelflow.ops._register_metric.metric_mask`), the
+same voxels for optimising and for QC. Stages: (1) a start from the two tissue
 masks (:mod:`voxelflow.ops._register_start`); (2) an affine transform,
 multi-resolution, Mattes mutual information on a fixed number of random
 samples per level, gradient descent with scales from physical shifts; (3) a
 cubic B-spline on top of the affine (``CompositeTransform([affine, bspline])``:
 the B-spline acts first), L-BFGS-B. QC: the metric of the start, of the affine
-and of the final transform (all on every voxel of the working images, so they
-are comparable), the range of the Jacobian determinant of the full transform on
+and of the final transform (all on every masked voxel of the fixed working image,
+so they are comparable), the range of the Jacobian determinant of the full transform on
 the working grid, and the fraction of folded voxels (determinant <= 0). When
 the fixed image is coarser than the finest level (an atlas coarser than that
 level: the fixed grid follows the atlas voxel size), a finer copy of the scan
@@ -42,7 +45,7 @@ import numpy as np
 
 from voxelflow.errors import InvalidInputError, RegistrationError
 from voxelflow.ops._register_images import as_spacing, as_volume, load_simpleitk, working_image
-from voxelflow.ops._register_metric import full_metric, registration_method
+from voxelflow.ops._register_metric import full_metric, metric_mask, registration_method
 from voxelflow.ops._register_params import RegistrationParameters, level_factors
 from voxelflow.ops._register_result import (
     Registration,
@@ -131,18 +134,21 @@ def register(
     m_img = working_image(sitk, moving, moving_spacing, finest, "moving image (the atlas template)", params.flatten_um)
     o_img = f_img if detail is None else detail_image(sitk, detail, finest, params.flatten_um)
 
+    f_mask = metric_mask(sitk, f_img, params.metric_mask_um)
+    o_mask = f_mask if detail is None else metric_mask(sitk, o_img, params.metric_mask_um)
+
     start, baseline = moments_start(sitk, o_img, m_img)
-    metric_start = full_metric(sitk, f_img, m_img, baseline, params)
+    metric_start = full_metric(sitk, f_img, m_img, baseline, params, f_mask)
     t0 = time.perf_counter()
-    affine, stop_affine = _affine_stage(sitk, o_img, m_img, start, params)
+    affine, stop_affine = _affine_stage(sitk, o_img, m_img, start, params, o_mask)
     seconds_affine = time.perf_counter() - t0
-    metric_affine = full_metric(sitk, f_img, m_img, affine, params)
+    metric_affine = full_metric(sitk, f_img, m_img, affine, params, f_mask)
 
     bspline, stop_def, metric_final = None, "", metric_affine
     t0 = time.perf_counter()
     if params.deformable:
-        bspline, stop_def = _bspline_stage(sitk, o_img, m_img, affine, params, mesh_domain=f_img)
-        metric_final = full_metric(sitk, f_img, m_img, sitk.CompositeTransform([affine, bspline]), params)
+        bspline, stop_def = _bspline_stage(sitk, o_img, m_img, affine, params, o_mask, mesh_domain=f_img)
+        metric_final = full_metric(sitk, f_img, m_img, sitk.CompositeTransform([affine, bspline]), params, f_mask)
     seconds_def = time.perf_counter() - t0
 
     result = Registration(affine, bspline, tuple(fixed.shape), fixed_spacing, tuple(moving.shape), moving_spacing,
@@ -164,7 +170,7 @@ def register(
     return result
 
 
-def _affine_stage(sitk, f_img, m_img, start, params: RegistrationParameters):
+def _affine_stage(sitk, f_img, m_img, start, params: RegistrationParameters, mask=None):
     """Affine transform from ``start``: regular-step gradient descent over the affine levels.
 
     Returns
@@ -175,7 +181,7 @@ def _affine_stage(sitk, f_img, m_img, start, params: RegistrationParameters):
     """
     affine = sitk.AffineTransform(start)
     shrink = level_factors(params.affine_levels_um, tuple(reversed(f_img.GetSpacing())))
-    reg = registration_method(sitk, params, f_img, shrink)
+    reg = registration_method(sitk, params, f_img, shrink, mask)
     reg.SetOptimizerAsRegularStepGradientDescent(learningRate=1.0, minStep=1e-4,
                                                  numberOfIterations=params.affine_iterations,
                                                  relaxationFactor=0.7, gradientMagnitudeTolerance=1e-8)
@@ -222,7 +228,7 @@ def detail_image(sitk, detail, finest_um: float, flatten_um: float = 0.0):
     return img
 
 
-def _bspline_stage(sitk, f_img, m_img, affine, params: RegistrationParameters, mesh_domain=None):
+def _bspline_stage(sitk, f_img, m_img, affine, params: RegistrationParameters, mask=None, mesh_domain=None):
     """Cubic B-spline on top of ``affine``: L-BFGS-B over the deformable levels, one mesh for all of them.
 
     The mesh has about ``grid_spacing_um`` between control points (at least
@@ -240,7 +246,7 @@ def _bspline_stage(sitk, f_img, m_img, affine, params: RegistrationParameters, m
     extent = np.asarray(domain.GetSize()) * np.asarray(domain.GetSpacing())
     mesh = np.maximum(1, np.round(extent / params.grid_spacing_um)).astype(int)
     bspline = sitk.BSplineTransformInitializer(domain, [int(n) for n in mesh], order=3)
-    reg = registration_method(sitk, params, f_img, shrink)
+    reg = registration_method(sitk, params, f_img, shrink, mask)
     reg.SetOptimizerAsLBFGSB(gradientConvergenceTolerance=1e-7, numberOfIterations=params.deformable_iterations,
                              maximumNumberOfCorrections=5,
                              maximumNumberOfFunctionEvaluations=params.deformable_evaluations,
@@ -253,7 +259,7 @@ def _bspline_stage(sitk, f_img, m_img, affine, params: RegistrationParameters, m
 
 #: How much worse (relative to the magnitude of the earlier metric) a stage may end before it counts as
 #: diverged. Each stage optimises a sampled metric, on the detail image where there is one, while the QC
-#: metric is measured on every voxel of the fixed grid; from a start that is already aligned (a scan that
+#: metric is measured on every masked voxel of the fixed grid; from a start that is already aligned (a scan that
 #: differs from the atlas by a shift alone) a stage can end a few percent worse on the QC metric while
 #: mapping better. Divergence (a wrong optimum, a run-off deformation) costs far more than this.
 DIVERGENCE_TOLERANCE = 0.1

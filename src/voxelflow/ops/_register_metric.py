@@ -1,20 +1,57 @@
-"""Mattes mutual information for registration: the optimising method and the full-image metric."""
+"""Mattes mutual information for registration: where it is measured, the optimising method, the QC metric."""
 
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage as ndi
 
 from voxelflow.ops._register_params import RegistrationParameters
 
-__all__ = ["registration_method", "full_metric"]
+__all__ = ["metric_mask", "registration_method", "full_metric"]
 
 
-def registration_method(sitk, params: RegistrationParameters, f_img, shrink):
+def metric_mask(sitk, img, margin_um: float):
+    """The fixed voxels the metric is measured on: the tissue and up to ``margin_um`` around it.
+
+    Tissue is the image above its Otsu threshold; the margin is a Euclidean
+    distance in micrometres (voxel size from the image). Without a mask most
+    samples of a scan whose field of view is much larger than the brain fall
+    in the background, and the joint histogram is dominated by background
+    against background.
+
+    Parameters
+    ----------
+    sitk : module
+        SimpleITK.
+    img : SimpleITK.Image
+        A working image (:func:`voxelflow.ops._register_images.working_image`).
+    margin_um : float
+        Distance around the tissue (micrometres); infinite: no mask.
+
+    Returns
+    -------
+    SimpleITK.Image (uint8, geometry of ``img``) or None
+        None for an infinite margin (every voxel).
+    """
+    if not np.isfinite(margin_um):
+        return None
+    tissue = sitk.GetArrayFromImage(sitk.OtsuThreshold(img, 0, 1)) > 0
+    spacing = tuple(reversed(img.GetSpacing()))
+    near = ndi.distance_transform_edt(~tissue, sampling=spacing) <= margin_um if tissue.any() else ~tissue
+    mask = sitk.GetImageFromArray(near.astype(np.uint8))
+    mask.CopyInformation(img)
+    return mask
+
+
+def registration_method(sitk, params: RegistrationParameters, f_img, shrink, mask=None):
     """A SimpleITK registration method: Mattes MI on randomly sampled voxels, linear interpolation.
 
     Level ``l`` shrinks both images by ``shrink[l]`` after a Gaussian of sigma
     ``shrink[l] / 2`` voxels (none on an unshrunk level) and samples about
-    ``params.metric_samples`` fixed voxels (all of them on a smaller level).
+    ``params.metric_samples`` fixed voxels (all of them on a smaller level),
+    inside ``mask`` when one is given (SimpleITK draws from the whole grid and
+    drops the samples outside the mask, so the drawn share is raised by the
+    inverse of the mask's share of the grid).
 
     Parameters
     ----------
@@ -26,6 +63,8 @@ def registration_method(sitk, params: RegistrationParameters, f_img, shrink):
         The fixed image (its size sets the sampling percentage of each level).
     shrink : sequence of int
         Down-sampling factor of each resolution level (coarse to fine).
+    mask : SimpleITK.Image, optional
+        Fixed voxels the metric is measured on (:func:`metric_mask`).
 
     Returns
     -------
@@ -33,8 +72,13 @@ def registration_method(sitk, params: RegistrationParameters, f_img, shrink):
         Without optimizer and transform: the caller sets those.
     """
     size = np.asarray(f_img.GetSize(), dtype=np.float64)
-    fractions = [min(1.0, params.metric_samples / float(np.prod(np.ceil(size / s)))) for s in shrink]
+    share = 1.0
+    if mask is not None:
+        share = max(float(np.count_nonzero(sitk.GetArrayViewFromImage(mask))) / float(np.prod(size)), 1e-6)
+    fractions = [min(1.0, params.metric_samples / (share * float(np.prod(np.ceil(size / s))))) for s in shrink]
     reg = sitk.ImageRegistrationMethod()
+    if mask is not None:
+        reg.SetMetricFixedMask(mask)
     reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=params.histogram_bins)
     # image gradients by central differences at each sample, not from a Gaussian-smoothed gradient image:
     # the smoothed gradient is not the derivative of the metric being optimised, and the line searches stall on it
@@ -50,8 +94,8 @@ def registration_method(sitk, params: RegistrationParameters, f_img, shrink):
     return reg
 
 
-def full_metric(sitk, f_img, m_img, transform, params: RegistrationParameters) -> float:
-    """Mattes MI of ``transform`` on every fixed voxel (deterministic, comparable between stages).
+def full_metric(sitk, f_img, m_img, transform, params: RegistrationParameters, mask=None) -> float:
+    """Mattes MI of ``transform`` on every fixed voxel, or every one in ``mask`` (deterministic, comparable).
 
     Parameters
     ----------
@@ -63,6 +107,8 @@ def full_metric(sitk, f_img, m_img, transform, params: RegistrationParameters) -
         Fixed -> moving.
     params : RegistrationParameters
         Bins and threads.
+    mask : SimpleITK.Image, optional
+        Fixed voxels to measure on (:func:`metric_mask`).
 
     Returns
     -------
@@ -70,6 +116,8 @@ def full_metric(sitk, f_img, m_img, transform, params: RegistrationParameters) -
         Lower is better.
     """
     reg = sitk.ImageRegistrationMethod()
+    if mask is not None:
+        reg.SetMetricFixedMask(mask)
     reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=params.histogram_bins)
     reg.SetMetricSamplingStrategy(reg.NONE)
     reg.SetInterpolator(sitk.sitkLinear)

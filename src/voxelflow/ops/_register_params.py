@@ -52,6 +52,15 @@ class RegistrationParameters:
     metric_samples : int
         Fixed voxels sampled (randomly, seeded) for the metric on each level
         (all voxels where a level has fewer).
+    metric_mask_um : float
+        The metric (optimised and QC) is measured on the scan's tissue and up
+        to this distance (micrometres) around it
+        (:func:`voxelflow.ops._register_metric.metric_mask`), not on the
+        background of the field of view; ``inf`` measures it on every voxel.
+        Keep it at least about five voxels of the working grid (the finest
+        level, or the atlas voxel size where that is coarser): narrower, the
+        coarse levels lose the brain's outline. The default fits atlases of
+        10-200 um (working voxels of 100 um).
     deformable : bool
         Run the B-spline stage (False: affine only).
     max_folded_fraction : float
@@ -74,6 +83,7 @@ class RegistrationParameters:
     histogram_bins: int = 32
     flatten_um: float = 1000.0
     metric_samples: int = 50_000
+    metric_mask_um: float = 500.0
     deformable: bool = True
     max_folded_fraction: float = 1e-3
     max_rotation_deg: float = 45.0
@@ -110,6 +120,9 @@ class RegistrationParameters:
             raise InvalidInputError(f"metric_samples must be >= 1000, got {self.metric_samples}")
         if not self.grid_spacing_um > 0 or self.histogram_bins < 4:
             raise InvalidInputError("grid_spacing_um must be > 0 and histogram_bins >= 4")
+        if not self.metric_mask_um >= 0:  # also refuses NaN
+            raise InvalidInputError(f"metric_mask_um must be >= 0 (micrometres; inf: every voxel), "
+                                    f"got {self.metric_mask_um!r}")
         if not (np.isfinite(self.flatten_um) and self.flatten_um >= 0):
             raise InvalidInputError(f"flatten_um must be >= 0 (micrometres; 0 turns flattening off), "
                                     f"got {self.flatten_um!r}")
