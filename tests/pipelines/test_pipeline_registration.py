@@ -228,3 +228,23 @@ def test_missing_orientation_is_a_config_error(experiment, tmp_path, capsys):
     code = main(["register", str(experiment["config"]), "--quiet", "--set", "atlas.orientation=",
                  "--out", str(tmp_path / "run")])
     assert code == 2 and "atlas.orientation" in capsys.readouterr().err
+
+
+def test_the_registration_node_is_named_by_the_parameters_with_their_defaults(tmp_path, monkeypatch):
+    import dataclasses
+
+    from voxelflow.ops._register import RegistrationParameters
+    from voxelflow.pipelines import registration as registration_module
+    from voxelflow.pipelines.config import load_config
+
+    base = ["input.url=scan.ome.zarr", "output.folder=run", "atlas.brainglobe=atlas", "atlas.orientation=psl"]
+    name = registration_module.attempt_name(load_config(None, base), "stamp")
+    # a default spelled out is the same registration, another value is another one
+    spelled = load_config(None, base, values={"atlas.registration": {"flatten_um": 1000.0}})
+    assert registration_module.attempt_name(spelled, "stamp") == name
+    other = load_config(None, base, values={"atlas.registration": {"metric_mask_um": 800.0}})
+    assert registration_module.attempt_name(other, "stamp") != name
+    # new defaults in a later version do not reuse (and never replace) a registration made with the old ones
+    changed = dataclasses.replace(RegistrationParameters(), flatten_um=0.0)
+    monkeypatch.setattr(RegistrationParameters, "from_dict", classmethod(lambda cls, values: changed))
+    assert registration_module.attempt_name(load_config(None, base), "stamp") != name
