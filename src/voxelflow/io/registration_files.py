@@ -17,6 +17,7 @@ import json
 import numpy as np
 
 from voxelflow.errors import InvalidPathError, OptionalDependencyError
+from voxelflow.io.ome_zarr.replace import write_beside
 from voxelflow.paths import as_vpath
 
 __all__ = ["registration_folder_files", "write_registration", "read_registration", "transforms_to_text",
@@ -54,8 +55,6 @@ def write_registration(folder, affine, deformable, meta: dict) -> None:
     meta : dict
         JSON-serialisable description (numpy scalars and tuples are converted).
     """
-    from voxelflow.io.ome_zarr.replace import write_beside
-
     files = registration_folder_files(transforms_to_text(affine, deformable), meta)
 
     def write_into(work) -> None:
