@@ -63,7 +63,7 @@ def one_pair(resolution: float, seed: int, factors=None, params=None) -> dict:
     coarse = block_reduce(da.from_array(scan.image, chunks=128), f, "mean").compute()
     cscale = tuple(s * k for s, k in zip(scan.scale, f))
     params = params or RegistrationParameters()
-    fd = detail_factors(scan.scale, f, params)
+    fd = detail_factors(scan.scale, f, min(atlas.resolution), params)
     t0, c0 = time.perf_counter(), time.process_time()
     detail = None if fd is None else block_reduce(da.from_array(scan.image, chunks=128), fd, "mean").compute()
     dscale = None if fd is None else tuple(s * k for s, k in zip(scan.scale, fd))

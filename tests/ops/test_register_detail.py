@@ -9,6 +9,7 @@ from voxelflow.io.blockreduce import block_reduce
 from voxelflow.ops._atlas_map import _detail_in_frame, detail_factors, register_scan, registration_factors
 from voxelflow.ops._orientation import reorient_scale, reorient_volume
 from voxelflow.ops._register import RegistrationParameters
+from voxelflow.ops._register_params import finest_level_um
 from voxelflow.synth_atlas import make_synthetic_atlas, make_synthetic_scan
 
 pytest.importorskip("SimpleITK")
@@ -20,18 +21,29 @@ FAST = RegistrationParameters(affine_iterations=120, deformable_iterations=15, a
 
 
 def test_detail_factors_reach_the_finest_level_never_coarser_than_the_grid():
-    # 66 x 83 x 78 um scan voxels, a 200 um atlas (factors 3, 2, 3), finest level 100 um: blocks of about 100 um
-    assert detail_factors((66.3, 83.0, 77.9), (3, 2, 3)) == (2, 1, 1)
+    # 66 x 83 x 78 um scan voxels, a 200 um atlas (factors 3, 2, 3): working at 100 um (half an atlas voxel)
+    assert detail_factors((66.3, 83.0, 77.9), (3, 2, 3), 200.0) == (2, 1, 1)
     # 45 um voxels: blocks of 2 reach 90 um
-    assert detail_factors((45.0, 45.0, 45.0), (5, 5, 5)) == (2, 2, 2)
+    assert detail_factors((45.0, 45.0, 45.0), (5, 5, 5), 200.0) == (2, 2, 2)
+    # a 100 um atlas: the default 50 um level is used, so 20 um voxels are averaged in blocks of 2 (40 um)
+    assert detail_factors((20.0, 20.0, 20.0), (5, 5, 5), 100.0) == (2, 2, 2)
     # the coarse grid already resolves the finest level (a 50 um atlas): nothing finer
-    assert detail_factors((20.0, 20.0, 20.0), (3, 2, 3)) is None
+    assert detail_factors((25.0, 25.0, 25.0), (2, 2, 2), 50.0) is None
     # one axis coarser than the level, the others not: only that axis is refined
-    assert detail_factors((20.0, 20.0, 50.0), (3, 4, 4)) == (3, 4, 2)
+    assert detail_factors((20.0, 20.0, 50.0), (3, 4, 4), 200.0) == (3, 4, 2)
     # affine only: the last affine level (200 um) is the finest, and the coarse grid resolves it
     affine_only = RegistrationParameters(deformable=False)
-    assert detail_factors((66.3, 83.0, 77.9), (3, 2, 3), affine_only) is None
-    assert detail_factors((40.0, 40.0, 40.0), (8, 8, 8), affine_only) == (5, 5, 5)
+    assert detail_factors((66.3, 83.0, 77.9), (3, 2, 3), 200.0, affine_only) is None
+    assert detail_factors((40.0, 40.0, 40.0), (8, 8, 8), 300.0, affine_only) == (5, 5, 5)
+
+
+def test_registration_works_no_finer_than_half_an_atlas_voxel():
+    default = RegistrationParameters()
+    assert finest_level_um(default, 25.0) == 50.0  # the finest level
+    assert finest_level_um(default, 50.0) == 50.0
+    assert finest_level_um(default, 100.0) == 50.0
+    assert finest_level_um(default, 200.0) == 100.0  # half the atlas voxel: the 50 um level is not used
+    assert finest_level_um(RegistrationParameters(deformable=False), 25.0) == 200.0  # the last affine level
 
 
 @pytest.mark.parametrize("orientation", ["psl", "rai", "asr"])
@@ -79,7 +91,7 @@ def shifted_pair():
     scan = make_synthetic_scan(atlas, seed=7, orientation="psl", factors=(2.2, 2.6, 2.6), max_rotation_deg=0.0,
                                scale_range=(1.0, 1.0), max_deformation_vox=0.0)
     f = registration_factors(scan.scale, scan.orientation, atlas.resolution, atlas.orientation)
-    fd = detail_factors(scan.scale, f, FAST)
+    fd = detail_factors(scan.scale, f, min(atlas.resolution), FAST)
     coarse = block_reduce(da.from_array(scan.image, chunks=32), f, "mean").compute()
     detail = block_reduce(da.from_array(scan.image, chunks=32), fd, "mean").compute()
     cscale = tuple(s * k for s, k in zip(scan.scale, f))

@@ -44,6 +44,7 @@ from voxelflow.ops._register import (
     warp_image,
 )
 from voxelflow.ops._register import warp_labels as _warp_labels
+from voxelflow.ops._register_params import finest_level_um
 from voxelflow.ops._resample import affine_nearest
 
 __all__ = ["ScanAtlasMap", "registration_factors", "detail_factors", "register_scan", "upsample_labels",
@@ -134,16 +135,18 @@ def registration_factors(scan_scale: Sequence[float], scan_orientation: str, atl
     return tuple(out)
 
 
-def detail_factors(scan_scale: Sequence[float], factors: Sequence[int],
+def detail_factors(scan_scale: Sequence[float], factors: Sequence[int], atlas_voxel_um: float,
                    parameters: RegistrationParameters | None = None) -> tuple[int, ...] | None:
     """Block sizes taking the scan to about the finest registration level, where the coarse grid is coarser.
 
-    Per axis ``min(factor, max(1, round(finest / scan voxel size)))``: about
-    the finest level of ``parameters`` (the smaller of the last affine and, if
-    enabled, the last B-spline level), as :func:`registration_factors` takes
-    the scan to about the atlas voxel size, and never coarser than the coarse
-    grid (``factors``). Blocks much finer than the level would leave fewer scan
-    voxels averaged per metric sample, a noisier metric for the same samples.
+    Per axis ``min(factor, max(1, round(finest / scan voxel size)))``, with
+    ``finest`` the voxel size registration works at
+    (:func:`voxelflow.ops._register_params.finest_level_um`: the finest level
+    of ``parameters``, no finer than half of ``atlas_voxel_um``), as
+    :func:`registration_factors` takes the scan to about the atlas voxel size,
+    and never coarser than the coarse grid (``factors``). Blocks much finer
+    than the level would leave fewer scan voxels averaged per metric sample, a
+    noisier metric for the same samples.
 
     Returns
     -------
@@ -151,8 +154,7 @@ def detail_factors(scan_scale: Sequence[float], factors: Sequence[int],
         None when they equal ``factors`` (the coarse grid already resolves the
         finest level: nothing finer to register on).
     """
-    params = parameters or RegistrationParameters()
-    finest = min(params.affine_levels_um[-1], params.deformable_levels_um[-1] if params.deformable else np.inf)
+    finest = finest_level_um(parameters or RegistrationParameters(), atlas_voxel_um)
     out = tuple(int(min(int(k), max(1, int(round(finest / float(s)))))) for k, s in zip(factors, scan_scale))
     return None if out == tuple(int(k) for k in factors) else out
 

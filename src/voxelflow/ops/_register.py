@@ -46,7 +46,7 @@ import numpy as np
 from voxelflow.errors import InvalidInputError, RegistrationError
 from voxelflow.ops._register_images import as_spacing, as_volume, load_simpleitk, working_image
 from voxelflow.ops._register_metric import full_metric, metric_mask, registration_method
-from voxelflow.ops._register_params import RegistrationParameters, level_factors
+from voxelflow.ops._register_params import RegistrationParameters, finest_level_um, level_factors
 from voxelflow.ops._register_result import (
     Registration,
     jacobian_determinant,
@@ -128,7 +128,7 @@ def register(
     moving = as_volume(moving, "moving image")
     fixed_spacing = as_spacing(fixed_spacing, "fixed_spacing")
     moving_spacing = as_spacing(moving_spacing, "moving_spacing")
-    finest = min(params.affine_levels_um[-1], params.deformable_levels_um[-1] if params.deformable else np.inf)
+    finest = finest_level_um(params, min(moving_spacing))
     f_img = working_image(sitk, fixed, fixed_spacing, finest, "fixed image (the scan's registration channel)",
                           params.flatten_um)
     m_img = working_image(sitk, moving, moving_spacing, finest, "moving image (the atlas template)", params.flatten_um)

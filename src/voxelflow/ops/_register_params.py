@@ -15,7 +15,7 @@ import numpy as np
 
 from voxelflow.errors import InvalidInputError
 
-__all__ = ["RegistrationParameters", "level_factors"]
+__all__ = ["RegistrationParameters", "level_factors", "finest_level_um"]
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,10 @@ class RegistrationParameters:
     affine_levels_um : tuple of float
         Voxel size (micrometres) of each affine level, coarse to fine.
     deformable_levels_um : tuple of float
-        Voxel size of each B-spline level, coarse to fine.
+        Voxel size of each B-spline level, coarse to fine. Levels finer than
+        half the atlas voxel size are not used (:func:`finest_level_um`): the
+        default's 50 um level works on 50 and 25 um atlases (and on the scan
+        at 50 um against a 100 um atlas), not on coarser ones.
     grid_spacing_um : float
         Control-point spacing of the B-spline mesh, in micrometres (at least
         one interval per axis); a coarse mesh follows smooth deformations
@@ -78,7 +81,7 @@ class RegistrationParameters:
     deformable_iterations: int = 30
     deformable_evaluations: int = 120
     affine_levels_um: tuple[float, ...] = (800.0, 400.0, 200.0)
-    deformable_levels_um: tuple[float, ...] = (400.0, 200.0, 100.0)
+    deformable_levels_um: tuple[float, ...] = (400.0, 200.0, 100.0, 50.0)
     grid_spacing_um: float = 4000.0
     histogram_bins: int = 32
     flatten_um: float = 1000.0
@@ -153,3 +156,26 @@ def level_factors(levels_um, spacing) -> list[int]:
         if not out or f < out[-1]:
             out.append(f)
     return out
+
+
+def finest_level_um(params: RegistrationParameters, atlas_voxel_um: float) -> float:
+    """The voxel size registration works at: the finest level, but no finer than half an atlas voxel.
+
+    The template holds no detail below its own voxel size, so working the scan
+    finer than half of it (sampling the template's finest detail twice) costs
+    time without adding information.
+
+    Parameters
+    ----------
+    params : RegistrationParameters
+    atlas_voxel_um : float
+        The atlas (template) voxel size, micrometres (the smallest axis).
+
+    Returns
+    -------
+    float
+        ``max(finest level, atlas_voxel_um / 2)``, where the finest level is the
+        smaller of the last affine and (if enabled) the last B-spline level.
+    """
+    finest = min(params.affine_levels_um[-1], params.deformable_levels_um[-1] if params.deformable else np.inf)
+    return max(float(finest), float(atlas_voxel_um) / 2.0)

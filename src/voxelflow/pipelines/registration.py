@@ -212,7 +212,8 @@ def register_atlas(run: Runner, config, scan, out_dir: VPath, stream=None, progr
     coarse = run.step(steps.downsample, reg_scan.image, factors, method="mean", name="registration_input",
                       storage=store, viewer_args={"visible": False})
     coarse_np = np.asarray(coarse)
-    fine = detail_factors(reg_scan.scale, factors, RegistrationParameters.from_dict(dict(a.registration)))
+    fine = detail_factors(reg_scan.scale, factors, min(atlas.resolution),
+                          RegistrationParameters.from_dict(dict(a.registration)))
     detail, dscale = None, None
     if fine is not None:
         dscale = tuple(s * f for s, f in zip(reg_scan.scale, fine))
