@@ -17,6 +17,7 @@ from voxelflow.ops._register import (
     RegistrationParameters,
     check_registration,
     jacobian_determinant,
+    jacobian_on_grid,
     register,
     transform_points,
 )
@@ -175,6 +176,16 @@ def test_jacobian_matches_finite_differences_and_folding_is_caught(pair):
     with pytest.raises(RegistrationError, match="folds") as info:
         check_registration(bad)
     assert info.value.result is bad
+
+
+@pytest.mark.parametrize("planes", [1, 3, 7])
+def test_the_jacobian_made_slab_by_slab_is_the_whole_grids(pair, planes):
+    bad = folded(pair)
+    shape = bad.fixed_shape
+    whole = jacobian_on_grid(bad.transform(), shape, bad.fixed_spacing, slab_voxels=int(np.prod(shape)))
+    slabs = jacobian_on_grid(bad.transform(), shape, bad.fixed_spacing, slab_voxels=planes * shape[1] * shape[2])
+    assert (whole <= 0).any() and (whole > 0).any()
+    np.testing.assert_array_equal(slabs, whole)
 
 
 def test_divergence_is_caught(pair):

@@ -5,10 +5,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import ndimage as ndi
+from skimage.filters import threshold_otsu
 
 from voxelflow.errors import InvalidInputError
 from voxelflow.ops._register import RegistrationParameters
-from voxelflow.ops._register_images import flatten_brightness, to_sitk
+from voxelflow.ops._register_images import FLATTEN_PRIOR, flatten_brightness, to_sitk
 from voxelflow.ops._register_metric import metric_mask, registration_method
 from voxelflow.synth_atlas import make_synthetic_atlas
 
@@ -71,6 +72,22 @@ def test_flattening_width_is_a_registration_parameter():
         RegistrationParameters.from_dict({"flatten_um": -5.0})
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.uint16])
+def test_flattening_is_the_documented_normalised_convolution(template, dtype):
+    ref, spacing = template
+    img = (ref * smooth_field(ref.shape, 5) * 1000.0).astype(dtype)
+    # the formula of the docstring, written out of place with scipy on the whole array
+    a = img.astype(np.float64)
+    b = np.percentile(a, 1.0)
+    tissue = a > threshold_otsu(a)
+    sigma = [1000.0 / s for s in spacing]
+    num = ndi.gaussian_filter(np.where(tissue, a - b, 0.0), sigma, mode="constant")
+    den = ndi.gaussian_filter(tissue.astype(np.float64), sigma, mode="constant")
+    m = (a - b)[tissue].mean()
+    expected = (a - b) / ((num + FLATTEN_PRIOR * m) / (den + FLATTEN_PRIOR))
+    np.testing.assert_allclose(flatten_brightness(img, spacing, 1000.0), expected, rtol=1e-4, atol=1e-4)
+
+
 def test_the_metric_mask_is_the_tissue_and_a_margin_in_micrometres():
     import SimpleITK as sitk
 
@@ -83,6 +100,23 @@ def test_the_metric_mask_is_the_tissue_and_a_margin_in_micrometres():
     # independent reference: the ball of 1000 + 500 um, up to a voxel at its edge
     assert np.all(mask[dist <= 1500.0 - 120.0]) and not np.any(mask[dist > 1500.0 + 120.0])
     assert metric_mask(sitk, img, float("inf")) is None
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), margin=st.floats(0.0, 900.0),
+       spacing=st.tuples(*[st.sampled_from([40.0, 75.0, 100.0, 130.0])] * 3),
+       shape=st.tuples(*[st.integers(6, 30)] * 3))
+def test_the_metric_mask_matches_the_distance_transform_of_the_whole_grid(seed, margin, spacing, shape):
+    import SimpleITK as sitk
+
+    rng = np.random.default_rng(seed)
+    tissue = ndi.gaussian_filter(rng.random(shape), 1.5) > 0.55  # blobs anywhere, touching the border or not
+    tissue[tuple(rng.integers(0, n) for n in shape)] = True
+    img = to_sitk(sitk, np.where(tissue, 1.0, 0.05).astype(np.float32), spacing)
+    got = sitk.GetArrayFromImage(metric_mask(sitk, img, margin)).astype(bool)
+    # independent reference: scipy's distance transform over the whole field of view
+    ref = ndi.distance_transform_edt(~tissue, sampling=spacing) <= margin
+    np.testing.assert_array_equal(got, ref)
 
 
 def test_the_metric_samples_as_many_voxels_inside_the_mask_as_asked():

@@ -121,12 +121,20 @@ def flatten_brightness(arr: np.ndarray, spacing, sigma_um: float) -> np.ndarray:
         return above  # no contrast or not finite: normalise() names the problem
     tissue = a > np.float32(threshold_otsu(flat))
     sigma = [float(sigma_um) / float(s) for s in spacing]
-    inside = tissue.astype(np.float32)
+    prior = np.float32(FLATTEN_PRIOR)
     mean_inside = np.float32(above[tissue].mean())
-    num = ndi.gaussian_filter(above * inside, sigma, mode="constant")
-    den = ndi.gaussian_filter(inside, sigma, mode="constant")
-    local = (num + np.float32(FLATTEN_PRIOR) * mean_inside) / (den + np.float32(FLATTEN_PRIOR))
-    return above / local
+    # in place where it can be: a few copies of the image at once, not eight
+    local = above * tissue
+    ndi.gaussian_filter(local, sigma, mode="constant", output=local)
+    den = tissue.astype(np.float32)
+    del tissue
+    ndi.gaussian_filter(den, sigma, mode="constant", output=den)
+    local += prior * mean_inside
+    den += prior
+    local /= den
+    del den
+    above /= local
+    return above
 
 
 def working_factors(spacing, finest_um: float) -> tuple[int, int, int]:

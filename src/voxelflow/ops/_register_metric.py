@@ -36,11 +36,27 @@ def metric_mask(sitk, img, margin_um: float):
     if not np.isfinite(margin_um):
         return None
     tissue = sitk.GetArrayFromImage(sitk.OtsuThreshold(img, 0, 1)) > 0
-    spacing = tuple(reversed(img.GetSpacing()))
-    near = ndi.distance_transform_edt(~tissue, sampling=spacing) <= margin_um if tissue.any() else ~tissue
-    mask = sitk.GetImageFromArray(near.astype(np.uint8))
+    if not tissue.any():
+        near = np.ones(tissue.shape, dtype=np.uint8)
+    else:
+        near = np.zeros(tissue.shape, dtype=np.uint8)
+        spacing = tuple(reversed(img.GetSpacing()))
+        # voxels farther than the margin from the tissue's bounding box are farther from the tissue too:
+        # the distance transform runs on the box grown by the margin, not on the whole field of view
+        box = _grown_box(tissue, [int(np.ceil(margin_um / s)) + 1 for s in spacing])
+        near[box] = ndi.distance_transform_edt(~tissue[box], sampling=spacing) <= margin_um
+    mask = sitk.GetImageFromArray(near)
     mask.CopyInformation(img)
     return mask
+
+
+def _grown_box(mask: np.ndarray, grow) -> tuple[slice, ...]:
+    """Slices of the bounding box of ``mask``'s True voxels, grown by ``grow[k]`` voxels per side (clipped)."""
+    box = []
+    for axis in range(mask.ndim):
+        hit = np.flatnonzero(mask.any(axis=tuple(k for k in range(mask.ndim) if k != axis)))
+        box.append(slice(max(0, int(hit[0]) - grow[axis]), min(mask.shape[axis], int(hit[-1]) + 1 + grow[axis])))
+    return tuple(box)
 
 
 def registration_method(sitk, params: RegistrationParameters, f_img, shrink, mask=None):

@@ -63,7 +63,7 @@ class RegistrationParameters:
         Keep it at least about five voxels of the working grid (the finest
         level, or the atlas voxel size where that is coarser): narrower, the
         coarse levels lose the brain's outline. The default fits atlases of
-        10-200 um (working voxels of 100 um).
+        10-200 um (working voxels of 50-100 um).
     deformable : bool
         Run the B-spline stage (False: affine only).
     max_folded_fraction : float

@@ -169,8 +169,12 @@ def jacobian_determinant(result: Registration) -> np.ndarray:
     return jacobian_on_grid(result.transform(), result.fixed_shape, result.fixed_spacing)
 
 
-def jacobian_on_grid(transform, shape, spacing) -> np.ndarray:
+def jacobian_on_grid(transform, shape, spacing, slab_voxels: int = 2_000_000) -> np.ndarray:
     """Jacobian determinant of a SimpleITK transform at the voxel centres of a grid.
+
+    The displacement field is made slab by slab along z (each slab with one
+    more plane on either side, so the finite differences at its faces are the
+    whole grid's), which bounds its memory on large working grids.
 
     Parameters
     ----------
@@ -179,17 +183,28 @@ def jacobian_on_grid(transform, shape, spacing) -> np.ndarray:
         Grid shape (z, y, x).
     spacing : tuple of 3 float
         Voxel size (um, z y x); voxel centres at ``(i + 0.5) * spacing``.
+    slab_voxels : int
+        Grid voxels per slab (at least one plane).
 
     Returns
     -------
     numpy.ndarray, shape ``shape``, float32
     """
     sitk = load_simpleitk()
-    ref = reference_image(sitk, shape, spacing)
-    disp = sitk.TransformToDisplacementField(transform, sitk.sitkVectorFloat32, ref.GetSize(),
-                                             ref.GetOrigin(), ref.GetSpacing(), ref.GetDirection())
-    det = sitk.DisplacementFieldJacobianDeterminant(disp)
-    return sitk.GetArrayFromImage(det).astype(np.float32, copy=False)
+    shape = tuple(int(n) for n in shape)
+    out = np.empty(shape, dtype=np.float32)
+    step = max(1, int(slab_voxels) // max(1, shape[1] * shape[2]))
+    for z0 in range(0, shape[0], step):
+        z1 = min(z0 + step, shape[0])
+        lo, hi = max(0, z0 - 1), min(shape[0], z1 + 1)
+        ref = reference_image(sitk, (hi - lo, *shape[1:]), spacing)
+        origin = list(ref.GetOrigin())
+        origin[2] += lo * float(spacing[0])
+        disp = sitk.TransformToDisplacementField(transform, sitk.sitkVectorFloat32, ref.GetSize(),
+                                                 tuple(origin), ref.GetSpacing(), ref.GetDirection())
+        det = sitk.GetArrayViewFromImage(sitk.DisplacementFieldJacobianDeterminant(disp))
+        out[z0:z1] = det[z0 - lo:z1 - lo]
+    return out
 
 
 # --- internals --------------------------------------------------------------------------
