@@ -202,8 +202,8 @@ def jacobian_on_grid(transform, shape, spacing, slab_voxels: int = 2_000_000) ->
         origin[2] += lo * float(spacing[0])
         disp = sitk.TransformToDisplacementField(transform, sitk.sitkVectorFloat32, ref.GetSize(),
                                                  tuple(origin), ref.GetSpacing(), ref.GetDirection())
-        det = sitk.GetArrayViewFromImage(sitk.DisplacementFieldJacobianDeterminant(disp))
-        out[z0:z1] = det[z0 - lo:z1 - lo]
+        det = sitk.DisplacementFieldJacobianDeterminant(disp)  # kept alive while its array view is read
+        out[z0:z1] = sitk.GetArrayViewFromImage(det)[z0 - lo:z1 - lo]
     return out
 
 
