@@ -7,7 +7,9 @@ and ``registration.json`` (grids, orientation codes, QC figures, parameters,
 atlas part, and ``deformable``: whether ``deformable.tfm`` belongs to it). Any
 ITK-based tool reads the transform files back (``SimpleITK.ReadTransform``,
 ``itk.transformread``). The JSON is written last, so a folder with a
-``registration.json`` is complete.
+``registration.json`` is complete. It is strict JSON: a non-finite number
+(``metric_mask_um = inf``) is written as the string ``"inf"`` (``"-inf"``,
+``"nan"``), which Python's ``float()`` reads back.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ def registration_folder_files(texts: dict, meta: dict) -> dict[str, bytes]:
     """
     files = {f"{name}.tfm": texts[name].encode() for name in ("affine", "deformable") if texts.get(name) is not None}
     meta = dict(meta, deformable=texts.get("deformable") is not None)
-    files["registration.json"] = json.dumps(meta, indent=1, default=_jsonable).encode()
+    files["registration.json"] = json.dumps(_strict_json(meta), indent=1, default=_jsonable, allow_nan=False).encode()
     return files
 
 
@@ -166,6 +168,17 @@ def png_bytes(rgb) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(rgb)).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def _strict_json(value):
+    """``value`` with every non-finite float (nested in dicts, lists, tuples, arrays) as ``"inf"``, ``"-inf"``, ``"nan"``."""
+    if isinstance(value, dict):
+        return {k: _strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_strict_json(v) for v in (value.tolist() if isinstance(value, np.ndarray) else value)]
+    if isinstance(value, (float, np.floating)) and not np.isfinite(value):
+        return str(float(value))
+    return value
 
 
 def _jsonable(value):
