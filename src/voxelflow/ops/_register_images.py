@@ -16,7 +16,7 @@ from skimage.filters import threshold_otsu
 from voxelflow.errors import InvalidInputError, OptionalDependencyError, RegistrationError
 from voxelflow.io.blockmean import block_mean
 
-__all__ = ["load_simpleitk", "as_volume", "as_spacing", "normalise", "flatten_brightness", "working_factors",
+__all__ = ["load_simpleitk", "as_volume", "as_spacing", "intensity_range", "normalise", "flatten_brightness", "working_factors",
            "working_image", "to_sitk", "reference_image"]
 
 
@@ -50,10 +50,36 @@ def as_spacing(values, name: str) -> tuple[float, float, float]:
     return out
 
 
-def normalise(arr: np.ndarray, what: str) -> np.ndarray:
-    """Float32 scaled to [0, 1] between the 0.5th and 99.5th percentiles; raises on an image without contrast.
+def intensity_range(arr: np.ndarray, what: str) -> tuple[float, float]:
+    """The 0.5th and 99.5th percentiles of ``arr``; raises on an image without contrast or with non-finite values.
 
-    The percentiles are taken on at most about 2 million evenly strided voxels.
+    The percentiles are taken (in float32) on at most about 2 million evenly
+    strided voxels; no full-size copy is made.
+
+    Parameters
+    ----------
+    arr : numpy.ndarray, any shape, numeric
+    what : str
+        Names the image in errors.
+
+    Returns
+    -------
+    lo, hi : float
+        ``hi > lo``.
+    """
+    arr = np.asarray(arr)
+    if np.issubdtype(arr.dtype, np.inexact) and not np.all(np.isfinite(arr)):
+        raise RegistrationError(f"{what} holds NaN or infinite values")
+    flat = arr.reshape(-1)
+    lo, hi = np.percentile(flat[:: max(1, flat.size // 2_000_000)].astype(np.float32), [0.5, 99.5])
+    if not hi > lo:
+        raise RegistrationError(f"{what} has no contrast (all voxels about {float(lo):.6g}): nothing to register; "
+                                "is the channel empty or the wrong one?")
+    return lo, hi
+
+
+def normalise(arr: np.ndarray, what: str) -> np.ndarray:
+    """Float32 scaled to [0, 1] between the 0.5th and 99.5th percentiles (:func:`intensity_range`).
 
     Parameters
     ----------
@@ -65,14 +91,8 @@ def normalise(arr: np.ndarray, what: str) -> np.ndarray:
     -------
     numpy.ndarray, shape of ``arr``, float32
     """
+    lo, hi = intensity_range(arr, what)
     a = np.array(arr, dtype=np.float32, copy=True)
-    if not np.all(np.isfinite(a)):
-        raise RegistrationError(f"{what} holds NaN or infinite values")
-    flat = a.reshape(-1)
-    lo, hi = np.percentile(flat[:: max(1, flat.size // 2_000_000)], [0.5, 99.5])
-    if not hi > lo:
-        raise RegistrationError(f"{what} has no contrast (all voxels about {float(lo):.6g}): nothing to register; "
-                                "is the channel empty or the wrong one?")
     a -= np.float32(lo)
     a /= np.float32(hi - lo)
     np.clip(a, 0.0, 1.0, out=a)
@@ -175,7 +195,7 @@ def working_image(sitk, arr: np.ndarray, spacing, finest_um: float, what: str, f
         arr = averaged if averaged is not None else block_mean(arr.astype(np.float32), factors)
     work_spacing = tuple(s * k for s, k in zip(spacing, factors))
     if flatten_um > 0:
-        normalise(arr, what)  # names an image without contrast before flattening divides by it
+        intensity_range(arr, what)  # names an image without contrast before flattening divides by it
         arr = flatten_brightness(arr, work_spacing, flatten_um)
     return to_sitk(sitk, normalise(arr, what), work_spacing)
 
